@@ -1,0 +1,303 @@
+"""The job decider: the job state machine, the retry decision and the backoff formula.
+
+Pure functions only: the caller supplies the job's current state, the time ``now`` (Unix ns) and,
+for a failed attempt, the random ``jitter`` in [0, 1) used for backoff.
+
+States: queued → running → succeeded | failed | timed_out | dead, running → queued on a retry or
+crash recovery, queued → skipped | dead. Terminal states are final.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ductile.commands.errors import AlreadyExists, InvalidTransition
+from ductile.events.types import (
+    EventBase,
+    JobDead,
+    JobDeduped,
+    JobEnqueued,
+    JobFailed,
+    JobRecovered,
+    JobRetryScheduled,
+    JobSkipped,
+    JobStarted,
+    JobSucceeded,
+)
+
+NS = 1_000_000_000
+TERMINAL = frozenset({"succeeded", "failed", "timed_out", "skipped", "dead"})
+OUTSTANDING = frozenset({"queued", "running"})
+EX_CONFIG = 78
+
+# Outcomes of one attempt (job_attempts.outcome).
+OK = "ok"
+ERROR = "error"
+TIMEOUT = "timeout"
+SPAWN_ERROR = "spawn_error"
+
+
+class JobState(msgspec.Struct, kw_only=True):
+    job_id: str
+    plugin: str
+    command: str
+    status: str
+    attempt: int
+    max_attempts: int
+    submitted_by: str
+    created_at: int
+    payload: dict[str, Any] = {}
+    dedupe_key: str | None = None
+    schedule_id: str | None = None
+    parent_job_id: str | None = None
+    started_at: int | None = None
+    completed_at: int | None = None
+    next_retry_at: int | None = None
+    last_error: str | None = None
+    result: str | None = None
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+class EnqueueJob(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    plugin: str
+    command: str
+    payload: dict[str, Any]
+    submitted_by: str
+    max_attempts: int
+    dedupe_key: str | None = None
+    dedupe_ttl: int = 0  # ns; 0 disables the recent-success check
+    parent_job_id: str | None = None
+    source_event_id: str | None = None
+    event_context_id: str | None = None
+    schedule_id: str | None = None
+    pipeline: str | None = None
+    step_id: str | None = None
+    config_snapshot_id: str | None = None
+    direct: bool = False
+
+
+class DedupeView(msgspec.Struct, frozen=True):
+    """What the queue knows about jobs sharing the command's (dedupe_key, plugin, command)."""
+
+    outstanding_job_id: str | None = None
+    last_success_job_id: str | None = None
+    last_success_at: int | None = None
+
+
+class ClaimJob(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    config_snapshot_id: str | None = None
+
+
+class AttemptResult(msgspec.Struct, frozen=True, kw_only=True):
+    """How one attempt ended, as the runner observed it."""
+
+    outcome: str  # ok | error | timeout | spawn_error
+    error: str = ""
+    result: str | None = None  # raw stdout of the attempt
+    exit_code: int | None = None
+    duration_ms: int = 0
+    stderr: str = ""
+    plugin_retry: bool = True  # the response's ``retry`` field
+    permanent_reason: str | None = None  # preflight_error, invalid_response, route_error, ...
+
+
+class CompleteAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    attempt: int
+    result: AttemptResult
+    backoff_base: int  # ns
+    jitter: float = 0.0
+
+
+class RecoverJob(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+
+
+class KillJob(msgspec.Struct, frozen=True, kw_only=True):
+    """End a job as ``dead`` from outside its own answer (unavailable plugin, cancellation)."""
+
+    job_id: str
+    reason: str
+    error: str
+
+
+class SkipJob(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: str
+    reason: str = "condition false"
+
+
+Command = EnqueueJob | ClaimJob | CompleteAttempt | RecoverJob | KillJob | SkipJob
+
+
+# --- policy ------------------------------------------------------------------------------------
+
+
+def backoff_ns(base: int, failed_attempt: int, jitter: float) -> int:
+    """``min(base·2^(n-1), 100·base) + U[0, base/4]``, with ``jitter`` the uniform draw in [0, 1)."""
+    nominal = min(base * (2 ** (failed_attempt - 1)), 100 * base)
+    return nominal + int(jitter * base / 4)
+
+
+def nominal_schedule_ms(base: int, max_attempts: int) -> list[int]:
+    return [min(base * 2 ** (n - 1), 100 * base) // 1_000_000 for n in range(1, max_attempts)]
+
+
+def retry_decision(result: AttemptResult) -> tuple[bool, str]:
+    """Is a failed attempt retryable, and the decision reason (jobs.md §7)."""
+    if result.exit_code == EX_CONFIG:
+        return False, "exit_code_78"
+    if result.permanent_reason is not None:
+        return False, result.permanent_reason
+    if result.outcome == ERROR and not result.plugin_retry:
+        return False, "plugin_retry_false"
+    reason = {ERROR: "plugin_error", TIMEOUT: "timeout", SPAWN_ERROR: "spawn_error"}[result.outcome]
+    return True, reason
+
+
+# --- decide ------------------------------------------------------------------------------------
+
+
+def decide_enqueue(cmd: EnqueueJob, existing: JobState | None, dedupe: DedupeView, now: int) -> list[EventBase]:
+    if existing is not None:
+        raise AlreadyExists(cmd.job_id)
+    if cmd.dedupe_key:
+        reason, other = None, None
+        if dedupe.outstanding_job_id is not None:
+            reason, other = "outstanding", dedupe.outstanding_job_id
+        elif (
+            cmd.dedupe_ttl > 0
+            and dedupe.last_success_at is not None
+            and dedupe.last_success_at >= now - cmd.dedupe_ttl
+        ):
+            reason, other = "recent_success", dedupe.last_success_job_id
+        if reason is not None and other is not None:
+            return [
+                JobDeduped(
+                    plugin=cmd.plugin, command=cmd.command, submitted_by=cmd.submitted_by,
+                    dedupe_key=cmd.dedupe_key, dedupe_reason=reason, existing_job_id=other, at=now,
+                )
+            ]
+    return [
+        JobEnqueued(
+            job_id=cmd.job_id, plugin=cmd.plugin, command=cmd.command, payload=cmd.payload,
+            submitted_by=cmd.submitted_by, max_attempts=max(1, cmd.max_attempts),
+            dedupe_key=cmd.dedupe_key or None, parent_job_id=cmd.parent_job_id,
+            source_event_id=cmd.source_event_id, event_context_id=cmd.event_context_id,
+            schedule_id=cmd.schedule_id, pipeline=cmd.pipeline, step_id=cmd.step_id,
+            config_snapshot_id=cmd.config_snapshot_id, direct=cmd.direct, at=now,
+        )
+    ]
+
+
+def decide(cmd: Command, job: JobState | None, now: int) -> list[EventBase]:
+    match cmd:
+        case EnqueueJob():
+            return decide_enqueue(cmd, job, DedupeView(), now)
+        case ClaimJob() if job is not None and job.status == "queued":
+            return [JobStarted(job_id=job.job_id, attempt=job.attempt, config_snapshot_id=cmd.config_snapshot_id, at=now)]
+        case CompleteAttempt() if job is not None and job.status == "running" and job.attempt == cmd.attempt:
+            return _complete(cmd, job, now)
+        case RecoverJob() if job is not None and job.status == "running":
+            return _recover(job, now)
+        case KillJob() if job is not None and job.status in OUTSTANDING:
+            outcome = "cancelled" if job.status == "running" else None
+            return [
+                JobDead(job_id=job.job_id, attempt=job.attempt, from_status=job.status, reason=cmd.reason,
+                        error=cmd.error, outcome=outcome, at=now)
+            ]
+        case SkipJob() if job is not None and job.status == "queued":
+            return [JobSkipped(job_id=job.job_id, reason=cmd.reason, at=now)]
+    raise InvalidTransition(type(cmd).__name__, job.status if job else None)
+
+
+def _complete(cmd: CompleteAttempt, job: JobState, now: int) -> list[EventBase]:
+    r = cmd.result
+    common: dict[str, Any] = {
+        "job_id": job.job_id, "attempt": job.attempt, "exit_code": r.exit_code,
+        "duration_ms": r.duration_ms, "stderr": r.stderr, "at": now,
+    }
+    if r.outcome == OK and r.permanent_reason is None:
+        return [JobSucceeded(result=r.result or "", **common)]
+    retryable, reason = retry_decision(r)
+    status = "timed_out" if r.outcome == TIMEOUT else "failed"
+    if not retryable:
+        return [JobFailed(status=status, outcome=r.outcome, error=r.error, reason=reason, result=r.result, **common)]
+    if job.attempt >= job.max_attempts:
+        return [
+            JobFailed(status=status, outcome=r.outcome, error=r.error, reason="attempts_exhausted",
+                      exhausted=True, result=r.result, **common)
+        ]
+    delay = backoff_ns(cmd.backoff_base, job.attempt, cmd.jitter)
+    return [
+        JobRetryScheduled(outcome=r.outcome, error=r.error, reason=reason, next_retry_at=now + delay,
+                          backoff_ms=delay // 1_000_000, **common)
+    ]
+
+
+def _recover(job: JobState, now: int) -> list[EventBase]:
+    if job.attempt + 1 <= job.max_attempts:
+        return [
+            JobRecovered(job_id=job.job_id, attempt=job.attempt + 1,
+                         error=f"interrupted by gateway restart during attempt {job.attempt}", at=now)
+        ]
+    return [
+        JobDead(
+            job_id=job.job_id, attempt=job.attempt, from_status="running", reason="crash_recovery_exhausted",
+            error=f"Job marked dead during crash recovery: max attempts ({job.max_attempts}) reached",
+            outcome="interrupted", recovery=True, at=now,
+        )
+    ]
+
+
+# --- evolve ------------------------------------------------------------------------------------
+
+
+def evolve(job: JobState | None, event: EventBase) -> JobState:
+    """Fold one job event; refuses any event that breaks the state machine."""
+    match event:
+        case JobEnqueued() if job is None:
+            return JobState(
+                job_id=event.job_id, plugin=event.plugin, command=event.command, status="queued", attempt=1,
+                max_attempts=event.max_attempts, submitted_by=event.submitted_by, created_at=event.at,
+                payload=event.payload, dedupe_key=event.dedupe_key, schedule_id=event.schedule_id,
+                parent_job_id=event.parent_job_id,
+            )
+        case JobStarted() if job is not None and job.status == "queued":
+            return msgspec.structs.replace(
+                job, status="running", attempt=event.attempt, started_at=event.at, next_retry_at=None
+            )
+        case JobSucceeded() if job is not None and job.status == "running":
+            return msgspec.structs.replace(
+                job, status="succeeded", completed_at=event.at, result=event.result, last_error=None
+            )
+        case JobRetryScheduled() if job is not None and job.status == "running":
+            return msgspec.structs.replace(
+                job, status="queued", attempt=event.attempt + 1, next_retry_at=event.next_retry_at,
+                last_error=event.error,
+            )
+        case JobFailed() if job is not None and job.status == "running":
+            return msgspec.structs.replace(
+                job, status=event.status, completed_at=event.at, last_error=event.error, result=event.result
+            )
+        case JobRecovered() if job is not None and job.status == "running":
+            return msgspec.structs.replace(
+                job, status="queued", attempt=event.attempt, next_retry_at=None, last_error=event.error
+            )
+        case JobDead() if job is not None and job.status in OUTSTANDING:
+            return msgspec.structs.replace(job, status="dead", completed_at=event.at, last_error=event.error)
+        case JobSkipped() if job is not None and job.status == "queued":
+            return msgspec.structs.replace(job, status="skipped", completed_at=event.at, last_error=None)
+    raise InvalidTransition(type(event).__name__, job.status if job else None)
+
+
+def fold(events: list[EventBase]) -> JobState | None:
+    job: JobState | None = None
+    for e in events:
+        job = evolve(job, e)
+    return job

@@ -1,0 +1,501 @@
+"""The event log: one append-only SQLite table, one writer thread, group commit.
+
+Callers submit *units of work*: a function that runs inside the writer's transaction, reads what
+it needs through ``WriteTx`` (the projections it reads are current, including earlier units of
+the same batch), and appends events. The writer drains everything queued, runs it in one
+``BEGIN IMMEDIATE … COMMIT`` with a ``SAVEPOINT`` per unit (a unit that raises is rolled back
+alone and its caller gets the exception), applies the projections inside the same savepoint, and
+only then resolves the callers' futures: a change is acknowledged after its commit returned.
+
+Other processes append through this same class; SQLite's write lock serialises them and the
+positions and chain are computed inside each transaction from the current head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from ductile.events import codec
+from ductile.events.record import GENESIS_CHAIN, SELECT_COLUMNS, Recorded, chain_hash, from_row
+from ductile.events.schema import ensure_schema
+from ductile.events.timefmt import now_ns
+from ductile.events.types import SCHEMAS, EventBase
+
+T = TypeVar("T")
+
+ANY = "any"
+NO_STREAM = "no_stream"
+Expected = int | str  # ANY, NO_STREAM or an exact version (>= 1)
+
+MAX_BATCH = 2000
+FOLLOW_POLL_SECONDS = 1.0
+
+
+class ConcurrencyError(Exception):
+    """The stream was not at the version the command expected."""
+
+    def __init__(self, stream: str, expected: Expected, actual: int) -> None:
+        super().__init__(f"stream {stream!r} is at version {actual}, expected {expected}")
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class LogClosed(RuntimeError):
+    pass
+
+
+class ProjectionApplier(Protocol):
+    """What the log needs from the projection runner (which lives a layer above)."""
+
+    def prepare(self, conn: sqlite3.Connection, progress: Callable[[int, int], None] | None) -> None: ...
+
+    def apply(self, cur: sqlite3.Cursor, record: Recorded) -> None: ...
+
+    def checkpoint(self, cur: sqlite3.Cursor, position: int) -> None: ...
+
+
+class WriteTx:
+    """The view a unit of work has of the log while it runs on the writer thread."""
+
+    def __init__(self, log: EventLog, conn: sqlite3.Connection, now: int) -> None:
+        self._log = log
+        self.conn = conn
+        self.cur = conn.cursor()
+        self.now = now
+        self.head_position = 0
+        self.head_chain = GENESIS_CHAIN
+        self.recorded: list[Recorded] = []
+        self._versions: dict[str, int] = {}
+
+    def stream_version(self, stream: str) -> int:
+        cached = self._versions.get(stream)
+        if cached is not None:
+            return cached
+        row = self.cur.execute(
+            "SELECT MAX(version) FROM events WHERE stream = ?", (stream,)
+        ).fetchone()
+        version = row[0] or 0
+        self._versions[stream] = version
+        return version
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[EventBase],
+        expected: Expected = ANY,
+        event_ids: Sequence[bytes] | None = None,
+    ) -> list[Recorded]:
+        if not events:
+            return []
+        if event_ids is not None:
+            if len(event_ids) != len(events):
+                raise ValueError("event_ids must match events one to one")
+            existing = self._existing(event_ids)
+            if existing:
+                # A retried append of the same events is a no-op that returns what is stored.
+                return existing
+        current = self.stream_version(stream)
+        if expected == NO_STREAM:
+            if current != 0:
+                raise ConcurrencyError(stream, expected, current)
+        elif expected != ANY and current != expected:
+            raise ConcurrencyError(stream, expected, current)
+        out: list[Recorded] = []
+        recorded_at = self.now
+        projections = self._log.projections
+        for i, event in enumerate(events):
+            type_ = type(event).__name__
+            data = codec.encode(event)
+            eid = event_ids[i] if event_ids is not None else uuid.uuid4().bytes
+            position = self.head_position + 1
+            version = current + 1
+            chain = chain_hash(self.head_chain, position, eid, type_, data)
+            self.cur.execute(
+                "INSERT INTO events(position, event_id, stream, version, type, schema, recorded_at, data, chain)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (position, eid, stream, version, type_, SCHEMAS[type_], recorded_at, data, chain),
+            )
+            rec = Recorded(
+                position=position,
+                event_id=eid,
+                stream=stream,
+                version=version,
+                type=type_,
+                schema=SCHEMAS[type_],
+                recorded_at=recorded_at,
+                event=event,
+            )
+            self.head_position = position
+            self.head_chain = chain
+            current = version
+            if projections is not None:
+                projections.apply(self.cur, rec)
+            out.append(rec)
+        self._versions[stream] = current
+        self.recorded.extend(out)
+        return out
+
+    def _existing(self, event_ids: Sequence[bytes]) -> list[Recorded]:
+        marks = ",".join("?" * len(event_ids))
+        rows = self.cur.execute(
+            f"SELECT {SELECT_COLUMNS} FROM events WHERE event_id IN ({marks}) ORDER BY position",
+            tuple(event_ids),
+        ).fetchall()
+        return [from_row(r) for r in rows]
+
+    def _mark(self) -> tuple[int, bytes, int]:
+        return self.head_position, self.head_chain, len(self.recorded)
+
+    def _rollback_to(self, mark: tuple[int, bytes, int]) -> None:
+        self.head_position, self.head_chain, n = mark
+        del self.recorded[n:]
+        self._versions.clear()
+
+
+@dataclass(slots=True)
+class _Request:
+    work: Callable[[WriteTx], Any]
+    loop: asyncio.AbstractEventLoop | None = None
+    afuture: asyncio.Future[Any] | None = None
+    cfuture: concurrent.futures.Future[Any] | None = None
+
+
+@dataclass(slots=True)
+class _Outcome:
+    request: _Request
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass
+class LogStats:
+    batches: int = 0
+    units: int = 0
+    events: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def connect(path: str | Path, durability: str = "full", readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+class EventLog:
+    """The durable log. ``open`` it once per process; append through ``submit``/``append``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        durability: str = "full",
+        projections: ProjectionApplier | None = None,
+    ) -> None:
+        if durability not in ("full", "normal"):
+            raise ValueError('durability must be "full" or "normal"')
+        self.path = Path(path)
+        self.durability = durability
+        self.projections = projections
+        self.stats = LogStats()
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._head = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed: asyncio.Event | None = None
+        self._commit_listeners: list[Callable[[list[Recorded]], None]] = []
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def open_sync(self, progress: Callable[[int, int], None] | None = None) -> EventLog:
+        """Create or open the DB, prepare projections (catch-up/rebuild) and start the writer."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.path, self.durability)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            ensure_schema(conn, str(self.path))
+            conn.execute("COMMIT")
+            if self.projections is not None:
+                self.projections.prepare(conn, progress)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+            raise
+        row = conn.execute("SELECT MAX(position) FROM events").fetchone()
+        self._head = row[0] or 0
+        self._conn = conn
+        self._thread = threading.Thread(target=self._run, name="ductile-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    async def open(self, progress: Callable[[int, int], None] | None = None) -> EventLog:
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        await asyncio.to_thread(self.open_sync, progress)
+        return self
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    @property
+    def head(self) -> int:
+        """Position of the last event this process saw committed."""
+        return self._head
+
+    def on_commit(self, listener: Callable[[list[Recorded]], None]) -> None:
+        """Call ``listener(records)`` on the event loop after each commit (in-process only)."""
+        self._commit_listeners.append(listener)
+
+    # --- writing -----------------------------------------------------------------------------
+
+    async def submit(self, work: Callable[[WriteTx], T]) -> T:
+        if self._closed:
+            raise LogClosed("event log is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Request(work=work, loop=loop, afuture=fut))
+        return await fut
+
+    def submit_sync(self, work: Callable[[WriteTx], T]) -> T:
+        if self._closed:
+            raise LogClosed("event log is closed")
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put(_Request(work=work, cfuture=fut))
+        return fut.result()
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[EventBase],
+        expected: Expected = ANY,
+        event_ids: Sequence[bytes] | None = None,
+    ) -> list[Recorded]:
+        return await self.submit(lambda tx: tx.append(stream, events, expected, event_ids))
+
+    def append_sync(
+        self,
+        stream: str,
+        events: Sequence[EventBase],
+        expected: Expected = ANY,
+        event_ids: Sequence[bytes] | None = None,
+    ) -> list[Recorded]:
+        return self.submit_sync(lambda tx: tx.append(stream, events, expected, event_ids))
+
+    def _run(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run_batch(conn, batch)
+            if stop:
+                return
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
+        outcomes: list[_Outcome] = []
+        tx = WriteTx(self, conn, now_ns())
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT position, chain FROM events ORDER BY position DESC LIMIT 1"
+            ).fetchone()
+            if row is not None:
+                tx.head_position, tx.head_chain = row
+            for req in batch:
+                mark = tx._mark()
+                conn.execute("SAVEPOINT unit")
+                try:
+                    result = req.work(tx)
+                except BaseException as exc:
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    tx._rollback_to(mark)
+                    outcomes.append(_Outcome(req, error=exc))
+                else:
+                    conn.execute("RELEASE unit")
+                    outcomes.append(_Outcome(req, result=result))
+            if tx.recorded and self.projections is not None:
+                self.projections.checkpoint(tx.cur, tx.head_position)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            failed = [_Outcome(req, error=exc) for req in batch]
+            self._deliver(failed, [])
+            return
+        self.stats.batches += 1
+        self.stats.units += len(batch)
+        self.stats.events += len(tx.recorded)
+        self._deliver(outcomes, tx.recorded)
+
+    def _deliver(self, outcomes: list[_Outcome], recorded: list[Recorded]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for out in outcomes:
+            req = out.request
+            if req.cfuture is not None:
+                if out.error is not None:
+                    req.cfuture.set_exception(out.error)
+                else:
+                    req.cfuture.set_result(out.result)
+            elif req.loop is not None:
+                by_loop.setdefault(req.loop, []).append(out)
+        if recorded and self._loop is not None and self._loop not in by_loop:
+            by_loop[self._loop] = []
+        for loop, outs in by_loop.items():
+            # One thread hop per loop per batch, not one per future. A closed loop has nobody
+            # waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._resolve, outs, recorded if loop is self._loop else [])
+
+    def _resolve(self, outs: list[_Outcome], recorded: list[Recorded]) -> None:
+        for out in outs:
+            fut = out.request.afuture
+            if fut is None or fut.done():
+                continue
+            if out.error is not None:
+                fut.set_exception(out.error)
+            else:
+                fut.set_result(out.result)
+        if recorded:
+            self._head = max(self._head, recorded[-1].position)
+            for listener in self._commit_listeners:
+                listener(recorded)
+            if self._changed is not None:
+                self._changed.set()
+                self._changed = asyncio.Event()
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def reader(self) -> sqlite3.Connection:
+        """A new read-only connection (never blocks the writer, WAL snapshot per statement)."""
+        return connect(self.path, readonly=True)
+
+    async def follow(
+        self, from_position: int = 0, batch: int = 500, poll: float = FOLLOW_POLL_SECONDS
+    ) -> AsyncIterator[Recorded]:
+        """Yield every event after ``from_position``, then wait for new commits, forever.
+
+        In-process commits wake followers at once; appends by other processes are seen within
+        ``poll`` seconds.
+        """
+        conn = await asyncio.to_thread(self.reader)
+        position = from_position
+        try:
+            while True:
+                waiter = self._changed
+                rows = await asyncio.to_thread(read_rows, conn, position, batch)
+                for rec in rows:
+                    position = rec.position
+                    yield rec
+                if len(rows) == batch:
+                    continue
+                if waiter is None:
+                    await asyncio.sleep(poll)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(waiter.wait(), timeout=poll)
+        finally:
+            conn.close()
+
+
+def read_rows(conn: sqlite3.Connection, from_position: int = 0, limit: int | None = None) -> list[Recorded]:
+    sql = f"SELECT {SELECT_COLUMNS} FROM events WHERE position > ? ORDER BY position"
+    params: tuple[Any, ...] = (from_position,)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params = (from_position, limit)
+    return [from_row(r) for r in conn.execute(sql, params).fetchall()]
+
+
+def read_stream(conn: sqlite3.Connection, stream: str) -> list[Recorded]:
+    rows = conn.execute(
+        f"SELECT {SELECT_COLUMNS} FROM events WHERE stream = ? ORDER BY version", (stream,)
+    ).fetchall()
+    return [from_row(r) for r in rows]
+
+
+def iter_rows(conn: sqlite3.Connection, from_position: int = 0, chunk: int = 5000) -> Iterable[Recorded]:
+    position = from_position
+    while True:
+        rows = read_rows(conn, position, chunk)
+        if not rows:
+            return
+        yield from rows
+        position = rows[-1].position
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    events: int
+    head: int
+    problem: str | None = None
+    position: int | None = None
+
+
+def verify_chain(conn: sqlite3.Connection) -> ChainReport:
+    """Recompute the hash chain and check positions are gap-free from 1."""
+    previous = GENESIS_CHAIN
+    expected_position = 1
+    count = 0
+    for row in conn.execute(
+        "SELECT position, event_id, type, data, chain FROM events ORDER BY position"
+    ):
+        position, eid, type_, data, chain = row
+        if position != expected_position:
+            return ChainReport(False, count, position, f"gap: expected position {expected_position}, found {position}", position)
+        if chain_hash(previous, position, eid, type_, data) != chain:
+            return ChainReport(False, count, position, f"chain broken at position {position}", position)
+        previous = chain
+        expected_position += 1
+        count += 1
+    return ChainReport(True, count, expected_position - 1)
+
+
+def state_db_exists(path: str | Path) -> bool:
+    return os.path.exists(path) and os.path.getsize(path) > 0

@@ -1,0 +1,66 @@
+"""DDL of the event log and the checks that a state DB is one of ours."""
+
+from __future__ import annotations
+
+import sqlite3
+
+LOG_SCHEMA_VERSION = 1
+
+EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+  position    INTEGER PRIMARY KEY,
+  event_id    BLOB    NOT NULL UNIQUE,
+  stream      TEXT    NOT NULL,
+  version     INTEGER NOT NULL,
+  type        TEXT    NOT NULL,
+  schema      INTEGER NOT NULL,
+  recorded_at INTEGER NOT NULL,
+  data        BLOB    NOT NULL,
+  chain       BLOB    NOT NULL,
+  UNIQUE (stream, version)
+);
+CREATE TABLE IF NOT EXISTS ductile_meta (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS projections (
+  name     TEXT PRIMARY KEY,
+  version  INTEGER NOT NULL,
+  position INTEGER NOT NULL
+);
+"""
+
+
+class UnknownSchema(RuntimeError):
+    pass
+
+
+def has_tables(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' LIMIT 1").fetchone() is not None
+
+
+def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create the log in an empty DB; refuse a DB that holds someone else's tables."""
+    if has_tables(conn):
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='events'"
+        ).fetchone()
+        meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='ductile_meta'"
+        ).fetchone()
+        if not found or not meta:
+            raise UnknownSchema(
+                f"state database {path} has an unknown schema (no event log); refusing to modify it"
+            )
+        version = conn.execute("SELECT value FROM ductile_meta WHERE key='log_schema'").fetchone()
+        if version is None or int(version[0]) > LOG_SCHEMA_VERSION:
+            raise UnknownSchema(
+                f"state database {path} has event log schema {version[0] if version else '?'}, "
+                f"newer than this Ductile supports ({LOG_SCHEMA_VERSION})"
+            )
+        return
+    conn.executescript(EVENTS_DDL)
+    conn.execute(
+        "INSERT OR REPLACE INTO ductile_meta(key, value) VALUES ('log_schema', ?)",
+        (str(LOG_SCHEMA_VERSION),),
+    )

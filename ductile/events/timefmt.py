@@ -1,0 +1,52 @@
+"""Time representations shared by events, projections and wire formats.
+
+Events carry instants as integer Unix nanoseconds (UTC). Read models store the fixed-width text
+form so that text order equals time order; the API speaks RFC3339 with a ``Z`` suffix.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+NS = 1_000_000_000
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def sql_ts(ns: int | None) -> str | None:
+    """Fixed-width ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` used in SQL read models."""
+    if ns is None:
+        return None
+    seconds, rem = divmod(ns, NS)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{base}.{rem // 1000:06d}Z"
+
+
+def rfc3339(ns: int | None) -> str | None:
+    """RFC3339 UTC with at most 6 fractional digits and trailing zeros trimmed."""
+    if ns is None:
+        return None
+    seconds, rem = divmod(ns, NS)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    micros = rem // 1000
+    if micros == 0:
+        return base + "Z"
+    return f"{base}.{micros:06d}".rstrip("0") + "Z"
+
+
+def parse_rfc3339(text: str) -> int:
+    """Parse an RFC3339 timestamp to Unix nanoseconds; raises ValueError on bad input."""
+    raw = text.strip()
+    if not raw:
+        raise ValueError("empty timestamp")
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    dt = datetime.fromisoformat(raw)
+    if dt.tzinfo is None:
+        raise ValueError("timestamp needs a timezone")
+    dt = dt.astimezone(UTC)
+    whole = int(dt.replace(microsecond=0).timestamp())
+    return whole * NS + dt.microsecond * 1000

@@ -1,0 +1,252 @@
+"""Every event Ductile records, as one tagged union of frozen msgspec Structs.
+
+Events are past-tense facts. Each is tagged by its class name; the tag is also the ``type``
+column of the log. Adding a field needs a default; changing a meaning needs a new schema number
+(``SCHEMAS``) and an upcaster (``ductile.events.codec``). Instants are Unix nanoseconds (UTC).
+
+Streams: ``job-<uuid>``, ``dedupe``, ``plugin-<name>``, ``breaker-<plugin>/<command>``,
+``schedule-<plugin>/<id>``, ``system``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class EventBase(msgspec.Struct, frozen=True, gc=False, tag=True, kw_only=True):
+    at: int
+
+
+# --- job streams -------------------------------------------------------------------------------
+
+
+class JobEnqueued(EventBase, frozen=True, gc=False, kw_only=True):
+    job_id: str
+    plugin: str
+    command: str
+    payload: dict[str, Any]
+    submitted_by: str
+    max_attempts: int
+    dedupe_key: str | None = None
+    parent_job_id: str | None = None
+    source_event_id: str | None = None
+    event_context_id: str | None = None
+    schedule_id: str | None = None
+    pipeline: str | None = None
+    step_id: str | None = None
+    config_snapshot_id: str | None = None
+    direct: bool = False
+
+
+class JobDeduped(EventBase, frozen=True, gc=False, kw_only=True):
+    plugin: str
+    command: str
+    submitted_by: str
+    dedupe_key: str
+    dedupe_reason: str
+    existing_job_id: str
+
+
+class JobStarted(EventBase, frozen=True, gc=False, kw_only=True):
+    job_id: str
+    attempt: int
+    config_snapshot_id: str | None = None
+
+
+class JobSucceeded(EventBase, frozen=True, gc=False, kw_only=True):
+    job_id: str
+    attempt: int
+    result: str
+    exit_code: int | None = None
+    duration_ms: int = 0
+    stderr: str = ""
+
+
+class JobRetryScheduled(EventBase, frozen=True, gc=False, kw_only=True):
+    job_id: str
+    attempt: int
+    outcome: str
+    error: str
+    reason: str
+    next_retry_at: int
+    backoff_ms: int
+    exit_code: int | None = None
+    duration_ms: int = 0
+    stderr: str = ""
+
+
+class JobFailed(EventBase, frozen=True, gc=False, kw_only=True):
+    """A terminal failure of the last attempt: ``status`` is ``failed`` or ``timed_out``."""
+
+    job_id: str
+    attempt: int
+    status: str
+    outcome: str
+    error: str
+    reason: str
+    exhausted: bool = False
+    exit_code: int | None = None
+    duration_ms: int = 0
+    stderr: str = ""
+    result: str | None = None
+
+
+class JobRecovered(EventBase, frozen=True, gc=False, kw_only=True):
+    job_id: str
+    attempt: int
+    error: str
+
+
+class JobDead(EventBase, frozen=True, gc=False, kw_only=True):
+    job_id: str
+    attempt: int
+    from_status: str
+    reason: str
+    error: str
+    outcome: str | None = None
+    recovery: bool = False
+
+
+class JobSkipped(EventBase, frozen=True, gc=False, kw_only=True):
+    job_id: str
+    reason: str
+
+
+# --- plugin state ------------------------------------------------------------------------------
+
+
+class PluginStateChanged(EventBase, frozen=True, gc=False, kw_only=True):
+    plugin: str
+    state: dict[str, Any]
+    job_id: str | None = None
+
+
+class PluginFactAppended(EventBase, frozen=True, gc=False, kw_only=True):
+    plugin: str
+    seq: int
+    fact_type: str
+    fact: dict[str, Any]
+    job_id: str
+    command: str
+
+
+# --- schedules and breakers --------------------------------------------------------------------
+
+
+class ScheduleStatusChanged(EventBase, frozen=True, gc=False, kw_only=True):
+    plugin: str
+    schedule_id: str
+    status: str
+    reason: str | None = None
+    next_run_at: int | None = None
+
+
+class ScheduleFired(EventBase, frozen=True, gc=False, kw_only=True):
+    plugin: str
+    schedule_id: str
+    due_at: int
+    next_run_at: int | None = None
+    job_id: str | None = None
+    outcome: str = "scheduled"
+    reason: str | None = None
+
+
+class BreakerTransitioned(EventBase, frozen=True, gc=False, kw_only=True):
+    plugin: str
+    command: str
+    from_state: str | None
+    to_state: str
+    failure_count: int
+    reason: str
+    job_id: str | None = None
+    opened_at: int | None = None
+    last_failure_at: int | None = None
+
+
+class BreakerFailureCounted(EventBase, frozen=True, gc=False, kw_only=True):
+    plugin: str
+    command: str
+    failure_count: int
+    job_id: str | None = None
+
+
+# --- system ------------------------------------------------------------------------------------
+
+
+class GatewayStarted(EventBase, frozen=True, gc=False, kw_only=True):
+    version: str
+    pid: int
+    posture: str = "closed"
+
+
+class GatewayStopped(EventBase, frozen=True, gc=False, kw_only=True):
+    pid: int
+
+
+class ConfigSnapshotted(EventBase, frozen=True, gc=False, kw_only=True):
+    snapshot_id: str
+    reason: str
+    config: dict[str, Any]
+
+
+class ProjectionsPruned(EventBase, frozen=True, gc=False, kw_only=True):
+    """Retention cut-offs (ns) per read model; projections delete older rows when they apply it."""
+
+    before: dict[str, int]
+
+
+Event = (
+    JobEnqueued
+    | JobDeduped
+    | JobStarted
+    | JobSucceeded
+    | JobRetryScheduled
+    | JobFailed
+    | JobRecovered
+    | JobDead
+    | JobSkipped
+    | PluginStateChanged
+    | PluginFactAppended
+    | ScheduleStatusChanged
+    | ScheduleFired
+    | BreakerTransitioned
+    | BreakerFailureCounted
+    | GatewayStarted
+    | GatewayStopped
+    | ConfigSnapshotted
+    | ProjectionsPruned
+)
+
+EVENT_TYPES: dict[str, type[EventBase]] = {cls.__name__: cls for cls in Event.__args__}  # type: ignore[attr-defined]
+
+# Current schema number per type; bump together with an upcaster in ``codec.UPCASTERS``.
+SCHEMAS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
+
+JOB_EVENTS = (
+    JobEnqueued,
+    JobStarted,
+    JobSucceeded,
+    JobRetryScheduled,
+    JobFailed,
+    JobRecovered,
+    JobDead,
+    JobSkipped,
+)
+
+
+def job_stream(job_id: str) -> str:
+    return f"job-{job_id}"
+
+
+def plugin_stream(plugin: str) -> str:
+    return f"plugin-{plugin}"
+
+
+def breaker_stream(plugin: str, command: str) -> str:
+    return f"breaker-{plugin}/{command}"
+
+
+def schedule_stream(plugin: str, schedule_id: str) -> str:
+    return f"schedule-{plugin}/{schedule_id}"

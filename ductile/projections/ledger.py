@@ -1,0 +1,213 @@
+"""The job ledger: ``job_log`` (one row per terminal job), ``job_transitions``, ``job_attempts``.
+
+Self-contained: the few enqueue facts a ``job_log`` row needs are kept in ``ledger_jobs`` until
+the job is terminal, so the ledger can be rebuilt on its own even after ``job_queue`` was pruned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ductile.events.record import Recorded
+from ductile.events.timefmt import sql_ts
+from ductile.events.types import (
+    JobDead,
+    JobEnqueued,
+    JobFailed,
+    JobRecovered,
+    JobRetryScheduled,
+    JobSkipped,
+    JobStarted,
+    JobSucceeded,
+    ProjectionsPruned,
+)
+from ductile.projections.projection import Projection
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger_jobs (
+  job_id TEXT PRIMARY KEY,
+  plugin TEXT NOT NULL,
+  command TEXT NOT NULL,
+  submitted_by TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  parent_job_id TEXT,
+  source_event_id TEXT,
+  event_context_id TEXT,
+  enqueued_config_snapshot_id TEXT,
+  started_config_snapshot_id TEXT
+);
+CREATE TABLE IF NOT EXISTS job_log (
+  id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  plugin TEXT NOT NULL,
+  command TEXT NOT NULL,
+  status TEXT NOT NULL,
+  result TEXT,
+  attempt INTEGER NOT NULL,
+  submitted_by TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  completed_at TEXT NOT NULL,
+  last_error TEXT,
+  stderr TEXT,
+  parent_job_id TEXT,
+  source_event_id TEXT,
+  event_context_id TEXT,
+  enqueued_config_snapshot_id TEXT,
+  started_config_snapshot_id TEXT,
+  completed_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_log_completed ON job_log(completed_ns);
+CREATE INDEX IF NOT EXISTS job_log_job ON job_log(job_id);
+CREATE TABLE IF NOT EXISTS job_transitions (
+  id INTEGER PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  from_status TEXT,
+  to_status TEXT NOT NULL,
+  reason TEXT,
+  created_at TEXT NOT NULL,
+  created_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_transitions_job ON job_transitions(job_id, id);
+CREATE INDEX IF NOT EXISTS job_transitions_created ON job_transitions(created_ns);
+CREATE TABLE IF NOT EXISTS job_attempts (
+  id INTEGER PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  completed_at TEXT,
+  outcome TEXT,
+  exit_code INTEGER,
+  duration_ms INTEGER,
+  error TEXT,
+  stderr TEXT,
+  created_ns INTEGER NOT NULL,
+  UNIQUE (job_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS job_attempts_created ON job_attempts(created_ns)
+"""
+
+PROJECTION = Projection(
+    name="ledger",
+    version=1,
+    schema=SCHEMA,
+    tables=("ledger_jobs", "job_log", "job_transitions", "job_attempts"),
+)
+
+
+def _transition(cur: sqlite3.Cursor, rec: Recorded, job_id: str, frm: str | None, to: str, reason: str | None) -> None:
+    at = rec.event.at
+    cur.execute(
+        "INSERT INTO job_transitions(id, job_id, from_status, to_status, reason, created_at, created_ns)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (rec.position, job_id, frm, to, reason, sql_ts(at), at),
+    )
+
+
+def _finish_attempt(
+    cur: sqlite3.Cursor, job_id: str, attempt: int, at: int, outcome: str,
+    exit_code: int | None, duration_ms: int | None, error: str | None, stderr: str | None,
+) -> None:
+    cur.execute(
+        "UPDATE job_attempts SET completed_at=?, outcome=?, exit_code=?, duration_ms=?, error=?, stderr=?"
+        " WHERE job_id=? AND attempt=?",
+        (sql_ts(at), outcome, exit_code, duration_ms, error, stderr, job_id, attempt),
+    )
+
+
+def _log(
+    cur: sqlite3.Cursor, job_id: str, attempt: int, status: str, at: int,
+    result: str | None, last_error: str | None, stderr: str | None,
+) -> None:
+    meta = cur.execute(
+        "SELECT plugin, command, submitted_by, created_at, parent_job_id, source_event_id, event_context_id,"
+        " enqueued_config_snapshot_id, started_config_snapshot_id FROM ledger_jobs WHERE job_id=?",
+        (job_id,),
+    ).fetchone()
+    if meta is None:
+        return
+    cur.execute(
+        "INSERT OR REPLACE INTO job_log(id, job_id, plugin, command, status, result, attempt, submitted_by,"
+        " created_at, completed_at, last_error, stderr, parent_job_id, source_event_id, event_context_id,"
+        " enqueued_config_snapshot_id, started_config_snapshot_id, completed_ns)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            f"{job_id}-{attempt}", job_id, meta[0], meta[1], status, result, attempt, meta[2], meta[3],
+            sql_ts(at), last_error, stderr, meta[4], meta[5], meta[6], meta[7], meta[8], at,
+        ),
+    )
+    cur.execute("DELETE FROM ledger_jobs WHERE job_id=?", (job_id,))
+
+
+@PROJECTION.on(JobEnqueued)
+def _enqueued(cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
+    cur.execute(
+        "INSERT INTO ledger_jobs(job_id, plugin, command, submitted_by, created_at, parent_job_id,"
+        " source_event_id, event_context_id, enqueued_config_snapshot_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (e.job_id, e.plugin, e.command, e.submitted_by, sql_ts(e.at), e.parent_job_id,
+         e.source_event_id, e.event_context_id, e.config_snapshot_id),
+    )
+    _transition(cur, rec, e.job_id, None, "queued", None)
+
+
+@PROJECTION.on(JobStarted)
+def _started(cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
+    cur.execute(
+        "INSERT INTO job_attempts(id, job_id, attempt, created_at, created_ns) VALUES (?, ?, ?, ?, ?)",
+        (rec.position, e.job_id, e.attempt, sql_ts(e.at), e.at),
+    )
+    cur.execute(
+        "UPDATE ledger_jobs SET started_config_snapshot_id=? WHERE job_id=?", (e.config_snapshot_id, e.job_id)
+    )
+    _transition(cur, rec, e.job_id, "queued", "running", None)
+
+
+@PROJECTION.on(JobSucceeded)
+def _succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
+    _finish_attempt(cur, e.job_id, e.attempt, e.at, "ok", e.exit_code, e.duration_ms, None, e.stderr)
+    _transition(cur, rec, e.job_id, "running", "succeeded", None)
+    _log(cur, e.job_id, e.attempt, "succeeded", e.at, e.result, None, e.stderr)
+
+
+@PROJECTION.on(JobRetryScheduled)
+def _retry(cur: sqlite3.Cursor, e: JobRetryScheduled, rec: Recorded) -> None:
+    _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr)
+    _transition(cur, rec, e.job_id, "running", "queued", e.error)
+
+
+@PROJECTION.on(JobFailed)
+def _failed(cur: sqlite3.Cursor, e: JobFailed, rec: Recorded) -> None:
+    _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr)
+    _transition(cur, rec, e.job_id, "running", e.status, e.error)
+    _log(cur, e.job_id, e.attempt, e.status, e.at, e.result, e.error, e.stderr)
+
+
+@PROJECTION.on(JobRecovered)
+def _recovered(cur: sqlite3.Cursor, e: JobRecovered, rec: Recorded) -> None:
+    _finish_attempt(cur, e.job_id, e.attempt - 1, e.at, "interrupted", None, None, e.error, None)
+    _transition(cur, rec, e.job_id, "running", "queued", "crash_recovery")
+
+
+@PROJECTION.on(JobDead)
+def _dead(cur: sqlite3.Cursor, e: JobDead, rec: Recorded) -> None:
+    if e.outcome is not None:
+        _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, None, None, e.error, None)
+    _transition(cur, rec, e.job_id, e.from_status, "dead", e.reason)
+    _log(cur, e.job_id, e.attempt, "dead", e.at, None, e.error, None)
+
+
+@PROJECTION.on(JobSkipped)
+def _skipped(cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
+    _transition(cur, rec, e.job_id, "queued", "skipped", e.reason)
+    _log(cur, e.job_id, 1, "skipped", e.at, None, None, None)
+
+
+@PROJECTION.on(ProjectionsPruned)
+def _pruned(cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
+    for key, sql in (
+        ("job_log", "DELETE FROM job_log WHERE completed_ns < ?"),
+        ("job_transitions", "DELETE FROM job_transitions WHERE created_ns < ?"),
+        ("job_attempts", "DELETE FROM job_attempts WHERE created_ns < ?"),
+    ):
+        before = e.before.get(key)
+        if before:
+            cur.execute(sql, (before,))

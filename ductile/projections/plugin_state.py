@@ -1,0 +1,55 @@
+"""Plugin state (one object per plugin or instance) and the append-only facts."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from ductile.events.record import Recorded
+from ductile.events.timefmt import sql_ts
+from ductile.events.types import PluginFactAppended, PluginStateChanged
+from ductile.projections.projection import Projection
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS plugin_state (
+  plugin TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  job_id TEXT,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS plugin_facts (
+  id INTEGER PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  plugin_name TEXT NOT NULL,
+  fact_type TEXT NOT NULL,
+  fact_json TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  command TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  UNIQUE (plugin_name, seq)
+)
+"""
+
+PROJECTION = Projection(name="plugin_state", version=1, schema=SCHEMA, tables=("plugin_state", "plugin_facts"))
+
+_json = msgspec.json.Encoder()
+
+
+@PROJECTION.on(PluginStateChanged)
+def _state(cur: sqlite3.Cursor, e: PluginStateChanged, rec: Recorded) -> None:
+    cur.execute(
+        "INSERT INTO plugin_state(plugin, state, job_id, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(plugin) DO UPDATE SET state=excluded.state, job_id=excluded.job_id,"
+        " updated_at=excluded.updated_at",
+        (e.plugin, _json.encode(e.state).decode(), e.job_id, sql_ts(e.at)),
+    )
+
+
+@PROJECTION.on(PluginFactAppended)
+def _fact(cur: sqlite3.Cursor, e: PluginFactAppended, rec: Recorded) -> None:
+    cur.execute(
+        "INSERT INTO plugin_facts(id, seq, plugin_name, fact_type, fact_json, job_id, command, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (rec.position, e.seq, e.plugin, e.fact_type, _json.encode(e.fact).decode(), e.job_id, e.command, sql_ts(e.at)),
+    )

@@ -1,0 +1,12 @@
+"""The projections the gateway runs, in application order."""
+
+from __future__ import annotations
+
+from ductile.projections import ledger, plugin_state, queue
+from ductile.projections.runner import ProjectionRunner
+
+ALL = (queue.PROJECTION, ledger.PROJECTION, plugin_state.PROJECTION)
+
+
+def default_runner() -> ProjectionRunner:
+    return ProjectionRunner(ALL)

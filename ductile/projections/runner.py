@@ -1,0 +1,159 @@
+"""Runs the registered projections: catch-up and rebuild at open, then apply per event.
+
+The runner implements the ``ProjectionApplier`` protocol of ``ductile.events.log``. Each
+projection's checkpoint (``projections`` row) moves in the same transaction as its tables.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from ductile.events.log import read_rows
+from ductile.events.record import Recorded
+from ductile.events.types import EventBase
+from ductile.projections.projection import Handler, Projection
+
+CATCH_UP_CHUNK = 5000
+
+Progress = Callable[[int, int], None]
+
+
+class UnknownProjection(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    name: str
+    version: int
+    events_applied: int
+    seconds: float
+
+
+class ProjectionRunner:
+    def __init__(self, projections: Sequence[Projection]) -> None:
+        names = [p.name for p in projections]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate projection names: {names}")
+        self.projections = list(projections)
+        self._dispatch: dict[type[EventBase], list[Handler]] = {}
+        for p in self.projections:
+            for et, fns in p.handlers.items():
+                self._dispatch.setdefault(et, []).extend(fns)
+        self.last_reports: list[RebuildReport] = []
+
+    def by_name(self, name: str) -> Projection:
+        for p in self.projections:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.projections)
+        raise UnknownProjection(f'unknown projection "{name}" (known: {known})')
+
+    # --- ProjectionApplier ---------------------------------------------------------------------
+
+    def apply(self, cur: sqlite3.Cursor, record: Recorded) -> None:
+        for fn in self._dispatch.get(type(record.event), ()):
+            fn(cur, record.event, record)
+
+    def checkpoint(self, cur: sqlite3.Cursor, position: int) -> None:
+        cur.execute("UPDATE projections SET position = ? WHERE position < ?", (position, position))
+
+    def prepare(self, conn: sqlite3.Connection, progress: Progress | None = None) -> None:
+        """Create missing tables, rebuild projections whose version changed, catch up the rest."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.cursor()
+            for p in self.projections:
+                row = cur.execute("SELECT version FROM projections WHERE name = ?", (p.name,)).fetchone()
+                if row is None or row[0] != p.version:
+                    self._reset(cur, p)
+                else:
+                    p.create(cur)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.catch_up(conn, self.projections, progress)
+
+    # --- catch-up and rebuild ----------------------------------------------------------------
+
+    def _reset(self, cur: sqlite3.Cursor, p: Projection) -> None:
+        p.drop(cur)
+        p.create(cur)
+        cur.execute(
+            "INSERT OR REPLACE INTO projections(name, version, position) VALUES (?, ?, 0)",
+            (p.name, p.version),
+        )
+
+    def catch_up(
+        self, conn: sqlite3.Connection, projections: Iterable[Projection], progress: Progress | None = None
+    ) -> list[RebuildReport]:
+        projections = list(projections)
+        checkpoints = {
+            name: pos
+            for name, pos in conn.execute("SELECT name, position FROM projections").fetchall()
+        }
+        head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        behind = [p for p in projections if checkpoints.get(p.name, 0) < head]
+        reports: list[RebuildReport] = []
+        if not behind:
+            self.last_reports = [RebuildReport(p.name, p.version, 0, 0.0) for p in projections]
+            return self.last_reports
+        start = min(checkpoints.get(p.name, 0) for p in behind)
+        applied = {p.name: 0 for p in behind}
+        started = time.perf_counter()
+        total = head - start
+        position = start
+        while position < head:
+            records = read_rows(conn, position, CATCH_UP_CHUNK)
+            if not records:
+                break
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.cursor()
+                for rec in records:
+                    for p in behind:
+                        if rec.position <= checkpoints.get(p.name, 0):
+                            continue
+                        fns = p.handlers.get(type(rec.event))
+                        if fns:
+                            for fn in fns:
+                                fn(cur, rec.event, rec)
+                            applied[p.name] += 1
+                last = records[-1].position
+                for p in behind:
+                    cur.execute(
+                        "UPDATE projections SET position = ? WHERE name = ? AND position < ?",
+                        (last, p.name, last),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            position = records[-1].position
+            if progress is not None:
+                progress(position - start, total)
+        elapsed = time.perf_counter() - started
+        reports = [RebuildReport(p.name, p.version, applied.get(p.name, 0), elapsed) for p in projections]
+        self.last_reports = reports
+        return reports
+
+    def rebuild(
+        self, conn: sqlite3.Connection, names: Sequence[str] | None = None, progress: Progress | None = None
+    ) -> list[RebuildReport]:
+        """Drop the chosen projections (default all) and replay the whole log into them."""
+        chosen = [self.by_name(n) for n in names] if names else list(self.projections)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.cursor()
+            for p in chosen:
+                self._reset(cur, p)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        reports = self.catch_up(conn, chosen, progress)
+        return [r for r in reports if r.name in {p.name for p in chosen}]
