@@ -212,7 +212,7 @@ def decide(cmd: Command, job: JobState | None, now: int) -> list[EventBase]:
                         error=cmd.error, outcome=outcome, at=now)
             ]
         case SkipJob() if job is not None and job.status == "queued":
-            return [JobSkipped(job_id=job.job_id, reason=cmd.reason, at=now)]
+            return [JobSkipped(job_id=job.job_id, reason=cmd.reason, attempt=job.attempt, at=now)]
     raise InvalidTransition(type(cmd).__name__, job.status if job else None)
 
 

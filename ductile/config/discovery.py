@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 
 from ductile.config.errors import ConfigError
+from ductile.config.paths import home_directory, resolve_path
 
 ROOT_FILE_NAME = "config.yaml"
 SYSTEM_CONFIG_DIR = Path("/etc/ductile")
@@ -33,7 +34,7 @@ def find_config(
     """Resolve ``--config`` / ``--config-dir`` / ``$DUCTILE_CONFIG_DIR`` / ``~/.config/ductile`` /
     ``/etc/ductile``, in that order."""
     env = os.environ if environ is None else environ
-    home_dir = home if home is not None else _home(env)
+    home_dir = home if home is not None else home_directory(env)
     if config is not None and config_dir is not None:
         raise ConfigError("use only one of --config or --config-dir")
     if config is not None:
@@ -68,12 +69,4 @@ def _from_directory(directory: Path, source: str) -> ConfigSource:
 
 
 def _absolute(text: str, home: Path) -> Path:
-    if text == "~" or text.startswith("~/"):
-        text = str(home) + text[1:]
-    # normpath, not resolve(): a symlinked config path must stay visible to the symlink check.
-    return Path(os.path.normpath(os.path.abspath(text)))
-
-
-def _home(environ: Mapping[str, str]) -> Path:
-    home = environ.get("HOME")
-    return Path(home) if home else Path.home()
+    return resolve_path(text, Path.cwd(), home)

@@ -195,10 +195,14 @@ def connect(path: str | Path, durability: str = "full", readonly: bool = False) 
         conn.execute("PRAGMA query_only = ON")
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout = 10000")
     return conn
+
+
+def use_wal(conn: sqlite3.Connection) -> None:
+    # Only once the DB is known to be ours: a refused foreign DB keeps its journal mode.
+    conn.execute("PRAGMA journal_mode = WAL")
 
 
 class EventLog:
@@ -235,6 +239,7 @@ class EventLog:
             conn.execute("BEGIN IMMEDIATE")
             ensure_schema(conn, str(self.path))
             conn.execute("COMMIT")
+            use_wal(conn)
             if self.projections is not None:
                 self.projections.prepare(conn, progress)
         except BaseException:

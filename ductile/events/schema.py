@@ -59,7 +59,10 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
                 f"newer than this Ductile supports ({LOG_SCHEMA_VERSION})"
             )
         return
-    conn.executescript(EVENTS_DDL)
+    # Not executescript(): it would commit the caller's transaction first.
+    for statement in EVENTS_DDL.split(";"):
+        if statement.strip():
+            conn.execute(statement)
     conn.execute(
         "INSERT OR REPLACE INTO ductile_meta(key, value) VALUES ('log_schema', ?)",
         (str(LOG_SCHEMA_VERSION),),

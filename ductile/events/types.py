@@ -112,6 +112,7 @@ class JobDead(EventBase, frozen=True, gc=False, kw_only=True):
 class JobSkipped(EventBase, frozen=True, gc=False, kw_only=True):
     job_id: str
     reason: str
+    attempt: int = 1
 
 
 # --- plugin state ------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ class _Walk:
         """Resolve a symlink the configuration allows, or refuse to start."""
         if not self.allow_symlinks:
             raise symlink_not_allowed(link)
-        target = link.resolve()
+        target = _real(link)
         self.log("WARN", MSG_SYMLINK_FOLLOWED, path=str(link), target=str(target))
         return target
 
@@ -91,7 +91,7 @@ class _Walk:
             if absolute in seen:
                 continue
             seen.add(absolute)
-            real = self.followed(absolute) if absolute.is_symlink() else absolute.resolve()
+            real = self.followed(absolute) if absolute.is_symlink() else _real(absolute)
             if not real.is_dir():
                 raise DiscoveryError(f"plugin_roots[{i}]: {absolute} is not a directory")
             resolved.append(real)
@@ -119,9 +119,9 @@ class _Walk:
                 hint="add a manifest.yaml or remove the directory",
             )
         for entry in entries:
-            if entry.name == MANIFEST_FILE and (entry.is_symlink() or entry.is_file()):
+            if entry.name == MANIFEST_FILE and (entry.is_symlink() or _is_file(entry)):
                 self.candidate(path, Path(entry.path), entry.is_symlink())
-            elif entry.is_dir():
+            elif _is_dir(entry):
                 self.subdirectory(Path(entry.path), entry.is_symlink(), depth + 1)
 
     def subdirectory(self, path: Path, is_symlink: bool, depth: int) -> None:
@@ -147,14 +147,20 @@ class _Walk:
             return
         if manifest.ignored_keys:
             self.log(
-                "DEBUG", MSG_KEYS_IGNORED, plugin=manifest.name, path=str(manifest_path),
+                "DEBUG",
+                MSG_KEYS_IGNORED,
+                plugin=manifest.name,
+                path=str(manifest_path),
                 keys=list(manifest.ignored_keys),
             )
         kept = self.plugins.get(manifest.name)
         if kept is not None:
             self.log(
-                "WARN", MSG_DUPLICATE, name=manifest.name,
-                kept=str(kept.manifest_path), ignored=str(manifest_path),
+                "WARN",
+                MSG_DUPLICATE,
+                name=manifest.name,
+                kept=str(kept.manifest_path),
+                ignored=str(manifest_path),
             )
             return
         self.plugins[manifest.name] = DiscoveredPlugin(
@@ -169,9 +175,29 @@ class _Walk:
             if path.is_symlink():
                 # Every symlinked component needs the opt-in; resolve() below follows them all.
                 self.followed(path)
-        resolved = (directory / relative).resolve()
+        resolved = _real(directory / relative)
         check_resolved(directory, resolved, self.roots)
         return resolved
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # e.g. a symlink loop: not a directory we can walk
+        return False
+
+
+def _is_file(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def _real(path: Path) -> Path:
+    # Not Path.resolve(): on Python 3.11 it raises RuntimeError for a symlink loop, while
+    # realpath returns a path whose later stat/read fails and is reported like any bad plugin.
+    return Path(os.path.realpath(path))
 
 
 def _identity(path: Path) -> tuple[int, int]:

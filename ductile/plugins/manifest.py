@@ -335,7 +335,9 @@ class _Parser:
             if view is None:
                 view = ""
             if view not in ("", MIRROR_OBJECT):
-                raise self.fail(f'{where}.compatibility_view must be empty or "{MIRROR_OBJECT}" (got {view!r})')
+                raise self.fail(
+                    f'{where}.compatibility_view must be empty or "{MIRROR_OBJECT}" (got {view!r})'
+                )
             rules.append(FactOutput(command=command, fact_type=fact_type, compatibility_view=view))
         return tuple(rules)
 
@@ -362,7 +364,9 @@ class _Parser:
         if isinstance(max_subs, bool) or not isinstance(max_subs, int):
             raise self.fail(f"stopwatch.max_subs must be an integer (got {_kind(max_subs)})")
         if not 1 <= max_subs <= STOPWATCH_MAX_SUBS_LIMIT:
-            raise self.fail(f"stopwatch.max_subs must be between 1 and {STOPWATCH_MAX_SUBS_LIMIT} (got {max_subs})")
+            raise self.fail(
+                f"stopwatch.max_subs must be between 1 and {STOPWATCH_MAX_SUBS_LIMIT} (got {max_subs})"
+            )
         return max_subs
 
 

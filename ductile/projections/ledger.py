@@ -198,7 +198,7 @@ def _dead(cur: sqlite3.Cursor, e: JobDead, rec: Recorded) -> None:
 @PROJECTION.on(JobSkipped)
 def _skipped(cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
     _transition(cur, rec, e.job_id, "queued", "skipped", e.reason)
-    _log(cur, e.job_id, 1, "skipped", e.at, None, None, None)
+    _log(cur, e.job_id, e.attempt, "skipped", e.at, None, None, None)
 
 
 @PROJECTION.on(ProjectionsPruned)

@@ -44,6 +44,9 @@ class ProjectionRunner:
             for et, fns in p.handlers.items():
                 self._dispatch.setdefault(et, []).extend(fns)
         self.last_reports: list[RebuildReport] = []
+        self._names = tuple(p.name for p in self.projections)
+        marks = ",".join("?" * len(self._names))
+        self._checkpoint_sql = f"UPDATE projections SET position = ? WHERE name IN ({marks}) AND position < ?"
 
     def by_name(self, name: str) -> Projection:
         for p in self.projections:
@@ -59,7 +62,8 @@ class ProjectionRunner:
             fn(cur, record.event, record)
 
     def checkpoint(self, cur: sqlite3.Cursor, position: int) -> None:
-        cur.execute("UPDATE projections SET position = ? WHERE position < ?", (position, position))
+        # Only the projections this runner applies; another runner's rows must stay behind.
+        cur.execute(self._checkpoint_sql, (position, *self._names, position))
 
     def prepare(self, conn: sqlite3.Connection, progress: Progress | None = None) -> None:
         """Create missing tables, rebuild projections whose version changed, catch up the rest."""

@@ -1,0 +1,96 @@
+"""Job engine throughput: claim + spawn + complete of a cat-like shell plugin.
+
+Enqueues N jobs (default 2,000) into a fresh durable state DB, then runs the real dispatcher
+with ``max_workers: 4`` until every job has succeeded. The baseline, measured in the same run,
+is a bare spawn of the same plugin at concurrency 4 with a thread pool and ``subprocess.run``.
+Last line: ``RESULT bench=jobs value=<jobs/s> baseline=<bare spawns/s> ratio=<value/baseline>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from ductile.commands import job_units
+from ductile.commands.jobs import EnqueueJob
+from ductile.config.discovery import find_config
+from ductile.config.loader import load_config
+from ductile.events.log import EventLog
+from ductile.projections.registry import default_runner
+from ductile.runtime.dispatcher import Dispatcher
+from ductile.runtime.gateway import load_catalog
+from ductile.system import logs
+
+REPO = Path(__file__).resolve().parents[1]
+
+PLUGIN = REPO / "tests" / "plugins" / "catlike"
+WORKERS = 4
+REQUEST = b'{"protocol":2,"job_id":"x","command":"poll","config":{},"state":{},"context":{},"deadline_at":"x"}\n'
+
+
+def baseline(n: int) -> float:
+    entry = str(PLUGIN / "run.sh")
+
+    def one(_: int) -> None:
+        subprocess.run([entry], input=REQUEST, capture_output=True, check=True, start_new_session=True)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(one, range(n)))
+    return n / (time.perf_counter() - started)
+
+
+async def engine(n: int, root: Path) -> float:
+    (root / "config.yaml").write_text(yaml.safe_dump({
+        "service": {"max_workers": WORKERS, "log_level": "error", "durability": "full"},
+        "state": {"path": "data/ductile.db"},
+        "plugin_roots": [str(PLUGIN.parent)],
+        "plugins": {"catlike": {"enabled": True}},
+    }))
+    config = load_config(find_config(str(root), None))
+    catalog = load_catalog(config)
+    events = EventLog(config.state_path, "full", default_runner())
+    await events.open()
+    cmds = [EnqueueJob(job_id=str(uuid.uuid4()), plugin="catlike", command="poll", payload={}, submitted_by="api",
+                       max_attempts=4) for _ in range(n)]
+    await asyncio.gather(*(events.submit(lambda tx, c=c: job_units.enqueue(tx, c)) for c in cmds))
+    dispatcher = Dispatcher(events, catalog, max_workers=WORKERS, env_passthrough=[], state_dir=config.state_path.parent)
+    conn = events.reader()
+    started = time.perf_counter()
+    task = asyncio.create_task(dispatcher.run())
+    while True:
+        await asyncio.sleep(0.05)
+        done = conn.execute("SELECT COUNT(*) FROM job_queue WHERE status='succeeded'").fetchone()[0]
+        if done >= n:
+            break
+    elapsed = time.perf_counter() - started
+    await dispatcher.stop(5)
+    await task
+    conn.close()
+    await events.aclose()
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=2000)
+    args = parser.parse_args()
+    logs.configure("error")
+    base = baseline(args.jobs)
+    print(f"baseline: bare subprocess.run x{WORKERS} threads: {base:.1f} spawns/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        value = asyncio.run(engine(args.jobs, Path(tmp)))
+    print(f"engine: {args.jobs} jobs, max_workers={WORKERS}, durable: {value:.1f} jobs/s")
+    print(f"RESULT bench=jobs value={value:.1f} baseline={base:.1f} ratio={value / base:.3f}")
+
+
+if __name__ == "__main__":
+    main()

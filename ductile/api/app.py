@@ -1,0 +1,97 @@
+"""The Litestar application: routes per concern, JSON errors everywhere, access logging."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from ductile.api import health, jobs, plugins
+from ductile.api.auth import TokenSet
+from ductile.api.errors import ApiError
+from ductile.runtime.services import Services
+from ductile.system.logs import Log
+
+log = Log("api")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response[dict[str, str]]:
+    return Response({"error": message}, status_code=status, headers=headers, media_type=MediaType.JSON)
+
+
+def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, str]]:
+    return _error(exc.status, exc.message, exc.headers)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
+    if isinstance(exc, NotFoundException):
+        return _error(404, "not found")
+    if isinstance(exc, MethodNotAllowedException):
+        return _error(405, "method not allowed", dict(exc.headers or {}))
+    if exc.status_code == 413:
+        return _error(413, "request body too large")
+    if exc.status_code >= 500:
+        return _error(500, "internal error")
+    if exc.status_code == 400:
+        return _error(400, "invalid request")
+    return _error(exc.status_code, str(exc.detail or "error"))
+
+
+def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    log.error("unhandled API error", error_type=type(exc).__name__)
+    return _error(500, "internal error")
+
+
+def access_log(app: ASGIApp) -> ASGIApp:
+    """Echo or assign ``X-Request-ID`` and log one ``http request`` line per request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = None
+        for k, v in scope.get("headers", []):
+            if k == b"x-request-id":
+                request_id = v.decode("latin-1")[:128]
+        request_id = request_id or uuid.uuid4().hex
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            log.info("http request", method=scope.get("method"), path=scope.get("path"), status=status,
+                     duration_ms=int((time.perf_counter() - started) * 1000), request_id=request_id)
+
+    return middleware
+
+
+def create_app(services: Services, tokens: TokenSet) -> Litestar:
+    app = Litestar(
+        route_handlers=[
+            health.healthz, health.root,
+            plugins.list_plugins, plugins.trigger,
+            jobs.get_job, jobs.list_jobs, jobs.job_logs,
+        ],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal},
+        openapi_config=None,
+        logging_config=None,
+        middleware=[access_log],
+        debug=False,
+    )
+    app.state.services = services
+    app.state.tokens = tokens
+    return app

@@ -1,0 +1,95 @@
+"""Bearer tokens and scopes (api.md §2).
+
+Tokens are compared in constant time against every configured token, whatever matches first,
+so the time taken says nothing about which token or how much of it matched.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable, Sequence
+
+import msgspec
+
+from ductile.api.errors import ApiError, forbidden, unauthorized
+
+IMPLIES: dict[str, tuple[str, ...]] = {
+    "plugin:rw": ("plugin:ro", "plugin:catalog:ro", "plugin:invoke:ro"),
+    "plugin:ro": ("plugin:catalog:ro",),
+    "jobs:rw": ("jobs:ro", "jobs:status:ro", "jobs:tree:ro", "jobs:logs:ro", "jobs:result:ro"),
+    "jobs:ro": ("jobs:status:ro", "jobs:tree:ro", "jobs:logs:ro", "jobs:result:ro"),
+    "events:rw": ("events:ro",),
+    "system:rw": ("system:ro",),
+}
+KNOWN_SCOPES = frozenset(
+    {"*", "plugin:ro", "plugin:rw", "plugin:catalog:ro", "plugin:invoke:ro", "jobs:ro", "jobs:rw", "jobs:status:ro",
+     "jobs:tree:ro", "jobs:logs:ro", "jobs:result:ro", "events:ro", "events:rw", "system:ro", "system:rw"}
+)
+
+
+def expand(scopes: Iterable[str]) -> frozenset[str]:
+    out: set[str] = set()
+    for s in scopes:
+        out.add(s)
+        out.update(IMPLIES.get(s, ()))
+    return frozenset(out)
+
+
+class Caller(msgspec.Struct, frozen=True):
+    scopes: frozenset[str]
+
+    def has(self, *any_of: str) -> bool:
+        return "*" in self.scopes or any(s in self.scopes for s in any_of)
+
+    def require(self, *any_of: str) -> None:
+        if not self.has(*any_of):
+            raise forbidden()
+
+
+class TokenSet:
+    def __init__(self, tokens: Sequence[tuple[str, Sequence[str]]]) -> None:
+        self._tokens = [(t.encode(), expand(scopes)) for t, scopes in tokens if t]
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def match(self, presented: str) -> Caller | None:
+        given = presented.encode()
+        found: Caller | None = None
+        for token, scopes in self._tokens:
+            if hmac.compare_digest(token, given) and found is None:
+                found = Caller(scopes)
+        return found
+
+
+def extract_bearer(authorization: str | None, query_token: str | None = None, allow_query: bool = False) -> str:
+    if authorization:
+        scheme, _, rest = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not _:
+            raise unauthorized("invalid Authorization header format")
+        token = rest.strip()
+        if not token:
+            raise unauthorized("missing or invalid Authorization header")
+        return token
+    if allow_query and query_token:
+        return query_token
+    raise unauthorized("missing or invalid Authorization header")
+
+
+def authenticate(tokens: TokenSet, authorization: str | None, *, query_token: str | None = None,
+                 allow_query: bool = False) -> Caller:
+    token = extract_bearer(authorization, query_token, allow_query)
+    caller = tokens.match(token)
+    if caller is None:
+        raise unauthorized("invalid token")
+    return caller
+
+
+def require(tokens: TokenSet, authorization: str | None, *any_of: str) -> Caller:
+    caller = authenticate(tokens, authorization)
+    if any_of:
+        caller.require(*any_of)
+    return caller
+
+
+__all__ = ["KNOWN_SCOPES", "ApiError", "Caller", "TokenSet", "authenticate", "expand", "require"]

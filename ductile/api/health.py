@@ -1,0 +1,53 @@
+"""``GET /healthz`` and ``GET /``: open routes for liveness and discovery."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from litestar import Request, get
+
+import ductile
+from ductile.api.errors import ApiError
+from ductile.projections.job_queries import queue_depth
+from ductile.runtime.services import Services
+
+
+def services_of(request: Request[Any, Any, Any]) -> Services:
+    return request.app.state.services
+
+
+@get("/healthz")
+async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    svc = services_of(request)
+    if svc.shutting_down:
+        raise ApiError(503, "shutting down")
+    try:
+        depth = await svc.read(queue_depth)
+    except Exception:
+        raise ApiError(500, "failed to compute queue depth") from None
+    return {
+        "status": "ok",
+        "uptime_seconds": svc.uptime_seconds(),
+        "queue_depth": depth,
+        "plugins_loaded": len(svc.catalog.plugins),
+        "plugins_circuit_open": 0,
+        "config_path": str(svc.config.source.root_file),
+        "binary_path": sys.argv[0],
+        "version": ductile.__version__,
+        "posture": svc.posture,
+        "event_log_position": svc.events.head,
+    }
+
+
+@get("/")
+async def root(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    svc = services_of(request)
+    return {
+        "name": "Ductile Gateway",
+        "description": "Self-hosted automation gateway: durable jobs, schedules, pipelines and plugins.",
+        "version": ductile.__version__,
+        "uptime_seconds": svc.uptime_seconds(),
+        "discovery": {"health": "/healthz", "skills": "/skills", "plugins": "/plugins", "openapi": "/openapi.json",
+                      "ai_plugin": "/.well-known/ai-plugin.json"},
+    }

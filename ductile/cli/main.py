@@ -1,0 +1,107 @@
+"""The ``ductile`` executable: ``ductile <noun> <verb> [args] [flags]``.
+
+Nouns are loaded lazily so that ``ductile version`` and ``--help`` never import the web stack.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import traceback
+
+from cyclopts import App
+
+from ductile.cli.output import CliFailure, emit_json
+
+app = App(
+    name="ductile",
+    help="Ductile: a self-hosted, event-sourced automation gateway.",
+    version_flags=[],
+)
+app.command("ductile.cli.system:app", name="system")
+app.command("ductile.cli.job:app", name="job")
+app.command("ductile.cli.plugin:app", name="plugin")
+
+
+@app.command
+def version(*, json: bool = False) -> None:
+    """Print the version, commit and build time.
+
+    Parameters
+    ----------
+    json
+        Print ``{"version", "commit", "build_time"}``.
+    """
+    from ductile.cli.build_info import build_info
+
+    info = build_info()
+    if json:
+        emit_json(info)
+        return
+    print(f"ductile {info['version']}")
+    print(f"commit: {info['commit']}")
+    print(f"built_at: {info['build_time']}")
+
+
+_SINGLE_DASH_LONG = re.compile(r"^-([a-z][a-z0-9-]+)(=.*)?$")
+
+
+def normalise_argv(argv: list[str]) -> list[str]:
+    """Accept ``-config x`` for ``--config x`` (compatibility), ``help`` for ``--help``."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        m = _SINGLE_DASH_LONG.match(arg)
+        if m and len(m.group(1)) > 1:
+            arg = "-" + arg
+        out.append(arg)
+    if out and out[0] == "--version":
+        out[0] = "version"
+    if out and out[-1] == "help":
+        out[-1] = "--help"
+    return out
+
+
+def run(argv: list[str] | None = None) -> None:
+    args = normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    if not args or (len(args) == 1 and args[0] in {"system", "job", "plugin"}):
+        saved = sys.stdout
+        sys.stdout = sys.stderr
+        try:
+            app([*args, "--help"], exit_on_error=False)
+        except SystemExit:
+            pass
+        finally:
+            sys.stdout = saved
+        sys.exit(2)
+    try:
+        result = app(args, exit_on_error=False, print_error=True)
+    except CliFailure as exc:
+        print(f"{exc.prefix}: {exc.message}", file=sys.stderr)
+        sys.exit(exc.code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if _is_parse_error(exc):
+            sys.exit(2)
+        if os.environ.get("DUCTILE_DEBUG") == "1":
+            traceback.print_exc()
+        print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    if isinstance(result, int):
+        sys.exit(result)
+
+
+def _is_parse_error(exc: Exception) -> bool:
+    from cyclopts.exceptions import CycloptsError
+
+    return isinstance(exc, CycloptsError)
+
+
+if __name__ == "__main__":
+    run()

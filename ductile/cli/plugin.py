@@ -1,0 +1,116 @@
+"""``ductile plugin ...``: list, show and run plugins through the running gateway."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from cyclopts import App, Parameter
+
+from ductile.cli.client import GatewayClient, default_api_url
+from ductile.cli.output import CliFailure, emit_json, fail, print_table
+
+app = App(name="plugin", help="Plugins on the running gateway: list, show, run.")
+
+ApiUrl = Annotated[str | None, Parameter(help="Gateway URL (default: http://<api.listen> from the config).")]
+ApiKey = Annotated[str | None, Parameter(help="API token (default: $DUCTILE_API_KEY).")]
+TERMINAL = {"succeeded", "failed", "timed_out", "dead", "skipped"}
+
+
+def _client(api_url: str | None, api_key: str | None) -> GatewayClient:
+    return GatewayClient(api_url or default_api_url(), api_key)
+
+
+@app.command(name="list")
+def list_(*, api_url: ApiUrl = None, api_key: ApiKey = None, json: bool = False) -> int:
+    """List the enabled plugins (``GET /plugins``)."""
+    try:
+        data = _client(api_url, api_key).request("GET", "/plugins")
+    except CliFailure as exc:
+        raise fail(exc.message, json=json) from None
+    if json:
+        emit_json(data)
+        return 0
+    print_table(["name", "version", "commands"],
+                [[p["name"], p.get("version"), ",".join(p.get("commands", []))] for p in data["plugins"]])
+    return 0
+
+
+def _payload(payload: str | None, payload_file: str | None) -> dict[str, Any]:
+    if payload is not None and payload_file is not None:
+        raise CliFailure("use only one of --payload or --payload-file")
+    text = payload
+    if payload_file is not None:
+        text = sys.stdin.read() if payload_file == "-" else Path(payload_file).read_text()
+    if text is None or not text.strip():
+        return {}
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        raise CliFailure("--payload must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise CliFailure("--payload must be a JSON object")
+    return value
+
+
+@app.command
+def run(
+    name: str,
+    *,
+    command: str = "poll",
+    payload: Annotated[str | None, Parameter(help="JSON object sent as the job payload.")] = None,
+    payload_file: Annotated[str | None, Parameter(help="Read the payload from a file, or - for stdin.")] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    wait: Annotated[bool, Parameter(help="Wait until the job ends and print its outcome.")] = False,
+    timeout: Annotated[float, Parameter(help="Seconds to wait with --wait.")] = 300.0,
+    json: bool = False,
+) -> int:
+    """Enqueue one job of plugin NAME (``POST /plugin/NAME/COMMAND``)."""
+    try:
+        body = {"payload": _payload(payload, payload_file)}
+        client = _client(api_url, api_key)
+        if not client.api_key:
+            raise CliFailure("--api-key is required (or set DUCTILE_API_KEY)")
+        queued = client.request("POST", f"/plugin/{name}/{command}", body)
+        if not wait:
+            if json:
+                emit_json(queued)
+            else:
+                print(f"Queued job {queued['job_id']} ({name} {command})")
+            return 0
+        deadline = time.monotonic() + timeout
+        job = queued
+        while time.monotonic() < deadline:
+            job = client.request("GET", f"/job/{queued['job_id']}")
+            if job.get("status") in TERMINAL:
+                break
+            time.sleep(0.2)
+        else:
+            raise CliFailure(f"timed out after {timeout:g}s waiting for job {queued['job_id']}")
+    except CliFailure as exc:
+        raise fail(exc.message, json=json) from None
+    if json:
+        emit_json(job)
+    else:
+        summary = job.get("last_error") or _summary(job.get("result"))
+        print(f"Job {job['job_id']} {job['status']} in {_duration_ms(job)}ms: {summary}")
+    return 0 if job.get("status") == "succeeded" else 1
+
+
+def _summary(result: Any) -> str:
+    if isinstance(result, dict):
+        return str(result.get("result", ""))
+    return "" if result is None else str(result)
+
+
+def _duration_ms(job: dict[str, Any]) -> int:
+    from ductile.events.timefmt import parse_rfc3339
+
+    try:
+        return (parse_rfc3339(job["completed_at"]) - parse_rfc3339(job.get("started_at") or job["created_at"])) // 1_000_000
+    except (KeyError, ValueError):
+        return 0

@@ -1,0 +1,255 @@
+"""Units of work for jobs: read current state inside the writer's transaction, decide, append.
+
+Each function takes the writer's ``WriteTx``. Because the single writer runs them one after the
+other (each in its own savepoint), a read followed by an append is atomic: two claims of one job,
+or two enqueues racing past a dedupe check, cannot happen.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+
+from ductile.commands import jobs
+from ductile.commands.errors import JobNotFound
+from ductile.commands.jobs import AttemptResult, DedupeView, EnqueueJob, JobState
+from ductile.events.log import ANY, NO_STREAM, WriteTx, read_stream
+from ductile.events.record import Recorded
+from ductile.events.types import (
+    JobDeduped,
+    PluginFactAppended,
+    PluginStateChanged,
+    job_stream,
+    plugin_stream,
+)
+
+_json_decode = msgspec.json.Decoder(dict[str, Any])
+
+JOB_COLUMNS = (
+    "job_id, plugin, command, status, attempt, max_attempts, submitted_by, created_ns, payload, dedupe_key,"
+    " schedule_id, parent_job_id, next_retry_ns, last_error, result, completed_ns, created_at"
+)
+
+
+class EnqueueOutcome(msgspec.Struct, frozen=True):
+    job_id: str | None
+    deduped: bool = False
+    dedupe_reason: str | None = None
+    existing_job_id: str | None = None
+    position: int = 0
+
+
+class ClaimedJob(msgspec.Struct, frozen=True):
+    job_id: str
+    plugin: str
+    command: str
+    attempt: int
+    max_attempts: int
+    payload: dict[str, Any]
+    submitted_by: str
+    created_at: str
+    schedule_id: str | None
+    parent_job_id: str | None
+    state: dict[str, Any]
+
+
+def _row_to_state(row: tuple[Any, ...]) -> JobState:
+    return JobState(
+        job_id=row[0], plugin=row[1], command=row[2], status=row[3], attempt=row[4], max_attempts=row[5],
+        submitted_by=row[6], created_at=row[7], payload=_json_decode.decode(row[8]), dedupe_key=row[9],
+        schedule_id=row[10], parent_job_id=row[11], next_retry_at=row[12], last_error=row[13], result=row[14],
+        completed_at=row[15],
+    )
+
+
+def load_job(conn: sqlite3.Connection | sqlite3.Cursor, job_id: str) -> JobState | None:
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM job_queue WHERE job_id = ?", (job_id,)).fetchone()
+    if row is not None:
+        return _row_to_state(row)
+    # Pruned from the queue: the log still knows the job.
+    records = read_stream(conn if isinstance(conn, sqlite3.Connection) else conn.connection, job_stream(job_id))
+    return jobs.fold([r.event for r in records]) if records else None
+
+
+def dedupe_view(cur: sqlite3.Cursor, plugin: str, command: str, key: str) -> DedupeView:
+    outstanding = cur.execute(
+        "SELECT job_id FROM job_queue WHERE plugin=? AND command=? AND dedupe_key=?"
+        " AND status IN ('queued','running') ORDER BY created_ns LIMIT 1",
+        (plugin, command, key),
+    ).fetchone()
+    success = cur.execute(
+        "SELECT job_id, completed_ns FROM job_queue WHERE plugin=? AND command=? AND dedupe_key=?"
+        " AND status='succeeded' ORDER BY completed_ns DESC LIMIT 1",
+        (plugin, command, key),
+    ).fetchone()
+    return DedupeView(
+        outstanding_job_id=outstanding[0] if outstanding else None,
+        last_success_job_id=success[0] if success else None,
+        last_success_at=success[1] if success else None,
+    )
+
+
+def enqueue(tx: WriteTx, cmd: EnqueueJob) -> EnqueueOutcome:
+    view = dedupe_view(tx.cur, cmd.plugin, cmd.command, cmd.dedupe_key) if cmd.dedupe_key else DedupeView()
+    events = jobs.decide_enqueue(cmd, None, view, tx.now)
+    first = events[0]
+    if isinstance(first, JobDeduped):
+        tx.append("dedupe", events, ANY)
+        return EnqueueOutcome(
+            job_id=None, deduped=True, dedupe_reason=first.dedupe_reason, existing_job_id=first.existing_job_id
+        )
+    recs = tx.append(job_stream(cmd.job_id), events, NO_STREAM)
+    return EnqueueOutcome(job_id=cmd.job_id, position=recs[-1].position)
+
+
+def apply(tx: WriteTx, cmd: jobs.Command) -> list[Recorded]:
+    """Decide ``cmd`` against the job's current state and append the result."""
+    job_id = cmd.job_id
+    job = load_job(tx.cur, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    events = jobs.decide(cmd, job, tx.now)
+    return tx.append(job_stream(job_id), events)
+
+
+def claim_next(
+    tx: WriteTx,
+    max_workers: int,
+    lane_limits: Mapping[str, int],
+    unavailable: Callable[[str, str], str | None],
+    scan_limit: int = 500,
+    config_snapshot_id: str | None = None,
+) -> tuple[list[ClaimedJob], list[Recorded]]:
+    """Claim eligible jobs while fewer than ``max_workers`` run, oldest first, skipping full lanes.
+
+    ``unavailable(plugin, command)`` returns ``plugin_unavailable`` / ``command_not_supported``
+    for a job that can no longer run: it ends ``dead`` at claim without spawning (T11).
+    """
+    cur = tx.cur
+    running: dict[str, int] = dict(
+        cur.execute("SELECT plugin, COUNT(*) FROM job_queue WHERE status='running' GROUP BY plugin").fetchall()
+    )
+    busy_keys = {
+        (row[0], row[1], row[2])
+        for row in cur.execute(
+            "SELECT plugin, command, dedupe_key FROM job_queue WHERE status='running' AND dedupe_key IS NOT NULL"
+        )
+    }
+    claimed: list[ClaimedJob] = []
+    killed: list[Recorded] = []
+    free_slots = max_workers - sum(running.values())
+    if free_slots <= 0:
+        return claimed, killed
+    rows = cur.execute(
+        f"SELECT {JOB_COLUMNS} FROM job_queue WHERE status='queued' AND (next_retry_ns IS NULL OR next_retry_ns <= ?)"
+        " ORDER BY created_ns, enqueue_position LIMIT ?",
+        (tx.now, scan_limit),
+    ).fetchall()
+    states: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if len(claimed) >= free_slots:
+            break
+        job = _row_to_state(row)
+        why = unavailable(job.plugin, job.command)
+        if why is not None:
+            text = (
+                f"plugin {job.plugin} is not loaded or not enabled" if why == "plugin_unavailable"
+                else f"command {job.command} is not supported by plugin {job.plugin}"
+            )
+            killed += tx.append(
+                job_stream(job.job_id), jobs.decide(jobs.KillJob(job_id=job.job_id, reason=why, error=text), job, tx.now)
+            )
+            continue
+        limit = lane_limits.get(job.plugin, 1)
+        if running.get(job.plugin, 0) >= limit:
+            continue
+        if job.dedupe_key and (job.plugin, job.command, job.dedupe_key) in busy_keys:
+            continue
+        tx.append(
+            job_stream(job.job_id),
+            jobs.decide(jobs.ClaimJob(job_id=job.job_id, config_snapshot_id=config_snapshot_id), job, tx.now),
+        )
+        running[job.plugin] = running.get(job.plugin, 0) + 1
+        if job.dedupe_key:
+            busy_keys.add((job.plugin, job.command, job.dedupe_key))
+        if job.plugin not in states:
+            states[job.plugin] = current_state(cur, job.plugin)
+        claimed.append(
+            ClaimedJob(
+                job_id=job.job_id, plugin=job.plugin, command=job.command, attempt=job.attempt,
+                max_attempts=job.max_attempts, payload=job.payload, submitted_by=job.submitted_by,
+                created_at=row[16], schedule_id=job.schedule_id, parent_job_id=job.parent_job_id,
+                state=states[job.plugin],
+            )
+        )
+    return claimed, killed
+
+
+def current_state(cur: sqlite3.Cursor, plugin: str) -> dict[str, Any]:
+    row = cur.execute("SELECT state FROM plugin_state WHERE plugin=?", (plugin,)).fetchone()
+    return _json_decode.decode(row[0]) if row else {}
+
+
+class StateChange(msgspec.Struct, frozen=True):
+    """Plugin state to record with a successful attempt (already validated against the cap)."""
+
+    plugin: str
+    state: dict[str, Any]
+    fact_type: str | None = None
+    fact: dict[str, Any] | None = None
+    command: str = ""
+
+
+def complete(
+    tx: WriteTx,
+    job_id: str,
+    attempt: int,
+    result: AttemptResult,
+    backoff_base: int,
+    jitter: float,
+    state_change: Callable[[dict[str, Any]], StateChange | None] | None = None,
+) -> list[Recorded]:
+    """Record how an attempt ended; on success (or a route error) apply the plugin's state.
+
+    ``state_change(current_state)`` computes the new state from the state as it is *now*, inside
+    the transaction, so concurrent jobs of one plugin merge in commit order. It may raise
+    ``ductile.plugins.state.StateError``; the attempt then fails with ``state_error`` and nothing
+    is applied.
+    """
+    from ductile.plugins.state import StateError
+
+    job = load_job(tx.cur, job_id)
+    if job is None:
+        raise JobNotFound(job_id)
+    change: StateChange | None = None
+    if state_change is not None and (result.outcome == jobs.OK):
+        try:
+            change = state_change(current_state(tx.cur, job.plugin))
+        except StateError as exc:
+            result = msgspec.structs.replace(result, error=str(exc), permanent_reason="state_error")
+    cmd = jobs.CompleteAttempt(job_id=job_id, attempt=attempt, result=result, backoff_base=backoff_base, jitter=jitter)
+    recs = tx.append(job_stream(job_id), jobs.decide(cmd, job, tx.now))
+    if change is not None:
+        stream = plugin_stream(change.plugin)
+        if change.fact_type is not None and change.fact is not None:
+            seq_row = tx.cur.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM plugin_facts WHERE plugin_name=?", (change.plugin,)
+            ).fetchone()
+            recs += tx.append(stream, [
+                PluginFactAppended(plugin=change.plugin, seq=seq_row[0] + 1, fact_type=change.fact_type,
+                                   fact=change.fact, job_id=job_id, command=change.command, at=tx.now)
+            ])
+        recs += tx.append(stream, [PluginStateChanged(plugin=change.plugin, state=change.state, job_id=job_id, at=tx.now)])
+    return recs
+
+
+def recover_running(tx: WriteTx) -> list[Recorded]:
+    """Boot crash recovery: every job left ``running`` is re-queued or marked dead."""
+    recs: list[Recorded] = []
+    ids = [r[0] for r in tx.cur.execute("SELECT job_id FROM job_queue WHERE status='running' ORDER BY created_ns")]
+    for job_id in ids:
+        recs += apply(tx, jobs.RecoverJob(job_id=job_id))
+    return recs

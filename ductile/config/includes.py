@@ -1,0 +1,117 @@
+"""Reading the root file and everything its ``include:`` lists name, depth first (spec config.md §2).
+
+Each file's own ``environment_vars.include`` is applied before that file's values are
+interpolated (§3.2), so a file can use the variables its env files define.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+from ductile.config.discovery import ConfigSource
+from ductile.config.documents import Document, display_name, read_document
+from ductile.config.envfiles import add_missing, parse_env_text
+from ductile.config.errors import ConfigError
+from ductile.config.interpolation import Unresolved, interpolate, interpolate_text
+from ductile.config.locations import KeyPath, dotted
+from ductile.config.merging import normalize_flat_webhooks, strip_root_only
+from ductile.config.model import Diagnostic
+from ductile.config.paths import resolve_path
+from ductile.config.plaintext import read_plaintext
+
+
+class IncludeWalk:
+    """Loads documents in merge order and records every file read."""
+
+    def __init__(self, source: ConfigSource, environ: MutableMapping[str, str], home: Path) -> None:
+        self.source = source
+        self.environ = environ
+        self.home = home
+        self.documents: list[Document] = []
+        self.files: list[Path] = []
+        self.warnings: list[Diagnostic] = []
+        self._seen: set[str] = set()
+
+    def run(self) -> IncludeWalk:
+        self._visit(self.source.root_file, is_root=True)
+        return self
+
+    def _visit(self, path: Path, *, is_root: bool = False) -> None:
+        self._seen.add(os.path.realpath(path))
+        self.files.append(path)
+        document = read_document(path, self.source.config_dir, is_root=is_root)
+        self._load_env_files(document)
+        document.data = interpolate(document.data, self.environ)
+        normalize_flat_webhooks(document)
+        self.warnings.extend(strip_root_only(document))
+        self.documents.append(document)
+        for index, target in enumerate(self._list_of_paths(document, ("include",))):
+            self._include(document, index, target)
+
+    def _include(self, document: Document, index: int, text: str) -> None:
+        path = self._resolve(document, ("include", index), text)
+        label = f"include[{index}] ({document.name})"
+        if not path.exists():
+            raise ConfigError(f"{label}: file not found: {path}")
+        targets = self._directory_files(document, index, path) if path.is_dir() else [path]
+        for target in targets:
+            if os.path.realpath(target) in self._seen:
+                raise ConfigError(f"{label}: {target} is already included (circular or repeated include)")
+            self._visit(target)
+
+    def _directory_files(self, document: Document, index: int, directory: Path) -> list[Path]:
+        files: list[Path] = []
+        for entry in sorted(directory.iterdir(), key=lambda item: item.name):
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            if entry.suffix == ".yaml":
+                files.append(entry)
+            elif entry.suffix == ".yml":
+                self.warnings.append(
+                    Diagnostic(
+                        level="warning",
+                        category="config",
+                        field=f"include[{index}]",
+                        message=f"include: {entry} ignored (only *.yaml files are loaded)",
+                        file=document.name,
+                        line=document.line(("include", index)),
+                    )
+                )
+        return files
+
+    def _load_env_files(self, document: Document) -> None:
+        for index, raw in enumerate(self._list_of_paths(document, ("environment_vars", "include"))):
+            key = ("environment_vars", "include", index)
+            path = self._resolve(document, key, interpolate_text(raw, self.environ))
+            if not path.is_file():
+                raise document.error(f"environment_vars.include[{index}]: file not found: {path}", key)
+            name = display_name(path, self.source.config_dir)
+            add_missing(self.environ, parse_env_text(read_plaintext(path), name))
+            if path not in self.files:
+                self.files.append(path)
+
+    def _resolve(self, document: Document, key: KeyPath, text: str) -> Path:
+        if isinstance(text, Unresolved):
+            variable = "${" + text.missing[0] + "}"
+            raise document.error(f"{dotted(key)}: environment variable {variable} is not set", key)
+        return resolve_path(text, document.path.parent, self.home)
+
+    def _list_of_paths(self, document: Document, key: KeyPath) -> list[str]:
+        value: Any = document.data
+        for index, part in enumerate(key):
+            if value is None:
+                return []
+            if not isinstance(value, dict):
+                raise document.error(f"{dotted(key[:index])}: expected a mapping", key[:index])
+            value = value.get(part)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise document.error(f"{dotted(key)}: expected a list of paths", key)
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise document.error(f"{dotted((*key, index))}: expected a string", (*key, index))
+        return value

@@ -1,0 +1,167 @@
+"""``load_config``: discovery result in, validated Config out (spec config.md §2–§5)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ductile.config.api import build_api
+from ductile.config.context import BuildContext
+from ductile.config.discovery import ConfigSource
+from ductile.config.documents import Document
+from ductile.config.duplicates import check_unique_names
+from ductile.config.errors import ConfigError
+from ductile.config.includes import IncludeWalk
+from ductile.config.interpolation import find_unresolved, plain
+from ductile.config.locations import KeyPath, dotted
+from ductile.config.merging import merge_documents
+from ductile.config.model import Config, Diagnostic, SecretsConfig
+from ductile.config.paths import home_directory, resolve_path
+from ductile.config.plugins import build_plugins
+from ductile.config.schema import RootSchema
+from ductile.config.service import build_service
+from ductile.config.shapes import check_shape
+from ductile.config.symlinks import check_symlinks
+
+DEFAULT_STATE_PATH = "data/ductile.db"
+DEFAULT_VAULT_FILE = "vault.age"
+
+# Path keys where an undefined ${VAR} can never be right (§3.1).
+_PATH_KEYS: frozenset[KeyPath] = frozenset(
+    {
+        ("state", "path"),
+        ("database", "path"),
+        ("secrets", "age_key_file"),
+        ("secrets", "vault_file"),
+        ("api", "management_socket"),
+    }
+)
+
+
+def load_config(source: ConfigSource, environ: MutableMapping[str, str] | None = None) -> Config:
+    """Read, merge, interpolate and validate the config. Any load error is a ConfigError.
+
+    Variables from ``environment_vars.include`` files are added to ``environ`` (default
+    ``os.environ``) without overwriting what is already there.
+    """
+    env = os.environ if environ is None else environ
+    home = home_directory(env)
+    walk = IncludeWalk(source, env, home).run()
+    warnings: list[Diagnostic] = list(walk.warnings)
+    for document in walk.documents:
+        warnings.extend(_shape_warnings(document))
+
+    merged = merge_documents(walk.documents)
+    ctx = BuildContext(merged.origins, source.config_dir, home, walk.documents[0].name)
+    _check_unresolved(merged.data, ctx)
+    check_unique_names(merged.data, merged.origins)
+
+    raw = plain(merged.data)
+    try:
+        schema = msgspec.convert(raw, RootSchema, strict=True)
+    except msgspec.ValidationError as error:  # shapes.py checked every file; kept as a safety net
+        raise ConfigError(f"invalid configuration: {error}", file=ctx.root_name) from None
+
+    service = build_service(schema.service, ctx)
+    state_path = _state_path(schema, ctx)
+    plugin_roots = _plugin_roots(schema, ctx)
+    api = build_api(schema.api, ctx, state_path)
+    plugins = build_plugins(schema.plugins or {}, ctx, service.max_workers, merged.plugin_files)
+    secrets = _secrets(schema, ctx)
+    warnings.extend(ctx.warnings)
+    warnings.extend(check_symlinks([*walk.files, *plugin_roots], service.allow_symlinks))
+
+    return Config(
+        source=source,
+        service=service,
+        state_path=state_path,
+        plugin_roots=plugin_roots,
+        api=api,
+        plugins=plugins,
+        pipelines=list(raw.get("pipelines") or []),
+        webhooks=dict(raw.get("webhooks") or {}),
+        raw=raw,
+        files=list(walk.files),
+        warnings=warnings,
+        secrets=secrets,
+        locations=merged.origins.as_dotted(),
+    )
+
+
+def _shape_warnings(document: Document) -> list[Diagnostic]:
+    warnings = [
+        Diagnostic(
+            level="warning",
+            category="config",
+            field=dotted(finding.path),
+            message=finding.message,
+            file=document.name,
+            line=document.line(finding.path),
+        )
+        for finding in check_shape(document.data, document.name, document.lines)
+    ]
+    if "tokens" in document.data:
+        warnings.append(
+            Diagnostic(
+                level="warning",
+                category="config",
+                field="tokens",
+                message=(
+                    "tokens.yaml is no longer read for secrets; "
+                    f"migrate with 'ductile vault import --tokens {document.path}'"
+                ),
+                file=document.name,
+                line=document.line(("tokens",)),
+            )
+        )
+    return warnings
+
+
+def _check_unresolved(merged: dict[str, Any], ctx: BuildContext) -> None:
+    plugins = merged.get("plugins") if isinstance(merged.get("plugins"), dict) else {}
+    for path, value in find_unresolved(merged):
+        variable = "${" + value.missing[0] + "}"
+        if path in _PATH_KEYS or path[0] == "plugin_roots":
+            raise ctx.error(f"{dotted(path)}: environment variable {variable} is not set", path)
+        if len(path) == 5 and path[:3] == ("api", "auth", "tokens") and path[4] == "token":
+            raise ctx.error(f"{dotted(path[:4])}: environment variable {variable} is not set", path)
+        if len(path) >= 3 and path[0] == "plugins" and path[2] == "config":
+            entry = plugins.get(path[1])
+            if isinstance(entry, dict) and entry.get("enabled") is True:
+                raise ctx.error(f'plugin "{path[1]}": environment variable {variable} is not set', path)
+        ctx.warn("config", path, f"environment variable {variable} is not set; the literal is kept")
+
+
+def _state_path(schema: RootSchema, ctx: BuildContext) -> Path:
+    text = DEFAULT_STATE_PATH
+    if schema.state is not None and schema.state.path:
+        text = schema.state.path
+    elif schema.database is not None and schema.database.path:
+        text = schema.database.path
+    return resolve_path(text, ctx.config_dir, ctx.home)
+
+
+def _plugin_roots(schema: RootSchema, ctx: BuildContext) -> list[Path]:
+    if not schema.plugin_roots:
+        raise ctx.error("plugin_roots is required (at least one directory)", ("plugin_roots",))
+    roots: list[Path] = []
+    for index, text in enumerate(schema.plugin_roots):
+        root = resolve_path(text, ctx.config_dir, ctx.home)
+        if not root.is_dir():
+            raise ctx.error(f"plugin_roots[{index}]: {root} is not a directory", ("plugin_roots", index))
+        roots.append(root)
+    return roots
+
+
+def _secrets(schema: RootSchema, ctx: BuildContext) -> SecretsConfig:
+    given = schema.secrets
+    age_key_file = given.age_key_file if given is not None else None
+    vault_file = given.vault_file if given is not None and given.vault_file else DEFAULT_VAULT_FILE
+    return SecretsConfig(
+        age_key_file=resolve_path(age_key_file, ctx.config_dir, ctx.home) if age_key_file else None,
+        vault_file=resolve_path(vault_file, ctx.config_dir, ctx.home),
+    )

@@ -1,0 +1,130 @@
+"""The loaded configuration: defaults applied, values validated, durations in seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ductile.config.discovery import ConfigSource
+
+DEFAULT_TIMEOUTS: dict[str, float] = {"poll": 60.0, "handle": 120.0, "health": 10.0, "init": 30.0}
+FALLBACK_TIMEOUT = 60.0
+
+
+def default_max_workers() -> int:
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+class RetryConfig(msgspec.Struct, frozen=True):
+    max_attempts: int = 4
+    backoff_base: float = 30.0
+
+
+class BreakerConfig(msgspec.Struct, frozen=True):
+    threshold: int = 3
+    reset_after: float = 1800.0
+
+
+class PluginEntry(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    enabled: bool = False
+    uses: str | None = None
+    config: dict[str, Any] = {}
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    timeouts: dict[str, float] = {}  # only explicit overrides; see timeout_for
+    circuit_breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    parallelism: int | None = None  # None: max_workers, or 1 for a concurrency_safe: false manifest
+    max_outstanding_polls: int = 1
+    notify_on_complete: bool = False
+    vault_principal: str | None = None  # None: the entry name
+    requires_vault: bool = False
+    schedules: list[dict[str, Any]] = []  # raw; the scheduler validates them
+    source_file: str = ""  # the file whose entry won the merge
+
+    def timeout_for(self, command: str) -> float:
+        """The explicit override, else the command's default, else the ``poll`` default (60s)."""
+        if command in self.timeouts:
+            return self.timeouts[command]
+        return DEFAULT_TIMEOUTS.get(command, FALLBACK_TIMEOUT)
+
+
+class TokenEntry(msgspec.Struct, frozen=True):
+    scopes: list[str]
+    token: str | None = None
+    secret_ref: str | None = None
+
+
+class ApiConfig(msgspec.Struct, frozen=True):
+    enabled: bool = False
+    listen: str = "127.0.0.1:8080"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_concurrent_sync: int = 10
+    max_sync_timeout: float = 300.0
+    allowed_origins: list[str] = []
+    tokens: list[TokenEntry] = []
+    management_socket: Path | None = None  # the loader fills in <dir(state.path)>/vault-admin.sock
+
+
+class ServiceConfig(msgspec.Struct, frozen=True):
+    name: str = "ductile"
+    tick_interval: float = 60.0
+    log_level: str = "info"
+    log_format: str = "json"
+    durability: str = "full"
+    max_workers: int = msgspec.field(default_factory=default_max_workers)
+    shutdown_grace: float = 30.0
+    hook_max_depth: int = 4
+    dedupe_ttl: float = 86400.0
+    job_queue_retention: float = 86400.0
+    job_log_retention: float = 2592000.0
+    job_transitions_retention: float = 2592000.0
+    job_attempts_retention: float = 2592000.0
+    breaker_transitions_retention: float = 7776000.0
+    allow_symlinks: bool = False
+    plugin_env_passthrough: list[str] = []
+    admission: dict[str, Any] = {}  # as written in the root config.yaml (empty = no block)
+    strict_mode: bool = False
+
+
+class SecretsConfig(msgspec.Struct, frozen=True):
+    age_key_file: Path | None = None  # None: the resolution order of vault.md §1
+    vault_file: Path | None = None  # the loader fills in <configDir>/vault.age
+
+
+class Diagnostic(msgspec.Struct, frozen=True, omit_defaults=True):
+    level: str  # "error" | "warning"
+    category: str
+    field: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+
+class Config(msgspec.Struct, frozen=True):
+    source: ConfigSource
+    service: ServiceConfig
+    state_path: Path
+    plugin_roots: list[Path]
+    api: ApiConfig
+    plugins: dict[str, PluginEntry]
+    pipelines: list[dict[str, Any]]
+    webhooks: dict[str, Any]
+    raw: dict[str, Any]  # the merged, interpolated mapping
+    files: list[Path]  # every file the loader read (root, includes, env files), in order
+    warnings: list[Diagnostic]
+    secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
+    locations: dict[str, str] = {}  # dot path ("pipelines[2].steps") -> "file:line" of the winning value
+
+    def location(self, path: str) -> str | None:
+        """``"file:line"`` of the value at ``path`` or of its nearest ancestor, if known."""
+        candidate = path
+        while candidate:
+            if candidate in self.locations:
+                return self.locations[candidate]
+            cut = max(candidate.rfind("."), candidate.rfind("["))
+            candidate = candidate[:cut] if cut > 0 else ""
+        return None

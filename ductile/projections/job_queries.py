@@ -1,0 +1,259 @@
+"""Read-only queries over the job read models, shaped as the API and CLI show them.
+
+Shared by the HTTP API and the CLI (which opens the state DB read-only, even while the gateway
+runs). Timestamps come out RFC3339 with ``Z``; ``result`` is the decoded plugin response.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import msgspec
+
+from ductile.events.timefmt import parse_rfc3339, sql_ts
+
+STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "dead", "skipped")
+STATUS_ALIASES = {"pending": "queued", "ok": "succeeded", "error": "failed"}
+
+_decode_any = msgspec.json.Decoder()
+
+
+class QueryError(ValueError):
+    """A bad filter; ``str`` is the user-facing message."""
+
+
+def normalise_status(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    v = STATUS_ALIASES.get(value.lower(), value.lower())
+    if v not in STATUSES:
+        raise QueryError("invalid status filter")
+    return v
+
+
+def decode_result(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return _decode_any.decode(raw)
+    except msgspec.DecodeError:
+        return raw
+
+
+def _ts(value: str | None) -> str | None:
+    # Stored fixed-width text is already RFC3339 (6 fractional digits, Z).
+    return value
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+JOB_FIELDS = (
+    "job_id, status, plugin, command, submitted_by, attempt, max_attempts, parent_job_id, pipeline, step_id,"
+    " created_at, started_at, completed_at, next_retry_at, result, last_error, payload, dedupe_key, schedule_id,"
+    " source_event_id, event_context_id, enqueued_config_snapshot_id, started_config_snapshot_id"
+)
+
+
+def get_job(conn: sqlite3.Connection, job_id: str, *, with_result: bool = True, full: bool = False) -> dict[str, Any] | None:
+    row = conn.execute(f"SELECT {JOB_FIELDS} FROM job_queue WHERE job_id=?", (job_id,)).fetchone()
+    if row is None:
+        return _job_from_log(conn, job_id, with_result=with_result)
+    job = {
+        "job_id": row[0], "status": row[1], "plugin": row[2], "command": row[3], "submitted_by": row[4],
+        "attempt": row[5], "max_attempts": row[6], "parent_job_id": row[7], "pipeline": row[8], "step_id": row[9],
+        "created_at": _ts(row[10]), "started_at": _ts(row[11]), "completed_at": _ts(row[12]),
+        "next_retry_at": _ts(row[13]),
+    }
+    if with_result:
+        job["result"] = decode_result(row[14])
+        job["last_error"] = row[15]
+    if full:
+        job["payload"] = _decode_any.decode(row[16])
+        job["dedupe_key"] = row[17]
+        job["schedule_id"] = row[18]
+        job["source_event_id"] = row[19]
+        job["event_context_id"] = row[20]
+        job["enqueued_config_snapshot_id"] = row[21]
+        job["started_config_snapshot_id"] = row[22]
+    return _compact(job)
+
+
+def _job_from_log(conn: sqlite3.Connection, job_id: str, *, with_result: bool) -> dict[str, Any] | None:
+    """A job pruned from the queue still has its ``job_log`` row."""
+    row = conn.execute(
+        "SELECT job_id, status, plugin, command, submitted_by, attempt, parent_job_id, created_at, completed_at,"
+        " result, last_error FROM job_log WHERE job_id=? ORDER BY completed_ns DESC LIMIT 1",
+        (job_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    job = {
+        "job_id": row[0], "status": row[1], "plugin": row[2], "command": row[3], "submitted_by": row[4],
+        "attempt": row[5], "parent_job_id": row[6], "created_at": row[7], "completed_at": row[8],
+    }
+    if with_result:
+        job["result"] = decode_result(row[9])
+        job["last_error"] = row[10]
+    return _compact(job)
+
+
+def _filters(
+    plugin: str | None, command: str | None, status: str | None, submitted_by: str | None
+) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for col, val in (("plugin", plugin), ("command", command), ("status", normalise_status(status)),
+                     ("submitted_by", submitted_by)):
+        if val:
+            where.append(f"{col} = ?")
+            params.append(val)
+    return where, params
+
+
+def check_limit(limit: int | None, default: int = 50) -> int:
+    if limit is None:
+        return default
+    if limit <= 0:
+        raise QueryError("limit must be a positive integer")
+    if limit > 200:
+        raise QueryError("limit must be <= 200")
+    return limit
+
+
+def list_jobs(
+    conn: sqlite3.Connection, *, plugin: str | None = None, command: str | None = None, status: str | None = None,
+    submitted_by: str | None = None, limit: int | None = None,
+) -> dict[str, Any]:
+    n = check_limit(limit)
+    where, params = _filters(plugin, command, status, submitted_by)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    total = conn.execute(f"SELECT COUNT(*) FROM job_queue{clause}", params).fetchone()[0]
+    rows = conn.execute(
+        "SELECT job_id, plugin, command, status, submitted_by, attempt, created_at, started_at, completed_at"
+        f" FROM job_queue{clause} ORDER BY created_ns DESC, enqueue_position DESC LIMIT ?",
+        [*params, n],
+    ).fetchall()
+    jobs = [
+        _compact({"job_id": r[0], "plugin": r[1], "command": r[2], "status": r[3], "submitted_by": r[4],
+                  "attempt": r[5], "created_at": r[6], "started_at": r[7], "completed_at": r[8]})
+        for r in rows
+    ]
+    return {"jobs": jobs, "total": total}
+
+
+def _bound(value: str | None, name: str) -> str | None:
+    if not value:
+        return None
+    try:
+        return sql_ts(parse_rfc3339(value))
+    except ValueError:
+        raise QueryError(f"invalid {name} timestamp") from None
+
+
+def job_logs(
+    conn: sqlite3.Connection, *, job_id: str | None = None, plugin: str | None = None, command: str | None = None,
+    status: str | None = None, submitted_by: str | None = None, from_: str | None = None, to: str | None = None,
+    query: str | None = None, limit: int | None = None, include_result: bool = False, with_result: bool = True,
+) -> dict[str, Any]:
+    n = check_limit(limit)
+    where, params = _filters(plugin, command, status, submitted_by)
+    if job_id:
+        where.append("job_id = ?")
+        params.append(job_id)
+    lo, hi = _bound(from_, "from"), _bound(to, "to")
+    if lo:
+        where.append("completed_at >= ?")
+        params.append(lo)
+    if hi:
+        where.append("completed_at <= ?")
+        params.append(hi)
+    if query:
+        where.append("(instr(lower(coalesce(last_error,'')), ?) > 0 OR instr(lower(coalesce(stderr,'')), ?) > 0"
+                     " OR instr(lower(coalesce(result,'')), ?) > 0)")
+        q = query.lower()
+        params += [q, q, q]
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    total = conn.execute(f"SELECT COUNT(*) FROM job_log{clause}", params).fetchone()[0]
+    rows = conn.execute(
+        "SELECT job_id, id, plugin, command, status, attempt, submitted_by, created_at, completed_at, last_error,"
+        f" stderr, result FROM job_log{clause} ORDER BY completed_ns DESC LIMIT ?",
+        [*params, n],
+    ).fetchall()
+    logs = []
+    for r in rows:
+        entry: dict[str, Any] = {
+            "job_id": r[0], "log_id": r[1], "plugin": r[2], "command": r[3], "status": r[4], "attempt": r[5],
+            "submitted_by": r[6], "created_at": r[7], "completed_at": r[8],
+        }
+        if with_result:
+            entry["last_error"] = r[9]
+            entry["stderr"] = r[10] or None
+            if include_result:
+                entry["result"] = decode_result(r[11])
+        logs.append(_compact(entry))
+    return {"logs": logs, "total": total}
+
+
+def transitions(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+    return [
+        {"from_status": r[0], "to_status": r[1], "reason": r[2], "created_at": r[3]}
+        for r in conn.execute(
+            "SELECT from_status, to_status, reason, created_at FROM job_transitions WHERE job_id=? ORDER BY id",
+            (job_id,),
+        )
+    ]
+
+
+def attempts(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+    return [
+        _compact({"attempt": r[0], "started_at": r[1], "completed_at": r[2], "outcome": r[3], "exit_code": r[4],
+                  "duration_ms": r[5], "error": r[6], "stderr": r[7] or None})
+        for r in conn.execute(
+            "SELECT attempt, created_at, completed_at, outcome, exit_code, duration_ms, error, stderr"
+            " FROM job_attempts WHERE job_id=? ORDER BY attempt",
+            (job_id,),
+        )
+    ]
+
+
+def lineage(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+    chain: list[dict[str, Any]] = []
+    current: str | None = job_id
+    seen: set[str] = set()
+    while current and current not in seen:
+        seen.add(current)
+        row = conn.execute(
+            "SELECT job_id, plugin, command, status, pipeline, step_id, parent_job_id FROM job_queue WHERE job_id=?",
+            (current,),
+        ).fetchone()
+        if row is None:
+            break
+        chain.append(_compact({"job_id": row[0], "plugin": row[1], "command": row[2], "status": row[3],
+                               "pipeline": row[4], "step_id": row[5]}))
+        current = row[6]
+    chain.reverse()
+    return chain
+
+
+def children(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+    return [
+        _compact({"job_id": r[0], "plugin": r[1], "command": r[2], "status": r[3], "step_id": r[4]})
+        for r in conn.execute(
+            "SELECT job_id, plugin, command, status, step_id FROM job_queue WHERE parent_job_id=? ORDER BY created_ns",
+            (job_id,),
+        )
+    ]
+
+
+def stderr_of(conn: sqlite3.Connection, job_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT stderr FROM job_attempts WHERE job_id=? ORDER BY attempt DESC LIMIT 1", (job_id,)
+    ).fetchone()
+    return row[0] if row and row[0] else None
+
+
+def queue_depth(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM job_queue WHERE status IN ('queued','running')").fetchone()[0]

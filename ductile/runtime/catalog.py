@@ -1,0 +1,99 @@
+"""The plugins the gateway can run: configured entries joined to discovered manifests.
+
+An entry runs only when enabled and its manifest (its own name, or ``uses:``) was discovered.
+Load errors (a bad alias) refuse the whole config; doctor errors (not discovered, a required
+config key missing) leave that one plugin out and are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+from ductile.config.errors import ConfigError
+from ductile.config.model import Config, PluginEntry
+from ductile.plugins.discovery import DiscoveredPlugin
+from ductile.plugins.manifest import CommandSpec, Manifest
+
+
+class LoadedPlugin(msgspec.Struct, frozen=True):
+    name: str
+    base: str
+    manifest: Manifest
+    directory: Path
+    entrypoint: Path
+    entry: PluginEntry
+    parallelism: int
+
+    def command(self, name: str) -> CommandSpec | None:
+        return self.manifest.command(name)
+
+    def timeout_for(self, command: str) -> float:
+        return self.entry.timeout_for(command)
+
+
+class Problem(msgspec.Struct, frozen=True):
+    level: str  # "error" (doctor error) | "warning"
+    field: str
+    message: str
+
+
+class Catalog(msgspec.Struct, frozen=True):
+    plugins: dict[str, LoadedPlugin]
+    problems: list[Problem]
+
+    def get(self, name: str) -> LoadedPlugin | None:
+        return self.plugins.get(name)
+
+
+def effective_parallelism(entry: PluginEntry, manifest: Manifest, max_workers: int) -> int:
+    if entry.parallelism is not None:
+        return entry.parallelism
+    return max_workers if manifest.concurrency_safe else 1
+
+
+def build_catalog(config: Config, discovered: Mapping[str, DiscoveredPlugin]) -> Catalog:
+    plugins: dict[str, LoadedPlugin] = {}
+    problems: list[Problem] = []
+    entries = config.plugins
+    for name, entry in sorted(entries.items()):
+        if not entry.enabled:
+            continue
+        target = entry.uses if entry.uses and entry.uses != name else name
+        if target != name:
+            if name in discovered:
+                raise ConfigError(f'plugin "{name}": name collides with a discovered plugin')
+            if target not in discovered:
+                other = entries.get(target)
+                if other is not None and other.uses and other.uses != target:
+                    raise ConfigError(f'plugin "{name}": uses "{target}" is an instance, not a plugin')
+                raise ConfigError(f'plugin "{name}": uses "{target}" is not a discovered plugin')
+        found = discovered.get(target)
+        if found is None:
+            problems.append(Problem("error", f"plugins.{name}", f'plugin "{name}": not discovered in plugin_roots'))
+            continue
+        missing = [k for k in found.manifest.config_required if k not in entry.config]
+        if missing:
+            problems.extend(
+                Problem("error", f"plugins.{name}.config.{k}",
+                        f'plugin "{name}": config.{k} is required by the plugin manifest')
+                for k in missing
+            )
+            continue
+        plugins[name] = LoadedPlugin(
+            name=name,
+            base=target,
+            manifest=found.manifest,
+            directory=found.directory,
+            entrypoint=found.entrypoint,
+            entry=entry,
+            parallelism=effective_parallelism(entry, found.manifest, config.service.max_workers),
+        )
+    for name in sorted(discovered):
+        if name not in entries:
+            continue
+        if not entries[name].enabled:
+            problems.append(Problem("warning", f"plugins.{name}", f'plugin "{name}" is configured but disabled'))
+    return Catalog(plugins=plugins, problems=problems)

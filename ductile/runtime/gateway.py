@@ -1,0 +1,220 @@
+"""Boot, run and stop the gateway (operations.md §1–2).
+
+Boot order: config → PID lock → plugin discovery → state DB (projections caught up) → config
+snapshot → crash recovery → dispatcher, API → ``GatewayStarted``. Any boot failure is one ERROR
+line plus the same text on stderr, everything opened is closed, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import sys
+import uuid
+
+import ductile
+from ductile.commands import job_units
+from ductile.config.discovery import ConfigSource
+from ductile.config.errors import ConfigError
+from ductile.config.loader import load_config
+from ductile.config.model import Config
+from ductile.config.redaction import redact
+from ductile.events.log import EventLog
+from ductile.events.schema import UnknownSchema
+from ductile.events.timefmt import now_ns
+from ductile.events.types import ConfigSnapshotted, GatewayStarted, GatewayStopped, JobDead, JobRecovered
+from ductile.plugins.discovery import DiscoveryError, discover
+from ductile.projections.registry import default_runner
+from ductile.runtime.catalog import Catalog, build_catalog
+from ductile.runtime.dispatcher import Dispatcher
+from ductile.runtime.retention import prune_event
+from ductile.runtime.services import Services
+from ductile.system import logs
+from ductile.system.logs import Log
+from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
+
+log = Log("main")
+
+
+class BootError(RuntimeError):
+    pass
+
+
+def load_catalog(config: Config) -> Catalog:
+    discovered, notes = discover(config.plugin_roots, config.service.allow_symlinks)
+    plugin_log = Log("config")
+    for note in notes:
+        plugin_log.at(note.level.lower(), note.msg, **note.fields)
+    catalog = build_catalog(config, discovered)
+    for problem in catalog.problems:
+        if problem.level == "error":
+            plugin_log.error(problem.message, field=problem.field)
+        else:
+            plugin_log.warn(problem.message, field=problem.field)
+    return catalog
+
+
+class Gateway:
+    def __init__(self, source: ConfigSource) -> None:
+        self.source = source
+        self.stop_requested = asyncio.Event()
+        self._force = False
+        self._lock: PidLock | None = None
+        self.events: EventLog | None = None
+
+    async def run(self) -> int:
+        try:
+            config, catalog = self._load()
+            self._lock = PidLock(pid_path(config.state_path)).acquire()
+            events = EventLog(config.state_path, config.service.durability, default_runner())
+            self.events = events
+            await events.open(progress=_progress_printer())
+        except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error) as exc:
+            return self._boot_failed(str(exc))
+        try:
+            return await self._serve(config, catalog, events)
+        finally:
+            await events.aclose()
+            if self._lock is not None:
+                self._lock.release()
+
+    def _load(self) -> tuple[Config, Catalog]:
+        config = load_config(self.source)
+        logs.configure(config.service.log_level, config.service.log_format)
+        log.info("configuration loaded", config_source=self.source.source, config_path=str(self.source.root_file))
+        cfg_log = Log("config")
+        for w in config.warnings:
+            cfg_log.warn(w.message, field=w.field, file=w.file)
+        return config, load_catalog(config)
+
+    def _boot_failed(self, message: str) -> int:
+        log.error(message)
+        print(message, file=sys.stderr)
+        if self.events is not None:
+            self.events.close()
+        if self._lock is not None:
+            self._lock.release()
+        return 1
+
+    async def _serve(self, config: Config, catalog: Catalog, events: EventLog) -> int:
+        services = Services(config, catalog, events)
+        snapshot_id = str(uuid.uuid4())
+        await events.append("system", [
+            ConfigSnapshotted(snapshot_id=snapshot_id, reason="startup", config=redact(config.raw), at=now_ns())
+        ])
+        services.config_snapshot_id = snapshot_id
+        dispatcher = Dispatcher(
+            events, catalog, max_workers=config.service.max_workers,
+            env_passthrough=config.service.plugin_env_passthrough, state_dir=config.state_path.parent,
+            config_snapshot_id=lambda: services.config_snapshot_id,
+        )
+        await self._recover(events, dispatcher)
+        loop = asyncio.get_running_loop()
+        self._install_signals(loop)
+        retention = asyncio.create_task(self._retention(events, config), name="retention")
+        tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), retention]
+        server = None
+        if config.api.enabled:
+            from ductile.api.app import create_app
+            from ductile.api.auth import TokenSet
+            from ductile.api.server import make_server, split_listen
+
+            tokens = TokenSet([(t.token or "", t.scopes) for t in config.api.tokens if t.token])
+            if not len(tokens):
+                log.warn("api enabled with no tokens: every protected route will answer 401")
+            host, port = split_listen(config.api.listen)
+            server = make_server(create_app(services, tokens), host, port)
+            server_task = asyncio.create_task(server.serve(), name="api")
+            while not server.started and not server_task.done():
+                await asyncio.sleep(0.01)
+            if server_task.done():
+                await dispatcher.stop(0)
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                return self._boot_failed(f"api: failed to listen on {config.api.listen}")
+            tasks.append(server_task)
+        await events.append("system", [GatewayStarted(version=ductile.__version__, pid=os.getpid(),
+                                                      posture=services.posture, at=now_ns())])
+        log.info("gateway started", posture=services.posture, api_listen=config.api.listen if config.api.enabled else None,
+                 plugins_loaded=len(catalog.plugins), version=ductile.__version__, pid=os.getpid())
+        failed = await self._wait(tasks)
+        log.info("shutdown requested")
+        services.shutting_down = True
+        if server is not None:
+            server.should_exit = True
+        await dispatcher.stop(0 if self._force else config.service.shutdown_grace)
+        retention.cancel()
+        for t in tasks:
+            if not t.done():
+                # The API server drains in-flight requests for up to 10 s.
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(t, timeout=12)
+        await events.append("system", [GatewayStopped(pid=os.getpid(), at=now_ns())])
+        log.info("gateway stopped")
+        return 1 if failed else 0
+
+    async def _wait(self, tasks: list[asyncio.Task[None]]) -> bool:
+        stop = asyncio.create_task(self.stop_requested.wait())
+        done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        failed = [t for t in done if t is not stop]
+        for t in failed:
+            exc = t.exception() if not t.cancelled() else None
+            log.error("component stopped unexpectedly", component=t.get_name(), error=repr(exc))
+        return bool(failed)
+
+    async def _recover(self, events: EventLog, dispatcher: Dispatcher) -> None:
+        recs = await events.submit(job_units.recover_running)
+        recover_log = Log("dispatch")
+        for rec in recs:
+            e = rec.event
+            if isinstance(e, JobRecovered | JobDead):
+                if dispatcher.procs.kill_survivor(e.job_id):
+                    recover_log.warn("killed surviving plugin process group", job_id=e.job_id)
+                recover_log.warn("orphaned job recovered" if isinstance(e, JobRecovered) else "orphaned job marked dead",
+                                 job_id=e.job_id, attempt=e.attempt, error=e.error)
+
+    async def _retention(self, events: EventLog, config: Config) -> None:
+        conn = await asyncio.to_thread(events.reader)
+        try:
+            while True:
+                event = await asyncio.to_thread(prune_event, conn, config.service, now_ns())
+                if event is not None:
+                    await events.append("system", [event])
+                    Log("eventlog").info("projections pruned", tables=sorted(event.before))
+                await asyncio.sleep(config.service.tick_interval)
+        finally:
+            conn.close()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        def stop() -> None:
+            if self.stop_requested.is_set():
+                self._force = True  # a second signal skips the remaining grace period
+            self.stop_requested.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: log.warn("config reload failed: reload is not available yet"))
+
+
+def _progress_printer():  # type: ignore[no-untyped-def]
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        pct = 100 * done // max(total, 1)
+        sys.stderr.write(f"\rcatching up projections: {done}/{total} events ({pct}%)")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
+def start(source: ConfigSource) -> int:
+    logs.configure()
+    return asyncio.run(Gateway(source).run())

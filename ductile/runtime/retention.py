@@ -1,0 +1,36 @@
+"""Retention: prune old projection rows by appending ``ProjectionsPruned`` (never the log)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ductile.config.model import ServiceConfig
+from ductile.events.timefmt import NS
+from ductile.events.types import ProjectionsPruned
+
+_CHECKS = {
+    "job_queue": "SELECT 1 FROM job_queue WHERE completed_ns IS NOT NULL AND completed_ns < ? LIMIT 1",
+    "job_log": "SELECT 1 FROM job_log WHERE completed_ns < ? LIMIT 1",
+    "job_transitions": "SELECT 1 FROM job_transitions WHERE created_ns < ? LIMIT 1",
+    "job_attempts": "SELECT 1 FROM job_attempts WHERE created_ns < ? LIMIT 1",
+}
+
+
+def cutoffs(service: ServiceConfig, now: int) -> dict[str, int]:
+    keep = {
+        "job_queue": service.job_queue_retention,
+        "job_log": service.job_log_retention,
+        "job_transitions": service.job_transitions_retention,
+        "job_attempts": service.job_attempts_retention,
+        "circuit_breaker_transitions": service.breaker_transitions_retention,
+    }
+    return {table: now - int(seconds * NS) for table, seconds in keep.items() if seconds > 0}
+
+
+def prune_event(conn: sqlite3.Connection, service: ServiceConfig, now: int) -> ProjectionsPruned | None:
+    """The prune to append now, or None when no projection row is old enough (no empty events)."""
+    before = cutoffs(service, now)
+    due = {t: c for t, c in before.items() if t in _CHECKS and conn.execute(_CHECKS[t], (c,)).fetchone()}
+    if not due:
+        return None
+    return ProjectionsPruned(before=due, at=now)

@@ -1,0 +1,101 @@
+"""What the ingresses (API, CLI through the API, later scheduler and router) call to act.
+
+Validates a request against the loaded catalog, turns it into a command and submits it to the
+writer. Reads go to per-thread read-only connections so they never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ductile.commands import job_units
+from ductile.commands.job_units import EnqueueOutcome
+from ductile.commands.jobs import EnqueueJob
+from ductile.config.model import Config
+from ductile.events.log import EventLog
+from ductile.events.timefmt import NS
+from ductile.runtime.catalog import Catalog
+from ductile.system.logs import Log
+
+T = TypeVar("T")
+log = Log("dispatch")
+
+
+class PluginNotFound(LookupError):
+    def __str__(self) -> str:
+        return "plugin not found"
+
+
+class CommandNotSupported(LookupError):
+    def __str__(self) -> str:
+        return "command not supported by plugin"
+
+
+class Services:
+    def __init__(self, config: Config, catalog: Catalog, events: EventLog) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.events = events
+        self.started = time.monotonic()
+        self.posture = "gateway" if config.api.enabled else "closed"
+        self.shutting_down = False
+        self.config_snapshot_id: str | None = None
+        self._local = threading.local()
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.events.reader()
+            self._local.conn = conn
+        return conn
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.to_thread(lambda: fn(self._conn()))
+
+    def uptime_seconds(self) -> int:
+        return int(time.monotonic() - self.started)
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def check_target(self, plugin: str, command: str) -> None:
+        loaded = self.catalog.get(plugin)
+        if loaded is None:
+            raise PluginNotFound(plugin)
+        if loaded.command(command) is None:
+            raise CommandNotSupported(command)
+
+    async def enqueue(
+        self,
+        plugin: str,
+        command: str,
+        payload: dict[str, Any],
+        submitted_by: str,
+        *,
+        dedupe_key: str | None = None,
+        dedupe_ttl: float | None = None,
+        direct: bool = False,
+        **lineage: Any,
+    ) -> EnqueueOutcome:
+        self.check_target(plugin, command)
+        loaded = self.catalog.plugins[plugin]
+        ttl = self.config.service.dedupe_ttl if dedupe_ttl is None else dedupe_ttl
+        cmd = EnqueueJob(
+            job_id=str(uuid.uuid4()), plugin=plugin, command=command, payload=payload, submitted_by=submitted_by,
+            max_attempts=loaded.entry.retry.max_attempts, dedupe_key=dedupe_key or None, dedupe_ttl=int(ttl * NS),
+            config_snapshot_id=self.config_snapshot_id, direct=direct, **lineage,
+        )
+        outcome = await self.events.submit(lambda tx: job_units.enqueue(tx, cmd))
+        if outcome.deduped:
+            log.info("job deduped", plugin=plugin, command=command, dedupe_key=dedupe_key,
+                     existing_job_id=outcome.existing_job_id, dedupe_reason=outcome.dedupe_reason)
+        else:
+            log.debug("job enqueued", job_id=outcome.job_id, plugin=plugin, command=command, submitted_by=submitted_by)
+        return outcome
