@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import tempfile
 import time
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 PLUGIN = REPO / "tests" / "plugins" / "catlike"
 WORKERS = 4
+DURABILITY = os.environ.get("BENCH_DURABILITY", "full")
 REQUEST = b'{"protocol":2,"job_id":"x","command":"poll","config":{},"state":{},"context":{},"deadline_at":"x"}\n'
 
 
@@ -50,14 +52,14 @@ def baseline(n: int) -> float:
 
 async def engine(n: int, root: Path) -> float:
     (root / "config.yaml").write_text(yaml.safe_dump({
-        "service": {"max_workers": WORKERS, "log_level": "error", "durability": "full"},
+        "service": {"max_workers": WORKERS, "log_level": "error", "durability": DURABILITY},
         "state": {"path": "data/ductile.db"},
         "plugin_roots": [str(PLUGIN.parent)],
         "plugins": {"catlike": {"enabled": True}},
     }))
     config = load_config(find_config(str(root), None))
     catalog = load_catalog(config)
-    events = EventLog(config.state_path, "full", default_runner())
+    events = EventLog(config.state_path, DURABILITY, default_runner())
     await events.open()
     cmds = [EnqueueJob(job_id=str(uuid.uuid4()), plugin="catlike", command="poll", payload={}, submitted_by="api",
                        max_attempts=4) for _ in range(n)]

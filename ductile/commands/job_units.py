@@ -30,7 +30,7 @@ _json_decode = msgspec.json.Decoder(dict[str, Any])
 
 JOB_COLUMNS = (
     "job_id, plugin, command, status, attempt, max_attempts, submitted_by, created_ns, payload, dedupe_key,"
-    " schedule_id, parent_job_id, next_retry_ns, last_error, result, completed_ns, created_at"
+    " schedule_id, parent_job_id, next_retry_ns, last_error, result, completed_ns, created_at, stream_version"
 )
 
 
@@ -65,9 +65,11 @@ def _row_to_state(row: tuple[Any, ...]) -> JobState:
     )
 
 
-def load_job(conn: sqlite3.Connection | sqlite3.Cursor, job_id: str) -> JobState | None:
+def load_job(conn: sqlite3.Connection | sqlite3.Cursor, job_id: str, tx: WriteTx | None = None) -> JobState | None:
     row = conn.execute(f"SELECT {JOB_COLUMNS} FROM job_queue WHERE job_id = ?", (job_id,)).fetchone()
     if row is not None:
+        if tx is not None:
+            tx.known_version(job_stream(job_id), row[17])
         return _row_to_state(row)
     # Pruned from the queue: the log still knows the job.
     records = read_stream(conn if isinstance(conn, sqlite3.Connection) else conn.connection, job_stream(job_id))
@@ -108,7 +110,7 @@ def enqueue(tx: WriteTx, cmd: EnqueueJob) -> EnqueueOutcome:
 def apply(tx: WriteTx, cmd: jobs.Command) -> list[Recorded]:
     """Decide ``cmd`` against the job's current state and append the result."""
     job_id = cmd.job_id
-    job = load_job(tx.cur, job_id)
+    job = load_job(tx.cur, job_id, tx)
     if job is None:
         raise JobNotFound(job_id)
     events = jobs.decide(cmd, job, tx.now)
@@ -132,27 +134,41 @@ def claim_next(
     running: dict[str, int] = dict(
         cur.execute("SELECT plugin, COUNT(*) FROM job_queue WHERE status='running' GROUP BY plugin").fetchall()
     )
-    busy_keys = {
-        (row[0], row[1], row[2])
-        for row in cur.execute(
-            "SELECT plugin, command, dedupe_key FROM job_queue WHERE status='running' AND dedupe_key IS NOT NULL"
-        )
-    }
+    busy: set[tuple[str, str, str]] | None = None
+
+    def busy_keys() -> set[tuple[str, str, str]]:
+        # Only jobs with a dedupe key need it; most claims never do.
+        nonlocal busy
+        if busy is None:
+            busy = set(cur.execute(
+                "SELECT plugin, command, dedupe_key FROM job_queue WHERE status='running' AND dedupe_key IS NOT NULL"
+            ).fetchall())
+        return busy
+
     claimed: list[ClaimedJob] = []
     killed: list[Recorded] = []
     free_slots = max_workers - sum(running.values())
     if free_slots <= 0:
         return claimed, killed
-    rows = cur.execute(
+    # Iterate lazily: usually only the first few eligible rows are needed. A separate cursor,
+    # because appending below runs statements on ``tx.cur``.
+    rows = tx.conn.execute(
         f"SELECT {JOB_COLUMNS} FROM job_queue WHERE status='queued' AND (next_retry_ns IS NULL OR next_retry_ns <= ?)"
         " ORDER BY created_ns, enqueue_position LIMIT ?",
         (tx.now, scan_limit),
-    ).fetchall()
+    )
     states: dict[str, dict[str, Any]] = {}
     for row in rows:
         if len(claimed) >= free_slots:
             break
+        plugin, command = row[1], row[2]
+        if unavailable(plugin, command) is None and (
+            running.get(plugin, 0) >= lane_limits.get(plugin, 1)
+            or (row[9] and (plugin, command, row[9]) in busy_keys())
+        ):
+            continue  # full lane or a running duplicate: skip without decoding the row
         job = _row_to_state(row)
+        tx.known_version(job_stream(job.job_id), row[17])
         why = unavailable(job.plugin, job.command)
         if why is not None:
             text = (
@@ -166,7 +182,7 @@ def claim_next(
         limit = lane_limits.get(job.plugin, 1)
         if running.get(job.plugin, 0) >= limit:
             continue
-        if job.dedupe_key and (job.plugin, job.command, job.dedupe_key) in busy_keys:
+        if job.dedupe_key and (job.plugin, job.command, job.dedupe_key) in busy_keys():
             continue
         tx.append(
             job_stream(job.job_id),
@@ -174,7 +190,7 @@ def claim_next(
         )
         running[job.plugin] = running.get(job.plugin, 0) + 1
         if job.dedupe_key:
-            busy_keys.add((job.plugin, job.command, job.dedupe_key))
+            busy_keys().add((job.plugin, job.command, job.dedupe_key))
         if job.plugin not in states:
             states[job.plugin] = current_state(cur, job.plugin)
         claimed.append(
@@ -221,7 +237,7 @@ def complete(
     """
     from ductile.plugins.state import StateError
 
-    job = load_job(tx.cur, job_id)
+    job = load_job(tx.cur, job_id, tx)
     if job is None:
         raise JobNotFound(job_id)
     change: StateChange | None = None

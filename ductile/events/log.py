@@ -90,6 +90,11 @@ class WriteTx:
         self._versions[stream] = version
         return version
 
+    def known_version(self, stream: str, version: int) -> None:
+        """Tell the transaction a stream's version read from a projection kept in this same
+        transaction, sparing the ``MAX(version)`` lookup on the hot path."""
+        self._versions.setdefault(stream, version)
+
     def append(
         self,
         stream: str,
@@ -121,7 +126,7 @@ class WriteTx:
             eid = event_ids[i] if event_ids is not None else uuid.uuid4().bytes
             position = self.head_position + 1
             version = current + 1
-            chain = chain_hash(self.head_chain, position, eid, type_, data)
+            chain = chain_hash(self.head_chain, position, eid, stream, version, type_, SCHEMAS[type_], recorded_at, data)
             self.cur.execute(
                 "INSERT INTO events(position, event_id, stream, version, type, schema, recorded_at, data, chain)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
@@ -267,9 +272,23 @@ class EventLog:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join()
+            self._fail_queued()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _fail_queued(self) -> None:
+        # A submit that raced close() may have queued behind the stop marker: never leave it waiting.
+        leftovers: list[_Outcome] = []
+        while True:
+            try:
+                req = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if req is not None:
+                leftovers.append(_Outcome(req, error=LogClosed("event log is closed")))
+        if leftovers:
+            self._deliver(leftovers, [])
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
@@ -489,12 +508,12 @@ def verify_chain(conn: sqlite3.Connection) -> ChainReport:
     expected_position = 1
     count = 0
     for row in conn.execute(
-        "SELECT position, event_id, type, data, chain FROM events ORDER BY position"
+        "SELECT position, event_id, stream, version, type, schema, recorded_at, data, chain FROM events ORDER BY position"
     ):
-        position, eid, type_, data, chain = row
+        position, eid, stream, version, type_, schema, recorded_at, data, chain = row
         if position != expected_position:
             return ChainReport(False, count, position, f"gap: expected position {expected_position}, found {position}", position)
-        if chain_hash(previous, position, eid, type_, data) != chain:
+        if chain_hash(previous, position, eid, stream, version, type_, schema, recorded_at, data) != chain:
             return ChainReport(False, count, position, f"chain broken at position {position}", position)
         previous = chain
         expected_position += 1

@@ -26,11 +26,27 @@ class Recorded(msgspec.Struct, frozen=True, gc=False):
     event: EventBase
 
 
-def chain_hash(previous: bytes, position: int, event_id: bytes, type_: str, data: bytes) -> bytes:
+def chain_hash(
+    previous: bytes, position: int, event_id: bytes, stream: str, version: int, type_: str, schema: int,
+    recorded_at: int, data: bytes,
+) -> bytes:
+    """blake3 over the previous link and every column of the row.
+
+    ARCHITECTURE §3 names position, event_id, type and data; stream, version, schema and
+    recorded_at are covered too, so that moving an event to another stream or rewriting its
+    time is detected as well. Variable-length fields are length-prefixed so that no two rows
+    hash the same input.
+    """
     h = blake3.blake3(previous)
     h.update(position.to_bytes(8, "big"))
-    h.update(event_id)
-    h.update(type_.encode())
+    h.update(len(event_id).to_bytes(2, "big") + event_id)
+    s = stream.encode()
+    h.update(len(s).to_bytes(4, "big") + s)
+    h.update(version.to_bytes(8, "big"))
+    t = type_.encode()
+    h.update(len(t).to_bytes(2, "big") + t)
+    h.update(schema.to_bytes(4, "big"))
+    h.update(recorded_at.to_bytes(8, "big", signed=True))
     h.update(data)
     return h.digest()
 

@@ -118,22 +118,14 @@ def _log(
     cur: sqlite3.Cursor, job_id: str, attempt: int, status: str, at: int,
     result: str | None, last_error: str | None, stderr: str | None,
 ) -> None:
-    meta = cur.execute(
-        "SELECT plugin, command, submitted_by, created_at, parent_job_id, source_event_id, event_context_id,"
-        " enqueued_config_snapshot_id, started_config_snapshot_id FROM ledger_jobs WHERE job_id=?",
-        (job_id,),
-    ).fetchone()
-    if meta is None:
-        return
     cur.execute(
         "INSERT OR REPLACE INTO job_log(id, job_id, plugin, command, status, result, attempt, submitted_by,"
         " created_at, completed_at, last_error, stderr, parent_job_id, source_event_id, event_context_id,"
         " enqueued_config_snapshot_id, started_config_snapshot_id, completed_ns)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            f"{job_id}-{attempt}", job_id, meta[0], meta[1], status, result, attempt, meta[2], meta[3],
-            sql_ts(at), last_error, stderr, meta[4], meta[5], meta[6], meta[7], meta[8], at,
-        ),
+        " SELECT ?, job_id, plugin, command, ?, ?, ?, submitted_by, created_at, ?, ?, ?, parent_job_id,"
+        " source_event_id, event_context_id, enqueued_config_snapshot_id, started_config_snapshot_id, ?"
+        " FROM ledger_jobs WHERE job_id=?",
+        (f"{job_id}-{attempt}", status, result, attempt, sql_ts(at), last_error, stderr, at, job_id),
     )
     cur.execute("DELETE FROM ledger_jobs WHERE job_id=?", (job_id,))
 

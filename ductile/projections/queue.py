@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS job_queue (
   enqueue_position INTEGER NOT NULL,
   created_ns INTEGER NOT NULL,
   next_retry_ns INTEGER,
-  completed_ns INTEGER
+  completed_ns INTEGER,
+  stream_version INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS job_queue_claim ON job_queue(status, created_ns, enqueue_position);
 CREATE INDEX IF NOT EXISTS job_queue_dedupe ON job_queue(plugin, command, dedupe_key) WHERE dedupe_key IS NOT NULL;
@@ -63,15 +64,15 @@ CREATE INDEX IF NOT EXISTS job_queue_parent ON job_queue(parent_job_id) WHERE pa
 CREATE INDEX IF NOT EXISTS job_queue_created ON job_queue(created_ns)
 """
 
-PROJECTION = Projection(name="queue", version=1, schema=SCHEMA, tables=("job_queue",))
+PROJECTION = Projection(name="queue", version=2, schema=SCHEMA, tables=("job_queue",))
 
 _json = msgspec.json.Encoder()
 
 INSERT_JOB = """
 INSERT INTO job_queue(job_id, plugin, command, payload, status, attempt, max_attempts, submitted_by,
   dedupe_key, created_at, parent_job_id, source_event_id, event_context_id, schedule_id, pipeline,
-  step_id, enqueued_config_snapshot_id, enqueue_position, created_ns)
-VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  step_id, enqueued_config_snapshot_id, enqueue_position, created_ns, stream_version)
+VALUES (?, ?, ?, ?, 'queued', 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -83,7 +84,7 @@ def _enqueued(cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
             e.job_id, e.plugin, e.command, _json.encode(e.payload).decode(), e.max_attempts,
             e.submitted_by, e.dedupe_key, sql_ts(e.at), e.parent_job_id, e.source_event_id,
             e.event_context_id, e.schedule_id, e.pipeline, e.step_id, e.config_snapshot_id,
-            rec.position, e.at,
+            rec.position, e.at, rec.version,
         ),
     )
 
@@ -92,59 +93,62 @@ def _enqueued(cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
 def _started(cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
     cur.execute(
         "UPDATE job_queue SET status='running', attempt=?, started_at=?, next_retry_at=NULL,"
-        " next_retry_ns=NULL, started_config_snapshot_id=? WHERE job_id=?",
-        (e.attempt, sql_ts(e.at), e.config_snapshot_id, e.job_id),
+        " next_retry_ns=NULL, started_config_snapshot_id=?, stream_version=? WHERE job_id=?",
+        (e.attempt, sql_ts(e.at), e.config_snapshot_id, rec.version, e.job_id),
     )
 
 
 @PROJECTION.on(JobSucceeded)
 def _succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
     cur.execute(
-        "UPDATE job_queue SET status='succeeded', completed_at=?, completed_ns=?, result=?, last_error=NULL"
-        " WHERE job_id=?",
-        (sql_ts(e.at), e.at, e.result, e.job_id),
+        "UPDATE job_queue SET status='succeeded', completed_at=?, completed_ns=?, result=?, last_error=NULL,"
+        " stream_version=? WHERE job_id=?",
+        (sql_ts(e.at), e.at, e.result, rec.version, e.job_id),
     )
 
 
 @PROJECTION.on(JobRetryScheduled)
 def _retry(cur: sqlite3.Cursor, e: JobRetryScheduled, rec: Recorded) -> None:
     cur.execute(
-        "UPDATE job_queue SET status='queued', attempt=?, next_retry_at=?, next_retry_ns=?, last_error=?"
-        " WHERE job_id=?",
-        (e.attempt + 1, sql_ts(e.next_retry_at), e.next_retry_at, e.error, e.job_id),
+        "UPDATE job_queue SET status='queued', attempt=?, next_retry_at=?, next_retry_ns=?, last_error=?,"
+        " stream_version=? WHERE job_id=?",
+        (e.attempt + 1, sql_ts(e.next_retry_at), e.next_retry_at, e.error, rec.version, e.job_id),
     )
 
 
 @PROJECTION.on(JobFailed)
 def _failed(cur: sqlite3.Cursor, e: JobFailed, rec: Recorded) -> None:
     cur.execute(
-        "UPDATE job_queue SET status=?, completed_at=?, completed_ns=?, last_error=?, result=? WHERE job_id=?",
-        (e.status, sql_ts(e.at), e.at, e.error, e.result, e.job_id),
+        "UPDATE job_queue SET status=?, completed_at=?, completed_ns=?, last_error=?, result=?, stream_version=?"
+        " WHERE job_id=?",
+        (e.status, sql_ts(e.at), e.at, e.error, e.result, rec.version, e.job_id),
     )
 
 
 @PROJECTION.on(JobRecovered)
 def _recovered(cur: sqlite3.Cursor, e: JobRecovered, rec: Recorded) -> None:
     cur.execute(
-        "UPDATE job_queue SET status='queued', attempt=?, next_retry_at=NULL, next_retry_ns=NULL, last_error=?"
-        " WHERE job_id=?",
-        (e.attempt, e.error, e.job_id),
+        "UPDATE job_queue SET status='queued', attempt=?, next_retry_at=NULL, next_retry_ns=NULL, last_error=?,"
+        " stream_version=? WHERE job_id=?",
+        (e.attempt, e.error, rec.version, e.job_id),
     )
 
 
 @PROJECTION.on(JobDead)
 def _dead(cur: sqlite3.Cursor, e: JobDead, rec: Recorded) -> None:
     cur.execute(
-        "UPDATE job_queue SET status='dead', completed_at=?, completed_ns=?, last_error=? WHERE job_id=?",
-        (sql_ts(e.at), e.at, e.error, e.job_id),
+        "UPDATE job_queue SET status='dead', completed_at=?, completed_ns=?, last_error=?, stream_version=?"
+        " WHERE job_id=?",
+        (sql_ts(e.at), e.at, e.error, rec.version, e.job_id),
     )
 
 
 @PROJECTION.on(JobSkipped)
 def _skipped(cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
     cur.execute(
-        "UPDATE job_queue SET status='skipped', completed_at=?, completed_ns=?, last_error=NULL WHERE job_id=?",
-        (sql_ts(e.at), e.at, e.job_id),
+        "UPDATE job_queue SET status='skipped', completed_at=?, completed_ns=?, last_error=NULL, stream_version=?"
+        " WHERE job_id=?",
+        (sql_ts(e.at), e.at, rec.version, e.job_id),
     )
 
 

@@ -7,6 +7,7 @@ A file ``<state dir>/procs/<job_id>`` holds ``<pid> <start time>``. The start ti
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from ductile.runtime.process import kill_group
@@ -14,7 +15,8 @@ from ductile.runtime.process import kill_group
 
 def _start_time(pid: int) -> str | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
     except OSError:
         return None
     # The command name may contain spaces; fields after the closing parenthesis are fixed.
@@ -25,15 +27,21 @@ def _start_time(pid: int) -> str | None:
 class ProcessRegistry:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._dir = str(directory)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def record(self, job_id: str, pid: int) -> None:
+        # On every spawn: plain os calls, no pathlib, no fsync (a lost file only costs the kill).
         started = _start_time(pid) or "?"
-        (self.directory / job_id).write_text(f"{pid} {started}\n")
+        fd = os.open(os.path.join(self._dir, job_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, f"{pid} {started}\n".encode())
+        finally:
+            os.close(fd)
 
     def forget(self, job_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
-            (self.directory / job_id).unlink()
+            os.unlink(os.path.join(self._dir, job_id))
 
     def kill_survivor(self, job_id: str) -> bool:
         """Kill the recorded process group of ``job_id`` if that very process still runs."""

@@ -131,7 +131,8 @@ def run_process(
     out = bytearray()
     err = _StderrBuffer()
     timed_out = overflow = False
-    sel = selectors.DefaultSelector()
+    # poll(2), as subprocess uses: no epoll fd to create and close for three pipes.
+    sel = selectors.PollSelector()
     try:
         for f in (proc.stdin, proc.stdout, proc.stderr):
             os.set_blocking(f.fileno(), False)
