@@ -10,6 +10,7 @@ from litestar import Request, get
 import ductile
 from ductile.api.errors import ApiError
 from ductile.projections.job_queries import queue_depth
+from ductile.projections.schedule_queries import open_breaker_plugins
 from ductile.runtime.services import Services
 
 
@@ -23,7 +24,7 @@ async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
     if svc.shutting_down:
         raise ApiError(503, "shutting down")
     try:
-        depth = await svc.read(queue_depth)
+        depth, circuit_open = await svc.read(lambda c: (queue_depth(c), open_breaker_plugins(c)))
     except Exception:
         raise ApiError(500, "failed to compute queue depth") from None
     return {
@@ -31,7 +32,7 @@ async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "uptime_seconds": svc.uptime_seconds(),
         "queue_depth": depth,
         "plugins_loaded": len(svc.catalog.plugins),
-        "plugins_circuit_open": 0,
+        "plugins_circuit_open": circuit_open,
         "config_path": str(svc.config.source.root_file),
         "binary_path": sys.argv[0],
         "version": ductile.__version__,

@@ -77,3 +77,103 @@ def rebuild(
                 [[r.name, r.version, r.events_applied, f"{r.seconds:.3f}"] for r in reports])
     print(f"rebuilt {len(reports)} projection(s) to position {position} in {seconds}s")
     return 0
+
+
+@app.command
+def scheduler(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: bool = False) -> int:
+    """Outstanding scheduler jobs, from the read models (gateway running or not)."""
+    from ductile.cli.common import open_readonly
+    from ductile.projections.schedule_queries import active_polls
+
+    cfg = resolve(config, config_dir)
+    polls = active_polls(open_readonly(cfg.state_path))
+    if json:
+        emit_json({"service_name": cfg.service.name, "count": len(polls), "active_polls": polls})
+        return 0
+    print_table(["job_id", "plugin", "command", "schedule", "status", "attempt", "created"],
+                [[p["job_id"], p["plugin"], p["command"], p["schedule_id"], p["status"], p["attempt"], p["created_at"]]
+                 for p in polls])
+    return 0
+
+
+@app.command
+def breaker(
+    plugin: str,
+    *,
+    command: str = "poll",
+    limit: int = 20,
+    config: ConfigOpt = None,
+    config_dir: ConfigDirOpt = None,
+    json: bool = False,
+) -> int:
+    """Circuit breaker state of PLUGIN's COMMAND and its transitions, newest first."""
+    from ductile.cli.common import open_readonly
+    from ductile.projections.schedule_queries import breaker as breaker_report
+
+    if limit <= 0:
+        raise fail("--limit must be > 0", json=json)
+    cfg = resolve(config, config_dir)
+    if plugin not in cfg.plugins:
+        raise fail(f"plugin not found: {plugin}", json=json)
+    report = breaker_report(open_readonly(cfg.state_path), plugin, command, limit)
+    if json:
+        emit_json(report)
+        return 0
+    print(f"{plugin} ({command}): {report.get('state', 'closed')}, failures={report['failure_count']}"
+          + (f", opened_at={report['opened_at']}" if report.get("opened_at") else ""))
+    print_table(["created", "from", "to", "failures", "reason", "job"],
+                [[t["created_at"], t.get("from_state"), t["to_state"], t["failure_count"], t["reason"], t.get("job_id")]
+                 for t in report["transitions"]])
+    return 0
+
+
+@app.command
+def reset(
+    plugin: str,
+    *,
+    command: str = "poll",
+    config: ConfigOpt = None,
+    config_dir: ConfigDirOpt = None,
+    api_url: str | None = None,
+    api_key: str | None = None,
+    json: bool = False,
+) -> int:
+    """Close PLUGIN's circuit breaker (through the gateway when it runs, else in the log directly)."""
+    from ductile.system.pidlock import holder, pid_path
+
+    cfg = resolve(config, config_dir)
+    if plugin not in cfg.plugins:
+        raise fail(f"plugin not found: {plugin}", json=json)
+    if holder(pid_path(cfg.state_path)) is not None:
+        from ductile.cli.client import GatewayClient
+        from ductile.cli.output import CliFailure
+
+        try:
+            GatewayClient(api_url or f"http://{cfg.api.listen}", api_key).request(
+                "POST", f"/system/breaker/{plugin}/reset", {"command": command}
+            )
+        except CliFailure as exc:
+            raise fail(exc.message, json=json) from None
+    else:
+        from ductile.commands import schedule_units
+        from ductile.events.log import EventLog
+        from ductile.projections.registry import default_runner
+        from ductile.system.pidlock import PidLock, PidLockHeld
+
+        try:
+            lock = PidLock(pid_path(cfg.state_path)).acquire()  # the gateway must not start meanwhile
+        except PidLockHeld as exc:
+            raise fail(str(exc), json=json) from None
+        try:
+            log = EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync()
+            try:
+                log.submit_sync(lambda tx: schedule_units.reset_breaker(tx, plugin, command))
+            finally:
+                log.close()
+        finally:
+            lock.release()
+    if json:
+        emit_json({"plugin": plugin, "command": command, "state": "closed"})
+    else:
+        print(f"Reset circuit breaker for {plugin} ({command})")
+    return 0

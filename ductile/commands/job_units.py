@@ -13,15 +13,19 @@ from typing import Any
 
 import msgspec
 
-from ductile.commands import jobs
+from ductile.commands import breakers, jobs
 from ductile.commands.errors import JobNotFound
 from ductile.commands.jobs import AttemptResult, DedupeView, EnqueueJob, JobState
 from ductile.events.log import ANY, NO_STREAM, WriteTx, read_stream
 from ductile.events.record import Recorded
 from ductile.events.types import (
+    JobDead,
     JobDeduped,
+    JobFailed,
+    JobSucceeded,
     PluginFactAppended,
     PluginStateChanged,
+    breaker_stream,
     job_stream,
     plugin_stream,
 )
@@ -107,14 +111,21 @@ def enqueue(tx: WriteTx, cmd: EnqueueJob) -> EnqueueOutcome:
     return EnqueueOutcome(job_id=cmd.job_id, position=recs[-1].position)
 
 
-def apply(tx: WriteTx, cmd: jobs.Command) -> list[Recorded]:
-    """Decide ``cmd`` against the job's current state and append the result."""
+Threshold = Callable[[str], int]
+
+
+def _default_threshold(_plugin: str) -> int:
+    return 3
+
+
+def apply(tx: WriteTx, cmd: jobs.Command, threshold: Threshold = _default_threshold) -> list[Recorded]:
+    """Decide ``cmd`` against the job's current state and append the result (and its breaker effect)."""
     job_id = cmd.job_id
     job = load_job(tx.cur, job_id, tx)
     if job is None:
         raise JobNotFound(job_id)
-    events = jobs.decide(cmd, job, tx.now)
-    return tx.append(job_stream(job_id), events)
+    recs = tx.append(job_stream(job_id), jobs.decide(cmd, job, tx.now))
+    return recs + breaker_effects(tx, job, recs, threshold(job.plugin))
 
 
 def claim_next(
@@ -124,6 +135,7 @@ def claim_next(
     unavailable: Callable[[str, str], str | None],
     scan_limit: int = 500,
     config_snapshot_id: str | None = None,
+    threshold: Threshold = _default_threshold,
 ) -> tuple[list[ClaimedJob], list[Recorded]]:
     """Claim eligible jobs while fewer than ``max_workers`` run, oldest first, skipping full lanes.
 
@@ -175,9 +187,10 @@ def claim_next(
                 f"plugin {job.plugin} is not loaded or not enabled" if why == "plugin_unavailable"
                 else f"command {job.command} is not supported by plugin {job.plugin}"
             )
-            killed += tx.append(
+            dead = tx.append(
                 job_stream(job.job_id), jobs.decide(jobs.KillJob(job_id=job.job_id, reason=why, error=text), job, tx.now)
             )
+            killed += dead + breaker_effects(tx, job, dead, threshold(job.plugin))
             continue
         limit = lane_limits.get(job.plugin, 1)
         if running.get(job.plugin, 0) >= limit:
@@ -227,6 +240,7 @@ def complete(
     backoff_base: int,
     jitter: float,
     state_change: Callable[[dict[str, Any]], StateChange | None] | None = None,
+    threshold: Threshold = _default_threshold,
 ) -> list[Recorded]:
     """Record how an attempt ended; on success (or a route error) apply the plugin's state.
 
@@ -248,6 +262,7 @@ def complete(
             result = msgspec.structs.replace(result, error=str(exc), permanent_reason="state_error")
     cmd = jobs.CompleteAttempt(job_id=job_id, attempt=attempt, result=result, backoff_base=backoff_base, jitter=jitter)
     recs = tx.append(job_stream(job_id), jobs.decide(cmd, job, tx.now))
+    recs += breaker_effects(tx, job, recs, threshold(job.plugin))
     if change is not None:
         stream = plugin_stream(change.plugin)
         if change.fact_type is not None and change.fact is not None:
@@ -262,10 +277,46 @@ def complete(
     return recs
 
 
-def recover_running(tx: WriteTx) -> list[Recorded]:
+def recover_running(tx: WriteTx, threshold: Threshold = _default_threshold) -> list[Recorded]:
     """Boot crash recovery: every job left ``running`` is re-queued or marked dead."""
     recs: list[Recorded] = []
     ids = [r[0] for r in tx.cur.execute("SELECT job_id FROM job_queue WHERE status='running' ORDER BY created_ns")]
     for job_id in ids:
-        recs += apply(tx, jobs.RecoverJob(job_id=job_id))
+        recs += apply(tx, jobs.RecoverJob(job_id=job_id), threshold)
     return recs
+
+
+def breaker_effects(tx: WriteTx, job: JobState, recs: list[Recorded], threshold: int) -> list[Recorded]:
+    """Count a scheduled job's terminal outcome against its (plugin, command) breaker, in the
+    same transaction as the outcome. API, route, hook and webhook jobs never count."""
+    if job.schedule_id is None:
+        return []
+    out: list[Recorded] = []
+    for rec in recs:
+        e = rec.event
+        if isinstance(e, JobSucceeded):
+            status, cancelled = "succeeded", False
+        elif isinstance(e, JobFailed):
+            status, cancelled = e.status, False
+        elif isinstance(e, JobDead):
+            status, cancelled = "dead", e.outcome == "cancelled" or e.reason.startswith("cancelled by scheduler")
+        else:
+            continue
+        state = load_breaker(tx.cur, job.plugin, job.command) or breakers.BreakerState()
+        out += tx.append(
+            breaker_stream(job.plugin, job.command),
+            breakers.on_terminal(state, job.plugin, job.command, job.job_id, status, cancelled, threshold, tx.now),
+        )
+    return out
+
+
+def load_breaker(cur: sqlite3.Cursor, plugin: str, command: str) -> breakers.BreakerState | None:
+    row = cur.execute(
+        "SELECT state, failure_count, opened_ns, last_failure_ns, last_job_id FROM circuit_breakers"
+        " WHERE plugin=? AND command=?",
+        (plugin, command),
+    ).fetchone()
+    if row is None:
+        return None
+    return breakers.BreakerState(state=row[0], failure_count=row[1], opened_at=row[2], last_failure_at=row[3],
+                                 last_job_id=row[4])

@@ -136,22 +136,61 @@ class PluginFactAppended(EventBase, frozen=True, gc=False, kw_only=True):
 # --- schedules and breakers --------------------------------------------------------------------
 
 
-class ScheduleStatusChanged(EventBase, frozen=True, gc=False, kw_only=True):
+class SchedulePlanned(EventBase, frozen=True, gc=False, kw_only=True):
+    """An entry (re)planned: first sighting, a changed spec, or a phase kept after downtime.
+
+    Sets the entry ``active``.
+    """
+
     plugin: str
     schedule_id: str
-    status: str
-    reason: str | None = None
-    next_run_at: int | None = None
+    plan_key: str
+    command: str
+    mode: str
+    timezone: str
+    next_slot_at: int
+    next_run_at: int
+    first_seen_at: int
+    reason: str
+    clear_success: bool = False
 
 
 class ScheduleFired(EventBase, frozen=True, gc=False, kw_only=True):
     plugin: str
     schedule_id: str
-    due_at: int
+    command: str
+    slot: int
+    job_id: str
+    next_slot_at: int | None = None
     next_run_at: int | None = None
-    job_id: str | None = None
-    outcome: str = "scheduled"
+    catch_up: bool = False
+    exhausted: bool = False
+
+
+class ScheduleSkipped(EventBase, frozen=True, gc=False, kw_only=True):
+    """An occurrence not enqueued; a new plan when the occurrence is dropped (else ``None``)."""
+
+    plugin: str
+    schedule_id: str
+    command: str
+    reason: str
+    slot: int | None = None
+    next_slot_at: int | None = None
+    next_run_at: int | None = None
+    catch_up: bool = False
+    missed: int | None = None
+
+
+class ScheduleStatusChanged(EventBase, frozen=True, gc=False, kw_only=True):
+    plugin: str
+    schedule_id: str
+    from_status: str | None
+    status: str
     reason: str | None = None
+    detail: str | None = None
+    command: str = "poll"
+    mode: str = "unknown"
+    timezone: str = "UTC"
 
 
 class BreakerTransitioned(EventBase, frozen=True, gc=False, kw_only=True):
@@ -167,10 +206,14 @@ class BreakerTransitioned(EventBase, frozen=True, gc=False, kw_only=True):
 
 
 class BreakerFailureCounted(EventBase, frozen=True, gc=False, kw_only=True):
+    """The failure count changed without a state change (a failure below threshold, or a reset
+    to 0 by a success while closed)."""
+
     plugin: str
     command: str
     failure_count: int
     job_id: str | None = None
+    last_failure_at: int | None = None
 
 
 # --- system ------------------------------------------------------------------------------------
@@ -210,8 +253,10 @@ Event = (
     | JobSkipped
     | PluginStateChanged
     | PluginFactAppended
-    | ScheduleStatusChanged
+    | SchedulePlanned
     | ScheduleFired
+    | ScheduleSkipped
+    | ScheduleStatusChanged
     | BreakerTransitioned
     | BreakerFailureCounted
     | GatewayStarted

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ductile.projections import ledger, plugin_state, queue
+from ductile.projections import breakers, ledger, plugin_state, queue, schedules
 from ductile.projections.runner import ProjectionRunner
 
-ALL = (queue.PROJECTION, ledger.PROJECTION, plugin_state.PROJECTION)
+ALL = (queue.PROJECTION, ledger.PROJECTION, plugin_state.PROJECTION, schedules.PROJECTION, breakers.PROJECTION)
 
 
 def default_runner() -> ProjectionRunner:

@@ -23,12 +23,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ductile.commands import job_units
+from ductile.commands.errors import Refused
 from ductile.commands.job_units import ClaimedJob
 from ductile.commands.jobs import AttemptResult
 from ductile.events.log import EventLog, LogClosed, WriteTx
 from ductile.events.record import Recorded
 from ductile.events.timefmt import NS, now_ns, parse_rfc3339, rfc3339
-from ductile.events.types import JobDead, JobEnqueued, JobFailed, JobRetryScheduled, JobSucceeded
+from ductile.events.types import (
+    BreakerTransitioned,
+    JobDead,
+    JobEnqueued,
+    JobFailed,
+    JobRetryScheduled,
+    JobSucceeded,
+)
 from ductile.plugins.environment import plugin_environment
 from ductile.plugins.protocol import InvalidEvent, encode_request, event_for_handle
 from ductile.runtime.attempt import Classified, classify
@@ -78,6 +86,10 @@ class Dispatcher:
         for rec in records:
             if isinstance(rec.event, JobEnqueued):
                 self._wake.set()
+            elif isinstance(rec.event, JobDead) and rec.event.outcome == "cancelled":
+                pid = self._pids.get(rec.event.job_id)
+                if pid is not None:  # cancelled while running here: the process group goes
+                    self._loop.run_in_executor(None, kill_group, pid)
             elif isinstance(rec.event, JobRetryScheduled):
                 # Wake when the retry falls due rather than on the next tick.
                 delay = max(0.0, (rec.event.next_retry_at - now_ns()) / NS)
@@ -108,7 +120,12 @@ class Dispatcher:
         if not self._claiming:
             return [], []
         lanes = {name: p.parallelism for name, p in self.catalog.plugins.items()}
-        return job_units.claim_next(tx, self.max_workers, lanes, self._unavailable, config_snapshot_id=self._snapshot())
+        return job_units.claim_next(tx, self.max_workers, lanes, self._unavailable, config_snapshot_id=self._snapshot(),
+                                    threshold=self.threshold)
+
+    def threshold(self, plugin: str) -> int:
+        loaded = self.catalog.get(plugin)
+        return loaded.entry.circuit_breaker.threshold if loaded else 3
 
     def _start(self, claimed: list[ClaimedJob], killed: list[Recorded]) -> None:
         """Give each claimed job its own slot (thread-safe)."""
@@ -157,7 +174,13 @@ class Dispatcher:
 
         def complete_and_claim(tx: WriteTx) -> tuple[list[Recorded], Claim]:
             # The freed slot is claimed in the same transaction: one commit per job turnover.
-            recs = job_units.complete(tx, job.job_id, job.attempt, classified.result, base, jitter, classified.state_change)
+            try:
+                recs = job_units.complete(tx, job.job_id, job.attempt, classified.result, base, jitter,
+                                          classified.state_change, self.threshold)
+            except Refused as exc:
+                # Cancelled (if_running: cancel) while it ran: its output is discarded.
+                log.info("job result discarded", job_id=job.job_id, reason=str(exc))
+                recs = []
             return recs, self._claim(tx)
 
         return complete_and_claim
@@ -219,6 +242,9 @@ class Dispatcher:
                     log.warn("plugin stderr", stderr=r.stderr, **fields)
                 log.warn("job completed", status=e.status, error=e.error, reason=e.reason,
                          duration_ms=r.duration_ms, exit_code=r.exit_code, **fields)
+            elif isinstance(e, BreakerTransitioned):
+                log.warn("circuit breaker state changed", plugin=e.plugin, command=e.command, from_state=e.from_state,
+                         to_state=e.to_state, failure_count=e.failure_count, reason=e.reason, job_id=e.job_id)
 
     # --- shutdown ------------------------------------------------------------------------------
 

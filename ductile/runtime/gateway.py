@@ -30,7 +30,8 @@ from ductile.plugins.discovery import DiscoveryError, discover
 from ductile.projections.registry import default_runner
 from ductile.runtime.catalog import Catalog, build_catalog
 from ductile.runtime.dispatcher import Dispatcher
-from ductile.runtime.retention import prune_event
+from ductile.runtime.retention import Retention
+from ductile.runtime.scheduler import Scheduler
 from ductile.runtime.services import Services
 from ductile.system import logs
 from ductile.system.logs import Log
@@ -76,6 +77,11 @@ class Gateway:
             return self._boot_failed(str(exc))
         try:
             return await self._serve(config, catalog, events)
+        except Exception as exc:
+            # A fault inside the gateway: one ERROR line, exit 1, so a service manager restarts it.
+            log.error("gateway failed", error_type=type(exc).__name__, error=str(exc))
+            print(f"gateway failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
         finally:
             await events.aclose()
             if self._lock is not None:
@@ -114,8 +120,11 @@ class Gateway:
         await self._recover(events, dispatcher)
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
-        retention = asyncio.create_task(self._retention(events, config), name="retention")
-        tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), retention]
+        retention = Retention(events, config)
+        scheduler = Scheduler(events, config, catalog, on_tick=retention.run)
+        services.schedule_specs = scheduler.specs
+        scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
+        tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), scheduler_task]
         server = None
         if config.api.enabled:
             from ductile.api.app import create_app
@@ -147,12 +156,14 @@ class Gateway:
         if server is not None:
             server.should_exit = True
         await dispatcher.stop(0 if self._force else config.service.shutdown_grace)
-        retention.cancel()
+        scheduler.stop()
         for t in tasks:
             if not t.done():
                 # The API server drains in-flight requests for up to 10 s.
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(t, timeout=12)
+        scheduler.close()
+        retention.close()
         await events.append("system", [GatewayStopped(pid=os.getpid(), at=now_ns())])
         log.info("gateway stopped")
         return 1 if failed else 0
@@ -168,7 +179,7 @@ class Gateway:
         return bool(failed)
 
     async def _recover(self, events: EventLog, dispatcher: Dispatcher) -> None:
-        recs = await events.submit(job_units.recover_running)
+        recs = await events.submit(lambda tx: job_units.recover_running(tx, dispatcher.threshold))
         recover_log = Log("dispatch")
         for rec in recs:
             e = rec.event
@@ -177,18 +188,6 @@ class Gateway:
                     recover_log.warn("killed surviving plugin process group", job_id=e.job_id)
                 recover_log.warn("orphaned job recovered" if isinstance(e, JobRecovered) else "orphaned job marked dead",
                                  job_id=e.job_id, attempt=e.attempt, error=e.error)
-
-    async def _retention(self, events: EventLog, config: Config) -> None:
-        conn = await asyncio.to_thread(events.reader)
-        try:
-            while True:
-                event = await asyncio.to_thread(prune_event, conn, config.service, now_ns())
-                if event is not None:
-                    await events.append("system", [event])
-                    Log("eventlog").info("projections pruned", tables=sorted(event.before))
-                await asyncio.sleep(config.service.tick_interval)
-        finally:
-            conn.close()
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         def stop() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
-from ductile.config.model import ServiceConfig
+from ductile.config.model import Config, ServiceConfig
+from ductile.events.log import EventLog
 from ductile.events.timefmt import NS
 from ductile.events.types import ProjectionsPruned
+from ductile.system.logs import Log
 
 _CHECKS = {
     "job_queue": "SELECT 1 FROM job_queue WHERE completed_ns IS NOT NULL AND completed_ns < ? LIMIT 1",
@@ -34,3 +37,28 @@ def prune_event(conn: sqlite3.Connection, service: ServiceConfig, now: int) -> P
     if not due:
         return None
     return ProjectionsPruned(before=due, at=now)
+
+
+class Retention:
+    """Runs on every scheduler tick: appends a ``ProjectionsPruned`` when rows are old enough."""
+
+    def __init__(self, events: EventLog, config: Config) -> None:
+        self.events = events
+        self.service = config.service
+        self._reader: sqlite3.Connection | None = None
+
+    def _due(self, now: int) -> ProjectionsPruned | None:
+        if self._reader is None:
+            self._reader = self.events.reader()
+        return prune_event(self._reader, self.service, now)
+
+    async def run(self, now: int) -> None:
+        event = await asyncio.to_thread(self._due, now)
+        if event is not None:
+            await self.events.append("system", [event])
+            Log("eventlog").info("projections pruned", tables=sorted(event.before))
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

@@ -46,6 +46,7 @@ class Services:
         self.posture = "gateway" if config.api.enabled else "closed"
         self.shutting_down = False
         self.config_snapshot_id: str | None = None
+        self.schedule_specs: list[Any] = []
         self._local = threading.local()
 
     # --- reads -----------------------------------------------------------------------------

@@ -1,0 +1,38 @@
+"""Scheduler and breaker routes: ``GET /scheduler/jobs``, ``POST /system/breaker/{plugin}/reset``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+
+from ductile.api.auth import require
+from ductile.api.body import json_object
+from ductile.api.errors import ApiError
+from ductile.api.health import services_of
+from ductile.commands import schedule_units
+from ductile.projections import schedule_queries
+
+
+@get("/scheduler/jobs")
+async def scheduler_jobs(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    require(request.app.state.tokens, request.headers.get("authorization"), "jobs:status:ro", "jobs:rw")
+    svc = services_of(request)
+    try:
+        return await svc.read(lambda c: schedule_queries.scheduler_jobs(c, svc.schedule_specs))
+    except Exception:
+        raise ApiError(500, "failed to read schedules") from None
+
+
+@post("/system/breaker/{plugin:str}/reset", status_code=200)
+async def reset_breaker(request: Request[Any, Any, Any], plugin: str) -> Response[dict[str, Any]]:
+    require(request.app.state.tokens, request.headers.get("authorization"), "system:rw")
+    svc = services_of(request)
+    if svc.catalog.get(plugin) is None:
+        raise ApiError(404, "plugin not found")
+    body = await json_object(request)
+    command = body.get("command") or "poll"
+    if not isinstance(command, str):
+        raise ApiError(400, "command must be a string")
+    await svc.events.submit(lambda tx: schedule_units.reset_breaker(tx, plugin, command))
+    return Response({"plugin": plugin, "command": command, "state": "closed"}, status_code=200)

@@ -1,0 +1,86 @@
+"""Circuit breaker state per (plugin, command) and its transition history."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ductile.events.record import Recorded
+from ductile.events.timefmt import sql_ts
+from ductile.events.types import BreakerFailureCounted, BreakerTransitioned, ProjectionsPruned
+from ductile.projections.projection import Projection
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS circuit_breakers (
+  plugin TEXT NOT NULL,
+  command TEXT NOT NULL,
+  state TEXT NOT NULL,
+  failure_count INTEGER NOT NULL,
+  opened_at TEXT,
+  last_failure_at TEXT,
+  last_job_id TEXT,
+  updated_at TEXT NOT NULL,
+  opened_ns INTEGER,
+  last_failure_ns INTEGER,
+  PRIMARY KEY (plugin, command)
+);
+CREATE TABLE IF NOT EXISTS circuit_breaker_transitions (
+  id INTEGER PRIMARY KEY,
+  plugin TEXT NOT NULL,
+  command TEXT NOT NULL,
+  from_state TEXT,
+  to_state TEXT NOT NULL,
+  failure_count INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  job_id TEXT,
+  created_at TEXT NOT NULL,
+  created_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS circuit_breaker_transitions_key ON circuit_breaker_transitions(plugin, command, id)
+"""
+
+PROJECTION = Projection(
+    name="breakers", version=1, schema=SCHEMA, tables=("circuit_breakers", "circuit_breaker_transitions")
+)
+
+
+@PROJECTION.on(BreakerTransitioned)
+def _transitioned(cur: sqlite3.Cursor, e: BreakerTransitioned, rec: Recorded) -> None:
+    opened = e.opened_at if e.to_state in ("open", "half_open") else None
+    cur.execute(
+        "INSERT INTO circuit_breakers(plugin, command, state, failure_count, opened_at, last_failure_at, last_job_id,"
+        " updated_at, opened_ns, last_failure_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(plugin, command) DO UPDATE SET state=excluded.state, failure_count=excluded.failure_count,"
+        " opened_at=excluded.opened_at, opened_ns=excluded.opened_ns,"
+        " last_failure_at=COALESCE(excluded.last_failure_at, last_failure_at),"
+        " last_failure_ns=COALESCE(excluded.last_failure_ns, last_failure_ns),"
+        " last_job_id=COALESCE(excluded.last_job_id, last_job_id), updated_at=excluded.updated_at",
+        (e.plugin, e.command, e.to_state, e.failure_count, sql_ts(opened), sql_ts(e.last_failure_at), e.job_id,
+         sql_ts(e.at), opened, e.last_failure_at),
+    )
+    cur.execute(
+        "INSERT INTO circuit_breaker_transitions(id, plugin, command, from_state, to_state, failure_count, reason,"
+        " job_id, created_at, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (rec.position, e.plugin, e.command, e.from_state, e.to_state, e.failure_count, e.reason, e.job_id,
+         sql_ts(e.at), e.at),
+    )
+
+
+@PROJECTION.on(BreakerFailureCounted)
+def _counted(cur: sqlite3.Cursor, e: BreakerFailureCounted, rec: Recorded) -> None:
+    cur.execute(
+        "INSERT INTO circuit_breakers(plugin, command, state, failure_count, last_failure_at, last_job_id,"
+        " updated_at, last_failure_ns) VALUES (?, ?, 'closed', ?, ?, ?, ?, ?)"
+        " ON CONFLICT(plugin, command) DO UPDATE SET failure_count=excluded.failure_count,"
+        " last_failure_at=COALESCE(excluded.last_failure_at, last_failure_at),"
+        " last_failure_ns=COALESCE(excluded.last_failure_ns, last_failure_ns),"
+        " last_job_id=COALESCE(excluded.last_job_id, last_job_id), updated_at=excluded.updated_at",
+        (e.plugin, e.command, e.failure_count, sql_ts(e.last_failure_at), e.job_id, sql_ts(e.at), e.last_failure_at),
+    )
+
+
+@PROJECTION.on(ProjectionsPruned)
+def _pruned(cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
+    before = e.before.get("circuit_breaker_transitions")
+    if before:
+        cur.execute("DELETE FROM circuit_breaker_transitions WHERE created_ns < ?", (before,))
+

@@ -1,0 +1,107 @@
+"""Read-only queries over schedule and breaker read models, shaped for the API and CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from ductile.events.timefmt import rfc3339
+
+STATUS_NAMES = {"active": "scheduled", "paused_invalid": "invalid", "exhausted": "exhausted"}
+
+
+def entry_rows(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT plugin, schedule_id, status, reason, detail, next_run_ns, last_fired_ns, last_success_ns,"
+        " last_success_job_id, last_skip_reason FROM schedule_state"
+    ).fetchall()
+    outstanding = dict(
+        ((p, s), n) for p, s, n in conn.execute(
+            "SELECT plugin, schedule_id, COUNT(*) FROM schedule_jobs WHERE status IN ('queued','running')"
+            " GROUP BY plugin, schedule_id"
+        )
+    )
+    return {
+        (r[0], r[1]): {
+            "status": r[2], "reason": r[3], "detail": r[4], "next_run_at": r[5], "last_fired_at": r[6],
+            "last_success_at": r[7], "last_success_job_id": r[8], "last_skip_reason": r[9],
+            "outstanding": outstanding.get((r[0], r[1]), 0),
+        }
+        for r in rows
+    }
+
+
+def breaker_states(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    return {(p, c): s for p, c, s in conn.execute("SELECT plugin, command, state FROM circuit_breakers")}
+
+
+def scheduler_jobs(conn: sqlite3.Connection, specs: list[Any]) -> dict[str, Any]:
+    """``GET /scheduler/jobs``: every configured entry of enabled plugins, with its stored plan."""
+    stored = entry_rows(conn)
+    breakers = breaker_states(conn)
+    out = []
+    for spec in specs:
+        row = stored.get((spec.plugin, spec.id), {})
+        status = STATUS_NAMES.get(row.get("status", ""), "invalid" if not spec.valid else "scheduled")
+        entry: dict[str, Any] = {
+            "plugin": spec.plugin, "schedule_id": spec.id, "command": spec.command, "mode": spec.kind,
+            "status": status, "timezone": spec.timezone,
+        }
+        if status == "invalid":
+            entry["reason"] = row.get("reason") or spec.invalid_reason
+            entry["detail"] = row.get("detail") or spec.invalid_detail
+        elif status == "scheduled" and row.get("next_run_at") is not None:
+            entry["next_run_at"] = rfc3339(row["next_run_at"])
+        for key in ("last_fired_at", "last_success_at"):
+            if row.get(key) is not None:
+                entry[key] = rfc3339(row[key])
+        if row.get("last_success_job_id"):
+            entry["last_success_job_id"] = row["last_success_job_id"]
+        entry["outstanding"] = row.get("outstanding", 0)
+        entry["breaker_state"] = breakers.get((spec.plugin, spec.command), "closed")
+        if row.get("last_skip_reason"):
+            entry["last_skip_reason"] = row["last_skip_reason"]
+        out.append(entry)
+    return {"jobs": out}
+
+
+def active_polls(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Outstanding scheduler jobs (``ductile system scheduler``)."""
+    rows = conn.execute(
+        "SELECT job_id, plugin, command, schedule_id, dedupe_key, status, attempt, created_at, started_at"
+        " FROM job_queue WHERE schedule_id IS NOT NULL AND status IN ('queued','running') ORDER BY created_ns"
+    ).fetchall()
+    return [
+        {k: v for k, v in zip(("job_id", "plugin", "command", "schedule_id", "dedupe_key", "status", "attempt",
+                                "created_at", "started_at"), r, strict=True) if v is not None}
+        for r in rows
+    ]
+
+
+def breaker(conn: sqlite3.Connection, plugin: str, command: str, limit: int) -> dict[str, Any]:
+    """``ductile system breaker``: state plus transitions, newest first."""
+    out: dict[str, Any] = {"plugin": plugin, "command": command, "failure_count": 0}
+    row = conn.execute(
+        "SELECT state, failure_count, opened_at, last_failure_at, last_job_id, updated_at FROM circuit_breakers"
+        " WHERE plugin=? AND command=?",
+        (plugin, command),
+    ).fetchone()
+    if row is not None:
+        for key, value in zip(("state", "failure_count", "opened_at", "last_failure_at", "last_job_id", "updated_at"),
+                              row, strict=True):
+            if value is not None:
+                out[key] = value
+    out["transitions"] = [
+        {k: v for k, v in zip(("id", "from_state", "to_state", "failure_count", "reason", "job_id", "created_at"),
+                              r, strict=True) if v is not None or k == "from_state"}
+        for r in conn.execute(
+            "SELECT id, from_state, to_state, failure_count, reason, job_id, created_at FROM circuit_breaker_transitions"
+            " WHERE plugin=? AND command=? ORDER BY id DESC LIMIT ?",
+            (plugin, command, limit),
+        )
+    ]
+    return out
+
+
+def open_breaker_plugins(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(DISTINCT plugin) FROM circuit_breakers WHERE state='open'").fetchone()[0]

@@ -1,0 +1,162 @@
+"""Schedule entry state per (plugin, schedule_id), and the scheduler's outstanding jobs."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ductile.events.record import Recorded
+from ductile.events.timefmt import sql_ts
+from ductile.events.types import (
+    JobDead,
+    JobEnqueued,
+    JobFailed,
+    JobRecovered,
+    JobRetryScheduled,
+    JobSkipped,
+    JobStarted,
+    JobSucceeded,
+    ScheduleFired,
+    SchedulePlanned,
+    ScheduleSkipped,
+    ScheduleStatusChanged,
+)
+from ductile.projections.projection import Projection
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schedule_state (
+  plugin TEXT NOT NULL,
+  schedule_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  reason TEXT,
+  detail TEXT,
+  plan_key TEXT,
+  command TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  timezone TEXT,
+  next_slot_ns INTEGER,
+  next_run_ns INTEGER,
+  first_seen_ns INTEGER,
+  last_fired_ns INTEGER,
+  last_success_ns INTEGER,
+  last_success_job_id TEXT,
+  last_skip_reason TEXT,
+  last_skip_slot INTEGER,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (plugin, schedule_id)
+);
+CREATE TABLE IF NOT EXISTS schedule_jobs (
+  job_id TEXT PRIMARY KEY,
+  plugin TEXT NOT NULL,
+  schedule_id TEXT NOT NULL,
+  command TEXT NOT NULL,
+  status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedule_jobs_entry ON schedule_jobs(plugin, schedule_id)
+"""
+
+PROJECTION = Projection(name="schedules", version=1, schema=SCHEMA, tables=("schedule_state", "schedule_jobs"))
+
+
+@PROJECTION.on(SchedulePlanned)
+def _planned(cur: sqlite3.Cursor, e: SchedulePlanned, rec: Recorded) -> None:
+    cur.execute(
+        "INSERT INTO schedule_state(plugin, schedule_id, status, plan_key, command, mode, timezone, next_slot_ns,"
+        " next_run_ns, first_seen_ns, updated_at) VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(plugin, schedule_id) DO UPDATE SET status='active', reason=NULL, detail=NULL,"
+        " plan_key=excluded.plan_key, command=excluded.command, mode=excluded.mode, timezone=excluded.timezone,"
+        " next_slot_ns=excluded.next_slot_ns, next_run_ns=excluded.next_run_ns,"
+        " first_seen_ns=excluded.first_seen_ns, last_skip_reason=NULL, last_skip_slot=NULL,"
+        " updated_at=excluded.updated_at",
+        (e.plugin, e.schedule_id, e.plan_key, e.command, e.mode, e.timezone, e.next_slot_at, e.next_run_at,
+         e.first_seen_at, sql_ts(e.at)),
+    )
+    if e.clear_success:
+        cur.execute(
+            "UPDATE schedule_state SET last_success_ns=NULL, last_success_job_id=NULL WHERE plugin=? AND schedule_id=?",
+            (e.plugin, e.schedule_id),
+        )
+
+
+@PROJECTION.on(ScheduleFired)
+def _fired(cur: sqlite3.Cursor, e: ScheduleFired, rec: Recorded) -> None:
+    if e.exhausted:
+        cur.execute(
+            "UPDATE schedule_state SET status='exhausted', reason='one_shot_exhausted', next_slot_ns=NULL,"
+            " next_run_ns=NULL, last_fired_ns=?, last_skip_reason=NULL, last_skip_slot=NULL, updated_at=?"
+            " WHERE plugin=? AND schedule_id=?",
+            (e.at, sql_ts(e.at), e.plugin, e.schedule_id),
+        )
+    elif e.next_slot_at is not None:
+        cur.execute(
+            "UPDATE schedule_state SET next_slot_ns=?, next_run_ns=?, last_fired_ns=?, last_skip_reason=NULL,"
+            " last_skip_slot=NULL, updated_at=? WHERE plugin=? AND schedule_id=?",
+            (e.next_slot_at, e.next_run_at, e.at, sql_ts(e.at), e.plugin, e.schedule_id),
+        )
+    else:
+        cur.execute(
+            "UPDATE schedule_state SET last_fired_ns=?, updated_at=? WHERE plugin=? AND schedule_id=?",
+            (e.at, sql_ts(e.at), e.plugin, e.schedule_id),
+        )
+
+
+@PROJECTION.on(ScheduleSkipped)
+def _skipped(cur: sqlite3.Cursor, e: ScheduleSkipped, rec: Recorded) -> None:
+    if e.next_slot_at is not None:
+        cur.execute(
+            "UPDATE schedule_state SET next_slot_ns=?, next_run_ns=?, last_skip_reason=?, last_skip_slot=?,"
+            " updated_at=? WHERE plugin=? AND schedule_id=?",
+            (e.next_slot_at, e.next_run_at, e.reason, e.slot, sql_ts(e.at), e.plugin, e.schedule_id),
+        )
+    else:
+        cur.execute(
+            "UPDATE schedule_state SET last_skip_reason=?, last_skip_slot=?, updated_at=? WHERE plugin=? AND schedule_id=?",
+            (e.reason, e.slot, sql_ts(e.at), e.plugin, e.schedule_id),
+        )
+
+
+@PROJECTION.on(ScheduleStatusChanged)
+def _status(cur: sqlite3.Cursor, e: ScheduleStatusChanged, rec: Recorded) -> None:
+    cur.execute(
+        "INSERT INTO schedule_state(plugin, schedule_id, status, reason, detail, command, mode, timezone, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(plugin, schedule_id) DO UPDATE SET status=excluded.status,"
+        " reason=excluded.reason, detail=excluded.detail, command=excluded.command, mode=excluded.mode,"
+        " timezone=excluded.timezone, plan_key=CASE WHEN excluded.status='paused_invalid' THEN NULL ELSE plan_key END,"
+        " updated_at=excluded.updated_at",
+        (e.plugin, e.schedule_id, e.status, e.reason, e.detail, e.command, e.mode, e.timezone, sql_ts(e.at)),
+    )
+
+
+@PROJECTION.on(JobEnqueued)
+def _job_enqueued(cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
+    if e.schedule_id is not None:
+        cur.execute(
+            "INSERT INTO schedule_jobs(job_id, plugin, schedule_id, command, status) VALUES (?, ?, ?, ?, 'queued')",
+            (e.job_id, e.plugin, e.schedule_id, e.command),
+        )
+
+
+@PROJECTION.on(JobStarted)
+def _job_started(cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
+    cur.execute("UPDATE schedule_jobs SET status='running' WHERE job_id=?", (e.job_id,))
+
+
+@PROJECTION.on(JobRetryScheduled, JobRecovered)
+def _job_requeued(cur: sqlite3.Cursor, e: JobRetryScheduled | JobRecovered, rec: Recorded) -> None:
+    cur.execute("UPDATE schedule_jobs SET status='queued' WHERE job_id=?", (e.job_id,))
+
+
+@PROJECTION.on(JobSucceeded)
+def _job_succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
+    row = cur.execute("SELECT plugin, schedule_id FROM schedule_jobs WHERE job_id=?", (e.job_id,)).fetchone()
+    if row is None:
+        return
+    cur.execute(
+        "UPDATE schedule_state SET last_success_ns=?, last_success_job_id=? WHERE plugin=? AND schedule_id=?",
+        (e.at, e.job_id, row[0], row[1]),
+    )
+    cur.execute("DELETE FROM schedule_jobs WHERE job_id=?", (e.job_id,))
+
+
+@PROJECTION.on(JobFailed, JobDead, JobSkipped)
+def _job_ended(cur: sqlite3.Cursor, e: JobFailed | JobDead | JobSkipped, rec: Recorded) -> None:
+    cur.execute("DELETE FROM schedule_jobs WHERE job_id=?", (e.job_id,))
