@@ -10,7 +10,7 @@ from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from ductile.api import health, jobs, plugins, scheduler
+from ductile.api import events_stream, health, jobs, plugins, scheduler
 from ductile.api.auth import TokenSet
 from ductile.api.errors import ApiError
 from ductile.runtime.services import Services
@@ -86,6 +86,7 @@ def create_app(services: Services, tokens: TokenSet) -> Litestar:
             plugins.list_plugins, plugins.trigger,
             jobs.get_job, jobs.list_jobs, jobs.job_logs,
             scheduler.scheduler_jobs, scheduler.reset_breaker,
+            events_stream.events_stream,
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal},
         openapi_config=None,

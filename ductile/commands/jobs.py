@@ -195,12 +195,20 @@ def decide_enqueue(cmd: EnqueueJob, existing: JobState | None, dedupe: DedupeVie
     ]
 
 
+def identity(job: JobState) -> dict[str, Any]:
+    """The job fields every later event repeats (see ``ductile.events.types``)."""
+    return {"plugin": job.plugin, "command": job.command, "submitted_by": job.submitted_by,
+            "schedule_id": job.schedule_id}
+
+
 def decide(cmd: Command, job: JobState | None, now: int) -> list[EventBase]:
     match cmd:
         case EnqueueJob():
             return decide_enqueue(cmd, job, DedupeView(), now)
         case ClaimJob() if job is not None and job.status == "queued":
-            return [JobStarted(job_id=job.job_id, attempt=job.attempt, config_snapshot_id=cmd.config_snapshot_id, at=now)]
+            return [JobStarted(job_id=job.job_id, attempt=job.attempt, config_snapshot_id=cmd.config_snapshot_id,
+                               max_attempts=job.max_attempts, parent_job_id=job.parent_job_id, at=now,
+                               **identity(job))]
         case CompleteAttempt() if job is not None and job.status == "running" and job.attempt == cmd.attempt:
             return _complete(cmd, job, now)
         case RecoverJob() if job is not None and job.status == "running":
@@ -209,10 +217,10 @@ def decide(cmd: Command, job: JobState | None, now: int) -> list[EventBase]:
             outcome = "cancelled" if job.status == "running" else None
             return [
                 JobDead(job_id=job.job_id, attempt=job.attempt, from_status=job.status, reason=cmd.reason,
-                        error=cmd.error, outcome=outcome, at=now)
+                        error=cmd.error, outcome=outcome, at=now, **identity(job))
             ]
         case SkipJob() if job is not None and job.status == "queued":
-            return [JobSkipped(job_id=job.job_id, reason=cmd.reason, attempt=job.attempt, at=now)]
+            return [JobSkipped(job_id=job.job_id, reason=cmd.reason, attempt=job.attempt, at=now, **identity(job))]
     raise InvalidTransition(type(cmd).__name__, job.status if job else None)
 
 
@@ -220,37 +228,37 @@ def _complete(cmd: CompleteAttempt, job: JobState, now: int) -> list[EventBase]:
     r = cmd.result
     common: dict[str, Any] = {
         "job_id": job.job_id, "attempt": job.attempt, "exit_code": r.exit_code,
-        "duration_ms": r.duration_ms, "stderr": r.stderr, "at": now,
+        "duration_ms": r.duration_ms, "stderr": r.stderr, "at": now, **identity(job),
     }
     if r.outcome == OK and r.permanent_reason is None:
         return [JobSucceeded(result=r.result or "", **common)]
     retryable, reason = retry_decision(r)
     status = "timed_out" if r.outcome == TIMEOUT else "failed"
+    failure: dict[str, Any] = {"outcome": r.outcome, "error": r.error, "max_attempts": job.max_attempts,
+                               "plugin_retry": r.plugin_retry}
     if not retryable:
-        return [JobFailed(status=status, outcome=r.outcome, error=r.error, reason=reason, result=r.result, **common)]
+        return [JobFailed(status=status, reason=reason, result=r.result, **failure, **common)]
     if job.attempt >= job.max_attempts:
-        return [
-            JobFailed(status=status, outcome=r.outcome, error=r.error, reason="attempts_exhausted",
-                      exhausted=True, result=r.result, **common)
-        ]
+        return [JobFailed(status=status, reason="attempts_exhausted", exhausted=True, result=r.result, **failure,
+                          **common)]
     delay = backoff_ns(cmd.backoff_base, job.attempt, cmd.jitter)
     return [
-        JobRetryScheduled(outcome=r.outcome, error=r.error, reason=reason, next_retry_at=now + delay,
-                          backoff_ms=delay // 1_000_000, **common)
+        JobRetryScheduled(reason=reason, next_retry_at=now + delay, backoff_ms=delay // 1_000_000,
+                          backoff_base_ms=cmd.backoff_base // 1_000_000, **failure, **common)
     ]
 
 
 def _recover(job: JobState, now: int) -> list[EventBase]:
     if job.attempt + 1 <= job.max_attempts:
         return [
-            JobRecovered(job_id=job.job_id, attempt=job.attempt + 1,
-                         error=f"interrupted by gateway restart during attempt {job.attempt}", at=now)
+            JobRecovered(job_id=job.job_id, attempt=job.attempt + 1, max_attempts=job.max_attempts,
+                         error=f"interrupted by gateway restart during attempt {job.attempt}", at=now, **identity(job))
         ]
     return [
         JobDead(
             job_id=job.job_id, attempt=job.attempt, from_status="running", reason="crash_recovery_exhausted",
             error=f"Job marked dead during crash recovery: max attempts ({job.max_attempts}) reached",
-            outcome="interrupted", recovery=True, at=now,
+            outcome="interrupted", recovery=True, at=now, **identity(job),
         )
     ]
 

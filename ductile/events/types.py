@@ -19,6 +19,11 @@ class EventBase(msgspec.Struct, frozen=True, gc=False, tag=True, kw_only=True):
     at: int
 
 
+# Job events after JobEnqueued repeat the job's identity (plugin, command, submitted_by,
+# schedule_id) so that any event read on its own, e.g. an SSE replay from a log position,
+# describes its job completely.
+
+
 # --- job streams -------------------------------------------------------------------------------
 
 
@@ -53,6 +58,12 @@ class JobStarted(EventBase, frozen=True, gc=False, kw_only=True):
     job_id: str
     attempt: int
     config_snapshot_id: str | None = None
+    plugin: str = ""
+    command: str = ""
+    submitted_by: str = ""
+    schedule_id: str | None = None
+    max_attempts: int = 0
+    parent_job_id: str | None = None
 
 
 class JobSucceeded(EventBase, frozen=True, gc=False, kw_only=True):
@@ -62,6 +73,10 @@ class JobSucceeded(EventBase, frozen=True, gc=False, kw_only=True):
     exit_code: int | None = None
     duration_ms: int = 0
     stderr: str = ""
+    plugin: str = ""
+    command: str = ""
+    submitted_by: str = ""
+    schedule_id: str | None = None
 
 
 class JobRetryScheduled(EventBase, frozen=True, gc=False, kw_only=True):
@@ -75,6 +90,13 @@ class JobRetryScheduled(EventBase, frozen=True, gc=False, kw_only=True):
     exit_code: int | None = None
     duration_ms: int = 0
     stderr: str = ""
+    plugin: str = ""
+    command: str = ""
+    submitted_by: str = ""
+    schedule_id: str | None = None
+    max_attempts: int = 0
+    plugin_retry: bool = True
+    backoff_base_ms: int = 0
 
 
 class JobFailed(EventBase, frozen=True, gc=False, kw_only=True):
@@ -91,12 +113,23 @@ class JobFailed(EventBase, frozen=True, gc=False, kw_only=True):
     duration_ms: int = 0
     stderr: str = ""
     result: str | None = None
+    plugin: str = ""
+    command: str = ""
+    submitted_by: str = ""
+    schedule_id: str | None = None
+    max_attempts: int = 0
+    plugin_retry: bool = True
 
 
 class JobRecovered(EventBase, frozen=True, gc=False, kw_only=True):
     job_id: str
     attempt: int
     error: str
+    plugin: str = ""
+    command: str = ""
+    submitted_by: str = ""
+    schedule_id: str | None = None
+    max_attempts: int = 0
 
 
 class JobDead(EventBase, frozen=True, gc=False, kw_only=True):
@@ -107,12 +140,20 @@ class JobDead(EventBase, frozen=True, gc=False, kw_only=True):
     error: str
     outcome: str | None = None
     recovery: bool = False
+    plugin: str = ""
+    command: str = ""
+    submitted_by: str = ""
+    schedule_id: str | None = None
 
 
 class JobSkipped(EventBase, frozen=True, gc=False, kw_only=True):
     job_id: str
     reason: str
     attempt: int = 1
+    plugin: str = ""
+    command: str = ""
+    submitted_by: str = ""
+    schedule_id: str | None = None
 
 
 # --- plugin state ------------------------------------------------------------------------------

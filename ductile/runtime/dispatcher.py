@@ -41,6 +41,7 @@ from ductile.plugins.environment import plugin_environment
 from ductile.plugins.protocol import InvalidEvent, encode_request, event_for_handle
 from ductile.runtime.attempt import Classified, classify
 from ductile.runtime.catalog import Catalog
+from ductile.runtime.observations import LiveHub
 from ductile.runtime.orphans import ProcessRegistry
 from ductile.runtime.process import kill_group, run_process
 from ductile.system.logs import Log
@@ -62,6 +63,7 @@ class Dispatcher:
         env_passthrough: list[str],
         state_dir: Path,
         config_snapshot_id: Callable[[], str | None] = lambda: None,
+        live: LiveHub | None = None,
     ) -> None:
         self.events = events
         self.catalog = catalog
@@ -78,6 +80,7 @@ class Dispatcher:
         self.procs = ProcessRegistry(state_dir / "procs")
         self._snapshot = config_snapshot_id
         self._rng = random.Random()
+        self._live = live or LiveHub()
         events.on_commit(self._on_commit)
 
     # --- wake-ups (event loop) -----------------------------------------------------------------
@@ -207,6 +210,7 @@ class Dispatcher:
         def on_spawn(pid: int) -> None:
             self._pids[job.job_id] = pid
             self.procs.record(job.job_id, pid)
+            self._live.publish("plugin.spawned", {"at": rfc3339(now_ns()), "pid": pid, **fields})
 
         proc = run_process([str(plugin.entrypoint)], stdin, self._env, timeout, None, on_spawn)
         self._pids.pop(job.job_id, None)

@@ -24,7 +24,7 @@ from ductile.config.model import Config
 from ductile.config.redaction import redact
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
-from ductile.events.timefmt import now_ns
+from ductile.events.timefmt import now_ns, rfc3339
 from ductile.events.types import ConfigSnapshotted, GatewayStarted, GatewayStopped, JobDead, JobRecovered
 from ductile.plugins.discovery import DiscoveryError, discover
 from ductile.projections.registry import default_runner
@@ -107,6 +107,7 @@ class Gateway:
 
     async def _serve(self, config: Config, catalog: Catalog, events: EventLog) -> int:
         services = Services(config, catalog, events)
+        services.live.bind(asyncio.get_running_loop())
         snapshot_id = str(uuid.uuid4())
         await events.append("system", [
             ConfigSnapshotted(snapshot_id=snapshot_id, reason="startup", config=redact(config.raw), at=now_ns())
@@ -115,13 +116,17 @@ class Gateway:
         dispatcher = Dispatcher(
             events, catalog, max_workers=config.service.max_workers,
             env_passthrough=config.service.plugin_env_passthrough, state_dir=config.state_path.parent,
-            config_snapshot_id=lambda: services.config_snapshot_id,
+            config_snapshot_id=lambda: services.config_snapshot_id, live=services.live,
         )
         await self._recover(events, dispatcher)
         loop = asyncio.get_running_loop()
         self._install_signals(loop)
         retention = Retention(events, config)
-        scheduler = Scheduler(events, config, catalog, on_tick=retention.run)
+        async def on_tick(now: int) -> None:
+            services.live.publish("scheduler.tick", {"at": rfc3339(now)})
+            await retention.run(now)
+
+        scheduler = Scheduler(events, config, catalog, on_tick=on_tick)
         services.schedule_specs = scheduler.specs
         scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
         tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), scheduler_task]
@@ -153,6 +158,7 @@ class Gateway:
         failed = await self._wait(tasks)
         log.info("shutdown requested")
         services.shutting_down = True
+        services.stopping.set()  # ends SSE streams so the API can drain
         if server is not None:
             server.should_exit = True
         await dispatcher.stop(0 if self._force else config.service.shutdown_grace)

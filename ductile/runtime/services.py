@@ -21,6 +21,7 @@ from ductile.config.model import Config
 from ductile.events.log import EventLog
 from ductile.events.timefmt import NS
 from ductile.runtime.catalog import Catalog
+from ductile.runtime.observations import LiveHub
 from ductile.system.logs import Log
 
 T = TypeVar("T")
@@ -47,6 +48,9 @@ class Services:
         self.shutting_down = False
         self.config_snapshot_id: str | None = None
         self.schedule_specs: list[Any] = []
+        self.live = LiveHub()
+        self.sse_subscribers = 0
+        self.stopping = asyncio.Event()
         self._local = threading.local()
 
     # --- reads -----------------------------------------------------------------------------
