@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -10,9 +11,23 @@ from litestar import Litestar, MediaType, Request, Response
 from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from ductile.api import events_stream, health, jobs, plugins, scheduler
+import ductile
+from ductile.api import (
+    analytics,
+    catalog,
+    events_stream,
+    health,
+    jobs,
+    metrics_route,
+    openapi,
+    plugins,
+    scheduler,
+    system,
+)
 from ductile.api.auth import TokenSet
+from ductile.api.cors import Cors
 from ductile.api.errors import ApiError
+from ductile.runtime.metrics import Metrics
 from ductile.runtime.services import Services
 from ductile.system.logs import Log
 
@@ -79,21 +94,34 @@ def access_log(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def create_app(services: Services, tokens: TokenSet) -> Litestar:
+def create_app(services: Services, tokens: TokenSet, metrics: Metrics | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             health.healthz, health.root,
             plugins.list_plugins, plugins.trigger,
-            jobs.get_job, jobs.list_jobs, jobs.job_logs,
+            jobs.get_job, jobs.list_jobs, jobs.job_logs, jobs.job_tree,
             scheduler.scheduler_jobs, scheduler.reset_breaker,
             events_stream.events_stream,
+            catalog.get_plugin, catalog.plugin_openapi, catalog.skills, catalog.ai_plugin, openapi.openapi_json,
+            analytics.analytics_summary, analytics.analytics_queue, analytics.stopwatch,
+            system.get_topology, system.get_config_view, system.system_doctor, system.system_selfcheck,
+            system.system_reload,
+            metrics_route.metrics,
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal},
         openapi_config=None,
         logging_config=None,
-        middleware=[access_log],
         debug=False,
     )
     app.state.services = services
     app.state.tokens = tokens
+    if metrics is None:
+        # Standalone (no registry handed in by the gateway): count from this app's own listener.
+        metrics = Metrics(services.config.service.max_workers, ductile.__version__,
+                          os.environ.get("DUCTILE_COMMIT", "unknown"))
+        services.events.on_commit(metrics.observe)
+    app.state.metrics = metrics
+    if services.config.api.allowed_origins:
+        # Around the whole app, like Litestar's own CORS: unknown routes and preflights included.
+        app.asgi_handler = Cors(app.asgi_handler, services.config.api.allowed_origins)
     return app

@@ -63,6 +63,9 @@ class TokenSet:
 
 
 def extract_bearer(authorization: str | None, query_token: str | None = None, allow_query: bool = False) -> str:
+    if authorization and authorization.strip().lower() == "bearer":
+        # "Bearer " with an empty token (servers strip the trailing space).
+        raise unauthorized("missing or invalid Authorization header")
     if authorization:
         scheme, _, rest = authorization.partition(" ")
         if scheme.lower() != "bearer" or not _:

@@ -1,5 +1,5 @@
-"""Job routes: ``/job/{id}``, ``/jobs``, ``/job-logs``. Without ``jobs:result:ro`` the caller
-sees no ``result``, ``last_error`` or ``stderr``."""
+"""Job routes: ``/job/{id}``, ``/job/{id}/tree``, ``/jobs``, ``/job-logs``. Without
+``jobs:result:ro`` the caller sees no ``result``, ``last_error`` or ``stderr``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from litestar import Request, get
 from ductile.api.auth import require
 from ductile.api.errors import ApiError, forbidden
 from ductile.api.health import services_of
-from ductile.projections import job_queries
+from ductile.projections import analytics_queries, job_queries
 from ductile.projections.job_queries import QueryError
 
 
@@ -66,3 +66,15 @@ async def job_logs(request: Request[Any, Any, Any]) -> dict[str, Any]:
         )
     except QueryError as exc:
         raise ApiError(400, str(exc)) from None
+
+
+@get("/job/{job_id:str}/tree")
+async def job_tree(request: Request[Any, Any, Any], job_id: str) -> list[dict[str, Any]]:
+    caller = require(request.app.state.tokens, request.headers.get("authorization"), "jobs:tree:ro", "jobs:rw")
+    with_result = caller.has("jobs:result:ro")
+    tree = await services_of(request).read(
+        lambda c: analytics_queries.job_tree(c, job_id, with_result=with_result)
+    )
+    if tree is None:
+        raise ApiError(404, "job not found")
+    return tree

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import uvicorn
 from litestar import Litestar
 
@@ -17,6 +19,8 @@ def make_server(app: Litestar, host: str, port: int) -> uvicorn.Server:
         timeout_keep_alive=60, timeout_graceful_shutdown=10, server_header=False,
     )
     server = uvicorn.Server(config)
-    # The gateway owns signal handling (graceful stop, reload); uvicorn must not install its own.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # The gateway owns signal handling (graceful stop, second-signal skip, reload). uvicorn's
+    # serve() would otherwise capture SIGINT/SIGTERM and re-raise them when it exits, so one
+    # signal would reach the gateway twice.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     return server

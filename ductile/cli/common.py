@@ -42,3 +42,26 @@ def open_readonly(state_path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
     return conn
+
+
+def parse_timeout(text: str, flag: str = "--timeout") -> tuple[float, str]:
+    """A duration flag (``60s``, ``2m``, ``1h30m``; a bare number means seconds) -> (seconds, shown).
+
+    A malformed value is a command-line error: exit 2.
+    """
+    from ductile.config.durations import parse_duration
+    from ductile.config.errors import ConfigError
+
+    raw = text.strip()
+    shown = raw
+    try:
+        seconds = float(raw)
+        shown = f"{raw}s"
+    except ValueError:
+        try:
+            seconds = parse_duration(raw, flag)
+        except ConfigError:
+            raise CliFailure(f'invalid {flag} "{text}" (use a duration such as 30s or 5m)', code=2) from None
+    if seconds <= 0 or seconds != seconds or seconds == float("inf"):
+        raise CliFailure(f'invalid {flag} "{text}": must be > 0', code=2)
+    return seconds, shown

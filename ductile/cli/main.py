@@ -19,9 +19,15 @@ app = App(
     help="Ductile: a self-hosted, event-sourced automation gateway.",
     version_flags=[],
 )
-app.command("ductile.cli.system:app", name="system")
-app.command("ductile.cli.job:app", name="job")
-app.command("ductile.cli.plugin:app", name="plugin")
+app.command("ductile.cli.system:app", name="system",
+            help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
+app.command("ductile.cli.job:app", name="job", help="Jobs in the ledger: inspect, logs, list.")
+app.command("ductile.cli.plugin:app", name="plugin", help="Plugins on the running gateway: list, show, run.")
+app.command("ductile.cli.api:api", name="api", help=(
+    "Call any gateway route and print the response body (pretty JSON when it is JSON).\n\n"
+    "Exit 0 when HTTP < 400, 1 otherwise (the body is still printed). /events streams its frames until Ctrl-C."))
+app.command("ductile.cli.skills:skills", name="skills",
+            help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
 
 
 @app.command
@@ -33,7 +39,7 @@ def version(*, json: bool = False) -> None:
     json
         Print ``{"version", "commit", "build_time"}``.
     """
-    from ductile.cli.build_info import build_info
+    from ductile.system.build_info import build_info
 
     info = build_info()
     if json:
@@ -48,12 +54,16 @@ _SINGLE_DASH_LONG = re.compile(r"^-([a-z][a-z0-9-]+)(=.*)?$")
 
 
 def normalise_argv(argv: list[str]) -> list[str]:
-    """Accept ``-config x`` for ``--config x`` (compatibility), ``help`` for ``--help``."""
+    """Accept ``-config x`` for ``--config x`` (compatibility), ``help`` for ``--help``, and ``-`` (stdin)
+    as a flag's value (``-b -``, ``--payload-file -``), which the parser would otherwise take for a flag."""
     out: list[str] = []
     for i, arg in enumerate(argv):
         if arg == "--":
             out.extend(argv[i:])
             break
+        if arg == "-" and out and out[-1].startswith("-") and out[-1] != "--" and "=" not in out[-1]:
+            out[-1] += "=-"
+            continue
         m = _SINGLE_DASH_LONG.match(arg)
         if m and len(m.group(1)) > 1:
             arg = "-" + arg
@@ -65,9 +75,12 @@ def normalise_argv(argv: list[str]) -> list[str]:
     return out
 
 
+NOUNS_WITH_VERBS = {"system", "job", "plugin", "api"}  # bare: usage on stderr, exit 2
+
+
 def run(argv: list[str] | None = None) -> None:
     args = normalise_argv(list(sys.argv[1:] if argv is None else argv))
-    if not args or (len(args) == 1 and args[0] in {"system", "job", "plugin"}):
+    if not args or (len(args) == 1 and args[0] in NOUNS_WITH_VERBS):
         saved = sys.stdout
         sys.stdout = sys.stderr
         try:
@@ -78,7 +91,7 @@ def run(argv: list[str] | None = None) -> None:
             sys.stdout = saved
         sys.exit(2)
     try:
-        result = app(args, exit_on_error=False, print_error=True)
+        result = app(args, exit_on_error=False, print_error=False)
     except CliFailure as exc:
         print(f"{exc.prefix}: {exc.message}", file=sys.stderr)
         sys.exit(exc.code)
@@ -88,6 +101,9 @@ def run(argv: list[str] | None = None) -> None:
         raise
     except Exception as exc:
         if _is_parse_error(exc):
+            chain = " ".join(getattr(exc, "command_chain", None) or ())
+            usage = f"ductile {chain} --help" if chain else "ductile --help"
+            print(f"error: {' '.join(str(exc).split())} (usage: {usage})", file=sys.stderr)
             sys.exit(2)
         if os.environ.get("DUCTILE_DEBUG") == "1":
             traceback.print_exc()

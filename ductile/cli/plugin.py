@@ -39,6 +39,34 @@ def list_(*, api_url: ApiUrl = None, api_key: ApiKey = None, json: bool = False)
     return 0
 
 
+@app.command
+def show(name: str, *, api_url: ApiUrl = None, api_key: ApiKey = None, json: bool = False) -> int:
+    """Show plugin NAME: version, protocol, description and commands (``GET /plugin/NAME``)."""
+    from urllib.parse import quote
+
+    from ductile.cli.client import GatewayHttpError
+
+    try:
+        data = _client(api_url, api_key).request("GET", f"/plugin/{quote(name, safe='')}")
+    except GatewayHttpError as exc:
+        # "plugin not found" is the route's answer; a bare "not found" means the route is missing.
+        message = "plugin not found" if exc.status == 404 and exc.error == "plugin not found" else exc.message
+        raise fail(message, json=json) from None
+    except CliFailure as exc:
+        raise fail(exc.message, json=json) from None
+    if json:
+        emit_json(data)
+        return 0
+    version = data.get("version") or "-"
+    print(f"{data.get('name', name)} {version} (protocol {data.get('protocol', '?')})")
+    if data.get("description"):
+        print(data["description"])
+    print()
+    print_table(["command", "type", "description"],
+                [[c.get("name"), c.get("type"), c.get("description")] for c in data.get("commands", [])])
+    return 0
+
+
 def _payload(payload: str | None, payload_file: str | None) -> dict[str, Any]:
     if payload is not None and payload_file is not None:
         raise CliFailure("use only one of --payload or --payload-file")
@@ -66,10 +94,14 @@ def run(
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
     wait: Annotated[bool, Parameter(help="Wait until the job ends and print its outcome.")] = False,
-    timeout: Annotated[float, Parameter(help="Seconds to wait with --wait.")] = 300.0,
+    timeout: Annotated[str, Parameter(help="How long --wait waits (a duration: 30s, 5m; a bare number is "
+                                           "seconds).")] = "5m",
     json: bool = False,
 ) -> int:
     """Enqueue one job of plugin NAME (``POST /plugin/NAME/COMMAND``)."""
+    from ductile.cli.common import parse_timeout
+
+    seconds, shown = parse_timeout(timeout)
     try:
         body = {"payload": _payload(payload, payload_file)}
         client = _client(api_url, api_key)
@@ -82,7 +114,7 @@ def run(
             else:
                 print(f"Queued job {queued['job_id']} ({name} {command})")
             return 0
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         job = queued
         while time.monotonic() < deadline:
             job = client.request("GET", f"/job/{queued['job_id']}")
@@ -90,7 +122,7 @@ def run(
                 break
             time.sleep(0.2)
         else:
-            raise CliFailure(f"timed out after {timeout:g}s waiting for job {queued['job_id']}")
+            raise CliFailure(f"timed out after {shown} waiting for job {queued['job_id']}")
     except CliFailure as exc:
         raise fail(exc.message, json=json) from None
     if json:

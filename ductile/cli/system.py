@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from cyclopts import App, Parameter
 
 from ductile.cli.common import find_source, resolve
 from ductile.cli.output import emit_json, fail, print_table
 
-app = App(name="system", help="Run and maintain the gateway: start, rebuild.")
+app = App(name="system", help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
+app.command("ductile.cli.skills:skills", name="skills",
+            help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]
@@ -177,3 +179,257 @@ def reset(
     else:
         print(f"Reset circuit breaker for {plugin} ({command})")
     return 0
+
+
+SKIPPED = "skipped: "
+TimeoutOpt = Annotated[str, Parameter(help="How long to wait (a duration: 30s, 2m; a bare number is seconds).")]
+
+
+@app.command
+def stop(
+    *,
+    config: ConfigOpt = None,
+    config_dir: ConfigDirOpt = None,
+    timeout: TimeoutOpt = "60s",
+    json: bool = False,
+) -> int:
+    """Stop the gateway: SIGTERM to the PID holding the lock, then wait until the lock is released."""
+    import os
+    import signal
+
+    from ductile.cli.common import parse_timeout
+    from ductile.system.pidlock import holder, pid_path
+
+    seconds, shown = parse_timeout(timeout)
+    cfg = resolve(config, config_dir)
+    lock_path = pid_path(cfg.state_path)
+    pid = holder(lock_path)
+    if pid is None:
+        if json:
+            emit_json({"status": "not_running"})
+        else:
+            print("gateway is not running")
+        return 0
+    if pid <= 0:
+        raise fail(f"the PID lock {lock_path} is held but names no process; stop the gateway by other means",
+                   json=json)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # it exited meanwhile; the lock tells
+    except PermissionError:
+        raise fail(f"cannot signal the gateway (pid {pid}): permission denied", json=json) from None
+    deadline = time.monotonic() + seconds
+    while holder(lock_path) is not None:
+        if time.monotonic() >= deadline:
+            message = f"gateway still running after {shown} (pid {pid})"
+            if json:
+                emit_json({"status": "timeout", "pid": pid, "error": message})
+            raise fail(message)
+        time.sleep(0.05)
+    if json:
+        emit_json({"status": "stopped", "pid": pid})
+    else:
+        print(f"gateway stopped (pid {pid})")
+    return 0
+
+
+@app.command
+def reload(
+    *,
+    config: ConfigOpt = None,
+    config_dir: ConfigDirOpt = None,
+    api_url: Annotated[str | None, Parameter(help="Reload through POST /system/reload at this URL.")] = None,
+    api_key: Annotated[str | None, Parameter(help="API token (default: $DUCTILE_API_KEY).")] = None,
+    timeout: TimeoutOpt = "30s",
+    json: bool = False,
+) -> int:
+    """Reload the configuration: POST /system/reload with --api-url, else SIGHUP to the PID holding the lock."""
+    from ductile.cli.common import parse_timeout
+
+    seconds, _ = parse_timeout(timeout)
+    if api_url:
+        return _reload_over_api(api_url, api_key, seconds, json)
+    import os
+    import signal
+
+    from ductile.system.pidlock import holder, pid_path
+
+    cfg = resolve(config, config_dir)
+    pid = holder(pid_path(cfg.state_path))
+    if pid is None:
+        raise fail("gateway is not running", json=json)
+    if pid <= 0:
+        raise fail(f"the PID lock {pid_path(cfg.state_path)} is held but names no process", json=json)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise fail("gateway is not running", json=json) from None
+    except PermissionError:
+        raise fail(f"cannot signal the gateway (pid {pid}): permission denied", json=json) from None
+    # The daemon does not apply a reload yet (it logs "config reload failed"), so there is no outcome
+    # to wait for: say so rather than report a reload that did not happen.
+    message = f"reload requested (pid {pid}); this version does not apply config changes until restart"
+    if json:
+        emit_json({"status": "not_applied", "pid": pid, "error": message})
+    raise fail(message)
+
+
+def _reload_over_api(api_url: str, api_key: str | None, seconds: float, json: bool) -> int:
+    from ductile.cli.client import GatewayClient, GatewayHttpError
+    from ductile.cli.output import CliFailure
+
+    try:
+        body = GatewayClient(api_url, api_key, timeout=seconds).request("POST", "/system/reload")
+    except GatewayHttpError as exc:
+        if exc.status == 409:
+            error = exc.error if exc.error.startswith("config reload rejected") else f"config reload rejected: {exc.error}"
+            if json:
+                emit_json({"status": "rejected", "error": error})
+            raise fail(error) from None
+        raise fail(exc.message, json=json) from None
+    except CliFailure as exc:
+        raise fail(exc.message, json=json) from None
+    if json:
+        emit_json(body)
+        return 0
+    print(f"Reloaded at {body.get('reloaded_at', '?')}")
+    return 0
+
+
+@app.command
+def status(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: bool = False) -> int:
+    """Is the gateway running and healthy: config, state DB, PID lock and GET /healthz."""
+    report = status_report(config, config_dir)
+    if json:
+        emit_json(report)
+    else:
+        print(f"System Status: {'HEALTHY' if report['healthy'] else 'DEGRADED'}")
+        for check in report["checks"]:
+            detail = str(check.get("detail", ""))
+            skipped = detail.startswith(SKIPPED)
+            word = "SKIP" if skipped else ("OK" if check["ok"] else "FAIL")
+            line = f"- {check['name']}: {word}"
+            if check.get("path"):
+                line += f" (path={check['path']})"
+            if detail:
+                line += f" - {detail.removeprefix(SKIPPED)}"
+            print(line)
+    return 0 if report["healthy"] else 1
+
+
+def status_report(config: str | None, config_dir: str | None) -> dict[str, Any]:
+    """``{healthy, checks:[{name, ok, path?, detail?, active_pid?}], health?}`` (operations.md §4).
+
+    A check that cannot run because an earlier one failed is not ok, with the detail
+    ``skipped: <reason>`` (printed as SKIP).
+    """
+    from ductile.config.discovery import find_config
+    from ductile.config.errors import ConfigError
+    from ductile.config.loader import load_config
+    from ductile.system.pidlock import holder, pid_path
+
+    checks: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"healthy": False, "checks": checks}
+
+    def skip(*names: str, why: str) -> dict[str, Any]:
+        checks.extend({"name": n, "ok": False, "detail": f"{SKIPPED}{why}"} for n in names)
+        return report
+
+    try:
+        source = find_config(config, config_dir)
+    except ConfigError as exc:
+        checks.append({"name": "config_discovery", "ok": False, "detail": str(exc)})
+        return skip("config_load", "state_db", "pid_lock", "health", why="no config")
+    checks.append({"name": "config_discovery", "ok": True, "path": str(source.root_file),
+                   "detail": f"source={source.source}"})
+    try:
+        cfg = load_config(source)
+    except ConfigError as exc:
+        checks.append({"name": "config_load", "ok": False, "path": str(source.root_file), "detail": str(exc)})
+        return skip("state_db", "pid_lock", "health", why="config did not load")
+    checks.append({"name": "config_load", "ok": True, "path": str(source.root_file)})
+    checks.append(_state_db_check(cfg.state_path))
+    lock_path = pid_path(cfg.state_path)
+    pid = holder(lock_path)
+    if pid is None:
+        checks.append({"name": "pid_lock", "ok": False, "path": str(lock_path), "detail": "gateway is not running"})
+        return skip("health", why="gateway is not running")
+    lock_check: dict[str, Any] = {"name": "pid_lock", "ok": True, "path": str(lock_path)}
+    if pid > 0:
+        lock_check["active_pid"] = pid
+        lock_check["detail"] = f"held by pid {pid}"
+    else:
+        lock_check["detail"] = "held (pid not recorded)"
+    checks.append(lock_check)
+    health_check, health = _health_check(cfg)
+    checks.append(health_check)
+    if health is not None:
+        report["health"] = health
+    report["healthy"] = all(c["ok"] for c in checks)
+    return report
+
+
+def _state_db_check(state_path: Any) -> dict[str, Any]:
+    import sqlite3
+
+    from ductile.events.log import connect
+
+    check: dict[str, Any] = {"name": "state_db", "ok": False, "path": str(state_path)}
+    if not state_path.exists():
+        check["detail"] = "does not exist (has the gateway ever started?)"
+        return check
+    try:
+        conn = connect(state_path, readonly=True)
+        try:
+            head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        check["detail"] = f"cannot read: {exc}"
+        return check
+    check.update(ok=True, detail=f"event log position {head}")
+    return check
+
+
+def _health_check(cfg: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``GET /healthz`` on the management socket when it exists, else on ``api.listen``."""
+    import stat
+
+    import httpx
+
+    from ductile.cli.client import listen_url
+
+    socket_path = cfg.api.management_socket
+    try:
+        use_socket = socket_path is not None and stat.S_ISSOCK(socket_path.stat().st_mode)
+    except OSError:
+        use_socket = False
+    if use_socket:
+        where = f"unix://{socket_path}"
+        client = httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)), base_url="http://gateway",
+                              timeout=5.0)
+    elif cfg.api.enabled:
+        where = listen_url(cfg.api.listen)
+        client = httpx.Client(base_url=where, timeout=5.0)
+    else:
+        return {"name": "health", "ok": False, "detail": "api.enabled is false and there is no management socket"}, None
+    check: dict[str, Any] = {"name": "health", "ok": False, "path": where + "/healthz"}
+    try:
+        with client:
+            resp = client.get("/healthz")
+    except httpx.HTTPError as exc:
+        check["detail"] = f"cannot reach the gateway: {exc}"
+        return check, None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if resp.status_code != 200 or not isinstance(body, dict) or body.get("status") != "ok":
+        error = body.get("error") if isinstance(body, dict) else None
+        check["detail"] = f"HTTP {resp.status_code}" + (f": {error}" if error else "")
+        return check, body if isinstance(body, dict) else None
+    check["ok"] = True
+    check["detail"] = (f"posture={body.get('posture', '?')} uptime={body.get('uptime_seconds', '?')}s "
+                       f"queue_depth={body.get('queue_depth', '?')}")
+    return check, body

@@ -162,6 +162,7 @@ def parse_entry(
         base["kind"] = kinds[0]
     tz_raw = entry.get("timezone", default_tz)
     base["timezone"] = tz_raw if isinstance(tz_raw, str) else default_tz
+    tz_invalid = not isinstance(tz_raw, str)
     try:
         if not isinstance(raw, dict):
             raise Invalid("invalid_schedule_config", "schedule entry must be a mapping")
@@ -175,6 +176,8 @@ def parse_entry(
         if len(kinds) != 1:
             raise Invalid("invalid_schedule_config", "set exactly one of every, cron, at or after")
         try:
+            if tz_invalid:
+                raise ValueError(tz_raw)
             zone = ZoneInfo(base["timezone"])
         except (ZoneInfoNotFoundError, ValueError):
             raise Invalid("invalid_schedule_config", f'unknown timezone "{tz_raw}"') from None

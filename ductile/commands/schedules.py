@@ -181,7 +181,9 @@ def catch_up(spec: Spec, state: ScheduleState | None, ctx: EntryContext, tick: i
     if count == 0:
         return Intent()
     ok, reason = in_window(spec, now)
-    if ok and ctx.breaker.cooling(now, ctx.reset_after):
+    if ok and ctx.breaker.state != breakers.CLOSED:
+        # Never a burst of catch-up runs at a broken plugin: an open breaker (even one whose
+        # cooldown has elapsed) gets its single probe from the normal evaluation instead.
         ok, reason = False, "circuit_open"
     if not ok:
         return Intent(events=[ScheduleSkipped(

@@ -20,7 +20,6 @@ import os
 import queue
 import sqlite3
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,27 +110,37 @@ class WriteTx:
             if existing:
                 # A retried append of the same events is a no-op that returns what is stored.
                 return existing
-        current = self.stream_version(stream)
-        if expected == NO_STREAM:
-            if current != 0:
+        if expected == NO_STREAM and stream not in self._versions:
+            # New streams are the hot path (every enqueue): UNIQUE(stream, version) refuses an
+            # existing stream at insert time, so the MAX(version) lookup is not needed.
+            current = 0
+        else:
+            current = self.stream_version(stream)
+            if expected == NO_STREAM:
+                if current != 0:
+                    raise ConcurrencyError(stream, expected, current)
+            elif expected != ANY and current != expected:
                 raise ConcurrencyError(stream, expected, current)
-        elif expected != ANY and current != expected:
-            raise ConcurrencyError(stream, expected, current)
         out: list[Recorded] = []
         recorded_at = self.now
         projections = self._log.projections
         for i, event in enumerate(events):
             type_ = type(event).__name__
             data = codec.encode(event)
-            eid = event_ids[i] if event_ids is not None else uuid.uuid4().bytes
+            eid = event_ids[i] if event_ids is not None else os.urandom(16)  # a random (v4-style) 128-bit id
             position = self.head_position + 1
             version = current + 1
             chain = chain_hash(self.head_chain, position, eid, stream, version, type_, SCHEMAS[type_], recorded_at, data)
-            self.cur.execute(
-                "INSERT INTO events(position, event_id, stream, version, type, schema, recorded_at, data, chain)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                (position, eid, stream, version, type_, SCHEMAS[type_], recorded_at, data, chain),
-            )
+            try:
+                self.cur.execute(
+                    "INSERT INTO events(position, event_id, stream, version, type, schema, recorded_at, data, chain)"
+                    " VALUES (?,?,?,?,?,?,?,?,?)",
+                    (position, eid, stream, version, type_, SCHEMAS[type_], recorded_at, data, chain),
+                )
+            except sqlite3.IntegrityError:
+                if expected == NO_STREAM and version == 1:
+                    raise ConcurrencyError(stream, expected, self._actual_version(stream)) from None
+                raise
             rec = Recorded(
                 position=position,
                 event_id=eid,
@@ -151,6 +160,10 @@ class WriteTx:
         self._versions[stream] = current
         self.recorded.extend(out)
         return out
+
+    def _actual_version(self, stream: str) -> int:
+        row = self.cur.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
+        return row[0] or 0
 
     def _existing(self, event_ids: Sequence[bytes]) -> list[Recorded]:
         marks = ",".join("?" * len(event_ids))

@@ -16,13 +16,19 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+_last_second: list[object] = [None, ""]
+
+
 def sql_ts(ns: int | None) -> str | None:
     """Fixed-width ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` used in SQL read models."""
     if ns is None:
         return None
     seconds, rem = divmod(ns, NS)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{base}.{rem // 1000:06d}Z"
+    # Projections format the same second many times in a row; strftime is the costly part.
+    if _last_second[0] != seconds:
+        _last_second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second[0] = seconds
+    return f"{_last_second[1]}.{rem // 1000:06d}Z"
 
 
 def rfc3339(ns: int | None) -> str | None:

@@ -74,6 +74,7 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         self._claiming = True
         self._abandon = False
+        self._skip_grace = asyncio.Event()
         self._slots: set[Future[None]] = set()
         self._slots_lock = threading.Lock()
         self._pids: dict[str, int] = {}
@@ -252,6 +253,25 @@ class Dispatcher:
 
     # --- shutdown ------------------------------------------------------------------------------
 
+    def skip_grace(self) -> None:
+        """A second SIGTERM/SIGINT: stop waiting for running jobs now."""
+        self._skip_grace.set()
+
+    async def _wait_grace(self, pending: set[asyncio.Future[None]], grace: float) -> set[asyncio.Future[None]]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        skip = asyncio.create_task(self._skip_grace.wait())
+        try:
+            while pending and not self._skip_grace.is_set():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                done, _ = await asyncio.wait(pending | {skip}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                pending -= done
+        finally:
+            skip.cancel()
+        return pending
+
     async def stop(self, grace: float) -> None:
         """Stop claiming; let running attempts finish within ``grace``; kill and abandon the rest."""
         self._claiming = False
@@ -260,7 +280,7 @@ class Dispatcher:
             slots = [asyncio.wrap_future(f) for f in self._slots]
         if slots:
             log.info("waiting for running jobs", running=len(slots), grace_seconds=grace)
-            _, pending = await asyncio.wait(slots, timeout=grace)
+            pending = await self._wait_grace(set(slots), grace)
             if pending:
                 self._abandon = True
                 pids = list(self._pids.values())

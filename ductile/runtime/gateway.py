@@ -64,9 +64,13 @@ class Gateway:
         self.stop_requested = asyncio.Event()
         self._force = False
         self._lock: PidLock | None = None
+        self._dispatcher: Dispatcher | None = None
         self.events: EventLog | None = None
 
     async def run(self) -> int:
+        # Before anything else: a SIGHUP during boot must not kill the gateway, and a SIGTERM
+        # during boot must still end in a graceful stop once boot is done.
+        self._install_signals(asyncio.get_running_loop())
         try:
             config, catalog = self._load()
             self._lock = PidLock(pid_path(config.state_path)).acquire()
@@ -118,9 +122,8 @@ class Gateway:
             env_passthrough=config.service.plugin_env_passthrough, state_dir=config.state_path.parent,
             config_snapshot_id=lambda: services.config_snapshot_id, live=services.live,
         )
+        self._dispatcher = dispatcher
         await self._recover(events, dispatcher)
-        loop = asyncio.get_running_loop()
-        self._install_signals(loop)
         retention = Retention(events, config)
         async def on_tick(now: int) -> None:
             services.live.publish("scheduler.tick", {"at": rfc3339(now)})
@@ -132,7 +135,12 @@ class Gateway:
         tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), scheduler_task]
         server = None
         if config.api.enabled:
-            from ductile.api.app import create_app
+            from ductile.api.app import access_log, create_app
+            from ductile.runtime.metrics import Metrics
+            from ductile.system.build_info import build_info
+
+            metrics = Metrics(config.service.max_workers, ductile.__version__, build_info()["commit"])
+            events.on_commit(metrics.observe)
             from ductile.api.auth import TokenSet
             from ductile.api.server import make_server, split_listen
 
@@ -140,7 +148,8 @@ class Gateway:
             if not len(tokens):
                 log.warn("api enabled with no tokens: every protected route will answer 401")
             host, port = split_listen(config.api.listen)
-            server = make_server(create_app(services, tokens), host, port)
+            # The access log wraps the whole app: Litestar middleware would miss 404/405 answers.
+            server = make_server(access_log(create_app(services, tokens, metrics=metrics)), host, port)
             server_task = asyncio.create_task(server.serve(), name="api")
             while not server.started and not server_task.done():
                 await asyncio.sleep(0.01)
@@ -199,6 +208,8 @@ class Gateway:
         def stop() -> None:
             if self.stop_requested.is_set():
                 self._force = True  # a second signal skips the remaining grace period
+                if self._dispatcher is not None:
+                    self._dispatcher.skip_grace()
             self.stop_requested.set()
 
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -51,9 +51,13 @@ class SystemClock:
 
 def load_specs(config: Config, catalog: Catalog, default_tz: str | None = None) -> tuple[list[Spec], list[str]]:
     """Every entry of every enabled plugin, plugin names sorted, entries in config order."""
-    tz = default_tz or host_timezone()[0]
     specs: list[Spec] = []
     warnings: list[str] = []
+    tz = default_tz
+    if tz is None:
+        tz, found = host_timezone()
+        if not found and any(p.entry.schedules for p in catalog.plugins.values()):
+            warnings.append("no IANA time zone could be determined for this host; schedules default to UTC")
     for name in sorted(catalog.plugins):
         plugin = catalog.plugins[name]
         commands = {c.name for c in plugin.manifest.commands}
@@ -148,9 +152,13 @@ class Scheduler:
     async def _until_next(self) -> float:
         """Seconds to the next tick or the earliest due entry, whichever is sooner (at least 10 ms)."""
         plans = await asyncio.to_thread(self._plans)
+        now = self.clock.now()
         delay = self.tick_ns / NS
-        if plans:
-            delay = min(delay, max(0.0, (min(plans.values()) - self.clock.now()) / NS))
+        # A plan still in the past after a tick belongs to an entry that is due but blocked
+        # (window, breaker, overlap): look again in a second rather than spin.
+        upcoming = [p if p > now else now + NS for p in plans.values()]
+        if upcoming:
+            delay = min(delay, (min(upcoming) - now) / NS)
         return max(delay, 0.01)
 
     def _plans(self) -> dict[tuple[str, str], int]:

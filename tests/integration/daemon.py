@@ -40,12 +40,8 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
 class Daemon:
     def __init__(self, root: Path, plugins: dict[str, Any], service: dict[str, Any] | None = None,
                  tokens: list[dict[str, Any]] | None = None, plugin_roots: list[str] | None = None) -> None:
-        self.root = root
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = root / "gateway.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        config = {
+        self._setup(root, free_port(), TOKEN)
+        self.config: dict[str, Any] = {
             "service": {"max_workers": 4, "shutdown_grace": "5s", "log_level": "debug", **(service or {})},
             "state": {"path": "data/ductile.db"},
             "plugin_roots": plugin_roots or [str(TEST_PLUGINS)],
@@ -56,9 +52,31 @@ class Daemon:
             },
             "plugins": plugins,
         }
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        self.write_config()
+
+    def _setup(self, root: Path, port: int, token: str) -> None:
+        self.root = root
+        self.port = port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = root / "gateway.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+    @classmethod
+    def for_config_dir(cls, root: Path, port: int, token: str) -> Daemon:
+        """A daemon on a config directory written by someone else (its ``api.listen`` must be ``port``)."""
+        d = cls.__new__(cls)
+        d._setup(root, port, token)
+        return d
+
+    def write_config(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def set_plugins(self, plugins: dict[str, Any]) -> None:
+        """Rewrite config.yaml with other ``plugins`` (same port, tokens, roots); takes effect at start."""
+        self.config["plugins"] = plugins
+        self.write_config()
 
     @property
     def state_db(self) -> Path:
@@ -114,10 +132,10 @@ class Daemon:
 
         return wait_until(done, timeout, what=f"job {job_id} to reach {statuses}")
 
-    def stop(self, timeout: float = 30.0) -> int:
+    def stop(self, timeout: float = 30.0, sig: int = signal.SIGTERM) -> int:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -138,8 +156,80 @@ class Daemon:
 
         return sqlite3.connect(f"file:{self.state_db}?mode=ro", uri=True)
 
-    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "ductile.cli.main", *args], capture_output=True, text=True, timeout=60,
+            [sys.executable, "-m", "ductile.cli.main", *args], capture_output=True, text=True, timeout=timeout,
             env={**os.environ, **(env or {})}, cwd=self.root,
         )
+
+    def raw_request(self, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> RawResponse:
+        """Send bytes exactly as given (httpx refuses e.g. a header value with trailing whitespace)."""
+        return raw_request(self.port, method, path, headers, body)
+
+    def enqueue_via_log(self, plugin: str, command: str = "poll", payload: dict[str, Any] | None = None, *,
+                        dedupe_key: str | None = None, dedupe_ttl: float = 0, submitted_by: str = "test",
+                        max_attempts: int = 1) -> Any:
+        """Enqueue from this (test) process through the same EventLog code; returns the EnqueueOutcome."""
+        return enqueue_via_log(self.state_db, plugin, command, payload, dedupe_key=dedupe_key, dedupe_ttl=dedupe_ttl,
+                               submitted_by=submitted_by, max_attempts=max_attempts)
+
+    def table(self, name: str, order_by: str) -> list[tuple[Any, ...]]:
+        with self.db() as db:
+            return db.execute(f"SELECT * FROM {name} ORDER BY {order_by}").fetchall()
+
+
+class RawResponse:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def raw_request(port: int, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> RawResponse:
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head.encode("latin-1") + b"\r\n" + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    raw_head, _, rest = data.partition(b"\r\n\r\n")
+    lines = raw_head.decode("latin-1").split("\r\n")
+    parsed = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        parsed[k.strip().lower()] = v.strip()
+    if parsed.get("transfer-encoding") == "chunked":
+        out, buf = b"", rest
+        while buf:
+            size_line, _, buf = buf.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            out, buf = out + buf[:size], buf[size + 2:]
+        rest = out
+    return RawResponse(int(lines[0].split()[1]), parsed, rest)
+
+
+def enqueue_via_log(state_db: Path, plugin: str, command: str = "poll", payload: dict[str, Any] | None = None, *,
+                    dedupe_key: str | None = None, dedupe_ttl: float = 0, submitted_by: str = "test",
+                    max_attempts: int = 1) -> Any:
+    """Append an enqueue to the state DB the way another process would (the gateway may be running)."""
+    import uuid
+
+    from ductile.commands import job_units
+    from ductile.commands.jobs import EnqueueJob
+    from ductile.events.log import EventLog
+    from ductile.projections.registry import default_runner
+
+    cmd = EnqueueJob(job_id=str(uuid.uuid4()), plugin=plugin, command=command, payload=payload or {},
+                     submitted_by=submitted_by, max_attempts=max_attempts, dedupe_key=dedupe_key,
+                     dedupe_ttl=int(dedupe_ttl * 1_000_000_000))
+    log = EventLog(state_db, "full", default_runner()).open_sync()
+    try:
+        return log.submit_sync(lambda tx: job_units.enqueue(tx, cmd))
+    finally:
+        log.close()

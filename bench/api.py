@@ -1,0 +1,149 @@
+"""API enqueue throughput: ``POST /plugin/p/c`` against a hello-world Litestar route.
+
+Both servers run as separate processes under uvicorn on loopback; the same in-process load
+generator (raw keep-alive HTTP/1.1 over asyncio streams, so the client is not the bottleneck)
+drives each with the same concurrency. The gateway runs durable (``synchronous=FULL``) with
+its dispatcher draining the queue meanwhile.
+Last line: ``RESULT bench=api value=<req/s> baseline=<hello req/s> ratio=<v/b> p99_ms=<p99>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"
+HELLO = """
+from litestar import Litestar, post
+@post("/plugin/{plugin:str}/{command:str}", status_code=202)
+async def hello(plugin: str, command: str) -> dict:
+    return {"job_id": "00000000-0000-0000-0000-000000000000", "status": "queued", "plugin": plugin, "command": command}
+app = Litestar([hello], logging_config=None)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+async def load(port: int, path: str, total: int, concurrency: int) -> tuple[float, list[float]]:
+    body = b'{"payload":{"mode":"sleep","seconds":120}}'
+    request = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    latencies: list[float] = []
+    remaining = total
+
+    async def worker() -> None:
+        nonlocal remaining
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            if status != 202:
+                raise RuntimeError(f"unexpected status {status}: {head!r}")
+            latencies.append(time.perf_counter() - started)
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - started), latencies
+
+
+def p99_ms(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000
+
+
+def run_hello(requests: int, concurrency: int) -> tuple[float, float]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "hello_app.py").write_text(HELLO)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "hello_app:app", "--port", str(port), "--log-level", "warning",
+             "--no-access-log"], cwd=tmp,
+        )
+        try:
+            wait_port(port)
+            asyncio.run(load(port, "/plugin/behave/poll", 500, concurrency))  # warm-up
+            rate, lat = asyncio.run(load(port, "/plugin/behave/poll", requests, concurrency))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+    return rate, p99_ms(lat)
+
+
+def run_gateway(requests: int, concurrency: int) -> tuple[float, float]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "config.yaml").write_text(yaml.safe_dump({
+            "service": {"max_workers": 1, "log_level": "error", "durability": "full"},
+            "state": {"path": "data/ductile.db"},
+            "plugin_roots": [str(REPO / "tests" / "plugins")],
+            "api": {"enabled": True, "listen": f"127.0.0.1:{port}", "auth": {"tokens": [{"token": TOKEN, "scopes": ["*"]}]}},
+            # One slow job holds the only slot, so the bench measures the API and the durable
+            # enqueue rather than plugin spawning (bench/jobs.py measures that).
+            "plugins": {"behave": {"enabled": True}},
+        }))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ductile.cli.main", "system", "start", "--config", tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+        )
+        try:
+            wait_port(port)
+            asyncio.run(load(port, "/plugin/behave/poll", 500, concurrency))
+            rate, lat = asyncio.run(load(port, "/plugin/behave/poll", requests, concurrency))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)  # a second signal skips the grace for the sleeping job
+            proc.wait()
+    return rate, p99_ms(lat)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    base, base_p99 = run_hello(args.requests, args.concurrency)
+    print(f"baseline: hello-world Litestar route: {base:.0f} req/s, p99 {base_p99:.1f} ms")
+    value, p99 = run_gateway(args.requests, args.concurrency)
+    print(f"gateway: POST /plugin/behave/poll (durable enqueue): {value:.0f} req/s, p99 {p99:.1f} ms")
+    print(f"RESULT bench=api value={value:.1f} baseline={base:.1f} ratio={value / base:.3f} p99_ms={p99:.1f}")
+
+
+if __name__ == "__main__":
+    main()

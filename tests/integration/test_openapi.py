@@ -1,0 +1,49 @@
+"""OpenAPI 3.1 at /openapi.json describes every route, and schemathesis finds no 5xx in it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.integration.daemon import TOKEN
+
+PLUGINS = {"shellok": {"enabled": True}, "behave": {"enabled": True, "retry": {"max_attempts": 1}}}
+
+
+def test_document_lists_every_route_and_each_plugin_command(gateway: Any) -> None:
+    gw = gateway(PLUGINS)
+    doc = gw.client.get("/openapi.json").json()
+    assert doc["openapi"] == "3.1.0"
+    assert doc["info"]["title"] == "Ductile Gateway"
+    assert doc["components"]["securitySchemes"]["BearerAuth"] == {"type": "http", "scheme": "bearer"}
+    for path in ("/", "/healthz", "/plugins", "/skills", "/jobs", "/job/{job_id}", "/job/{job_id}/tree", "/job-logs",
+                 "/scheduler/jobs", "/analytics/summary", "/analytics/queue", "/stopwatch/{plugin}", "/topology",
+                 "/system/reload", "/config/view", "/system/doctor", "/system/selfcheck", "/metrics", "/events",
+                 "/plugin/{plugin}/{command}"):
+        assert path in doc["paths"], path
+    op = doc["paths"]["/plugin/behave/custom_cmd"]["post"]
+    assert op["operationId"] == "behave__custom_cmd"
+    assert op["tags"] == ["behave"]
+    assert {"202", "400", "401", "403", "413", "500"} <= set(op["responses"])
+    assert httpx.get(f"{gw.url}/openapi.json").status_code == 401
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(gateway: Any, tmp_path: Path) -> None:
+    gw = gateway(PLUGINS)
+    st = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
+    result = subprocess.run(
+        [st, "run", f"{gw.url}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
+         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance",
+         "--max-examples", "10", "--seed", "42", "--request-timeout", "10",
+         # A stream never ends; reload answers 501 until config reload exists (issue 5 allows it).
+         "--exclude-path", "/events", "--exclude-path", "/system/reload"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "0 failures" in result.stdout or "passed" in result.stdout
