@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -20,6 +21,7 @@ from ductile.api import (
     jobs,
     metrics_route,
     openapi,
+    pipelines,
     plugins,
     scheduler,
     system,
@@ -106,7 +108,7 @@ def create_app(services: Services, tokens: TokenSet, metrics: Metrics | None = N
             analytics.analytics_summary, analytics.analytics_queue, analytics.stopwatch,
             system.get_topology, system.get_config_view, system.system_doctor, system.system_selfcheck,
             system.system_reload,
-            metrics_route.metrics,
+            metrics_route.metrics, pipelines.trigger_pipeline,
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal},
         openapi_config=None,
@@ -114,6 +116,7 @@ def create_app(services: Services, tokens: TokenSet, metrics: Metrics | None = N
         debug=False,
     )
     app.state.services = services
+    app.state.sync_slots = asyncio.Semaphore(services.config.api.max_concurrent_sync)
     app.state.tokens = tokens
     if metrics is None:
         # Standalone (no registry handed in by the gateway): count from this app's own listener.

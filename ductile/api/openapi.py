@@ -120,10 +120,25 @@ def static_paths() -> dict[str, Any]:
     }
 
 
-def build(catalog: Catalog) -> dict[str, Any]:
+def pipeline_paths(names: list[str]) -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/pipeline/{name}": {"post": _op("Trigger a pipeline", _json(OBJ, "pipeline queued"), (400, 403, 404, 413, 500, 503),
+                                         parameters=[_path("name"), _query("async")], body=PAYLOAD_BODY, status="202")},
+    }
+    for name in names:
+        op = _op(f"Trigger pipeline {name}", _json(OBJ, "pipeline queued"), (400, 403, 413, 500, 503),
+                 parameters=[_query("async")], body=PAYLOAD_BODY, status="202", tag="pipelines")
+        op["operationId"] = f"pipeline__{name}"
+        op["responses"]["200"] = _json(OBJ, "synchronous pipeline finished")
+        paths[f"/pipeline/{name}"] = {"post": op}
+    return paths
+
+
+def build(catalog: Catalog, pipelines: list[str] | None = None) -> dict[str, Any]:
     paths = static_paths()
     for name in sorted(catalog.plugins):
         paths.update(plugin_paths(catalog.plugins[name]))
+    paths.update(pipeline_paths(sorted(pipelines or [])))
     doc = openapi_document(paths)
     doc["components"]["schemas"].update({"Error": ERROR_SCHEMA, "TriggerAccepted": ACCEPTED_SCHEMA})
     return doc
@@ -132,4 +147,5 @@ def build(catalog: Catalog) -> dict[str, Any]:
 @get("/openapi.json")
 async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     require(request.app.state.tokens, request.headers.get("authorization"))
-    return build(services_of(request).catalog)
+    svc = services_of(request)
+    return build(svc.catalog, list(svc.pipelines))

@@ -7,7 +7,7 @@ import asyncio
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
-def config_view(config: Config) -> dict[str, Any]:
+def config_view(config: Config, pipelines: Mapping[str, Any] | None = None) -> dict[str, Any]:
     raw = config.raw
     api = dict(raw.get("api") or {})
     if isinstance(api.get("auth"), dict):
@@ -202,7 +202,7 @@ def config_view(config: Config) -> dict[str, Any]:
         "webhooks": raw.get("webhooks") or {},
         "instances": raw.get("instances") or [],
         "remote_ingress": raw.get("remote_ingress") or {},
-        "compiled_routes": {},  # filled once pipelines are compiled (pipelines.md §3.1)
+        "compiled_routes": {name: p.routes() for name, p in sorted((pipelines or {}).items())},
     }
     literal = tuple(t.token for t in config.api.tokens if t.token)
     return _scrub(redact(view), literal)
@@ -211,7 +211,7 @@ def config_view(config: Config) -> dict[str, Any]:
 @get("/config/view")
 async def get_config_view(request: Request[Any, Any, Any]) -> dict[str, Any]:
     svc = _auth(request, *SYSTEM_READ)
-    return config_view(svc.config)
+    return config_view(svc.config, svc.pipelines)
 
 
 # --- doctor ------------------------------------------------------------------------------------------

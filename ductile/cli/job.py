@@ -34,8 +34,8 @@ def inspect(job_id: str, *, config: ConfigOpt = None, config_dir: ConfigDirOpt =
         "attempts": q.attempts(conn, job_id),
         "lineage": q.lineage(conn, job_id),
         "children": q.children(conn, job_id),
-        "dispatches": [],
-        "context": {},
+        "dispatches": q.dispatches(conn, job_id),
+        "context": q.context_chain(conn, job.get("event_context_id")),
     }
     if json:
         emit_json(report)
@@ -66,6 +66,15 @@ def _print_inspect(report: dict[str, Any]) -> None:
     print_table(["attempt", "started", "completed", "outcome", "exit", "duration_ms", "error"],
                 [[a["attempt"], a.get("started_at"), a.get("completed_at"), a.get("outcome"), a.get("exit_code"),
                   a.get("duration_ms"), a.get("error")] for a in report["attempts"]])
+    if report["context"]:
+        print("\nContext and baggage")
+        for record in report["context"]["chain"]:
+            print(f"  {record['pipeline_name']}/{record['step_id']} claims={msgspec.json.encode(record['claims']).decode()}")
+        print(f"  baggage: {msgspec.json.encode(report['context']['baggage']).decode()}")
+    if report["dispatches"]:
+        print("\nDispatches")
+        for d in report["dispatches"]:
+            print(f"  {d.get('event_type', '-')} -> {d.get('pipeline')}/{d.get('step_id')} {d['outcome']} {d.get('job_id', '')}")
     if len(report["lineage"]) > 1 or report["children"]:
         print("\nLineage")
         for node in report["lineage"]:

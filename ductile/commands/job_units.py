@@ -34,7 +34,8 @@ _json_decode = msgspec.json.Decoder(dict[str, Any])
 
 JOB_COLUMNS = (
     "job_id, plugin, command, status, attempt, max_attempts, submitted_by, created_ns, payload, dedupe_key,"
-    " schedule_id, parent_job_id, next_retry_ns, last_error, result, completed_ns, created_at, stream_version"
+    " schedule_id, parent_job_id, next_retry_ns, last_error, result, completed_ns, created_at, stream_version,"
+    " pipeline, step_id, event_context_id"
 )
 
 
@@ -58,6 +59,9 @@ class ClaimedJob(msgspec.Struct, frozen=True):
     schedule_id: str | None
     parent_job_id: str | None
     state: dict[str, Any]
+    pipeline: str | None = None
+    step_id: str | None = None
+    context: dict[str, Any] | None = None  # the job's context record (baggage + ``ductile``)
 
 
 def _row_to_state(row: tuple[Any, ...]) -> JobState:
@@ -65,7 +69,7 @@ def _row_to_state(row: tuple[Any, ...]) -> JobState:
         job_id=row[0], plugin=row[1], command=row[2], status=row[3], attempt=row[4], max_attempts=row[5],
         submitted_by=row[6], created_at=row[7], payload=_json_decode.decode(row[8]), dedupe_key=row[9],
         schedule_id=row[10], parent_job_id=row[11], next_retry_at=row[12], last_error=row[13], result=row[14],
-        completed_at=row[15],
+        completed_at=row[15], pipeline=row[18], step_id=row[19], event_context_id=row[20],
     )
 
 
@@ -211,10 +215,18 @@ def claim_next(
                 job_id=job.job_id, plugin=job.plugin, command=job.command, attempt=job.attempt,
                 max_attempts=job.max_attempts, payload=job.payload, submitted_by=job.submitted_by,
                 created_at=row[16], schedule_id=job.schedule_id, parent_job_id=job.parent_job_id,
-                state=states[job.plugin],
+                state=states[job.plugin], pipeline=job.pipeline, step_id=job.step_id,
+                context=_context_record(cur, job.event_context_id),
             )
         )
     return claimed, killed
+
+
+def _context_record(cur: sqlite3.Cursor, context_id: str | None) -> dict[str, Any] | None:
+    if context_id is None:
+        return None
+    row = cur.execute("SELECT context FROM event_contexts WHERE id=?", (context_id,)).fetchone()
+    return _json_decode.decode(row[0]) if row else None
 
 
 def current_state(cur: sqlite3.Cursor, plugin: str) -> dict[str, Any]:
@@ -241,8 +253,12 @@ def complete(
     jitter: float,
     state_change: Callable[[dict[str, Any]], StateChange | None] | None = None,
     threshold: Threshold = _default_threshold,
+    after: Callable[[WriteTx, JobState, list[Recorded]], list[Recorded]] | None = None,
 ) -> list[Recorded]:
     """Record how an attempt ended; on success (or a route error) apply the plugin's state.
+
+    ``after(tx, job, records)`` runs last, in the same transaction (routing and hooks), so a
+    parent is never terminal before the children it causes exist.
 
     ``state_change(current_state)`` computes the new state from the state as it is *now*, inside
     the transaction, so concurrent jobs of one plugin merge in commit order. It may raise
@@ -274,6 +290,8 @@ def complete(
                                    fact=change.fact, job_id=job_id, command=change.command, at=tx.now)
             ])
         recs += tx.append(stream, [PluginStateChanged(plugin=change.plugin, state=change.state, job_id=job_id, at=tx.now)])
+    if after is not None:
+        recs += after(tx, job, recs)
     return recs
 
 

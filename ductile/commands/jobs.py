@@ -18,6 +18,7 @@ from ductile.events.types import (
     EventBase,
     JobDead,
     JobDeduped,
+    JobDispatchFailed,
     JobEnqueued,
     JobFailed,
     JobRecovered,
@@ -52,6 +53,9 @@ class JobState(msgspec.Struct, kw_only=True):
     dedupe_key: str | None = None
     schedule_id: str | None = None
     parent_job_id: str | None = None
+    pipeline: str | None = None
+    step_id: str | None = None
+    event_context_id: str | None = None
     started_at: int | None = None
     completed_at: int | None = None
     next_retry_at: int | None = None
@@ -274,7 +278,8 @@ def evolve(job: JobState | None, event: EventBase) -> JobState:
                 job_id=event.job_id, plugin=event.plugin, command=event.command, status="queued", attempt=1,
                 max_attempts=event.max_attempts, submitted_by=event.submitted_by, created_at=event.at,
                 payload=event.payload, dedupe_key=event.dedupe_key, schedule_id=event.schedule_id,
-                parent_job_id=event.parent_job_id,
+                parent_job_id=event.parent_job_id, pipeline=event.pipeline, step_id=event.step_id,
+                event_context_id=event.event_context_id,
             )
         case JobStarted() if job is not None and job.status == "queued":
             return msgspec.structs.replace(
@@ -301,6 +306,8 @@ def evolve(job: JobState | None, event: EventBase) -> JobState:
             return msgspec.structs.replace(job, status="dead", completed_at=event.at, last_error=event.error)
         case JobSkipped() if job is not None and job.status == "queued":
             return msgspec.structs.replace(job, status="skipped", completed_at=event.at, last_error=None)
+        case JobDispatchFailed() if job is not None and job.status == "queued" and job.started_at is None:
+            return msgspec.structs.replace(job, status="failed", completed_at=event.at, last_error=event.error)
     raise InvalidTransition(type(event).__name__, job.status if job else None)
 
 

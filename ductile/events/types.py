@@ -156,6 +156,43 @@ class JobSkipped(EventBase, frozen=True, gc=False, kw_only=True):
     schedule_id: str | None = None
 
 
+class JobDispatchFailed(EventBase, frozen=True, gc=False, kw_only=True):
+    """jobs.md T12: a routed child created directly as ``failed`` (a pipeline dispatch error);
+    appended right after its ``JobEnqueued``, it is never claimed, spawned or retried."""
+
+    job_id: str
+    error: str
+    plugin: str = ""
+    command: str = ""
+    submitted_by: str = ""
+    schedule_id: str | None = None
+
+
+# --- pipelines ---------------------------------------------------------------------------------
+
+
+class ContextCreated(EventBase, frozen=True, gc=False, kw_only=True):
+    """A durable context record (baggage) for one routed job; never updated or deleted."""
+
+    context_id: str
+    parent_id: str | None
+    pipeline: str
+    step_id: str
+    claims: dict[str, Any]
+    context: dict[str, Any]  # accumulated baggage, with Ductile's own ``ductile`` namespace
+    hops: int = 0
+    hook_depth: int = 0
+
+
+class RouteDepthExceeded(EventBase, frozen=True, gc=False, kw_only=True):
+    job_id: str
+    pipeline: str
+    step_id: str
+    route_depth: int
+    route_max_depth: int
+    reason: str | None = None
+
+
 # --- plugin state ------------------------------------------------------------------------------
 
 
@@ -292,6 +329,9 @@ Event = (
     | JobRecovered
     | JobDead
     | JobSkipped
+    | JobDispatchFailed
+    | ContextCreated
+    | RouteDepthExceeded
     | PluginStateChanged
     | PluginFactAppended
     | SchedulePlanned
@@ -320,6 +360,7 @@ JOB_EVENTS = (
     JobRecovered,
     JobDead,
     JobSkipped,
+    JobDispatchFailed,
 )
 
 
@@ -333,6 +374,10 @@ def plugin_stream(plugin: str) -> str:
 
 def breaker_stream(plugin: str, command: str) -> str:
     return f"breaker-{plugin}/{command}"
+
+
+def context_stream(context_id: str) -> str:
+    return f"context-{context_id}"
 
 
 def schedule_stream(plugin: str, schedule_id: str) -> str:

@@ -257,3 +257,49 @@ def stderr_of(conn: sqlite3.Connection, job_id: str) -> str | None:
 
 def queue_depth(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM job_queue WHERE status IN ('queued','running')").fetchone()[0]
+
+
+def context_chain(conn: sqlite3.Connection, context_id: str | None) -> dict[str, Any]:
+    """``job inspect`` context: the chain of records, root first, and the merged baggage."""
+    if context_id is None:
+        return {}
+    chain: list[dict[str, Any]] = []
+    current: str | None = context_id
+    seen: set[str] = set()
+    baggage: dict[str, Any] = {}
+    while current and current not in seen:
+        seen.add(current)
+        row = conn.execute(
+            "SELECT id, parent_id, pipeline_name, step_id, claims, context, created_at FROM event_contexts WHERE id=?",
+            (current,),
+        ).fetchone()
+        if row is None:
+            break
+        if not chain:
+            baggage = {k: v for k, v in _decode_any.decode(row[5]).items() if k != "ductile"}
+        chain.append({"id": row[0], "pipeline_name": row[2], "step_id": row[3], "claims": _decode_any.decode(row[4]),
+                      "created_at": row[6]})
+        current = row[1]
+    chain.reverse()
+    return {"event_context_id": context_id, "chain": chain, "baggage": baggage}
+
+
+def dispatches(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+    """What routing did with a job's events: children enqueued, and transitions refused by depth."""
+    out = [
+        _compact({"event_type": _decode_any.decode(r[3]).get("type") if r[3] else None, "pipeline": r[1],
+                  "step_id": r[2], "outcome": "failed" if r[4] == "failed" and r[5] is None else "enqueued",
+                  "job_id": r[0]})
+        for r in conn.execute(
+            "SELECT job_id, pipeline, step_id, payload, status, started_at FROM job_queue WHERE parent_job_id=?"
+            " AND submitted_by IN ('route','hook') ORDER BY created_ns",
+            (job_id,),
+        )
+    ]
+    from ductile.events.log import read_stream
+
+    for rec in read_stream(conn, "router"):
+        e = rec.event
+        if getattr(e, "job_id", None) == job_id:
+            out.append(_compact({"pipeline": e.pipeline, "step_id": e.step_id, "outcome": "depth_exceeded"}))
+    return out

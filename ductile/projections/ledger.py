@@ -12,6 +12,7 @@ from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
     JobDead,
+    JobDispatchFailed,
     JobEnqueued,
     JobFailed,
     JobRecovered,
@@ -191,6 +192,12 @@ def _dead(cur: sqlite3.Cursor, e: JobDead, rec: Recorded) -> None:
 def _skipped(cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
     _transition(cur, rec, e.job_id, "queued", "skipped", e.reason)
     _log(cur, e.job_id, e.attempt, "skipped", e.at, None, None, None)
+
+
+@PROJECTION.on(JobDispatchFailed)
+def _dispatch_failed(cur: sqlite3.Cursor, e: JobDispatchFailed, rec: Recorded) -> None:
+    _transition(cur, rec, e.job_id, "queued", "failed", e.error)
+    _log(cur, e.job_id, 1, "failed", e.at, None, e.error, None)
 
 
 @PROJECTION.on(ProjectionsPruned)

@@ -15,6 +15,7 @@ from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
     JobDead,
+    JobDispatchFailed,
     JobEnqueued,
     JobFailed,
     JobRecovered,
@@ -149,6 +150,15 @@ def _skipped(cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
         "UPDATE job_queue SET status='skipped', completed_at=?, completed_ns=?, last_error=NULL, stream_version=?"
         " WHERE job_id=?",
         (sql_ts(e.at), e.at, rec.version, e.job_id),
+    )
+
+
+@PROJECTION.on(JobDispatchFailed)
+def _dispatch_failed(cur: sqlite3.Cursor, e: JobDispatchFailed, rec: Recorded) -> None:
+    cur.execute(
+        "UPDATE job_queue SET status='failed', completed_at=?, completed_ns=?, last_error=?, stream_version=?"
+        " WHERE job_id=?",
+        (sql_ts(e.at), e.at, e.error, rec.version, e.job_id),
     )
 
 

@@ -8,6 +8,7 @@ from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
     JobDead,
+    JobDispatchFailed,
     JobEnqueued,
     JobFailed,
     JobRecovered,
@@ -157,6 +158,6 @@ def _job_succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
     cur.execute("DELETE FROM schedule_jobs WHERE job_id=?", (e.job_id,))
 
 
-@PROJECTION.on(JobFailed, JobDead, JobSkipped)
-def _job_ended(cur: sqlite3.Cursor, e: JobFailed | JobDead | JobSkipped, rec: Recorded) -> None:
+@PROJECTION.on(JobFailed, JobDead, JobSkipped, JobDispatchFailed)
+def _job_ended(cur: sqlite3.Cursor, e: JobFailed | JobDead | JobSkipped | JobDispatchFailed, rec: Recorded) -> None:
     cur.execute("DELETE FROM schedule_jobs WHERE job_id=?", (e.job_id,))

@@ -32,6 +32,7 @@ class Classified(msgspec.Struct, frozen=True):
     response: PluginResponse | None = None
     events: list[EmittedEvent] = []
     state_change: Callable[[dict[str, Any]], StateChange | None] | None = None
+    switch_matched: bool | None = None  # core.switch jobs: the condition's value
 
 
 def classify(

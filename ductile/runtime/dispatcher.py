@@ -21,11 +21,15 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from ductile.commands import job_units
 from ductile.commands.errors import Refused
 from ductile.commands.job_units import ClaimedJob
-from ductile.commands.jobs import AttemptResult
+from ductile.commands.jobs import AttemptResult, JobState
+from ductile.commands.routing import Router
 from ductile.events.log import EventLog, LogClosed, WriteTx
 from ductile.events.record import Recorded
 from ductile.events.timefmt import NS, now_ns, parse_rfc3339, rfc3339
@@ -37,6 +41,9 @@ from ductile.events.types import (
     JobRetryScheduled,
     JobSucceeded,
 )
+from ductile.pipelines.conditions import ConditionEvalError
+from ductile.pipelines.graph import RELAY_PLUGIN, SWITCH_PLUGIN, Node
+from ductile.pipelines.templates import TemplateEvalError
 from ductile.plugins.environment import plugin_environment
 from ductile.plugins.protocol import InvalidEvent, encode_request, event_for_handle
 from ductile.runtime.attempt import Classified, classify
@@ -49,6 +56,7 @@ from ductile.system.logs import Log
 log = Log("dispatch")
 
 TICK_SECONDS = 1.0
+CORE_PLUGINS = frozenset({SWITCH_PLUGIN, RELAY_PLUGIN})
 
 Claim = tuple[list[ClaimedJob], list[Recorded]]
 
@@ -64,6 +72,7 @@ class Dispatcher:
         state_dir: Path,
         config_snapshot_id: Callable[[], str | None] = lambda: None,
         live: LiveHub | None = None,
+        router: Router | None = None,
     ) -> None:
         self.events = events
         self.catalog = catalog
@@ -82,6 +91,7 @@ class Dispatcher:
         self._snapshot = config_snapshot_id
         self._rng = random.Random()
         self._live = live or LiveHub()
+        self.router = router
         events.on_commit(self._on_commit)
 
     # --- wake-ups (event loop) -----------------------------------------------------------------
@@ -103,6 +113,8 @@ class Dispatcher:
         self._wake.set()
 
     def _unavailable(self, plugin: str, command: str) -> str | None:
+        if plugin in CORE_PLUGINS:
+            return None
         loaded = self.catalog.get(plugin)
         if loaded is None:
             return "plugin_unavailable"
@@ -123,7 +135,9 @@ class Dispatcher:
     def _claim(self, tx: WriteTx) -> Claim:
         if not self._claiming:
             return [], []
+        # In-process core steps count against max_workers only, not against a plugin lane.
         lanes = {name: p.parallelism for name, p in self.catalog.plugins.items()}
+        lanes.update(dict.fromkeys(CORE_PLUGINS, self.max_workers))
         return job_units.claim_next(tx, self.max_workers, lanes, self._unavailable, config_snapshot_id=self._snapshot(),
                                     threshold=self.threshold)
 
@@ -180,7 +194,7 @@ class Dispatcher:
             # The freed slot is claimed in the same transaction: one commit per job turnover.
             try:
                 recs = job_units.complete(tx, job.job_id, job.attempt, classified.result, base, jitter,
-                                          classified.state_change, self.threshold)
+                                          classified.state_change, self.threshold, self._after(classified))
             except Refused as exc:
                 # Cancelled (if_running: cancel) while it ran: its output is discarded.
                 log.info("job result discarded", job_id=job.job_id, reason=str(exc))
@@ -189,19 +203,52 @@ class Dispatcher:
 
         return complete_and_claim
 
+    def _after(self, classified: Classified) -> Callable[[WriteTx, JobState, list[Recorded]], list[Recorded]] | None:
+        """Routing and hooks, run inside the completion's transaction."""
+        router = self.router
+        if router is None:
+            return None
+        emitted = [msgspec.structs.asdict(e) for e in classified.events]
+
+        def after(tx: WriteTx, job: JobState, recs: list[Recorded]) -> list[Recorded]:
+            out: list[Recorded] = []
+            for rec in recs:
+                e = rec.event
+                if isinstance(e, JobSucceeded) and e.job_id == job.job_id:
+                    if classified.switch_matched is not None:
+                        out += router.after_switch(tx, job, classified.switch_matched)
+                    else:
+                        summary = classified.response.result if classified.response is not None else ""
+                        out += router.after_success(tx, job, emitted, summary)
+                    out += router.after_terminal(tx, job, "succeeded", hook_fields(e, "succeeded", classified))
+                elif isinstance(e, JobFailed) and e.job_id == job.job_id:
+                    out += router.after_terminal(tx, job, e.status, hook_fields(e, e.status, classified))
+            return out
+
+        return after
+
     def _attempt(self, job: ClaimedJob, fields: dict) -> Classified | None:
+        if job.plugin in CORE_PLUGINS:
+            return self._core_step(job)
         plugin = self.catalog.get(job.plugin)
         if plugin is None:  # the catalog changed between claim and run
             return Classified(AttemptResult(outcome="spawn_error", error="plugin spawn failed: plugin not loaded"))
         timeout = plugin.timeout_for(job.command)
         started = now_ns()
-        context = {"ductile_plugin": job.plugin}
+        context = step_context(job)
         event = None
         if job.command == "handle":
             try:
                 event = event_for_handle(job.payload, rfc3339(parse_rfc3339(job.created_at)) or "", context)
             except InvalidEvent as exc:
                 return Classified(AttemptResult(outcome="error", error=f"invalid event: {exc}", permanent_reason="invalid_event"))
+            node = self._node(job)
+            if node is not None and node.with_spec is not None:
+                scope = {"payload": event["payload"], "context": context, "config": plugin.entry.config}
+                try:
+                    event["payload"] = node.with_spec.apply(event["payload"], scope)
+                except TemplateEvalError as exc:
+                    return Classified(AttemptResult(outcome="error", error=str(exc), permanent_reason="with_error"))
         stdin = encode_request(
             job_id=job.job_id, command=job.command, config=plugin.entry.config, state=job.state, context=context,
             deadline_at=rfc3339(started + int(timeout * NS)) or "", payload=job.payload or None, event=event,
@@ -228,6 +275,30 @@ class Dispatcher:
         if proc.stderr_dropped:
             log.warn("plugin stderr truncated", dropped_bytes=proc.stderr_dropped, **fields)
         return classified
+
+    def _node(self, job: ClaimedJob) -> Node | None:
+        if self.router is None or job.pipeline is None or job.step_id is None:
+            return None
+        pipeline = self.router.pipelines.get(job.pipeline)
+        return pipeline.nodes.get(job.step_id) if pipeline is not None else None
+
+    def _core_step(self, job: ClaimedJob) -> Classified:
+        """``core.switch`` evaluates in-process; ``core.relay`` is not in this release."""
+        node = self._node(job)
+        if job.plugin == RELAY_PLUGIN or node is None or node.condition is None:
+            error = "relay is not available in this release" if job.plugin == RELAY_PLUGIN else "switch node not found"
+            return Classified(AttemptResult(outcome="error", error=error, permanent_reason="preflight_error"))
+        gated = self.catalog.get(self.router.pipelines[job.pipeline or ""].nodes[node.gates or ""].plugin) \
+            if self.router is not None and node.gates else None
+        scope = {"payload": job.payload.get("payload") or {}, "context": step_context(job),
+                 "config": gated.entry.config if gated is not None else {}}
+        try:
+            matched = node.condition.evaluate(scope)
+        except ConditionEvalError as exc:
+            return Classified(AttemptResult(outcome="error", error=str(exc), permanent_reason="preflight_error"))
+        kind = "ductile.switch.true" if matched else "ductile.switch.false"
+        result = msgspec.json.encode({"matched": matched, "event": kind}).decode()
+        return Classified(AttemptResult(outcome="ok", result=result), switch_matched=matched)
 
     def _log_outcome(self, recs: list[Recorded], classified: Classified, fields: dict) -> None:
         r = classified.result
@@ -288,3 +359,34 @@ class Dispatcher:
                 await asyncio.gather(*(asyncio.to_thread(kill_group, pid) for pid in pids))
                 await asyncio.wait(pending, timeout=10)
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def step_context(job: ClaimedJob) -> dict[str, Any]:
+    """The request ``context`` (plugins.md §5, pipelines.md §4): baggage plus Ductile's keys."""
+    context: dict[str, Any] = {"ductile_plugin": job.plugin}
+    if job.context is None:
+        return context
+    ductile = job.context.get("ductile", {})
+    context.update({
+        "ductile_pipeline": job.pipeline, "ductile_step_id": job.step_id,
+        "ductile_pipeline_instance_id": ductile.get("pipeline_instance_id"),
+        "ductile_route_depth": ductile.get("route_depth"), "ductile_route_max_depth": ductile.get("route_max_depth"),
+    })
+    context.update(job.context)
+    return context
+
+
+def hook_fields(e: Any, status: str, classified: Classified) -> dict[str, Any]:
+    """The hook payload's extra keys (pipelines.md §8)."""
+    summary = classified.response.result if classified.response is not None else ""
+    out: dict[str, Any] = {"attempt": e.attempt, "duration_ms": e.duration_ms, "submitted_by": e.submitted_by}
+    if status == "succeeded":
+        text = f"Job completed [{e.plugin}]: {summary}"
+        out["result"] = summary
+    else:
+        text = f"Job {'timed out' if status == 'timed_out' else 'failed'} [{e.plugin}]: {e.error}"
+        out["error"] = e.error
+        out["reason"] = e.reason if e.reason in ("attempts_exhausted", "plugin_retry_false", "exit_code_78") \
+            else "non_retryable"
+    out["message"] = out["text"] = text
+    return out

@@ -17,15 +17,19 @@ import uuid
 
 import ductile
 from ductile.commands import job_units
+from ductile.commands.routing import Router
 from ductile.config.discovery import ConfigSource
+from ductile.config.durations import parse_duration
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
-from ductile.config.model import Config
+from ductile.config.model import Config, PluginEntry
 from ductile.config.redaction import redact
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
-from ductile.events.timefmt import now_ns, rfc3339
+from ductile.events.timefmt import NS, now_ns, rfc3339
 from ductile.events.types import ConfigSnapshotted, GatewayStarted, GatewayStopped, JobDead, JobRecovered
+from ductile.pipelines.compiler import Compiled, compile_pipelines
+from ductile.pipelines.graph import Pipeline
 from ductile.plugins.discovery import DiscoveryError, discover
 from ductile.projections.registry import default_runner
 from ductile.runtime.catalog import Catalog, build_catalog
@@ -42,6 +46,36 @@ log = Log("main")
 
 class BootError(RuntimeError):
     pass
+
+
+def load_pipelines(config: Config, catalog: Catalog) -> Compiled:
+    """Compile ``pipelines:``; any load error refuses the config, listing every problem."""
+    compiled = compile_pipelines(
+        config.pipelines, enabled=set(catalog.plugins), configured=set(config.plugins), parse_duration=parse_duration
+    )
+    if compiled.errors:
+        raise ConfigError("\n".join(compiled.errors))
+    cfg_log = Log("config")
+    for problem in compiled.doctor:
+        cfg_log.error(problem)
+    for warning in compiled.warnings:
+        cfg_log.warn(warning)
+    return compiled
+
+
+def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline]) -> Router:
+    def entry(plugin: str) -> PluginEntry | None:
+        loaded = catalog.get(plugin)
+        return loaded.entry if loaded is not None else None
+
+    return Router(
+        pipelines=pipelines,
+        max_attempts=lambda p: e.retry.max_attempts if (e := entry(p)) else 4,
+        plugin_config=lambda p: e.config if (e := entry(p)) else {},
+        notify_on_complete=lambda p: bool(e.notify_on_complete) if (e := entry(p)) else False,
+        hook_max_depth=config.service.hook_max_depth or 4,
+        dedupe_ttl=int(config.service.dedupe_ttl * NS),
+    )
 
 
 def load_catalog(config: Config) -> Catalog:
@@ -65,6 +99,7 @@ class Gateway:
         self._force = False
         self._lock: PidLock | None = None
         self._dispatcher: Dispatcher | None = None
+        self.pipelines: Compiled | None = None
         self.events: EventLog | None = None
 
     async def run(self) -> int:
@@ -98,7 +133,9 @@ class Gateway:
         cfg_log = Log("config")
         for w in config.warnings:
             cfg_log.warn(w.message, field=w.field, file=w.file)
-        return config, load_catalog(config)
+        catalog = load_catalog(config)
+        self.pipelines = load_pipelines(config, catalog)
+        return config, catalog
 
     def _boot_failed(self, message: str) -> int:
         log.error(message)
@@ -112,13 +149,16 @@ class Gateway:
     async def _serve(self, config: Config, catalog: Catalog, events: EventLog) -> int:
         services = Services(config, catalog, events)
         services.live.bind(asyncio.get_running_loop())
+        services.pipelines = self.pipelines.pipelines if self.pipelines else {}
         snapshot_id = str(uuid.uuid4())
         await events.append("system", [
             ConfigSnapshotted(snapshot_id=snapshot_id, reason="startup", config=redact(config.raw), at=now_ns())
         ])
         services.config_snapshot_id = snapshot_id
+        router = build_router(config, catalog, services.pipelines)
+        services.router = router
         dispatcher = Dispatcher(
-            events, catalog, max_workers=config.service.max_workers,
+            events, catalog, max_workers=config.service.max_workers, router=router,
             env_passthrough=config.service.plugin_env_passthrough, state_dir=config.state_path.parent,
             config_snapshot_id=lambda: services.config_snapshot_id, live=services.live,
         )

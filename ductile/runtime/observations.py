@@ -18,6 +18,7 @@ from ductile.events.types import (
     BreakerTransitioned,
     JobDead,
     JobDeduped,
+    JobDispatchFailed,
     JobEnqueued,
     JobFailed,
     JobRecovered,
@@ -25,6 +26,7 @@ from ductile.events.types import (
     JobSkipped,
     JobStarted,
     JobSucceeded,
+    RouteDepthExceeded,
     ScheduleFired,
     ScheduleSkipped,
     ScheduleStatusChanged,
@@ -48,10 +50,28 @@ def frames(rec: Recorded) -> list[Frame]:
     at = rfc3339(e.at)
     match e:
         case JobEnqueued():
-            return [("job.enqueued", _compact({
+            out: list[Frame] = [("job.enqueued", _compact({
                 "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "submitted_by": e.submitted_by,
                 "direct": e.direct, "parent_job_id": e.parent_job_id, "dedupe_key": e.dedupe_key,
                 "schedule_id": e.schedule_id,
+            }))]
+            if e.submitted_by == "route":
+                out.append(("router.enqueued", {
+                    "at": at, "job_id": e.job_id, "parent_job_id": e.parent_job_id, "plugin": e.plugin,
+                    "command": e.command, "pipeline": e.pipeline, "step_id": e.step_id,
+                    "event_context_id": e.event_context_id,
+                }))
+            return out
+        case JobDispatchFailed():
+            text = f"Job failed [{e.plugin}]: {e.error}"
+            return [("job.failed", {
+                "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "status": "failed",
+                "attempt": 1, "duration_ms": 0, "error": e.error, "message": text, "text": text,
+            })]
+        case RouteDepthExceeded():
+            return [("router.depth_exceeded", _compact({
+                "at": at, "job_id": e.job_id, "pipeline": e.pipeline, "step_id": e.step_id, "route_depth": e.route_depth,
+                "route_max_depth": e.route_max_depth, "reason": e.reason,
             }))]
         case JobDeduped():
             return [("job.deduped", {
@@ -59,7 +79,7 @@ def frames(rec: Recorded) -> list[Frame]:
                 "dedupe_key": e.dedupe_key, "dedupe_reason": e.dedupe_reason, "existing_job_id": e.existing_job_id,
             })]
         case JobStarted():
-            out: list[Frame] = [("job.started", {
+            out = [("job.started", {
                 "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "attempt": e.attempt,
                 "max_attempts": e.max_attempts, "parent_job_id": e.parent_job_id, "submitted_by": e.submitted_by,
             })]

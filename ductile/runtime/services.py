@@ -48,6 +48,8 @@ class Services:
         self.shutting_down = False
         self.config_snapshot_id: str | None = None
         self.schedule_specs: list[Any] = []
+        self.pipelines: dict[str, Any] = {}  # name -> ductile.pipelines.graph.Pipeline
+        self.router: Any = None  # ductile.commands.routing.Router
         self.live = LiveHub()
         self.sse_subscribers = 0
         self.stopping = asyncio.Event()

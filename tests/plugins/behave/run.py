@@ -28,6 +28,8 @@ def out(obj, code=0):
 if mode == "ok":
     out({"status": "ok", "result": payload.get("result", "fine"), "state_updates": payload.get("state_updates")}
         if payload.get("state_updates") is not None else {"status": "ok", "result": payload.get("result", "fine")})
+if mode == "emit":
+    out({"status": "ok", "result": payload.get("result", "emitted"), "events": payload.get("events", [])})
 if mode == "ok_exit3":
     out({"status": "ok", "result": "ok despite exit 3"}, 3)
 if mode == "error":

@@ -1,0 +1,85 @@
+"""``POST /pipeline/{name}``: trigger a pipeline, asynchronously or synchronously (pipelines.md §9)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from litestar import Request, Response, post
+
+from ductile.api.auth import require
+from ductile.api.body import json_object, payload_of
+from ductile.api.errors import ApiError
+from ductile.api.health import services_of
+from ductile.commands.routing import DispatchRefused
+from ductile.projections import analytics_queries
+
+TERMINAL = {"succeeded", "failed", "timed_out", "dead", "skipped"}
+FAILURES = {"failed", "timed_out", "dead"}
+
+
+@post("/pipeline/{name:str}", status_code=202)
+async def trigger_pipeline(request: Request[Any, Any, Any], name: str) -> Response[dict[str, Any]]:
+    require(request.app.state.tokens, request.headers.get("authorization"), "plugin:rw")
+    svc = services_of(request)
+    pipeline = svc.pipelines.get(name)
+    if pipeline is None or svc.router is None:
+        raise ApiError(404, "pipeline not found")
+    payload = payload_of(await json_object(request))
+    force_async = (request.query_params.get("async") or "").lower() == "true"
+    synchronous = pipeline.synchronous and not force_async
+    if synchronous and len(pipeline.entries) != 1:
+        raise ApiError(400, "synchronous pipeline trigger requires exactly one entry dispatch; "
+                            "use ?async=true for fan-out entry pipelines")
+    semaphore: asyncio.Semaphore = request.app.state.sync_slots
+    if synchronous and semaphore.locked():
+        raise ApiError(503, "too many concurrent synchronous requests")
+    started = time.monotonic()
+    try:
+        job_ids = await svc.events.submit(lambda tx: svc.router.trigger(tx, name, payload))
+    except DispatchRefused as exc:
+        if exc.extra:
+            return Response({"error": exc.message, **exc.extra}, status_code=exc.status)
+        raise ApiError(exc.status, exc.message) from None
+    except Exception:
+        raise ApiError(500, "failed to enqueue job") from None
+    if not job_ids:
+        raise ApiError(500, "failed to enqueue job")
+    if not synchronous:
+        return Response({"job_id": job_ids[0], "job_ids": job_ids, "status": "queued", "plugin": "pipeline",
+                         "command": name}, status_code=202)
+    async with semaphore:
+        timeout = min(pipeline.timeout, svc.config.api.max_sync_timeout)
+        tree = await _wait_for_tree(svc, job_ids[0], started + timeout)
+    if tree is None:
+        return Response({"job_id": job_ids[0], "status": "running", "timeout_exceeded": True,
+                         "message": "Pipeline still running after timeout."}, status_code=202)
+    return Response(_summary(job_ids[0], tree, pipeline.terminals, started), status_code=200)
+
+
+async def _wait_for_tree(svc: Any, root: str, deadline: float) -> list[dict[str, Any]] | None:
+    while True:
+        tree = await svc.read(lambda c: analytics_queries.job_tree(c, root, with_result=True))
+        if tree and all(node["status"] in TERMINAL for node in tree):
+            return tree
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        await asyncio.sleep(min(0.05, remaining))
+
+
+def _summary(root: str, tree: list[dict[str, Any]], terminals: list[str], started: float) -> dict[str, Any]:
+    by_completion = sorted((n for n in tree if n.get("completed_at")), key=lambda n: n["completed_at"])
+    failed = [n for n in by_completion if n["status"] in FAILURES]
+    status = failed[0]["status"] if failed else "succeeded"
+    last_terminal = [n for n in by_completion if n.get("step_id") in terminals and n["status"] == "succeeded"]
+    source = last_terminal[-1] if last_terminal else next((n for n in tree if n["job_id"] == root), None)
+    out: dict[str, Any] = {"job_id": root, "status": status, "duration_ms": int((time.monotonic() - started) * 1000)}
+    result = (source or {}).get("result")
+    if isinstance(result, dict) and "result" in result:
+        out["result"] = result["result"]
+    elif result is not None:
+        out["result"] = result
+    out["tree"] = tree
+    return out

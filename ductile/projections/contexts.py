@@ -1,0 +1,43 @@
+"""Event contexts (pipeline baggage): one immutable record per routed job, chained to its parent.
+
+Never pruned (jobs.md §10): ``ductile job inspect`` shows the chain and the merged baggage.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from ductile.events.record import Recorded
+from ductile.events.timefmt import sql_ts
+from ductile.events.types import ContextCreated
+from ductile.projections.projection import Projection
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS event_contexts (
+  id TEXT PRIMARY KEY,
+  parent_id TEXT,
+  pipeline_name TEXT NOT NULL,
+  step_id TEXT NOT NULL,
+  claims TEXT NOT NULL,
+  context TEXT NOT NULL,
+  hops INTEGER NOT NULL,
+  hook_depth INTEGER NOT NULL,
+  created_at TEXT NOT NULL
+)
+"""
+
+PROJECTION = Projection(name="contexts", version=1, schema=SCHEMA, tables=("event_contexts",))
+
+_json = msgspec.json.Encoder()
+
+
+@PROJECTION.on(ContextCreated)
+def _created(cur: sqlite3.Cursor, e: ContextCreated, rec: Recorded) -> None:
+    cur.execute(
+        "INSERT INTO event_contexts(id, parent_id, pipeline_name, step_id, claims, context, hops, hook_depth, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (e.context_id, e.parent_id, e.pipeline, e.step_id, _json.encode(e.claims).decode(),
+         _json.encode(e.context).decode(), e.hops, e.hook_depth, sql_ts(e.at)),
+    )
