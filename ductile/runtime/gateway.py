@@ -100,6 +100,7 @@ class Gateway:
         self._lock: PidLock | None = None
         self._dispatcher: Dispatcher | None = None
         self.pipelines: Compiled | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.events: EventLog | None = None
 
     async def run(self) -> int:
@@ -120,6 +121,9 @@ class Gateway:
             # A fault inside the gateway: one ERROR line, exit 1, so a service manager restarts it.
             log.error("gateway failed", error_type=type(exc).__name__, error=str(exc))
             print(f"gateway failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             return 1
         finally:
             await events.aclose()
@@ -173,6 +177,7 @@ class Gateway:
         services.schedule_specs = scheduler.specs
         scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
         tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), scheduler_task]
+        self._tasks = tasks
         server = None
         if config.api.enabled:
             from ductile.api.app import access_log, create_app
