@@ -62,11 +62,13 @@ class _Builder:
         enabled: set[str],
         configured: set[str],
         out: Compiled,
+        configured_enabled: set[str] | None = None,
     ) -> None:
         self.name = name
         self.raw_by_name = raw_by_name
         self.enabled = enabled
         self.configured = configured
+        self.configured_enabled = enabled if configured_enabled is None else configured_enabled
         self.out = out
         self.nodes: dict[str, Node] = {}
         self.edges: dict[str, list[Edge]] = {}
@@ -80,6 +82,14 @@ class _Builder:
         where = f'pipeline "{self.name}" step "{step}"' if step else f'pipeline "{self.name}"'
         for line in detail.splitlines():
             self.out.errors.append(f"{where}: {line}")
+
+    def unavailable(self, plugin: str) -> None:
+        """A configured plugin that does not run: the pipeline is left out (a doctor error)."""
+        state = "is disabled" if plugin not in self.configured_enabled else "is not loaded (see its plugin error)"
+        problem = f'pipeline "{self.name}": uses "{plugin}" {state}'
+        if problem not in self.out.doctor:
+            self.out.doctor.append(problem)
+        self.left_out = True
 
     def edge(self, src: str, dst: str, label: str | None) -> None:
         self.edges.setdefault(src, []).append(Edge(dst, label))
@@ -197,10 +207,7 @@ class _Builder:
         if plugin not in self.configured:
             self.error(f'uses "{plugin}" is not a configured plugin', full)
         elif plugin not in self.enabled:
-            problem = f'pipeline "{self.name}": uses "{plugin}" is disabled'
-            if problem not in self.out.doctor:
-                self.out.doctor.append(problem)
-            self.left_out = True
+            self.unavailable(plugin)
         with_spec = baggage = None
         if "with" in raw:
             try:
@@ -249,7 +256,10 @@ def compile_pipelines(
     enabled: set[str],
     configured: set[str],
     parse_duration: Callable[[Any, str], float],
+    configured_enabled: set[str] | None = None,
 ) -> Compiled:
+    """``enabled``: plugins that run; ``configured_enabled``: those the config enables (an
+    enabled plugin that failed to load is reported as not loaded rather than disabled)."""
     out = Compiled()
     raw_by_name: dict[str, dict[str, Any]] = {}
     for i, raw in enumerate(raw_pipelines):
@@ -265,7 +275,7 @@ def compile_pipelines(
             continue
         raw_by_name.setdefault(name.strip(), raw)  # duplicates across files are refused by the loader
     for name, raw in raw_by_name.items():
-        pipeline = _compile_one(name, raw, raw_by_name, enabled, configured, parse_duration, out)
+        pipeline = _compile_one(name, raw, raw_by_name, enabled, configured, parse_duration, out, configured_enabled)
         if pipeline is not None:
             out.pipelines[name] = pipeline
     return out
@@ -279,10 +289,11 @@ def _compile_one(
     configured: set[str],
     parse_duration: Callable[[Any, str], float],
     out: Compiled,
+    configured_enabled: set[str] | None = None,
 ) -> Pipeline | None:
-    b = _Builder(name, raw_by_name, enabled, configured, out)
+    b = _Builder(name, raw_by_name, enabled, configured, out, configured_enabled)
     for key in raw:
-        if key not in PIPELINE_KEYS and not key.startswith("_"):
+        if key not in PIPELINE_KEYS and not str(key).startswith("_"):
             out.warnings.append(f'pipeline "{name}": unknown key "{key}" (ignored)')
     on = raw.get("on")
     hook = raw.get("on-hook")
@@ -297,12 +308,14 @@ def _compile_one(
     if hook is not None and hook not in HOOK_SIGNALS:
         b.error("on-hook must be one of job.completed, job.failed, job.timed_out")
     from_plugin = raw.get("from_plugin")
+    if from_plugin is not None and not isinstance(from_plugin, str):
+        b.error("from_plugin must be a plugin name")
+        from_plugin = None
     if from_plugin is not None:
         if from_plugin not in configured:
             b.error(f'from_plugin "{from_plugin}" is not a configured plugin')
         elif from_plugin not in enabled:
-            out.doctor.append(f'pipeline "{name}": uses "{from_plugin}" is disabled')
-            b.left_out = True
+            b.unavailable(from_plugin)
     condition = None
     if "if" in raw:
         try:
@@ -341,6 +354,7 @@ def _compile_one(
         on_hook=hook,
         from_plugin=from_plugin,
         condition=condition,
+        condition_raw=raw.get("if"),
         max_depth=max_depth or auto,
         synchronous=mode in ("sync", "synchronous"),
         timeout=timeout,

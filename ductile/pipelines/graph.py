@@ -59,6 +59,7 @@ class Pipeline:
     entries: list[str] = field(default_factory=list)
     terminals: list[str] = field(default_factory=list)
     source_file: str = ""
+    condition_raw: Any = None  # the trigger ``if:`` as written, for compiled_routes
 
     @property
     def trigger(self) -> str:
@@ -75,6 +76,8 @@ class Pipeline:
         )
         if self.from_plugin:
             source["source_plugin"] = self.from_plugin
+        if self.condition_raw is not None:
+            source["if"] = self.condition_raw
         for entry in self.entries:
             out.append(
                 {
@@ -90,7 +93,8 @@ class Pipeline:
                     src["event_type"] = edge.label
                 out.append(
                     {
-                        "id": f"{self.name}:{node_id}->{edge.target}",
+                        # The label keeps a switch's true and false edges to one step apart.
+                        "id": f"{self.name}:{node_id}->{edge.target}" + (f"[{edge.label}]" if edge.label else ""),
                         "source": src,
                         "destination": self._destination(edge.target),
                     }

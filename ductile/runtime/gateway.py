@@ -51,7 +51,8 @@ class BootError(RuntimeError):
 def load_pipelines(config: Config, catalog: Catalog) -> Compiled:
     """Compile ``pipelines:``; any load error refuses the config, listing every problem."""
     compiled = compile_pipelines(
-        config.pipelines, enabled=set(catalog.plugins), configured=set(config.plugins), parse_duration=parse_duration
+        config.pipelines, enabled=set(catalog.plugins), configured=set(config.plugins), parse_duration=parse_duration,
+        configured_enabled={name for name, entry in config.plugins.items() if entry.enabled},
     )
     if compiled.errors:
         raise ConfigError("\n".join(compiled.errors))
