@@ -33,8 +33,20 @@ async def trigger_pipeline(request: Request[Any, Any, Any], name: str) -> Respon
         raise ApiError(400, "synchronous pipeline trigger requires exactly one entry dispatch; "
                             "use ?async=true for fan-out entry pipelines")
     semaphore: asyncio.Semaphore = request.app.state.sync_slots
-    if synchronous and semaphore.locked():
-        raise ApiError(503, "too many concurrent synchronous requests")
+    if synchronous:
+        if semaphore.locked():
+            raise ApiError(503, "too many concurrent synchronous requests")
+        await semaphore.acquire()  # never blocks here: no await between the check and the take
+    try:
+        return await _run(svc, name, payload, synchronous, pipeline)
+    finally:
+        if synchronous:
+            semaphore.release()
+
+
+async def _run(
+    svc: Any, name: str, payload: dict[str, Any], synchronous: bool, pipeline: Any
+) -> Response[dict[str, Any]]:
     started = time.monotonic()
     try:
         job_ids = await svc.events.submit(lambda tx: svc.router.trigger(tx, name, payload))
@@ -49,9 +61,8 @@ async def trigger_pipeline(request: Request[Any, Any, Any], name: str) -> Respon
     if not synchronous:
         return Response({"job_id": job_ids[0], "job_ids": job_ids, "status": "queued", "plugin": "pipeline",
                          "command": name}, status_code=202)
-    async with semaphore:
-        timeout = min(pipeline.timeout, svc.config.api.max_sync_timeout)
-        tree = await _wait_for_tree(svc, job_ids[0], started + timeout)
+    timeout = min(pipeline.timeout, svc.config.api.max_sync_timeout)
+    tree = await _wait_for_tree(svc, job_ids[0], started + timeout)
     if tree is None:
         return Response({"job_id": job_ids[0], "status": "running", "timeout_exceeded": True,
                          "message": "Pipeline still running after timeout."}, status_code=202)

@@ -27,6 +27,7 @@ from ductile.events.types import (
     JobDispatchFailed,
     JobEnqueued,
     JobSkipped,
+    PipelineTriggered,
     RouteDepthExceeded,
     context_stream,
     job_stream,
@@ -93,6 +94,8 @@ class Router:
         if node is not None:
             pipeline = self.pipelines[job.pipeline or ""]
             outgoing = events or [self._envelope(STEP_SUCCEEDED, {"result": result}, job)]
+            if not events:
+                self._upstream(outgoing[0], job)
             for e in outgoing:
                 recs += self._transition(tx, pipeline, node, e, job, lineage)
         for e in events:
@@ -116,7 +119,10 @@ class Router:
         lineage = self.lineage(tx, job)
         depth = lineage.hook_depth + 1
         if depth > self.hook_max_depth:
-            return []
+            # Not dispatched; recorded so that it is visible (and logged at WARN by the dispatcher).
+            return tx.append("router", [RouteDepthExceeded(
+                job_id=job.job_id, pipeline="", step_id="", route_depth=depth, route_max_depth=self.hook_max_depth,
+                reason="hook_max_depth", at=tx.now)])
         payload = {"job_id": job.job_id, "plugin": job.plugin, "command": job.command, "status": status, **fields}
         recs: list[Recorded] = []
         for p in self.by_hook[signal]:
@@ -130,7 +136,8 @@ class Router:
                     continue
             envelope = {"type": signal, "payload": payload, "source": job.plugin,
                         "timestamp": rfc3339(tx.now), "event_id": str(uuid.uuid4())}
-            fresh = Lineage(parent=job, context={}, context_id=None, hops=lineage.hops, hook_depth=depth)
+            # A hook job starts a fresh lineage: no baggage, hop count 0 (dispatch adds one per hop).
+            fresh = Lineage(parent=job, context={}, context_id=None, hops=-1, hook_depth=depth)
             recs += self._start_instance(tx, p, envelope, job, fresh, "hook")
         return recs
 
@@ -155,6 +162,8 @@ class Router:
         for entry in p.entries:
             recs = self._dispatch(tx, p, p.nodes[entry], envelope, None, root, instance, 0, "api")
             ids += [r.event.job_id for r in recs if isinstance(r.event, JobEnqueued)]
+        if ids:
+            tx.append("router", [PipelineTriggered(pipeline=name, job_ids=ids, at=tx.now)])
         return ids
 
     # --- internals ---------------------------------------------------------------------------

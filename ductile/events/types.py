@@ -184,6 +184,14 @@ class ContextCreated(EventBase, frozen=True, gc=False, kw_only=True):
     hook_depth: int = 0
 
 
+class PipelineTriggered(EventBase, frozen=True, gc=False, kw_only=True):
+    """``POST /pipeline/{name}`` enqueued the entry jobs of one new instance."""
+
+    pipeline: str
+    job_ids: list[str]
+    submitted_by: str = "api"
+
+
 class RouteDepthExceeded(EventBase, frozen=True, gc=False, kw_only=True):
     job_id: str
     pipeline: str
@@ -331,6 +339,7 @@ Event = (
     | JobSkipped
     | JobDispatchFailed
     | ContextCreated
+    | PipelineTriggered
     | RouteDepthExceeded
     | PluginStateChanged
     | PluginFactAppended

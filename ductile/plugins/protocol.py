@@ -265,7 +265,7 @@ def _checked_events(value: object) -> list[dict]:
         if not isinstance(kind, str) or not kind.strip():
             raise ValueError(f"events[{i}].type must be a non-empty string")
         if kind.startswith(RESERVED_EVENT_PREFIX):
-            raise ValueError(f'events[{i}].type "{kind}" is in the reserved ductile.* namespace')
+            raise ValueError(f'reserved event type "{kind}"')
         if item.get("payload") is not None and not isinstance(item["payload"], dict):
             raise ValueError(f"events[{i}].payload must be an object (got {_kind(item['payload'])})")
         if item.get("dedupe_key") is not None and not isinstance(item["dedupe_key"], str):

@@ -40,6 +40,7 @@ from ductile.events.types import (
     JobFailed,
     JobRetryScheduled,
     JobSucceeded,
+    RouteDepthExceeded,
 )
 from ductile.pipelines.conditions import ConditionEvalError
 from ductile.pipelines.graph import RELAY_PLUGIN, SWITCH_PLUGIN, Node
@@ -318,6 +319,10 @@ class Dispatcher:
                     log.warn("plugin stderr", stderr=r.stderr, **fields)
                 log.warn("job completed", status=e.status, error=e.error, reason=e.reason,
                          duration_ms=r.duration_ms, exit_code=r.exit_code, **fields)
+            elif isinstance(e, RouteDepthExceeded):
+                log.warn("route not dispatched: depth limit", job_id=e.job_id, pipeline=e.pipeline or None,
+                         step_id=e.step_id or None, route_depth=e.route_depth, route_max_depth=e.route_max_depth,
+                         reason=e.reason or "max_depth")
             elif isinstance(e, BreakerTransitioned):
                 log.warn("circuit breaker state changed", plugin=e.plugin, command=e.command, from_state=e.from_state,
                          to_state=e.to_state, failure_count=e.failure_count, reason=e.reason, job_id=e.job_id)

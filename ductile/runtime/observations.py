@@ -26,6 +26,7 @@ from ductile.events.types import (
     JobSkipped,
     JobStarted,
     JobSucceeded,
+    PipelineTriggered,
     RouteDepthExceeded,
     ScheduleFired,
     ScheduleSkipped,
@@ -67,6 +68,11 @@ def frames(rec: Recorded) -> list[Frame]:
             return [("job.failed", {
                 "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "status": "failed",
                 "attempt": 1, "duration_ms": 0, "error": e.error, "message": text, "text": text,
+            })]
+        case PipelineTriggered():
+            return [("pipeline.enqueued", {
+                "at": at, "job_id": e.job_ids[0], "job_ids": list(e.job_ids), "job_count": len(e.job_ids),
+                "pipeline": e.pipeline, "submitted_by": e.submitted_by,
             })]
         case RouteDepthExceeded():
             return [("router.depth_exceeded", _compact({

@@ -293,7 +293,7 @@ def test_state_updates_that_are_not_an_object_are_an_invalid_response(state_upda
         ([{"payload": {}}], "events[0].type must be a non-empty string"),
         ([{"type": "ok"}, {"type": ""}], "events[1].type must be a non-empty string"),
         ([{"type": 5}], "events[0].type must be a non-empty string"),
-        ([{"type": "ductile.step.succeeded"}], 'events[0].type "ductile.step.succeeded" is in the reserved'),
+        ([{"type": "ductile.step.succeeded"}], 'reserved event type "ductile.step.succeeded"'),
         ([{"type": "a", "payload": [1]}], "events[0].payload must be an object (got array)"),
         ([{"type": "a", "payload": "x"}], "events[0].payload must be an object (got string)"),
         ([{"type": "a", "dedupe_key": 5}], "events[0].dedupe_key must be a string (got number)"),
