@@ -19,6 +19,7 @@ from ductile.commands.jobs import AttemptResult, DedupeView, EnqueueJob, JobStat
 from ductile.events.log import ANY, NO_STREAM, WriteTx, read_stream
 from ductile.events.record import Recorded
 from ductile.events.types import (
+    EventBase,
     JobDead,
     JobDeduped,
     JobFailed,
@@ -253,12 +254,13 @@ def complete(
     jitter: float,
     state_change: Callable[[dict[str, Any]], StateChange | None] | None = None,
     threshold: Threshold = _default_threshold,
-    after: Callable[[WriteTx, JobState, list[Recorded]], list[Recorded]] | None = None,
+    after: Callable[[WriteTx, JobState, list[EventBase]], list[Recorded]] | None = None,
 ) -> list[Recorded]:
     """Record how an attempt ended; on success (or a route error) apply the plugin's state.
 
-    ``after(tx, job, records)`` runs last, in the same transaction (routing and hooks), so a
-    parent is never terminal before the children it causes exist.
+    ``after(tx, job, outcome_events)`` (routing and hooks) runs in the same transaction and its
+    child jobs are appended *before* the job's own terminal event: in the log, children always
+    precede the terminal event of the job that caused them (pipelines.md acceptance).
 
     ``state_change(current_state)`` computes the new state from the state as it is *now*, inside
     the transaction, so concurrent jobs of one plugin merge in commit order. It may raise
@@ -277,8 +279,8 @@ def complete(
         except StateError as exc:
             result = msgspec.structs.replace(result, error=str(exc), permanent_reason="state_error")
     cmd = jobs.CompleteAttempt(job_id=job_id, attempt=attempt, result=result, backoff_base=backoff_base, jitter=jitter)
-    recs = tx.append(job_stream(job_id), jobs.decide(cmd, job, tx.now))
-    recs += breaker_effects(tx, job, recs, threshold(job.plugin))
+    outcome = jobs.decide(cmd, job, tx.now)
+    recs: list[Recorded] = []
     if change is not None:
         stream = plugin_stream(change.plugin)
         if change.fact_type is not None and change.fact is not None:
@@ -291,8 +293,9 @@ def complete(
             ])
         recs += tx.append(stream, [PluginStateChanged(plugin=change.plugin, state=change.state, job_id=job_id, at=tx.now)])
     if after is not None:
-        recs += after(tx, job, recs)
-    return recs
+        recs += after(tx, job, outcome)
+    done = tx.append(job_stream(job_id), outcome)
+    return recs + done + breaker_effects(tx, job, done, threshold(job.plugin))
 
 
 def recover_running(tx: WriteTx, threshold: Threshold = _default_threshold) -> list[Recorded]:

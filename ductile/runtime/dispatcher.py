@@ -35,6 +35,7 @@ from ductile.events.record import Recorded
 from ductile.events.timefmt import NS, now_ns, parse_rfc3339, rfc3339
 from ductile.events.types import (
     BreakerTransitioned,
+    EventBase,
     JobDead,
     JobEnqueued,
     JobFailed,
@@ -175,7 +176,12 @@ class Dispatcher:
     def _slot(self, job: ClaimedJob | None) -> None:
         while job is not None:
             fields = {"job_id": job.job_id, "plugin": job.plugin, "command": job.command, "attempt": job.attempt}
-            classified = self._attempt(job, fields)
+            try:
+                classified = self._attempt(job, fields)
+            except Exception as exc:  # a fault of ours must end the job visibly, never strand it running
+                log.error("job preparation failed", error_type=type(exc).__name__, error=str(exc), **fields)
+                classified = Classified(AttemptResult(outcome="error", error=f"internal error: {type(exc).__name__}: {exc}",
+                                                      permanent_reason="preflight_error"))
             if classified is None:
                 return  # shutdown ran out of grace: the job stays running and is recovered at boot
             try:
@@ -204,17 +210,16 @@ class Dispatcher:
 
         return complete_and_claim
 
-    def _after(self, classified: Classified) -> Callable[[WriteTx, JobState, list[Recorded]], list[Recorded]] | None:
+    def _after(self, classified: Classified) -> Callable[[WriteTx, JobState, list[EventBase]], list[Recorded]] | None:
         """Routing and hooks, run inside the completion's transaction."""
         router = self.router
         if router is None:
             return None
         emitted = [msgspec.structs.asdict(e) for e in classified.events]
 
-        def after(tx: WriteTx, job: JobState, recs: list[Recorded]) -> list[Recorded]:
+        def after(tx: WriteTx, job: JobState, outcome: list[EventBase]) -> list[Recorded]:
             out: list[Recorded] = []
-            for rec in recs:
-                e = rec.event
+            for e in outcome:
                 if isinstance(e, JobSucceeded) and e.job_id == job.job_id:
                     if classified.switch_matched is not None:
                         out += router.after_switch(tx, job, classified.switch_matched)
@@ -289,8 +294,9 @@ class Dispatcher:
         if job.plugin == RELAY_PLUGIN or node is None or node.condition is None:
             error = "relay is not available in this release" if job.plugin == RELAY_PLUGIN else "switch node not found"
             return Classified(AttemptResult(outcome="error", error=error, permanent_reason="preflight_error"))
-        gated = self.catalog.get(self.router.pipelines[job.pipeline or ""].nodes[node.gates or ""].plugin) \
-            if self.router is not None and node.gates else None
+        # config is the gated plugin's for a gated uses step, and empty for steps/split/call blocks.
+        target = self.router.pipelines[job.pipeline or ""].nodes.get(node.gates or "") if self.router else None
+        gated = self.catalog.get(target.plugin) if target is not None and target.kind == "step" else None
         scope = {"payload": job.payload.get("payload") or {}, "context": step_context(job),
                  "config": gated.entry.config if gated is not None else {}}
         try:

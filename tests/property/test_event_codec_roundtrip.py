@@ -45,6 +45,9 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     if origin is dict:
         key, value = typing.get_args(tp)
         return st.dictionaries(strategy_for(key), strategy_for(value), max_size=5)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return st.lists(strategy_for(item), max_size=5)
     raise TypeError(f"no strategy for event field type {tp!r}")
 
 
