@@ -19,6 +19,7 @@ import pytest
 
 from ductile.events.timefmt import NS, now_ns, parse_rfc3339
 from tests.integration.daemon import TEST_PLUGINS, TOKEN, Daemon, wait_until
+from tests.prometheus_text import SAMPLE_LINE, SPEC_METRICS
 
 ORIGIN = "https://ui.example"
 FAST = {"max_attempts": 1}
@@ -74,18 +75,8 @@ commands:
     input_schema: {id: string}
 """
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
-METRIC_LINE = re.compile(
-    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*")*\})?'
-    r" (-?[0-9.eE+-]+|\+Inf|-Inf|NaN)$"
-)
-METRICS = {
-    "ductile_queue_depth": "gauge", "ductile_jobs_completed_total": "counter",
-    "ductile_job_duration_seconds": "histogram", "ductile_event_log_position": "gauge",
-    "ductile_events_appended_total": "counter", "ductile_sse_subscribers": "gauge", "ductile_workers_busy": "gauge",
-    "ductile_workers_total": "gauge", "ductile_circuit_breakers_open": "gauge",
-    "ductile_webhook_requests_total": "counter", "ductile_config_reloads_total": "counter",
-    "ductile_vault_deliveries_total": "counter", "ductile_build_info": "gauge", "ductile_uptime_seconds": "gauge",
-}
+METRIC_LINE = SAMPLE_LINE
+METRICS = SPEC_METRICS
 BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "120", "300",
            "600", "+Inf"]
 

@@ -3,7 +3,6 @@ from the state DB, every documented family present, text format 0.0.4."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from typing import Any
 
@@ -23,20 +22,11 @@ from ductile.events.types import (
 from ductile.projections import breakers, queue
 from ductile.runtime import metrics as metrics_module
 from ductile.runtime.metrics import BUCKETS, Exposition, Metrics
+from tests.prometheus_text import SAMPLE_LINE, SPEC_METRICS
 
 NS = 1_000_000_000
-LINE = re.compile(
-    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})?'
-    r" (-?[0-9.eE+-]+|\+Inf|-Inf|NaN)$"
-)
-FAMILIES = {
-    "ductile_queue_depth": "gauge", "ductile_jobs_completed_total": "counter",
-    "ductile_job_duration_seconds": "histogram", "ductile_event_log_position": "gauge",
-    "ductile_events_appended_total": "counter", "ductile_sse_subscribers": "gauge", "ductile_workers_busy": "gauge",
-    "ductile_workers_total": "gauge", "ductile_circuit_breakers_open": "gauge",
-    "ductile_webhook_requests_total": "counter", "ductile_config_reloads_total": "counter",
-    "ductile_vault_deliveries_total": "counter", "ductile_build_info": "gauge", "ductile_uptime_seconds": "gauge",
-}
+LINE = SAMPLE_LINE
+FAMILIES = SPEC_METRICS
 
 
 def _db() -> sqlite3.Connection:

@@ -1,0 +1,20 @@
+"""What the tests check ``/metrics`` against: the Prometheus text-format sample line and the
+metric families api.md §6 requires."""
+
+from __future__ import annotations
+
+import re
+
+SAMPLE_LINE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})?'
+    r" (-?[0-9.eE+-]+|\+Inf|-Inf|NaN)$"
+)
+
+SPEC_METRICS = {
+    "ductile_queue_depth": "gauge", "ductile_jobs_completed_total": "counter",
+    "ductile_job_duration_seconds": "histogram", "ductile_event_log_position": "gauge",
+    "ductile_events_appended_total": "counter", "ductile_sse_subscribers": "gauge", "ductile_workers_busy": "gauge",
+    "ductile_workers_total": "gauge", "ductile_circuit_breakers_open": "gauge",
+    "ductile_webhook_requests_total": "counter", "ductile_config_reloads_total": "counter",
+    "ductile_vault_deliveries_total": "counter", "ductile_build_info": "gauge", "ductile_uptime_seconds": "gauge",
+}
