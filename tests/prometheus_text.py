@@ -18,3 +18,24 @@ SPEC_METRICS = {
     "ductile_webhook_requests_total": "counter", "ductile_config_reloads_total": "counter",
     "ductile_vault_deliveries_total": "counter", "ductile_build_info": "gauge", "ductile_uptime_seconds": "gauge",
 }
+
+
+def parse_exposition(text: str) -> tuple[dict[str, str], dict[str, float]]:
+    """``# TYPE`` kinds and sample values of a Prometheus text exposition, checking as it reads:
+    the text ends with a newline, every comment is ``# TYPE``/``# HELP``, every sample is well
+    formed, and no sample appears twice."""
+    types: dict[str, str] = {}
+    samples: dict[str, float] = {}
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            types[name] = kind
+        elif line.startswith("#"):
+            assert line.startswith("# HELP "), line
+        else:
+            assert SAMPLE_LINE.match(line), line
+            key, _, value = line.rpartition(" ")
+            assert key not in samples, f"duplicate sample {key}"
+            samples[key] = float(value)
+    return types, samples

@@ -233,3 +233,19 @@ def enqueue_via_log(state_db: Path, plugin: str, command: str = "poll", payload:
         return log.submit_sync(lambda tx: job_units.enqueue(tx, cmd))
     finally:
         log.close()
+
+
+def call(gw: Daemon, method: str, path: str, token: str | None = TOKEN, **kw: Any) -> httpx.Response:
+    """One request to ``gw`` with ``token`` as bearer (None: no Authorization header)."""
+    headers = dict(kw.pop("headers", {}))
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.request(method, gw.url + path, headers=headers, timeout=15, **kw)
+
+
+def error_of(resp: httpx.Response) -> str:
+    """The message of a JSON error body, asserting the body is exactly ``{"error": ...}``."""
+    assert resp.headers["content-type"].startswith("application/json"), resp.text
+    body = resp.json()
+    assert list(body) == ["error"], body
+    return body["error"]

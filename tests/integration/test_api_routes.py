@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from ductile.events.timefmt import NS, now_ns, parse_rfc3339
-from tests.integration.daemon import TEST_PLUGINS, TOKEN, Daemon, wait_until
-from tests.prometheus_text import SAMPLE_LINE, SPEC_METRICS
+from tests.integration.daemon import TEST_PLUGINS, TOKEN, Daemon, call, error_of, wait_until
+from tests.prometheus_text import SPEC_METRICS, parse_exposition
 
 ORIGIN = "https://ui.example"
 FAST = {"max_attempts": 1}
@@ -75,7 +75,6 @@ commands:
     input_schema: {id: string}
 """
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
-METRIC_LINE = SAMPLE_LINE
 METRICS = SPEC_METRICS
 BUCKETS = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "120", "300",
            "600", "+Inf"]
@@ -100,20 +99,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d.start()
     yield d
     d.close()
-
-
-def call(gw: Daemon, method: str, path: str, token: str | None = TOKEN, **kw: Any) -> httpx.Response:
-    headers = dict(kw.pop("headers", {}))
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    return httpx.request(method, gw.url + path, headers=headers, timeout=15, **kw)
-
-
-def error_of(resp: httpx.Response) -> str:
-    assert resp.headers["content-type"].startswith("application/json"), resp.text
-    body = resp.json()
-    assert list(body) == ["error"], body
-    return body["error"]
 
 
 def enqueue_child(gw: Daemon, plugin: str, payload: dict[str, Any], **lineage: Any) -> str:
@@ -508,30 +493,13 @@ def test_reload_is_not_available_yet(gw: Daemon) -> None:
 # --- metrics ---------------------------------------------------------------------------------------
 
 
-def parse_metrics(text: str) -> tuple[dict[str, str], dict[str, float]]:
-    types: dict[str, str] = {}
-    samples: dict[str, float] = {}
-    assert text.endswith("\n")
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            types[name] = kind
-        elif line.startswith("#"):
-            assert line.startswith("# HELP "), line
-        else:
-            assert METRIC_LINE.match(line), line
-            key, _, value = line.rpartition(" ")
-            samples[key] = float(value)
-    return types, samples
-
-
 def test_metrics_is_prometheus_text_with_every_documented_metric(gw: Daemon) -> None:
     for mode in ("ok", "ok", "error_noretry"):
         gw.wait_job(gw.trigger("counted", payload={"mode": mode}))
     resp = call(gw, "GET", "/metrics", token="tok-system-ro")
     assert resp.status_code == 200
     assert resp.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-    types, samples = parse_metrics(resp.text)
+    types, samples = parse_exposition(resp.text)
     assert types == METRICS
     assert samples['ductile_jobs_completed_total{plugin="counted",status="succeeded"}'] >= 2
     assert samples['ductile_jobs_completed_total{plugin="counted",status="failed"}'] >= 1
@@ -554,7 +522,7 @@ def test_metrics_is_prometheus_text_with_every_documented_metric(gw: Daemon) -> 
 
 
 def test_metrics_event_log_position_follows_the_log(gw: Daemon) -> None:
-    _, samples = parse_metrics(call(gw, "GET", "/metrics").text)
+    _, samples = parse_exposition(call(gw, "GET", "/metrics").text)
     with gw.db() as db:
         head = db.execute("SELECT MAX(position) FROM events").fetchone()[0]
     assert samples["ductile_event_log_position"] == head

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.integration.daemon import TOKEN, Daemon, wait_until
+from tests.integration.daemon import TOKEN, Daemon, call, error_of, wait_until
 
 FAST = {"max_attempts": 1}
 PLUGINS = {
@@ -67,20 +66,6 @@ def finished(gw: Daemon) -> dict[str, str]:
     for job_id in ids.values():
         gw.wait_job(job_id)
     return ids
-
-
-def call(gw: Daemon, method: str, path: str, token: str | None = TOKEN, **kw: Any) -> httpx.Response:
-    headers = dict(kw.pop("headers", {}))
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    return httpx.request(method, gw.url + path, headers=headers, timeout=10, **kw)
-
-
-def error_of(resp: httpx.Response) -> str:
-    assert resp.headers["content-type"].startswith("application/json"), resp.text
-    body = resp.json()
-    assert list(body) == ["error"], body
-    return body["error"]
 
 
 def jobs_of(gw: Daemon, plugin: str) -> int:

@@ -22,10 +22,9 @@ from ductile.events.types import (
 from ductile.projections import breakers, queue
 from ductile.runtime import metrics as metrics_module
 from ductile.runtime.metrics import BUCKETS, Exposition, Metrics
-from tests.prometheus_text import SAMPLE_LINE, SPEC_METRICS
+from tests.prometheus_text import SPEC_METRICS, parse_exposition
 
 NS = 1_000_000_000
-LINE = SAMPLE_LINE
 FAMILIES = SPEC_METRICS
 
 
@@ -48,27 +47,9 @@ def enq(job_id: str, plugin: str = "enrich", command: str = "poll") -> JobEnqueu
                        at=NS)
 
 
-def parse(text: str) -> tuple[dict[str, str], dict[str, float]]:
-    types: dict[str, str] = {}
-    samples: dict[str, float] = {}
-    assert text.endswith("\n")
-    for line in text.splitlines():
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            types[name] = kind
-        elif line.startswith("# HELP "):
-            continue
-        else:
-            assert LINE.match(line), line
-            key, _, value = line.rpartition(" ")
-            assert key not in samples, f"duplicate sample {key}"
-            samples[key] = float(value)
-    return types, samples
-
-
 def render(m: Metrics, conn: sqlite3.Connection | None = None, **kw: Any) -> tuple[dict[str, str], dict[str, float]]:
     args = {"head": 42, "sse_subscribers": 2, "uptime_seconds": 17, **kw}
-    return parse(m.render(conn or _db(), **args))
+    return parse_exposition(m.render(conn or _db(), **args))
 
 
 def test_an_idle_gateway_exposes_every_family_with_zero_counters() -> None:
@@ -177,7 +158,7 @@ def test_label_values_are_escaped() -> None:
     text = out.text()
     assert text.splitlines()[0] == "# HELP x_total A help\\nwith a newline and a \\\\ backslash."
     assert text.splitlines()[2] == 'x_total{path="a\\"b\\\\c\\nd"} 3'
-    parse(text)
+    parse_exposition(text)
 
 
 def test_the_job_identity_map_is_bounded(monkeypatch: Any) -> None:
