@@ -179,14 +179,14 @@ def claim_next(
         if len(claimed) >= free_slots:
             break
         plugin, command = row[1], row[2]
-        if unavailable(plugin, command) is None and (
+        why = unavailable(plugin, command)
+        if why is None and (
             running.get(plugin, 0) >= lane_limits.get(plugin, 1)
             or (row[9] and (plugin, command, row[9]) in busy_keys())
         ):
             continue  # full lane or a running duplicate: skip without decoding the row
         job = _row_to_state(row)
         tx.known_version(job_stream(job.job_id), row[17])
-        why = unavailable(job.plugin, job.command)
         if why is not None:
             text = (
                 f"plugin {job.plugin} is not loaded or not enabled" if why == "plugin_unavailable"
@@ -196,11 +196,6 @@ def claim_next(
                 job_stream(job.job_id), jobs.decide(jobs.KillJob(job_id=job.job_id, reason=why, error=text), job, tx.now)
             )
             killed += dead + breaker_effects(tx, job, dead, threshold(job.plugin))
-            continue
-        limit = lane_limits.get(job.plugin, 1)
-        if running.get(job.plugin, 0) >= limit:
-            continue
-        if job.dedupe_key and (job.plugin, job.command, job.dedupe_key) in busy_keys():
             continue
         tx.append(
             job_stream(job.job_id),

@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -202,7 +202,6 @@ class LogStats:
     batches: int = 0
     units: int = 0
     events: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 def connect(path: str | Path, durability: str = "full", readonly: bool = False) -> sqlite3.Connection:
@@ -533,6 +532,3 @@ def verify_chain(conn: sqlite3.Connection) -> ChainReport:
         count += 1
     return ChainReport(True, count, expected_position - 1)
 
-
-def state_db_exists(path: str | Path) -> bool:
-    return os.path.exists(path) and os.path.getsize(path) > 0
