@@ -531,4 +531,3 @@ def verify_chain(conn: sqlite3.Connection) -> ChainReport:
         expected_position += 1
         count += 1
     return ChainReport(True, count, expected_position - 1)
-

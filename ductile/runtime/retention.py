@@ -16,6 +16,7 @@ _CHECKS = {
     "job_log": "SELECT 1 FROM job_log WHERE completed_ns < ? LIMIT 1",
     "job_transitions": "SELECT 1 FROM job_transitions WHERE created_ns < ? LIMIT 1",
     "job_attempts": "SELECT 1 FROM job_attempts WHERE created_ns < ? LIMIT 1",
+    "circuit_breaker_transitions": "SELECT 1 FROM circuit_breaker_transitions WHERE created_ns < ? LIMIT 1",
 }
 
 
