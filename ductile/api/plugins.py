@@ -10,7 +10,6 @@ from ductile.api.auth import require
 from ductile.api.body import json_object, payload_of
 from ductile.api.errors import ApiError, forbidden
 from ductile.api.health import services_of
-from ductile.runtime.services import CommandNotSupported, PluginNotFound
 
 
 @get("/plugins")
@@ -45,10 +44,6 @@ async def trigger(request: Request[Any, Any, Any], plugin: str, command: str) ->
         payload = {"type": "api.trigger", "payload": payload}
     try:
         outcome = await svc.enqueue(plugin, command, payload, "api", direct=True)
-    except PluginNotFound:
-        raise ApiError(400, "plugin not found") from None
-    except CommandNotSupported:
-        raise ApiError(400, "command not supported by plugin") from None
     except Exception:
         raise ApiError(500, "failed to enqueue job") from None
     return Response(

@@ -41,11 +41,6 @@ def decode_result(raw: str | None) -> Any:
         return raw
 
 
-def _ts(value: str | None) -> str | None:
-    # Stored fixed-width text is already RFC3339 (6 fractional digits, Z).
-    return value
-
-
 def _compact(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
@@ -64,8 +59,8 @@ def get_job(conn: sqlite3.Connection, job_id: str, *, with_result: bool = True, 
     job = {
         "job_id": row[0], "status": row[1], "plugin": row[2], "command": row[3], "submitted_by": row[4],
         "attempt": row[5], "max_attempts": row[6], "parent_job_id": row[7], "pipeline": row[8], "step_id": row[9],
-        "created_at": _ts(row[10]), "started_at": _ts(row[11]), "completed_at": _ts(row[12]),
-        "next_retry_at": _ts(row[13]),
+        # Stored fixed-width timestamps are already RFC3339 (6 fractional digits, Z).
+        "created_at": row[10], "started_at": row[11], "completed_at": row[12], "next_retry_at": row[13],
     }
     if with_result:
         job["result"] = decode_result(row[14])
