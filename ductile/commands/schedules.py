@@ -177,6 +177,13 @@ def catch_up(spec: Spec, state: ScheduleState | None, ctx: EntryContext, tick: i
     if (not spec.valid or state is None or state.status != "active" or spec.kind not in ("every", "cron")
             or state.next_slot_at is None):
         return Intent()
+    first_seen = state.first_seen_at
+    if spec.kind == "cron" and first_seen is not None and state.next_slot_at < first_seen and first_seen > now - tick:
+        # A first sighting plans a cron entry at the start of its current minute (§5), so that slot
+        # lies before the sighting: it became due when seen, within the last tick, and fires
+        # normally rather than counting as missed while the gateway was down. (A re-planned
+        # ``every`` entry keeps its old phase, whose past slots really were missed.)
+        return Intent()
     slots, count, phase_next = missed_slots(spec, state.next_slot_at, now, tick)
     if count == 0:
         return Intent()
