@@ -104,16 +104,22 @@ def dedupe_view(cur: sqlite3.Cursor, plugin: str, command: str, key: str) -> Ded
     )
 
 
-def enqueue(tx: WriteTx, cmd: EnqueueJob) -> EnqueueOutcome:
+def enqueue_recorded(tx: WriteTx, cmd: EnqueueJob) -> list[Recorded]:
+    """Enqueue with the dedupe checks of jobs.md §4.1: the job's events, or one ``JobDeduped``."""
     view = dedupe_view(tx.cur, cmd.plugin, cmd.command, cmd.dedupe_key) if cmd.dedupe_key else DedupeView()
     events = jobs.decide_enqueue(cmd, None, view, tx.now)
-    first = events[0]
+    if isinstance(events[0], JobDeduped):
+        return tx.append("dedupe", events, ANY)
+    return tx.append(job_stream(cmd.job_id), events, NO_STREAM)
+
+
+def enqueue(tx: WriteTx, cmd: EnqueueJob) -> EnqueueOutcome:
+    recs = enqueue_recorded(tx, cmd)
+    first = recs[0].event
     if isinstance(first, JobDeduped):
-        tx.append("dedupe", events, ANY)
         return EnqueueOutcome(
             job_id=None, deduped=True, dedupe_reason=first.dedupe_reason, existing_job_id=first.existing_job_id
         )
-    recs = tx.append(job_stream(cmd.job_id), events, NO_STREAM)
     return EnqueueOutcome(job_id=cmd.job_id, position=recs[-1].position)
 
 

@@ -273,9 +273,10 @@ class Router:
             if other is None and view.last_success_at is not None and view.last_success_at >= tx.now - self.dedupe_ttl:
                 other, reason = view.last_success_job_id, "recent_success"
             if other is not None:
-                return tx.append("dedupe", [JobDeduped(plugin=plugin, command=command, submitted_by=submitted_by,
-                                                       dedupe_key=dedupe_key, dedupe_reason=reason,
-                                                       existing_job_id=other, at=tx.now)])
+                return tx.append("dedupe", [JobDeduped(
+                    plugin=plugin, command=command, submitted_by=submitted_by, dedupe_key=dedupe_key,
+                    dedupe_reason=reason, existing_job_id=other, parent_job_id=parent.job_id if parent else None,
+                    pipeline=p.name, step_id=node.id, event_type=event.get("type"), at=tx.now)])
         claimed = self._claims(node, event, lineage.context)
         if isinstance(claimed, str):
             return self._failed_child(tx, p, node, event, parent, lineage.context_id,

@@ -52,6 +52,12 @@ class JobDeduped(EventBase, frozen=True, gc=False, kw_only=True):
     dedupe_key: str
     dedupe_reason: str
     existing_job_id: str
+    # A routed dispatch that was dropped: the emitting job and where the event was going, so
+    # that ``job inspect`` lists the drop under that job's dispatches.
+    parent_job_id: str | None = None
+    pipeline: str | None = None
+    step_id: str | None = None
+    event_type: str | None = None
 
 
 class JobStarted(EventBase, frozen=True, gc=False, kw_only=True):
