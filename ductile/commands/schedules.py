@@ -160,14 +160,8 @@ def evaluate(spec: Spec, state: ScheduleState | None, ctx: EntryContext) -> Inte
     else:
         intent.next_slot_at, intent.next_run_at = nxt, nxt + jitter_ns(spec, ctx.jitter_draw)
     if probe:
-        if b.state == breakers.OPEN:
-            intent.breaker_events = breakers.on_probe(b, spec.plugin, spec.command, job.job_id, now)
-        else:
-            intent.breaker_events = [breakers.BreakerTransitioned(
-                plugin=spec.plugin, command=spec.command, from_state=breakers.HALF_OPEN, to_state=breakers.HALF_OPEN,
-                failure_count=b.failure_count, reason="cooldown_elapsed", job_id=job.job_id, opened_at=b.opened_at,
-                last_failure_at=b.last_failure_at, at=now,
-            )]
+        decide_probe = breakers.on_probe if b.state == breakers.OPEN else breakers.on_reprobe
+        intent.breaker_events = decide_probe(b, spec.plugin, spec.command, job.job_id, now)
     return intent
 
 

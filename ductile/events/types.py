@@ -308,6 +308,15 @@ class BreakerFailureCounted(EventBase, frozen=True, gc=False, kw_only=True):
     last_failure_at: int | None = None
 
 
+class BreakerProbeEnqueued(EventBase, frozen=True, gc=False, kw_only=True):
+    """A half-open breaker whose probe ended without deciding it (a cancelled probe) lets another
+    occurrence through as its probe: not a state change, so no transition is recorded."""
+
+    plugin: str
+    command: str
+    job_id: str
+
+
 # --- system ------------------------------------------------------------------------------------
 
 
@@ -355,6 +364,7 @@ Event = (
     | ScheduleStatusChanged
     | BreakerTransitioned
     | BreakerFailureCounted
+    | BreakerProbeEnqueued
     | GatewayStarted
     | GatewayStopped
     | ConfigSnapshotted
