@@ -138,3 +138,15 @@ def test_a_relay_step_loads_and_then_fails_as_not_available(gw: Daemon) -> None:
     assert relay["plugin"] == "core.relay"
     assert relay["status"] == "failed"
     assert relay["last_error"] == "relay is not available in this release"
+
+
+def test_an_event_matching_no_pipeline_is_logged_at_debug_and_handled(gw: Daemon) -> None:
+    job_id = root(gw, {"type": "nobody.listens", "payload": {}}, {"type": "dd.start", "payload": {}})
+    assert [n["status"] for n in settled(gw, job_id)] == ["succeeded", "succeeded"], "handled: the job succeeds"
+
+    def unmatched() -> list[dict[str, Any]]:
+        return [line for line in gw.log_lines() if line.get("msg") == "event matched no route"
+                and line.get("job_id") == job_id]
+
+    [line] = wait_until(unmatched, 10, what="the no-match DEBUG line")
+    assert (line["level"], line["event_type"], line["plugin"]) == ("DEBUG", "nobody.listens", "behave")
