@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from ductile.commands.errors import InvalidTransition
-from ductile.events.types import BreakerFailureCounted, BreakerTransitioned, EventBase
+from ductile.events.types import BreakerFailureCounted, BreakerProbeEnqueued, BreakerTransitioned, EventBase
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 FAILURES = frozenset({"failed", "timed_out", "dead"})
@@ -56,6 +56,14 @@ def on_probe(s: BreakerState, plugin: str, command: str, job_id: str, now: int) 
                                 opened_at=s.opened_at, last_failure_at=s.last_failure_at, at=now)]
 
 
+def on_reprobe(s: BreakerState, plugin: str, command: str, job_id: str, now: int) -> list[EventBase]:
+    """A half-open breaker whose probe is no longer outstanding: this occurrence is the new probe.
+    The breaker stays half_open, so nothing is a transition (jobs.md §9: one per state change)."""
+    if s.state != HALF_OPEN:
+        raise InvalidTransition("reprobe", s.state)
+    return [BreakerProbeEnqueued(plugin=plugin, command=command, job_id=job_id, at=now)]
+
+
 def on_reset(s: BreakerState | None, plugin: str, command: str, now: int) -> list[EventBase]:
     """Operator reset; a closed or never-used breaker is a no-op."""
     if s is None or (s.state == CLOSED and s.failure_count == 0):
@@ -75,4 +83,6 @@ def evolve(s: BreakerState | None, e: EventBase) -> BreakerState:
         return msgspec.structs.replace(s, failure_count=e.failure_count,
                                        last_failure_at=e.last_failure_at or s.last_failure_at,
                                        last_job_id=e.job_id or s.last_job_id, updated_at=e.at)
+    if isinstance(e, BreakerProbeEnqueued):
+        return msgspec.structs.replace(s, last_job_id=e.job_id, updated_at=e.at)
     return s

@@ -7,6 +7,7 @@ or two enqueues racing past a dedupe check, cannot happen.
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -103,16 +104,22 @@ def dedupe_view(cur: sqlite3.Cursor, plugin: str, command: str, key: str) -> Ded
     )
 
 
-def enqueue(tx: WriteTx, cmd: EnqueueJob) -> EnqueueOutcome:
+def enqueue_recorded(tx: WriteTx, cmd: EnqueueJob) -> list[Recorded]:
+    """Enqueue with the dedupe checks of jobs.md §4.1: the job's events, or one ``JobDeduped``."""
     view = dedupe_view(tx.cur, cmd.plugin, cmd.command, cmd.dedupe_key) if cmd.dedupe_key else DedupeView()
     events = jobs.decide_enqueue(cmd, None, view, tx.now)
-    first = events[0]
+    if isinstance(events[0], JobDeduped):
+        return tx.append("dedupe", events, ANY)
+    return tx.append(job_stream(cmd.job_id), events, NO_STREAM)
+
+
+def enqueue(tx: WriteTx, cmd: EnqueueJob) -> EnqueueOutcome:
+    recs = enqueue_recorded(tx, cmd)
+    first = recs[0].event
     if isinstance(first, JobDeduped):
-        tx.append("dedupe", events, ANY)
         return EnqueueOutcome(
             job_id=None, deduped=True, dedupe_reason=first.dedupe_reason, existing_job_id=first.existing_job_id
         )
-    recs = tx.append(job_stream(cmd.job_id), events, NO_STREAM)
     return EnqueueOutcome(job_id=cmd.job_id, position=recs[-1].position)
 
 
@@ -133,6 +140,71 @@ def apply(tx: WriteTx, cmd: jobs.Command, threshold: Threshold = _default_thresh
     return recs + breaker_effects(tx, job, recs, threshold(job.plugin))
 
 
+# The claim reads the queue lane by lane (jobs.md §5: a full lane never stalls the others), so
+# its cost follows the number of lanes and the jobs it takes, never the depth of a backlog. Both
+# statements walk the partial index ``job_queue_lane`` (queued rows only, by plugin, then FIFO).
+_LANE_COLUMNS = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
+_C_CREATED, _C_POSITION = 7, len(JOB_COLUMNS.split(","))  # created_ns; enqueue_position, appended below
+
+# One statement: every plugin with queued work (an index skip-scan, one seek per lane) and the
+# oldest claimable job of each (``plugin >= ''`` is every text: a seek, not a scan). ``INDEXED BY``: without table statistics the planner would prefer
+# ``job_queue_claim`` (status=?) and read every queued row.
+LANE_HEADS = f"""
+WITH RECURSIVE lane(plugin) AS (
+  SELECT (SELECT plugin FROM job_queue INDEXED BY job_queue_lane WHERE status='queued' AND plugin >= ''
+          ORDER BY plugin LIMIT 1)
+  UNION ALL
+  SELECT (SELECT plugin FROM job_queue INDEXED BY job_queue_lane WHERE status='queued' AND plugin > lane.plugin
+          ORDER BY plugin LIMIT 1)
+  FROM lane WHERE lane.plugin IS NOT NULL
+)
+SELECT {_LANE_COLUMNS}, j.enqueue_position FROM lane JOIN job_queue j ON j.rowid = (
+  SELECT q.rowid FROM job_queue q INDEXED BY job_queue_lane
+  WHERE q.status='queued' AND q.plugin = lane.plugin AND (q.next_retry_ns IS NULL OR q.next_retry_ns <= ?1)
+  ORDER BY q.created_ns, q.enqueue_position LIMIT 1
+)
+WHERE lane.plugin IS NOT NULL
+"""
+
+# The next claimable jobs of one lane after a given one (keyset, so claimed rows need no offset).
+LANE_NEXT = f"""
+SELECT {_LANE_COLUMNS}, j.enqueue_position FROM job_queue j INDEXED BY job_queue_lane
+WHERE j.status='queued' AND j.plugin = ?1 AND (j.created_ns, j.enqueue_position) > (?2, ?3)
+  AND (j.next_retry_ns IS NULL OR j.next_retry_ns <= ?4)
+ORDER BY j.created_ns, j.enqueue_position LIMIT ?5
+"""
+
+_LANE_PAGE = 16
+
+
+class _Lanes:
+    """The lanes' next claimable rows, merged oldest first (``created_ns``, then log position)."""
+
+    def __init__(self, conn: sqlite3.Connection, now: int) -> None:
+        self._conn = conn
+        self._now = now
+        self._heap: list[tuple[int, int, tuple[Any, ...]]] = []
+        self._buffered: dict[str, list[tuple[Any, ...]]] = {}
+        for row in conn.execute(LANE_HEADS, (now,)).fetchall():
+            heapq.heappush(self._heap, (row[_C_CREATED], row[_C_POSITION], row))
+
+    def pop(self) -> tuple[Any, ...] | None:
+        return heapq.heappop(self._heap)[2] if self._heap else None
+
+    def advance(self, row: tuple[Any, ...]) -> None:
+        """Offer the row after ``row`` in its lane (call only while that lane can take more)."""
+        plugin = row[1]
+        buffered = self._buffered.get(plugin)
+        if not buffered:
+            buffered = self._conn.execute(
+                LANE_NEXT, (plugin, row[_C_CREATED], row[_C_POSITION], self._now, _LANE_PAGE)
+            ).fetchall()[::-1]
+            self._buffered[plugin] = buffered
+        if buffered:
+            nxt = buffered.pop()
+            heapq.heappush(self._heap, (nxt[_C_CREATED], nxt[_C_POSITION], nxt))
+
+
 def claim_next(
     tx: WriteTx,
     max_workers: int,
@@ -146,6 +218,8 @@ def claim_next(
 
     ``unavailable(plugin, command)`` returns ``plugin_unavailable`` / ``command_not_supported``
     for a job that can no longer run: it ends ``dead`` at claim without spawning (T11).
+    ``scan_limit`` bounds the rows passed over in one claim (killed, or held back by a running
+    duplicate), to keep the writer's transaction short; a lane that hits it waits for the next claim.
     """
     cur = tx.cur
     running: dict[str, int] = dict(
@@ -167,24 +241,23 @@ def claim_next(
     free_slots = max_workers - sum(running.values())
     if free_slots <= 0:
         return claimed, killed
-    # Iterate lazily: usually only the first few eligible rows are needed. A separate cursor,
-    # because appending below runs statements on ``tx.cur``.
-    rows = tx.conn.execute(
-        f"SELECT {JOB_COLUMNS} FROM job_queue WHERE status='queued' AND (next_retry_ns IS NULL OR next_retry_ns <= ?)"
-        " ORDER BY created_ns, enqueue_position LIMIT ?",
-        (tx.now, scan_limit),
-    )
+
+    def lane_open(plugin: str) -> bool:
+        return running.get(plugin, 0) < lane_limits.get(plugin, 1)
+
+    lanes = _Lanes(tx.conn, tx.now)
     states: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if len(claimed) >= free_slots:
-            break
+    passed_over = 0
+    while len(claimed) < free_slots and (row := lanes.pop()) is not None:
         plugin, command = row[1], row[2]
+        if not lane_open(plugin):
+            continue  # a full lane: its jobs wait, the others go on
         why = unavailable(plugin, command)
-        if why is None and (
-            running.get(plugin, 0) >= lane_limits.get(plugin, 1)
-            or (row[9] and (plugin, command, row[9]) in busy_keys())
-        ):
-            continue  # full lane or a running duplicate: skip without decoding the row
+        if why is None and row[9] and (plugin, command, row[9]) in busy_keys():
+            passed_over += 1  # a running duplicate holds it back (jobs.md §4.1 claim rule)
+            if passed_over < scan_limit:
+                lanes.advance(row)
+            continue
         job = _row_to_state(row)
         tx.known_version(job_stream(job.job_id), row[17])
         if why is not None:
@@ -196,6 +269,9 @@ def claim_next(
                 job_stream(job.job_id), jobs.decide(jobs.KillJob(job_id=job.job_id, reason=why, error=text), job, tx.now)
             )
             killed += dead + breaker_effects(tx, job, dead, threshold(job.plugin))
+            passed_over += 1
+            if passed_over < scan_limit:
+                lanes.advance(row)
             continue
         tx.append(
             job_stream(job.job_id),
@@ -215,6 +291,8 @@ def claim_next(
                 context=_context_record(cur, job.event_context_id),
             )
         )
+        if lane_open(plugin) and len(claimed) < free_slots:
+            lanes.advance(row)
     return claimed, killed
 
 

@@ -70,6 +70,9 @@ class Router:
     notify_on_complete: Callable[[str], bool]
     hook_max_depth: int = 4
     dedupe_ttl: int = 0  # ns
+    # Told of each emitted event that matched no edge and no pipeline (the runtime logs it at
+    # DEBUG, pipelines.md §3.2); routing itself does no I/O.
+    unmatched: Callable[[JobState, dict[str, Any]], None] | None = None
     by_trigger: dict[str, list[Pipeline]] = field(init=False)
     by_hook: dict[str, list[Pipeline]] = field(init=False)
 
@@ -91,15 +94,21 @@ class Router:
         for e in events:
             self._upstream(e, job)
         node = self._node(job)
+        edged: set[int] = set()  # the emitted events that follow an edge of the job's node
         if node is not None:
             pipeline = self.pipelines[job.pipeline or ""]
-            outgoing = events or [self._envelope(STEP_SUCCEEDED, {"result": result}, job)]
+            outgoing = events or [self._envelope(STEP_SUCCEEDED, {"result": result}, job, tx.now)]
             if not events:
                 self._upstream(outgoing[0], job)
-            for e in outgoing:
+            for i, e in enumerate(outgoing):
+                if events and pipeline.successors(node.id, e["type"]):
+                    edged.add(i)
                 recs += self._transition(tx, pipeline, node, e, job, lineage)
-        for e in events:
-            recs += self._root_matches(tx, e, job, lineage)
+        for i, e in enumerate(events):
+            root_recs, matched = self._root_matches(tx, e, job, lineage)
+            recs += root_recs
+            if not matched and i not in edged and self.unmatched is not None:
+                self.unmatched(job, e)
         return recs
 
     def after_switch(self, tx: WriteTx, job: JobState, matched: bool) -> list[Recorded]:
@@ -190,8 +199,10 @@ class Router:
             payload.setdefault("ductile_upstream_pipeline", job.pipeline)
             payload.setdefault("ductile_upstream_step_id", job.step_id)
 
-    def _envelope(self, type_: str, payload: dict[str, Any], job: JobState) -> dict[str, Any]:
-        return {"type": type_, "payload": payload, "source": job.plugin, "timestamp": "", "event_id": str(uuid.uuid4())}
+    def _envelope(self, type_: str, payload: dict[str, Any], job: JobState, now: int) -> dict[str, Any]:
+        """A synthetic event, made now (pipelines.md §3.3): a full envelope like any emitted event."""
+        return {"type": type_, "payload": payload, "source": job.plugin, "timestamp": rfc3339(now),
+                "event_id": str(uuid.uuid4())}
 
     def _transition(self, tx: WriteTx, p: Pipeline, node: Node, event: dict[str, Any], job: JobState,
                     lineage: Lineage) -> list[Recorded]:
@@ -215,8 +226,11 @@ class Router:
             recs += self._dispatch(tx, p, p.nodes[target], event, job, lineage, instance, depth + 1, "route", skip=skip)
         return recs
 
-    def _root_matches(self, tx: WriteTx, event: dict[str, Any], job: JobState, lineage: Lineage) -> list[Recorded]:
+    def _root_matches(self, tx: WriteTx, event: dict[str, Any], job: JobState,
+                      lineage: Lineage) -> tuple[list[Recorded], bool]:
+        """Start every pipeline whose trigger matches ``event``: (what was appended, whether any matched)."""
         recs: list[Recorded] = []
+        matched = False
         for p in self.by_trigger.get(event["type"].strip(), []):
             if p.from_plugin and p.from_plugin != job.plugin:
                 continue
@@ -225,12 +239,14 @@ class Router:
                     if not p.condition.evaluate({"payload": event.get("payload", {}), "context": lineage.context}):
                         continue
                 except ConditionEvalError as exc:
+                    matched = True  # dispatched, as failed children (pipelines.md §3.5)
                     for entry in p.entries:
                         recs += self._failed_child(tx, p, p.nodes[entry], event, job, None,
                                                    f'pipeline "{p.name}" step "{entry}": if: {exc}', "route")
                     continue
+            matched = True
             recs += self._start_instance(tx, p, event, job, lineage, "route")
-        return recs
+        return recs, matched
 
     def _start_instance(self, tx: WriteTx, p: Pipeline, event: dict[str, Any], job: JobState, lineage: Lineage,
                         submitted_by: str) -> list[Recorded]:
@@ -273,9 +289,10 @@ class Router:
             if other is None and view.last_success_at is not None and view.last_success_at >= tx.now - self.dedupe_ttl:
                 other, reason = view.last_success_job_id, "recent_success"
             if other is not None:
-                return tx.append("dedupe", [JobDeduped(plugin=plugin, command=command, submitted_by=submitted_by,
-                                                       dedupe_key=dedupe_key, dedupe_reason=reason,
-                                                       existing_job_id=other, at=tx.now)])
+                return tx.append("dedupe", [JobDeduped(
+                    plugin=plugin, command=command, submitted_by=submitted_by, dedupe_key=dedupe_key,
+                    dedupe_reason=reason, existing_job_id=other, parent_job_id=parent.job_id if parent else None,
+                    pipeline=p.name, step_id=node.id, event_type=event.get("type"), at=tx.now)])
         claimed = self._claims(node, event, lineage.context)
         if isinstance(claimed, str):
             return self._failed_child(tx, p, node, event, parent, lineage.context_id,

@@ -15,7 +15,14 @@ from ductile.commands.schedule_plan import Spec
 from ductile.commands.schedules import EntryContext, Intent, ScheduleState
 from ductile.events.log import NO_STREAM, WriteTx
 from ductile.events.record import Recorded
-from ductile.events.types import ScheduleFired, ScheduleSkipped, breaker_stream, job_stream, schedule_stream
+from ductile.events.types import (
+    JobDeduped,
+    ScheduleFired,
+    ScheduleSkipped,
+    breaker_stream,
+    job_stream,
+    schedule_stream,
+)
 
 
 class EntrySettings(msgspec.Struct, frozen=True):
@@ -90,8 +97,9 @@ def carry_out(tx: WriteTx, spec: Spec, intent: Intent) -> list[Recorded]:
     fired = 0
     for fire in intent.fires:
         if fire.catch_up:
-            outcome = job_units.enqueue(tx, fire.job)
-            if outcome.deduped:
+            enqueued = job_units.enqueue_recorded(tx, fire.job)
+            recs += enqueued
+            if isinstance(enqueued[0].event, JobDeduped):
                 continue
         else:
             # Regular occurrences are exempt from enqueue dedupe; the key still serialises claims.

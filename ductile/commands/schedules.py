@@ -160,14 +160,8 @@ def evaluate(spec: Spec, state: ScheduleState | None, ctx: EntryContext) -> Inte
     else:
         intent.next_slot_at, intent.next_run_at = nxt, nxt + jitter_ns(spec, ctx.jitter_draw)
     if probe:
-        if b.state == breakers.OPEN:
-            intent.breaker_events = breakers.on_probe(b, spec.plugin, spec.command, job.job_id, now)
-        else:
-            intent.breaker_events = [breakers.BreakerTransitioned(
-                plugin=spec.plugin, command=spec.command, from_state=breakers.HALF_OPEN, to_state=breakers.HALF_OPEN,
-                failure_count=b.failure_count, reason="cooldown_elapsed", job_id=job.job_id, opened_at=b.opened_at,
-                last_failure_at=b.last_failure_at, at=now,
-            )]
+        decide_probe = breakers.on_probe if b.state == breakers.OPEN else breakers.on_reprobe
+        intent.breaker_events = decide_probe(b, spec.plugin, spec.command, job.job_id, now)
     return intent
 
 
@@ -176,6 +170,13 @@ def catch_up(spec: Spec, state: ScheduleState | None, ctx: EntryContext, tick: i
     now = ctx.now
     if (not spec.valid or state is None or state.status != "active" or spec.kind not in ("every", "cron")
             or state.next_slot_at is None):
+        return Intent()
+    first_seen = state.first_seen_at
+    if spec.kind == "cron" and first_seen is not None and state.next_slot_at < first_seen and first_seen > now - tick:
+        # A first sighting plans a cron entry at the start of its current minute (§5), so that slot
+        # lies before the sighting: it became due when seen, within the last tick, and fires
+        # normally rather than counting as missed while the gateway was down. (A re-planned
+        # ``every`` entry keeps its old phase, whose past slots really were missed.)
         return Intent()
     slots, count, phase_next = missed_slots(spec, state.next_slot_at, now, tick)
     if count == 0:

@@ -52,6 +52,12 @@ class JobDeduped(EventBase, frozen=True, gc=False, kw_only=True):
     dedupe_key: str
     dedupe_reason: str
     existing_job_id: str
+    # A routed dispatch that was dropped: the emitting job and where the event was going, so
+    # that ``job inspect`` lists the drop under that job's dispatches.
+    parent_job_id: str | None = None
+    pipeline: str | None = None
+    step_id: str | None = None
+    event_type: str | None = None
 
 
 class JobStarted(EventBase, frozen=True, gc=False, kw_only=True):
@@ -302,6 +308,15 @@ class BreakerFailureCounted(EventBase, frozen=True, gc=False, kw_only=True):
     last_failure_at: int | None = None
 
 
+class BreakerProbeEnqueued(EventBase, frozen=True, gc=False, kw_only=True):
+    """A half-open breaker whose probe ended without deciding it (a cancelled probe) lets another
+    occurrence through as its probe: not a state change, so no transition is recorded."""
+
+    plugin: str
+    command: str
+    job_id: str
+
+
 # --- system ------------------------------------------------------------------------------------
 
 
@@ -349,6 +364,7 @@ Event = (
     | ScheduleStatusChanged
     | BreakerTransitioned
     | BreakerFailureCounted
+    | BreakerProbeEnqueued
     | GatewayStarted
     | GatewayStopped
     | ConfigSnapshotted

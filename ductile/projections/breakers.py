@@ -6,7 +6,12 @@ import sqlite3
 
 from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
-from ductile.events.types import BreakerFailureCounted, BreakerTransitioned, ProjectionsPruned
+from ductile.events.types import (
+    BreakerFailureCounted,
+    BreakerProbeEnqueued,
+    BreakerTransitioned,
+    ProjectionsPruned,
+)
 from ductile.projections.projection import Projection
 
 SCHEMA = """
@@ -75,6 +80,15 @@ def _counted(cur: sqlite3.Cursor, e: BreakerFailureCounted, rec: Recorded) -> No
         " last_failure_ns=COALESCE(excluded.last_failure_ns, last_failure_ns),"
         " last_job_id=COALESCE(excluded.last_job_id, last_job_id), updated_at=excluded.updated_at",
         (e.plugin, e.command, e.failure_count, sql_ts(e.last_failure_at), e.job_id, sql_ts(e.at), e.last_failure_at),
+    )
+
+
+@PROJECTION.on(BreakerProbeEnqueued)
+def _probe(cur: sqlite3.Cursor, e: BreakerProbeEnqueued, rec: Recorded) -> None:
+    # Remembers the probe (the scheduler skips while it is outstanding); no transition row.
+    cur.execute(
+        "UPDATE circuit_breakers SET last_job_id=?, updated_at=? WHERE plugin=? AND command=?",
+        (e.job_id, sql_ts(e.at), e.plugin, e.command),
     )
 
 

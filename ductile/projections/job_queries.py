@@ -280,7 +280,8 @@ def context_chain(conn: sqlite3.Connection, context_id: str | None) -> dict[str,
 
 
 def dispatches(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
-    """What routing did with a job's events: children enqueued, and transitions refused by depth."""
+    """What routing did with a job's events: children enqueued, then dispatches dropped (deduped,
+    refused by depth) from the ledger."""
     out = [
         _compact({"event_type": _decode_any.decode(r[3]).get("type") if r[3] else None, "pipeline": r[1],
                   "step_id": r[2], "outcome": "failed" if r[4] == "failed" and r[5] is None else "enqueued",
@@ -291,10 +292,12 @@ def dispatches(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
             (job_id,),
         )
     ]
-    from ductile.events.log import read_stream
-
-    for rec in read_stream(conn, "router"):
-        e = rec.event
-        if getattr(e, "job_id", None) == job_id:
-            out.append(_compact({"pipeline": e.pipeline, "step_id": e.step_id, "outcome": "depth_exceeded"}))
+    out += [
+        _compact({"event_type": r[0], "pipeline": r[1], "step_id": r[2], "outcome": r[3], "job_id": r[4]})
+        for r in conn.execute(
+            "SELECT event_type, pipeline, step_id, outcome, existing_job_id FROM job_dispatch_drops WHERE job_id=?"
+            " ORDER BY id",
+            (job_id,),
+        )
+    ]
     return out

@@ -1,4 +1,6 @@
-"""The job ledger: ``job_log`` (one row per terminal job), ``job_transitions``, ``job_attempts``.
+"""The job ledger: ``job_log`` (one row per terminal job), ``job_transitions``, ``job_attempts``,
+and ``job_dispatch_drops`` (routed dispatches of a job that created no child: deduped, or refused by
+a depth guard), which ``job inspect`` lists beside the children.
 
 Self-contained: the few enqueue facts a ``job_log`` row needs are kept in ``ledger_jobs`` until
 the job is terminal, so the ledger can be rebuilt on its own even after ``job_queue`` was pruned.
@@ -12,6 +14,7 @@ from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
     JobDead,
+    JobDeduped,
     JobDispatchFailed,
     JobEnqueued,
     JobFailed,
@@ -21,6 +24,7 @@ from ductile.events.types import (
     JobStarted,
     JobSucceeded,
     ProjectionsPruned,
+    RouteDepthExceeded,
 )
 from ductile.projections.projection import Projection
 
@@ -84,14 +88,27 @@ CREATE TABLE IF NOT EXISTS job_attempts (
   created_ns INTEGER NOT NULL,
   UNIQUE (job_id, attempt)
 );
-CREATE INDEX IF NOT EXISTS job_attempts_created ON job_attempts(created_ns)
+CREATE INDEX IF NOT EXISTS job_attempts_created ON job_attempts(created_ns);
+CREATE TABLE IF NOT EXISTS job_dispatch_drops (
+  id INTEGER PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  event_type TEXT,
+  pipeline TEXT,
+  step_id TEXT,
+  outcome TEXT NOT NULL,
+  existing_job_id TEXT,
+  created_at TEXT NOT NULL,
+  created_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_dispatch_drops_job ON job_dispatch_drops(job_id, id);
+CREATE INDEX IF NOT EXISTS job_dispatch_drops_created ON job_dispatch_drops(created_ns)
 """
 
 PROJECTION = Projection(
     name="ledger",
-    version=1,
+    version=2,
     schema=SCHEMA,
-    tables=("ledger_jobs", "job_log", "job_transitions", "job_attempts"),
+    tables=("ledger_jobs", "job_log", "job_transitions", "job_attempts", "job_dispatch_drops"),
 )
 
 
@@ -200,12 +217,35 @@ def _dispatch_failed(cur: sqlite3.Cursor, e: JobDispatchFailed, rec: Recorded) -
     _log(cur, e.job_id, 1, "failed", e.at, None, e.error, None)
 
 
+def _dispatch_drop(cur: sqlite3.Cursor, rec: Recorded, job_id: str, outcome: str, event_type: str | None,
+                   pipeline: str | None, step_id: str | None, existing_job_id: str | None) -> None:
+    at = rec.event.at
+    cur.execute(
+        "INSERT INTO job_dispatch_drops(id, job_id, event_type, pipeline, step_id, outcome, existing_job_id,"
+        " created_at, created_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (rec.position, job_id, event_type, pipeline, step_id, outcome, existing_job_id, sql_ts(at), at),
+    )
+
+
+@PROJECTION.on(JobDeduped)
+def _deduped(cur: sqlite3.Cursor, e: JobDeduped, rec: Recorded) -> None:
+    if e.parent_job_id is not None:  # API, scheduler and other direct enqueues have no emitting job
+        _dispatch_drop(cur, rec, e.parent_job_id, "deduped", e.event_type, e.pipeline, e.step_id, e.existing_job_id)
+
+
+@PROJECTION.on(RouteDepthExceeded)
+def _depth_exceeded(cur: sqlite3.Cursor, e: RouteDepthExceeded, rec: Recorded) -> None:
+    _dispatch_drop(cur, rec, e.job_id, "depth_exceeded", None, e.pipeline, e.step_id, None)
+
+
 @PROJECTION.on(ProjectionsPruned)
 def _pruned(cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
     for key, sql in (
         ("job_log", "DELETE FROM job_log WHERE completed_ns < ?"),
         ("job_transitions", "DELETE FROM job_transitions WHERE created_ns < ?"),
         ("job_attempts", "DELETE FROM job_attempts WHERE created_ns < ?"),
+        # Dropped dispatches are part of a job's history: they go with its transitions.
+        ("job_transitions", "DELETE FROM job_dispatch_drops WHERE created_ns < ?"),
     ):
         before = e.before.get(key)
         if before:

@@ -62,10 +62,14 @@ CREATE INDEX IF NOT EXISTS job_queue_claim ON job_queue(status, created_ns, enqu
 CREATE INDEX IF NOT EXISTS job_queue_dedupe ON job_queue(plugin, command, dedupe_key) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS job_queue_completed ON job_queue(completed_ns) WHERE completed_ns IS NOT NULL;
 CREATE INDEX IF NOT EXISTS job_queue_parent ON job_queue(parent_job_id) WHERE parent_job_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS job_queue_created ON job_queue(created_ns)
+CREATE INDEX IF NOT EXISTS job_queue_created ON job_queue(created_ns);
+-- The claim's lanes: queued rows only, per plugin in FIFO order, with next_retry_ns alongside so a
+-- waiting retry is passed over inside the index.
+CREATE INDEX IF NOT EXISTS job_queue_lane ON job_queue(plugin, created_ns, enqueue_position, next_retry_ns)
+  WHERE status='queued'
 """
 
-PROJECTION = Projection(name="queue", version=2, schema=SCHEMA, tables=("job_queue",))
+PROJECTION = Projection(name="queue", version=3, schema=SCHEMA, tables=("job_queue",))
 
 _json = msgspec.json.Encoder()
 

@@ -37,6 +37,7 @@ from ductile.events.types import (
     BreakerTransitioned,
     EventBase,
     JobDead,
+    JobDeduped,
     JobEnqueued,
     JobFailed,
     JobRetryScheduled,
@@ -325,6 +326,10 @@ class Dispatcher:
                     log.warn("plugin stderr", stderr=r.stderr, **fields)
                 log.warn("job completed", status=e.status, error=e.error, reason=e.reason,
                          duration_ms=r.duration_ms, exit_code=r.exit_code, **fields)
+            elif isinstance(e, JobDeduped):  # a routed dispatch dropped by dedupe: never silent (jobs.md §4)
+                log.info("job deduped", plugin=e.plugin, command=e.command, dedupe_key=e.dedupe_key,
+                         existing_job_id=e.existing_job_id, dedupe_reason=e.dedupe_reason, parent_job_id=e.parent_job_id,
+                         pipeline=e.pipeline, step_id=e.step_id)
             elif isinstance(e, RouteDepthExceeded):
                 log.warn("route not dispatched: depth limit", job_id=e.job_id, pipeline=e.pipeline or None,
                          step_id=e.step_id or None, route_depth=e.route_depth, route_max_depth=e.route_max_depth,

@@ -42,6 +42,7 @@ from ductile.system.logs import Log
 from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
 
 log = Log("main")
+route_log = Log("router")
 
 
 class BootError(RuntimeError):
@@ -76,6 +77,8 @@ def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline
         notify_on_complete=lambda p: bool(e.notify_on_complete) if (e := entry(p)) else False,
         hook_max_depth=config.service.hook_max_depth or 4,
         dedupe_ttl=int(config.service.dedupe_ttl * NS),
+        unmatched=lambda job, e: route_log.debug("event matched no route", job_id=job.job_id, plugin=job.plugin,
+                                                 event_type=e.get("type"), event_id=e.get("event_id")),
     )
 
 

@@ -23,6 +23,7 @@ from ductile.events.record import Recorded
 from ductile.events.timefmt import NS, rfc3339
 from ductile.events.types import (
     BreakerTransitioned,
+    JobDeduped,
     JobEnqueued,
     ScheduleFired,
     ScheduleSkipped,
@@ -189,6 +190,9 @@ class Scheduler:
             if isinstance(e, JobEnqueued):
                 log.info("Enqueued scheduled job", plugin=e.plugin, command=e.command, schedule_id=e.schedule_id,
                          job_id=e.job_id, dedupe_key=e.dedupe_key)
+            elif isinstance(e, JobDeduped):  # a catch-up run already done or outstanding: never silent (jobs.md §4)
+                log.info("job deduped", plugin=e.plugin, command=e.command, schedule_id=spec.id, dedupe_key=e.dedupe_key,
+                         existing_job_id=e.existing_job_id, dedupe_reason=e.dedupe_reason)
             elif isinstance(e, ScheduleFired) and e.exhausted:
                 log.info("schedule entry exhausted", plugin=e.plugin, schedule_id=e.schedule_id)
             elif isinstance(e, ScheduleSkipped):

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -325,11 +326,16 @@ def test_three_step_sequence_runs_in_order_with_templates_and_baggage_in_context
 
 def test_step_succeeded_carries_the_upstream_injections(gw: Daemon) -> None:
     root = emit_root(gw, event("chain.start", order={"id": "B-2"}, qty=1))
-    settled_tree(gw, root)
+    tree = settled_tree(gw, root)
     payload = recorded(gw, "chain-c.json")["event"]["payload"]
     assert payload["result"] == "b saw 1"
     assert (payload.get("ductile_upstream_plugin"), payload.get("ductile_upstream_pipeline"),
             payload.get("ductile_upstream_step_id")) == ("second", "chain", "b")
+    # The synthetic event is stored with a real RFC 3339 UTC timestamp (when it was made), not "".
+    stored = queue_row(gw, only(steps_of(tree)["c"])["job_id"])["payload"]
+    assert stored["type"] == "ductile.step.succeeded"
+    made = datetime.fromisoformat(stored["timestamp"])
+    assert stored["timestamp"].endswith("Z") and abs(time.time() - made.timestamp()) < 120, stored["timestamp"]
 
 
 def test_a_step_that_emits_two_events_starts_two_jobs_of_the_next_step(gw: Daemon) -> None:

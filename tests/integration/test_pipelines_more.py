@@ -3,6 +3,7 @@ through ductile.switch.false, dedupe and redelivery, log order of children, rela
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,17 @@ def test_a_deduped_event_is_dropped_while_its_twin_is_outstanding(gw: Daemon) ->
     with gw.db() as db:
         reasons = [r[0] for r in db.execute("SELECT data FROM events WHERE type='JobDeduped'")]
     assert reasons, "the drop is recorded as a JobDeduped event"
-    settled(gw, first)
+    [child] = [n["job_id"] for n in settled(gw, first)[1:]]
+    # jobs.md §4: never silent. One INFO line with the key, the job that holds it and why ...
+    drops = wait_until(lambda: [line for line in gw.log_lines()
+                                if line.get("msg") == "job deduped" and line.get("dedupe_key") == "order-9"],
+                       10, what="the dedupe log line")
+    assert [(d["level"], d["existing_job_id"], d["dedupe_reason"]) for d in drops] == [("INFO", child, "outstanding")]
+    # ... and the drop is listed under the emitting job's dispatches (pipelines.md §3.5).
+    proc = gw.cli("job", "inspect", second, "--json", "--config", str(gw.root))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["dispatches"] == [
+        {"event_type": "dd.start", "pipeline": "dedupe", "step_id": "s", "outcome": "deduped", "job_id": child}]
 
 
 def test_children_precede_their_parent_terminal_event_in_the_log(gw: Daemon) -> None:
@@ -127,3 +138,15 @@ def test_a_relay_step_loads_and_then_fails_as_not_available(gw: Daemon) -> None:
     assert relay["plugin"] == "core.relay"
     assert relay["status"] == "failed"
     assert relay["last_error"] == "relay is not available in this release"
+
+
+def test_an_event_matching_no_pipeline_is_logged_at_debug_and_handled(gw: Daemon) -> None:
+    job_id = root(gw, {"type": "nobody.listens", "payload": {}}, {"type": "dd.start", "payload": {}})
+    assert [n["status"] for n in settled(gw, job_id)] == ["succeeded", "succeeded"], "handled: the job succeeds"
+
+    def unmatched() -> list[dict[str, Any]]:
+        return [line for line in gw.log_lines() if line.get("msg") == "event matched no route"
+                and line.get("job_id") == job_id]
+
+    [line] = wait_until(unmatched, 10, what="the no-match DEBUG line")
+    assert (line["level"], line["event_type"], line["plugin"]) == ("DEBUG", "nobody.listens", "behave")

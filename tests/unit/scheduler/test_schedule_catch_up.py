@@ -146,3 +146,25 @@ def test_catch_up_ignores_if_running() -> None:
 
 def test_rfc3339_slot_keys_have_second_precision_in_utc() -> None:
     assert rfc3339_seconds(utc(2026, 1, 1, 3) + 999_999_999) == "2026-01-01T03:00:00Z"
+
+
+SHORT_TICK = 5 * S
+
+
+@pytest.mark.parametrize("policy", ["skip", "run_all"])
+def test_a_new_cron_entry_keeps_its_first_run_when_the_tick_is_shorter_than_the_minute_so_far(policy: str) -> None:
+    # First seen at boot 40 s into a minute, with a 5 s tick: the current minute's match is due
+    # (scheduler.md §5), not missed while the gateway was down.
+    spec = entry(cron="* * * * *", catch_up=policy)
+    boot = T0 + 40 * S
+    state = active(spec, T0, first_seen_at=boot)
+    assert catch_up(spec, state, ctx(boot + 3_000_000), SHORT_TICK) == Intent()
+    [fire] = evaluate(spec, state, ctx(boot + 3_000_000)).fires
+    assert (fire.slot, fire.catch_up) == (T0, False)
+
+
+def test_a_first_cron_slot_seen_before_a_long_downtime_is_still_missed() -> None:
+    spec = entry(cron="* * * * *")
+    state = active(spec, T0, first_seen_at=T0 + 40 * S)  # seen, then the gateway stopped before firing it
+    [skip] = skips(catch_up(spec, state, ctx(T0 + 10 * MIN + 30 * S), SHORT_TICK))
+    assert (skip.reason, skip.missed, skip.slot) == ("catch_up_skip", 11, T0)

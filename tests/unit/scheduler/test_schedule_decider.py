@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from ductile.commands import breakers
 from ductile.commands.breakers import BreakerState
 from ductile.commands.schedules import Intent, ScheduleState, evaluate, reconcile
 from ductile.events.types import BreakerTransitioned, SchedulePlanned, ScheduleSkipped
@@ -280,8 +281,13 @@ def test_a_half_open_breaker_without_an_outstanding_probe_lets_the_next_occurren
     spec = entry(every="1h")
     half = BreakerState(state="half_open", failure_count=3, opened_at=T0 - H, last_job_id="old-probe")
     intent = evaluate(spec, active(spec, T0), ctx(T0, breaker=half, probe_outstanding=False))
-    assert len(intent.fires) == 1
-    assert all(e.to_state == "half_open" for e in intent.breaker_events)
+    [fire] = intent.fires
+    # The breaker stays half_open: no state change, so no transition is recorded (jobs.md §9); the
+    # new probe is remembered so that later occurrences wait for it.
+    assert not [e for e in intent.breaker_events if isinstance(e, BreakerTransitioned)]
+    after = breakers.evolve(half, intent.breaker_events[-1])
+    assert (after.state, after.failure_count, after.opened_at, after.last_job_id) == (
+        "half_open", 3, T0 - H, fire.job.job_id)
 
 
 # --- evaluate: if_running -------------------------------------------------------------------------

@@ -82,3 +82,51 @@ def test_an_undeterminable_host_zone_falls_back_to_utc_with_a_warning(
         sched = scheduler(None, [{"id": "e", "every": "5m"}], None)  # type: ignore[arg-type]
     assert sched.specs[0].timezone == "UTC"
     assert any(r.levelno == logging.WARNING and "UTC" in r.getMessage() for r in caplog.records)
+
+
+
+def test_a_catch_up_run_dropped_by_dedupe_is_logged_at_info(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import uuid
+
+    from ductile.commands import job_units
+    from ductile.commands.jobs import EnqueueJob
+    from ductile.commands.schedule_plan import rfc3339_seconds
+    from ductile.events.types import SchedulePlanned, schedule_stream
+
+    hour = 3600 * 1_000_000_000
+    holder = str(uuid.uuid4())
+    schedules = [{"id": "h", "every": "1h", "catch_up": "run_all"}]
+
+    async def scenario() -> str:
+        log = EventLog(tmp_path / "state.db", "normal", default_runner())
+        await log.open()
+        try:
+            sched = scheduler(log, schedules, None)
+            spec = sched.specs[0]
+
+            def planned_and_held(tx: Any) -> str:
+                # The gateway planned the entry 2.5 h ago and went down; the run of that first slot
+                # is already outstanding (say, enqueued by an earlier catch-up).
+                slot = tx.now - 2 * hour - hour // 2
+                tx.append(schedule_stream(PLUGIN, "h"), [SchedulePlanned(
+                    plugin=PLUGIN, schedule_id="h", plan_key=spec.plan_key, command="poll", mode=spec.kind,
+                    timezone=spec.timezone, next_slot_at=slot, next_run_at=slot, first_seen_at=slot,
+                    reason="first_sighting", at=slot)])
+                key = f"{spec.dedupe_key}:catchup:{rfc3339_seconds(slot)}"
+                job_units.enqueue(tx, EnqueueJob(job_id=holder, plugin=PLUGIN, command="poll", payload={},
+                                                 submitted_by="ductile", max_attempts=1, dedupe_key=key,
+                                                 dedupe_ttl=hour, schedule_id="h"))
+                return key
+
+            key = await log.submit(planned_and_held)
+            await sched.start()  # boot: catch-up of the three missed slots
+            return key
+        finally:
+            await log.aclose()
+
+    with caplog.at_level(logging.INFO, logger="ductile.scheduler"):
+        key = asyncio.run(scenario())
+    drops = [r for r in caplog.records if r.getMessage() == "job deduped"]
+    assert [(r.levelno, r.fields["dedupe_key"], r.fields["existing_job_id"], r.fields["dedupe_reason"])
+            for r in drops] == [(logging.INFO, key, holder, "outstanding")]
+    assert len([r for r in caplog.records if r.getMessage() == "Enqueued scheduled job"]) == 2
