@@ -8,11 +8,13 @@
 - ``huge_int_state`` / ``huge_int_event``: an integer of 2**70 in ``state_updates`` / an emitted
   event's payload.
 - ``blank_result``: ok with ``result`` "  ".
+- ``slow_big``: sleeps ``payload.seconds``, then answers ok with a 300 kB state update.
 - ``stopwatch``: ok with ``ductile_stopwatch_subs`` taken from ``payload.subs``.
 """
 import json
 import subprocess
 import sys
+import time
 
 request = json.loads(sys.stdin.read())
 payload = request.get("payload") or {}
@@ -44,6 +46,9 @@ elif mode == "huge_int_event":
     out({"status": "ok", "result": "big", "events": [{"type": "big.number", "payload": {"n": -(2**70)}}]})
 elif mode == "blank_result":
     out({"status": "ok", "result": "  "})
+elif mode == "slow_big":
+    time.sleep(float(payload.get("seconds", 0.5)))
+    out({"status": "ok", "result": "big state", "state_updates": {"blob": "b" * 300_000}})
 elif mode == "stopwatch":
     out({"status": "ok", "result": "timed", "ductile_stopwatch_subs": payload.get("subs", [])})
 else:
