@@ -168,7 +168,9 @@ class Gateway:
             config_snapshot_id=lambda: services.config_snapshot_id, live=services.live,
         )
         self._dispatcher = dispatcher
-        await self._recover(events, dispatcher)
+        # Survivors that ignore SIGTERM take a 5 s grace to kill: the API comes up meanwhile, and
+        # the dispatcher claims nothing before recovery is done.
+        recovery = asyncio.create_task(self._recover(events, dispatcher), name="recovery")
         retention = Retention(events, config)
         async def on_tick(now: int) -> None:
             services.live.publish("scheduler.tick", {"at": rfc3339(now)})
@@ -177,7 +179,7 @@ class Gateway:
         scheduler = Scheduler(events, config, catalog, on_tick=on_tick)
         services.schedule_specs = scheduler.specs
         scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
-        tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), scheduler_task]
+        tasks = [asyncio.create_task(dispatcher.run(after=recovery), name="dispatcher"), scheduler_task]
         self._tasks = tasks
         server = None
         if config.api.enabled:
@@ -240,13 +242,15 @@ class Gateway:
         return bool(failed)
 
     async def _recover(self, events: EventLog, dispatcher: Dispatcher) -> None:
-        recs = await events.submit(lambda tx: job_units.recover_running(tx, dispatcher.threshold))
+        """Crash recovery (jobs.md §8): kill the surviving plugin groups first, all together and
+        off the event loop, then re-queue (or mark dead) every job left ``running``."""
         recover_log = Log("dispatch")
+        for job_id in await asyncio.to_thread(dispatcher.procs.kill_survivors):
+            recover_log.warn("killed surviving plugin process group", job_id=job_id)
+        recs = await events.submit(lambda tx: job_units.recover_running(tx, dispatcher.threshold))
         for rec in recs:
             e = rec.event
             if isinstance(e, JobRecovered | JobDead):
-                if dispatcher.procs.kill_survivor(e.job_id):
-                    recover_log.warn("killed surviving plugin process group", job_id=e.job_id)
                 recover_log.warn("orphaned job recovered" if isinstance(e, JobRecovered) else "orphaned job marked dead",
                                  job_id=e.job_id, attempt=e.attempt, error=e.error)
 
