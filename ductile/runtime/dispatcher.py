@@ -302,7 +302,7 @@ class Dispatcher:
 
     def _attempt(self, job: ClaimedJob, fields: dict) -> Classified | None:
         if job.plugin in CORE_PLUGINS:
-            return self._core_step(job)
+            return self._preflight(job, self._core_step(job))
         plugin = self.catalog.get(job.plugin)
         if plugin is None:  # the catalog changed between claim and run
             return Classified(AttemptResult(outcome="spawn_error", error="plugin spawn failed: plugin not loaded"))
@@ -314,14 +314,17 @@ class Dispatcher:
             try:
                 event = event_for_handle(job.payload, rfc3339(parse_rfc3339(job.created_at)) or "", context)
             except InvalidEvent as exc:
-                return Classified(AttemptResult(outcome="error", error=f"invalid event: {exc}", permanent_reason="invalid_event"))
+                return self._preflight(job, Classified(AttemptResult(
+                    outcome="error", error=f"invalid event: {exc}", permanent_reason="invalid_event")))
             node = self._node(job)
             if node is not None and node.with_spec is not None:
                 scope = {"payload": event["payload"], "context": context, "config": plugin.entry.config}
                 try:
                     event["payload"] = node.with_spec.apply(event["payload"], scope)
                 except TemplateEvalError as exc:
-                    return Classified(AttemptResult(outcome="error", error=str(exc), permanent_reason="with_error"))
+                    return self._preflight(job, Classified(AttemptResult(
+                        outcome="error", error=str(exc), permanent_reason="with_error")))
+        self._preflight(job, None)
         stdin = encode_request(
             job_id=job.job_id, command=job.command, config=plugin.entry.config, state=job.state, context=context,
             deadline_at=rfc3339(started + int(timeout * NS)) or "", payload=job.payload or None, event=event,
@@ -345,9 +348,22 @@ class Dispatcher:
         if classified.response is not None:
             for line in classified.response.logs:
                 log.at(line.level, "plugin log", plugin=job.plugin, job_id=job.job_id, command=job.command, message=line.message)
+            if classified.response.status == "ok" and not classified.response.result.strip():
+                # Accepted and stored as "" (plugins.md §6), but a summary is expected.
+                log.warn("plugin returned ok without a result", **fields)
         if proc.stderr_dropped:
             log.warn("plugin stderr truncated", dropped_bytes=proc.stderr_dropped, **fields)
         return classified
+
+    def _preflight(self, job: ClaimedJob, failed: Classified | None) -> Classified | None:
+        """Publish the live ``job.preflight`` of a pipeline step (jobs.md §6.2, §11): ``fail`` with
+        the reason when preparing it ended the job, else ``run``. Returns ``failed`` unchanged."""
+        if job.pipeline is not None:
+            reason = failed.result.permanent_reason if failed is not None else None
+            decision = "fail" if reason is not None else "run"
+            self._live.publish("job.preflight", {"at": rfc3339(now_ns()), "job_id": job.job_id, "plugin": job.plugin,
+                                                 "command": job.command, "decision": decision, "reason": reason})
+        return failed
 
     def _node(self, job: ClaimedJob) -> Node | None:
         if self.router is None or job.pipeline is None or job.step_id is None:
