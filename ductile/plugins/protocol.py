@@ -14,6 +14,8 @@ from typing import TypeVar
 
 import msgspec
 
+from ductile.events.types import StopwatchSub
+
 PROTOCOL = 2
 RESERVED_EVENT_PREFIX = "ductile."
 
@@ -128,6 +130,7 @@ class PluginResponse(msgspec.Struct, frozen=True):
     state_updates: object
     logs: tuple[LogLine, ...]
     raw: dict
+    subs: tuple[StopwatchSub, ...] = ()  # ``ductile_stopwatch_subs``, malformed items dropped
 
 
 class ProtocolError(Exception):
@@ -167,6 +170,7 @@ def decode_response(stdout: bytes) -> PluginResponse:
         state_updates=raw.get("state_updates"),
         logs=_logs(raw.get("logs")),
         raw=raw,
+        subs=_subs(raw.get("ductile_stopwatch_subs")),
     )
 
 
@@ -224,6 +228,28 @@ def _logs(value: object) -> tuple[LogLine, ...]:
             message = msgspec.json.encode(message).decode()
         lines.append(LogLine(level=level, message=message))
     return tuple(lines)
+
+
+def _subs(value: object) -> tuple[StopwatchSub, ...]:
+    """The plugin's timing breakdown; advisory, so a malformed item is dropped, never an error."""
+    if not isinstance(value, list):
+        return ()
+    subs: list[StopwatchSub] = []
+    for item in value:
+        if not isinstance(item, dict):
+            continue
+        name, dur_ns, status = item.get("name"), item.get("dur_ns"), item.get("status")
+        extras = {key: item.get(key) for key in ("bytes", "count")}
+        if (not isinstance(name, str) or not name.strip() or not _count(dur_ns)
+                or (status is not None and not isinstance(status, str))
+                or not all(v is None or _count(v) for v in extras.values())):
+            continue
+        subs.append(StopwatchSub(name=name, dur_ns=dur_ns, status=status, **extras))  # type: ignore[arg-type]
+    return tuple(subs)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 # --- validation of an ok response ---------------------------------------------------------------

@@ -73,3 +73,19 @@ def test_ok_with_a_blank_result_succeeds_with_a_warning(gw: Daemon) -> None:
                                  if line.get("job_id") == job_id and line.get("level") == "WARN"], 5,
                         what="a WARN about the blank result")
     assert [line["msg"] for line in warned] == ["plugin returned ok without a result"]
+
+
+def test_stopwatch_keeps_the_timing_breakdown_plugins_report(gw: Daemon) -> None:
+    runs = [
+        [{"name": "fetch", "dur_ns": 30_000_000, "bytes": 512}, {"name": "parse", "dur_ns": 5_000_000, "count": 3}],
+        [{"name": "fetch", "dur_ns": 70_000_000, "status": "ok"}, {"name": "", "dur_ns": 1}, {"dur_ns": 2},
+         {"name": "bad", "dur_ns": -1}, "junk"],
+    ]
+    for subs in runs:
+        assert gw.wait_job(gw.trigger("quirks", payload={"mode": "stopwatch", "subs": subs}))["status"] == "succeeded"
+    body = gw.client.get("/stopwatch/quirks", params={"include_subs": "true"}).json()
+    [step] = [s for s in body["steps"] if s["step"] == "poll"]
+    assert step["subs"] == [
+        {"name": "fetch", "sample_count": 2, "p50_ms": 30, "p95_ms": 70, "p99_ms": 70},
+        {"name": "parse", "sample_count": 1, "p50_ms": 5, "p95_ms": 5, "p99_ms": 5},
+    ]

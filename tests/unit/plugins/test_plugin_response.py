@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ductile.events.types import StopwatchSub
 from ductile.plugins.protocol import (
     EmittedEvent,
     LogLine,
@@ -338,3 +339,18 @@ def test_event_ids_come_from_the_id_factory_one_per_event() -> None:
     response = ok(events=[{"type": "a"}, {"type": "b"}, {"type": "c"}])
     _, events = validate_ok(response, source="p", now_rfc3339=NOW, new_id=ids())
     assert [e.event_id for e in events] == ["id-1", "id-2", "id-3"]
+
+
+def test_stopwatch_subs_keep_well_formed_items_and_drop_the_rest() -> None:
+    response = ok(ductile_stopwatch_subs=[
+        {"name": "fetch", "dur_ns": 1500, "status": "ok", "bytes": 10, "count": 2, "extra": "ignored"},
+        {"name": "parse", "dur_ns": 0},
+        {"name": "", "dur_ns": 1}, {"name": "x"}, {"name": "x", "dur_ns": -1}, {"name": "x", "dur_ns": True},
+        {"name": "x", "dur_ns": 1.5}, {"name": "x", "dur_ns": 1, "status": 3}, {"name": "x", "dur_ns": 1, "bytes": "9"},
+        "not an object", None,
+    ])
+    assert response.subs == (
+        StopwatchSub(name="fetch", dur_ns=1500, status="ok", bytes=10, count=2),
+        StopwatchSub(name="parse", dur_ns=0),
+    )
+    assert ok(ductile_stopwatch_subs={"name": "x", "dur_ns": 1}).subs == ()
