@@ -13,6 +13,7 @@ from typing import Any
 from tests.integration.daemon import wait_until
 
 ONE_ATTEMPT = {"max_attempts": 1}
+NS = 1_000_000_000
 
 
 def alive(pid: int) -> bool:
@@ -78,26 +79,33 @@ def test_recovery_kills_stubborn_survivors_together_before_requeueing_and_does_n
     # The plugin is gone after the restart, so the recovered jobs end dead at claim, not re-run.
     gw.set_plugins({})
 
-    gw.start()  # returns once /healthz answers
-    assert any(alive(p) for p in pids), "the API must answer while survivors are still being killed"
-    deaths: dict[int, int] = {}
-
-    def all_dead() -> bool:
-        for p in pids:
-            if p not in deaths and not alive(p):
-                deaths[p] = time.time_ns()
-        return len(deaths) == len(pids)
-
-    wait_until(all_dead, 9, interval=0.02, what="the survivors to be killed (one 5 s grace for all)")
+    restarted = time.time_ns()
+    gw.start()
+    wait_until(lambda: not any(alive(p) for p in pids), 9, what="the survivors to be killed (one 5 s grace for all)")
     wait_until(lambda: len(_recoveries(gw)) == len(ids), 10, what="the jobs to be re-queued")
-    recovered = dict(_recoveries(gw))
+    recovered = {r.event.job_id: r for r in _recoveries(gw)}
     assert set(recovered) == set(ids)
-    # Re-queued only after the process groups were gone (polling slack of 20 ms).
-    assert min(recovered.values()) >= max(deaths.values()) - 20_000_000
+    at = [r.recorded_at for r in recovered.values()]
+    # They ignore SIGTERM, so they died at the SIGKILL 5 s after it; re-queueing came after that,
+    # and one grace served all three.
+    assert restarted + 5 * NS <= min(at) and max(at) < restarted + 12 * NS
+    # The gateway had started (API up) before the jobs were recovered.
+    started = _last_gateway_started(gw)
+    assert all(started < r.position for r in recovered.values())
+    killed = [line for line in gw.log_lines() if line.get("msg") == "killed surviving plugin process group"]
+    assert sorted(line["job_id"] for line in killed) == sorted(ids)
 
 
-def _recoveries(gw: Any) -> list[tuple[str, int]]:
+def _records(gw: Any) -> list[Any]:
     from ductile.events.log import read_rows
 
     with gw.db() as db:
-        return [(r.event.job_id, r.recorded_at) for r in read_rows(db) if r.type == "JobRecovered"]
+        return read_rows(db)
+
+
+def _recoveries(gw: Any) -> list[Any]:
+    return [r for r in _records(gw) if r.type == "JobRecovered"]
+
+
+def _last_gateway_started(gw: Any) -> int:
+    return max(r.position for r in _records(gw) if r.type == "GatewayStarted")
