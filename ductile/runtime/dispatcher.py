@@ -225,13 +225,15 @@ class Dispatcher:
         r = classified.result
         failed = Classified(AttemptResult(outcome="error", error=error, permanent_reason="internal_error",
                                           exit_code=r.exit_code, duration_ms=r.duration_ms, stderr=r.stderr))
-        try:
-            # No claim here: whatever failed above may have been the claim.
-            return self._commit(self._completion(job, failed, claim=False), fields)
-        except Exception as exc:
-            log.error("job failure could not be recorded; it is recovered at the next boot",
-                      error_type=type(exc).__name__, error=str(exc), traceback=traceback_of(exc), **fields)
-            return None
+        # No claim from here on: whatever failed above may have been the claim. Routing and hooks
+        # go last, as they may have been the fault too.
+        for route in (True, False):
+            try:
+                return self._commit(self._completion(job, failed, claim=False, route=route), fields)
+            except Exception as exc:
+                log.error("job failure could not be recorded", routed=route, error_type=type(exc).__name__,
+                          error=str(exc), traceback=traceback_of(exc), **fields)
+        return None  # still running in the log: crash recovery re-queues it at the next boot
 
     def _commit(self, work: Callable[[WriteTx], T], fields: dict) -> T | None:
         """``submit_sync`` that waits out a storage failure (disk full, read-only file): the same
@@ -259,7 +261,9 @@ class Dispatcher:
                 log.info("job result recorded after the event log became writable", tries=failures + 1, **fields)
             return result
 
-    def _completion(self, job: ClaimedJob, classified: Classified, claim: bool = True) -> Callable[[WriteTx], Completed]:
+    def _completion(
+        self, job: ClaimedJob, classified: Classified, claim: bool = True, route: bool = True
+    ) -> Callable[[WriteTx], Completed]:
         plugin = self.catalog.get(job.plugin)
         base = int((plugin.entry.retry.backoff_base if plugin else 30.0) * NS)
         jitter = self._rng.random()
@@ -268,7 +272,8 @@ class Dispatcher:
             # The freed slot is claimed in the same transaction: one commit per job turnover.
             try:
                 recs = job_units.complete(tx, job.job_id, job.attempt, classified.result, base, jitter,
-                                          classified.state_change, self.threshold, self._after(classified))
+                                          classified.state_change, self.threshold,
+                                          self._after(classified) if route else None)
             except Refused as exc:
                 # Cancelled (if_running: cancel) while it ran: its output is discarded.
                 log.info("job result discarded", job_id=job.job_id, reason=str(exc))

@@ -180,3 +180,14 @@ async def _ended(rig: Rig, job_id: str) -> dict[str, Any] | None:
 async def _degraded(rig: Rig) -> dict[str, Any] | None:
     health = await rig.health()
     return health if health["status"] == "degraded" else None
+
+
+async def test_a_result_fails_its_job_even_when_routing_keeps_raising(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_routing(tx: WriteTx, job: Any, outcome: Any) -> list[Any]:
+        raise RuntimeError("router exploded")
+
+    monkeypatch.setattr(Dispatcher, "_after", lambda self, classified: broken_routing)
+    job_id = await rig.enqueue({"mode": "blank_result"})
+    job = await rig.wait("the job to end", lambda: _ended(rig, job_id))
+    assert (job["status"], job["last_error"]) == (
+        "failed", "internal error: the result could not be recorded: RuntimeError: router exploded")
