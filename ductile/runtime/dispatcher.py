@@ -20,7 +20,7 @@ import random
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -135,10 +135,7 @@ class Dispatcher:
             return "command_not_supported"
         return None
 
-    async def run(self, after: Awaitable[None] | None = None) -> None:
-        """Fill free slots until stopped; nothing is claimed before ``after`` (crash recovery)."""
-        if after is not None:
-            await after
+    async def run(self) -> None:
         while self._claiming:
             self._wake.clear()
             if self.running < self.max_workers:
