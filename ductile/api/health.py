@@ -27,8 +27,9 @@ async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
         depth, circuit_open = await svc.read(lambda c: (queue_depth(c), open_breaker_plugins(c)))
     except Exception:
         raise ApiError(500, "failed to compute queue depth") from None
-    return {
-        "status": "ok",
+    degraded = degraded_reasons(svc)
+    body: dict[str, Any] = {
+        "status": "degraded" if degraded else "ok",
         "uptime_seconds": svc.uptime_seconds(),
         "queue_depth": depth,
         "plugins_loaded": len(svc.catalog.plugins),
@@ -39,6 +40,17 @@ async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
         "posture": svc.posture,
         "event_log_position": svc.events.head,
     }
+    if degraded:
+        body["degraded"] = degraded
+    return body
+
+
+def degraded_reasons(svc: Services) -> list[str]:
+    """Why the gateway serves but is not well (operations.md §9); empty when it is."""
+    reasons = []
+    if (unwritable := svc.events.unwritable) is not None:
+        reasons.append(f"event log not writable: {unwritable}")
+    return reasons
 
 
 @get("/")

@@ -26,6 +26,7 @@ from ductile.events.types import (
     JobSkipped,
     JobStarted,
     JobSucceeded,
+    StopwatchSub,
 )
 
 NS = 1_000_000_000
@@ -109,6 +110,7 @@ class AttemptResult(msgspec.Struct, frozen=True, kw_only=True):
     stderr: str = ""
     plugin_retry: bool = True  # the response's ``retry`` field
     permanent_reason: str | None = None  # preflight_error, invalid_response, route_error, ...
+    subs: list[StopwatchSub] = []  # the plugin's timing breakdown (``ductile_stopwatch_subs``)
 
 
 class CompleteAttempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -232,7 +234,7 @@ def _complete(cmd: CompleteAttempt, job: JobState, now: int) -> list[EventBase]:
     r = cmd.result
     common: dict[str, Any] = {
         "job_id": job.job_id, "attempt": job.attempt, "exit_code": r.exit_code,
-        "duration_ms": r.duration_ms, "stderr": r.stderr, "at": now, **identity(job),
+        "duration_ms": r.duration_ms, "stderr": r.stderr, "subs": r.subs, "at": now, **identity(job),
     }
     if r.outcome == OK and r.permanent_reason is None:
         return [JobSucceeded(result=r.result or "", **common)]

@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import queue
 import sqlite3
 import threading
+import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,35 @@ class ConcurrencyError(Exception):
 
 class LogClosed(RuntimeError):
     pass
+
+
+# SQLite primary result codes that mean the storage, not the work, failed: the same work may
+# succeed once the disk has room again, the file is writable again, or another writer let go.
+_STORAGE_CODES = frozenset({
+    5,   # SQLITE_BUSY
+    6,   # SQLITE_LOCKED
+    7,   # SQLITE_NOMEM
+    8,   # SQLITE_READONLY
+    10,  # SQLITE_IOERR
+    13,  # SQLITE_FULL
+    14,  # SQLITE_CANTOPEN
+    15,  # SQLITE_PROTOCOL
+})
+
+_log = logging.getLogger("ductile.events")
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Did an append fail because the log could not be written (disk full, read-only, I/O)?
+
+    Such a failure rolls the whole batch back; the caller may submit the same work again."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _STORAGE_CODES
+
+
+def _log_line(level: int, msg: str, **fields: Any) -> None:
+    # The shape ductile.system.logs formats (that package sits above this one).
+    _log.log(level, msg, extra={"component": "events", "fields": fields})
 
 
 class ProjectionApplier(Protocol):
@@ -245,6 +276,7 @@ class EventLog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._commit_listeners: list[Callable[[list[Recorded]], None]] = []
+        self._unwritable: str | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -309,6 +341,12 @@ class EventLog:
     def head(self) -> int:
         """Position of the last event this process saw committed."""
         return self._head
+
+    @property
+    def unwritable(self) -> str | None:
+        """Why the last write failed for a storage reason (``/healthz`` degraded), or None once a
+        commit succeeds again."""
+        return self._unwritable
 
     def on_commit(self, listener: Callable[[list[Recorded]], None]) -> None:
         """Call ``listener(records)`` on the event loop after each commit (in-process only)."""
@@ -387,6 +425,8 @@ class EventLog:
                 try:
                     result = req.work(tx)
                 except BaseException as exc:
+                    if is_storage_error(exc):
+                        raise  # the storage, not this unit, failed: the whole batch fails alike
                     conn.execute("ROLLBACK TO unit")
                     conn.execute("RELEASE unit")
                     tx._rollback_to(mark)
@@ -401,13 +441,25 @@ class EventLog:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+            if is_storage_error(exc):
+                self._storage_failed(exc)
             failed = [_Outcome(req, error=exc) for req in batch]
             self._deliver(failed, [])
             return
+        if self._unwritable is not None:
+            self._unwritable = None
+            _log_line(logging.INFO, "event log writable again")
         self.stats.batches += 1
         self.stats.units += len(batch)
         self.stats.events += len(tx.recorded)
         self._deliver(outcomes, tx.recorded)
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        """One WARN with the traceback when the log stops being writable; each caller is told too."""
+        if self._unwritable is None:
+            _log_line(logging.WARNING, "event log not writable", error=str(exc), error_type=type(exc).__name__,
+                      traceback="".join(traceback.format_exception(exc)))
+        self._unwritable = str(exc)
 
     def _deliver(self, outcomes: list[_Outcome], recorded: list[Recorded]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}

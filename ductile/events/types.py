@@ -72,6 +72,16 @@ class JobStarted(EventBase, frozen=True, gc=False, kw_only=True):
     parent_job_id: str | None = None
 
 
+class StopwatchSub(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """One named span of a plugin's own timing breakdown (``ductile_stopwatch_subs``, plugins.md §6)."""
+
+    name: str
+    dur_ns: int
+    status: str | None = None
+    bytes: int | None = None
+    count: int | None = None
+
+
 class JobSucceeded(EventBase, frozen=True, gc=False, kw_only=True):
     job_id: str
     attempt: int
@@ -83,6 +93,7 @@ class JobSucceeded(EventBase, frozen=True, gc=False, kw_only=True):
     command: str = ""
     submitted_by: str = ""
     schedule_id: str | None = None
+    subs: list[StopwatchSub] = []  # the attempt's timing breakdown, as the plugin reported it
 
 
 class JobRetryScheduled(EventBase, frozen=True, gc=False, kw_only=True):
@@ -103,6 +114,7 @@ class JobRetryScheduled(EventBase, frozen=True, gc=False, kw_only=True):
     max_attempts: int = 0
     plugin_retry: bool = True
     backoff_base_ms: int = 0
+    subs: list[StopwatchSub] = []  # the attempt's timing breakdown, as the plugin reported it
 
 
 class JobFailed(EventBase, frozen=True, gc=False, kw_only=True):
@@ -125,6 +137,7 @@ class JobFailed(EventBase, frozen=True, gc=False, kw_only=True):
     schedule_id: str | None = None
     max_attempts: int = 0
     plugin_retry: bool = True
+    subs: list[StopwatchSub] = []  # the attempt's timing breakdown, as the plugin reported it
 
 
 class JobRecovered(EventBase, frozen=True, gc=False, kw_only=True):

@@ -14,12 +14,19 @@ from typing import TypeVar
 
 import msgspec
 
+from ductile.events.types import StopwatchSub
+
 PROTOCOL = 2
 RESERVED_EVENT_PREFIX = "ductile."
 
 NO_OUTPUT = "plugin spawn failed: decode response: plugin produced no output on stdout"
 NOT_JSON = "plugin spawn failed: decode response: plugin output is not valid JSON"
 ERROR_WITHOUT_MESSAGE = "plugin returned status error without message"
+INT_OUT_OF_RANGE = "plugin spawn failed: decode response: integer out of range at {path} (allowed: -2^63 to 2^64-1)"
+
+# What the event log's msgpack can hold; a larger integer in anything Ductile records would make
+# the completion itself fail.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 _T = TypeVar("_T")
 
@@ -123,6 +130,7 @@ class PluginResponse(msgspec.Struct, frozen=True):
     state_updates: object
     logs: tuple[LogLine, ...]
     raw: dict
+    subs: tuple[StopwatchSub, ...] = ()  # ``ductile_stopwatch_subs``, malformed items dropped
 
 
 class ProtocolError(Exception):
@@ -147,6 +155,7 @@ def decode_response(stdout: bytes) -> PluginResponse:
     if status not in ("ok", "error"):
         raise ProtocolError(NOT_JSON, f'status must be "ok" or "error" (got {status!r})')
 
+    _check_integers(raw)
     result = _optional(raw, "result", str, "")
     error, retry = "", True
     if status == "error":  # `error` and `retry` are only read on an error
@@ -161,7 +170,37 @@ def decode_response(stdout: bytes) -> PluginResponse:
         state_updates=raw.get("state_updates"),
         logs=_logs(raw.get("logs")),
         raw=raw,
+        subs=_subs(raw.get("ductile_stopwatch_subs")),
     )
+
+
+def _check_integers(raw: dict) -> None:
+    """Refuse an integer the log cannot record in the parts of a response that Ductile keeps."""
+    kept = {key: raw.get(key) for key in _KEPT_KEYS}
+    try:
+        msgspec.msgpack.encode(kept)  # one pass in C; the path is looked for only on failure
+    except OverflowError:
+        path = _out_of_range(kept, "") or "?"
+        raise ProtocolError(INT_OUT_OF_RANGE.format(path=path)) from None
+
+
+_KEPT_KEYS = ("events", "state_updates", "ductile_stopwatch_subs")
+
+
+def _out_of_range(value: object, path: str) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return path if not INT_MIN <= value <= INT_MAX else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _out_of_range(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _out_of_range(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _optional(raw: dict, key: str, kind: type[_T], default: _T) -> _T:
@@ -189,6 +228,28 @@ def _logs(value: object) -> tuple[LogLine, ...]:
             message = msgspec.json.encode(message).decode()
         lines.append(LogLine(level=level, message=message))
     return tuple(lines)
+
+
+def _subs(value: object) -> tuple[StopwatchSub, ...]:
+    """The plugin's timing breakdown; advisory, so a malformed item is dropped, never an error."""
+    if not isinstance(value, list):
+        return ()
+    subs: list[StopwatchSub] = []
+    for item in value:
+        if not isinstance(item, dict):
+            continue
+        name, dur_ns, status = item.get("name"), item.get("dur_ns"), item.get("status")
+        extras = {key: item.get(key) for key in ("bytes", "count")}
+        if (not isinstance(name, str) or not name.strip() or not _count(dur_ns)
+                or (status is not None and not isinstance(status, str))
+                or not all(v is None or _count(v) for v in extras.values())):
+            continue
+        subs.append(StopwatchSub(name=name, dur_ns=dur_ns, status=status, **extras))  # type: ignore[arg-type]
+    return tuple(subs)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 # --- validation of an ok response ---------------------------------------------------------------

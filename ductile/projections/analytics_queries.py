@@ -11,7 +11,10 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from ductile.events.timefmt import NS, parse_rfc3339, rfc3339, sql_ts
+from ductile.events.types import StopwatchSub
 from ductile.projections.job_queries import decode_result
 
 TERMINAL_STATUSES = ("succeeded", "failed", "timed_out", "dead", "skipped")
@@ -19,6 +22,7 @@ DAY_NS = 86_400 * NS
 WINDOWS: dict[str, int] = {"5m": 300 * NS, "1h": 3_600 * NS, "24h": DAY_NS}
 TREND_SLICES = 6
 MS = 1_000_000
+_subs_decoder = msgspec.json.Decoder(list[StopwatchSub])
 
 
 # --- percentiles -------------------------------------------------------------------------------
@@ -114,8 +118,8 @@ def summary(conn: sqlite3.Connection, now_ns: int) -> dict[str, Any]:
 # Every attempt of the plugin that ended in the window. The job's identity comes from the queue
 # row, or from the ledger once the queue row has been pruned (a short job_queue_retention).
 _ATTEMPTS = """
-SELECT created_ns, completed_at, command, pipeline, step_id FROM (
-  SELECT a.created_ns, a.completed_at, q.pipeline, q.step_id,
+SELECT created_ns, completed_at, command, pipeline, step_id, subs FROM (
+  SELECT a.created_ns, a.completed_at, q.pipeline, q.step_id, a.subs,
     COALESCE(q.plugin, (SELECT plugin FROM job_log WHERE job_id = a.job_id LIMIT 1)) AS plugin,
     COALESCE(q.command, (SELECT command FROM job_log WHERE job_id = a.job_id LIMIT 1)) AS command
   FROM job_attempts a LEFT JOIN job_queue q ON q.job_id = a.job_id
@@ -128,39 +132,52 @@ def step_name(command: str, pipeline: str | None, step_id: str | None) -> str:
     return f"{pipeline}/{step_id}" if pipeline and step_id else command
 
 
-def stopwatch_samples(
-    conn: sqlite3.Connection, plugin: str, start_ns: int, end_ns: int
-) -> dict[str, list[tuple[int, int]]]:
-    """``{step: [(ended_ns, wall_ms), ...]}``: wall time from the attempt's start to its end."""
-    out: dict[str, list[tuple[int, int]]] = {}
-    for started, completed_at, command, pipeline, step_id in conn.execute(
+class StepSamples:
+    """One step's attempts: ``(ended_ns, wall_ms)`` each, and each reported sub-span's ms by name."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[int, int]] = []
+        self.subs: dict[str, list[int]] = {}
+
+
+def stopwatch_samples(conn: sqlite3.Connection, plugin: str, start_ns: int, end_ns: int) -> dict[str, StepSamples]:
+    """Per step: wall time from each attempt's start to its end, and the plugin's own sub-spans."""
+    out: dict[str, StepSamples] = {}
+    for started, completed_at, command, pipeline, step_id, subs in conn.execute(
         _ATTEMPTS, (sql_ts(start_ns), sql_ts(end_ns), plugin)
     ):
         ended = parse_rfc3339(completed_at)
-        out.setdefault(step_name(command, pipeline, step_id), []).append((ended, max(0, ended - started) // MS))
+        step = out.setdefault(step_name(command, pipeline, step_id), StepSamples())
+        step.attempts.append((ended, max(0, ended - started) // MS))
+        for sub in _subs_decoder.decode(subs) if subs else ():
+            step.subs.setdefault(sub.name, []).append(sub.dur_ns // MS)
     return out
+
+
+def _percentiles(ordered: Sequence[int]) -> dict[str, int]:
+    return {"p50_ms": nearest_rank(ordered, 50), "p95_ms": nearest_rank(ordered, 95), "p99_ms": nearest_rank(ordered, 99)}
 
 
 def stopwatch(
     conn: sqlite3.Connection, plugin: str, window: str, now_ns: int, *, subs: bool | None
 ) -> dict[str, Any]:
-    """``GET /stopwatch/{plugin}``. ``subs``: True to include per-step ``subs`` (none are recorded
-    yet, so the lists are empty), False to leave them out, None when the caller may not see them."""
+    """``GET /stopwatch/{plugin}``. ``subs``: True to include per-step ``subs`` (the plugin's
+    ``ductile_stopwatch_subs`` aggregated by name), False to leave them out, None when the caller
+    may not see them."""
     window_ns = WINDOWS[window]
     start = now_ns - window_ns
     steps = []
     for name, samples in sorted(stopwatch_samples(conn, plugin, start, now_ns).items()):
-        ordered = sorted(ms for _, ms in samples)
+        ordered = sorted(ms for _, ms in samples.attempts)
         step: dict[str, Any] = {
             "step": name,
             "sample_count": len(ordered),
-            "p50_ms": nearest_rank(ordered, 50),
-            "p95_ms": nearest_rank(ordered, 95),
-            "p99_ms": nearest_rank(ordered, 99),
-            "trend_p95_ms": trend(samples, start, window_ns),
+            **_percentiles(ordered),
+            "trend_p95_ms": trend(samples.attempts, start, window_ns),
         }
         if subs:
-            step["subs"] = []
+            step["subs"] = [{"name": sub, "sample_count": len(ms), **_percentiles(sorted(ms))}
+                            for sub, ms in sorted(samples.subs.items())]
         steps.append(step)
     body: dict[str, Any] = {"plugin": plugin, "window": window, "captured_at": _rfc(now_ns), "steps": steps}
     if subs is None:

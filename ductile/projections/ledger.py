@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import msgspec
+
 from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
@@ -25,6 +27,7 @@ from ductile.events.types import (
     JobSucceeded,
     ProjectionsPruned,
     RouteDepthExceeded,
+    StopwatchSub,
 )
 from ductile.projections.projection import Projection
 
@@ -86,6 +89,7 @@ CREATE TABLE IF NOT EXISTS job_attempts (
   error TEXT,
   stderr TEXT,
   created_ns INTEGER NOT NULL,
+  subs TEXT,  -- JSON list of ductile_stopwatch_subs, NULL when the plugin reported none
   UNIQUE (job_id, attempt)
 );
 CREATE INDEX IF NOT EXISTS job_attempts_created ON job_attempts(created_ns);
@@ -106,7 +110,7 @@ CREATE INDEX IF NOT EXISTS job_dispatch_drops_created ON job_dispatch_drops(crea
 
 PROJECTION = Projection(
     name="ledger",
-    version=2,
+    version=2,  # 2: job_attempts.subs, job_dispatch_drops
     schema=SCHEMA,
     tables=("ledger_jobs", "job_log", "job_transitions", "job_attempts", "job_dispatch_drops"),
 )
@@ -124,11 +128,13 @@ def _transition(cur: sqlite3.Cursor, rec: Recorded, job_id: str, frm: str | None
 def _finish_attempt(
     cur: sqlite3.Cursor, job_id: str, attempt: int, at: int, outcome: str,
     exit_code: int | None, duration_ms: int | None, error: str | None, stderr: str | None,
+    subs: list[StopwatchSub] | None = None,
 ) -> None:
     cur.execute(
-        "UPDATE job_attempts SET completed_at=?, outcome=?, exit_code=?, duration_ms=?, error=?, stderr=?"
+        "UPDATE job_attempts SET completed_at=?, outcome=?, exit_code=?, duration_ms=?, error=?, stderr=?, subs=?"
         " WHERE job_id=? AND attempt=?",
-        (sql_ts(at), outcome, exit_code, duration_ms, error, stderr, job_id, attempt),
+        (sql_ts(at), outcome, exit_code, duration_ms, error, stderr,
+         msgspec.json.encode(subs).decode() if subs else None, job_id, attempt),
     )
 
 
@@ -173,20 +179,20 @@ def _started(cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
 
 @PROJECTION.on(JobSucceeded)
 def _succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
-    _finish_attempt(cur, e.job_id, e.attempt, e.at, "ok", e.exit_code, e.duration_ms, None, e.stderr)
+    _finish_attempt(cur, e.job_id, e.attempt, e.at, "ok", e.exit_code, e.duration_ms, None, e.stderr, e.subs)
     _transition(cur, rec, e.job_id, "running", "succeeded", None)
     _log(cur, e.job_id, e.attempt, "succeeded", e.at, e.result, None, e.stderr)
 
 
 @PROJECTION.on(JobRetryScheduled)
 def _retry(cur: sqlite3.Cursor, e: JobRetryScheduled, rec: Recorded) -> None:
-    _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr)
+    _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
     _transition(cur, rec, e.job_id, "running", "queued", e.error)
 
 
 @PROJECTION.on(JobFailed)
 def _failed(cur: sqlite3.Cursor, e: JobFailed, rec: Recorded) -> None:
-    _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr)
+    _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
     _transition(cur, rec, e.job_id, "running", e.status, e.error)
     _log(cur, e.job_id, e.attempt, e.status, e.at, e.result, e.error, e.stderr)
 

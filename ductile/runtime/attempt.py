@@ -52,6 +52,8 @@ def classify(
         response = decode_response(proc.stdout)
     except ProtocolError as exc:
         return Classified(AttemptResult(outcome=jobs.SPAWN_ERROR, error=str(exc), result=raw or None, **base))
+    # The plugin's own timing breakdown, for /stopwatch, whatever the attempt's outcome.
+    base["subs"] = list(response.subs[: manifest.stopwatch_max_subs])
     if response.status != "ok":
         return Classified(
             AttemptResult(outcome=jobs.ERROR, error=response.error, plugin_retry=response.retry, result=raw, **base),

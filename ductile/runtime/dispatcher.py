@@ -18,10 +18,12 @@ import contextlib
 import os
 import random
 import threading
+import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -30,7 +32,7 @@ from ductile.commands.errors import Refused
 from ductile.commands.job_units import ClaimedJob
 from ductile.commands.jobs import AttemptResult, JobState
 from ductile.commands.routing import Router
-from ductile.events.log import EventLog, LogClosed, WriteTx
+from ductile.events.log import EventLog, LogClosed, WriteTx, is_storage_error
 from ductile.events.record import Recorded
 from ductile.events.timefmt import NS, now_ns, parse_rfc3339, rfc3339
 from ductile.events.types import (
@@ -60,8 +62,17 @@ log = Log("dispatch")
 
 TICK_SECONDS = 1.0
 CORE_PLUGINS = frozenset({SWITCH_PLUGIN, RELAY_PLUGIN})
+# While the log cannot be written, a completion is retried after these pauses (doubling).
+STORAGE_RETRY_FIRST = 0.1
+STORAGE_RETRY_MAX = 2.0
 
 Claim = tuple[list[ClaimedJob], list[Recorded]]
+Completed = tuple[list[Recorded], Claim]
+T = TypeVar("T")
+
+
+def traceback_of(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
 
 
 class Dispatcher:
@@ -129,7 +140,12 @@ class Dispatcher:
         while self._claiming:
             self._wake.clear()
             if self.running < self.max_workers:
-                self._start(*await self.events.submit(self._claim))
+                try:
+                    self._start(*await self.events.submit(self._claim))
+                except Exception as exc:
+                    if not is_storage_error(exc):
+                        raise
+                    # The log says so once (and /healthz turns degraded); claim again next tick.
             if not self._claiming:
                 break
             with contextlib.suppress(TimeoutError):
@@ -162,8 +178,9 @@ class Dispatcher:
     def _slot_ended(self, future: Future[None]) -> None:
         with self._slots_lock:
             self._slots.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            log.error("job slot crashed", error=repr(future.exception()))
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None:
+            log.error("job slot crashed", error=repr(exc), traceback=traceback_of(exc))
         with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
             self._loop.call_soon_threadsafe(self._wake.set)
 
@@ -180,34 +197,86 @@ class Dispatcher:
             try:
                 classified = self._attempt(job, fields)
             except Exception as exc:  # a fault of ours must end the job visibly, never strand it running
-                log.error("job preparation failed", error_type=type(exc).__name__, error=str(exc), **fields)
+                log.error("job preparation failed", error_type=type(exc).__name__, error=str(exc),
+                          traceback=traceback_of(exc), **fields)
                 classified = Classified(AttemptResult(outcome="error", error=f"internal error: {type(exc).__name__}: {exc}",
                                                       permanent_reason="preflight_error"))
             if classified is None:
                 return  # shutdown ran out of grace: the job stays running and is recovered at boot
-            try:
-                recs, (claimed, killed) = self.events.submit_sync(self._completion(job, classified))
-            except LogClosed:
-                return
+            done = self._record(job, classified, fields)
+            if done is None:
+                return  # the log closed or shutdown gave up: recovered at the next boot
+            recs, (claimed, killed) = done
             self._log_outcome(recs, classified, fields)
             self._start(claimed[1:], killed)
             job = claimed[0] if claimed else None
 
-    def _completion(self, job: ClaimedJob, classified: Classified) -> Callable[[WriteTx], tuple[list[Recorded], Claim]]:
+    def _record(self, job: ClaimedJob, classified: Classified, fields: dict) -> Completed | None:
+        """Commit how the attempt ended. Whatever goes wrong, the job must not stay ``running``
+        while no process runs it: a result that cannot be recorded fails the job instead."""
+        try:
+            return self._commit(self._completion(job, classified), fields)
+        except Exception as exc:
+            log.error("job result could not be recorded; failing the job", error_type=type(exc).__name__,
+                      error=str(exc), traceback=traceback_of(exc), **fields)
+            error = f"internal error: the result could not be recorded: {type(exc).__name__}: {exc}"
+        r = classified.result
+        failed = Classified(AttemptResult(outcome="error", error=error, permanent_reason="internal_error",
+                                          exit_code=r.exit_code, duration_ms=r.duration_ms, stderr=r.stderr))
+        # No claim from here on: whatever failed above may have been the claim. Routing and hooks
+        # go last, as they may have been the fault too.
+        for route in (True, False):
+            try:
+                return self._commit(self._completion(job, failed, claim=False, route=route), fields)
+            except Exception as exc:
+                log.error("job failure could not be recorded", routed=route, error_type=type(exc).__name__,
+                          error=str(exc), traceback=traceback_of(exc), **fields)
+        return None  # still running in the log: crash recovery re-queues it at the next boot
+
+    def _commit(self, work: Callable[[WriteTx], T], fields: dict) -> T | None:
+        """``submit_sync`` that waits out a storage failure (disk full, read-only file): the same
+        completion is tried again until it is recorded, the log closes or shutdown gives up."""
+        delay = STORAGE_RETRY_FIRST
+        failures = 0
+        while True:
+            try:
+                result = self.events.submit_sync(work)
+            except LogClosed:
+                return None
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                if failures == 0:
+                    log.error("job result not recorded: event log not writable; retrying", error=str(exc),
+                              error_type=type(exc).__name__, traceback=traceback_of(exc), **fields)
+                failures += 1
+                if self._abandon:
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, STORAGE_RETRY_MAX)
+                continue
+            if failures:
+                log.info("job result recorded after the event log became writable", tries=failures + 1, **fields)
+            return result
+
+    def _completion(
+        self, job: ClaimedJob, classified: Classified, claim: bool = True, route: bool = True
+    ) -> Callable[[WriteTx], Completed]:
         plugin = self.catalog.get(job.plugin)
         base = int((plugin.entry.retry.backoff_base if plugin else 30.0) * NS)
         jitter = self._rng.random()
 
-        def complete_and_claim(tx: WriteTx) -> tuple[list[Recorded], Claim]:
+        def complete_and_claim(tx: WriteTx) -> Completed:
             # The freed slot is claimed in the same transaction: one commit per job turnover.
             try:
                 recs = job_units.complete(tx, job.job_id, job.attempt, classified.result, base, jitter,
-                                          classified.state_change, self.threshold, self._after(classified))
+                                          classified.state_change, self.threshold,
+                                          self._after(classified) if route else None)
             except Refused as exc:
                 # Cancelled (if_running: cancel) while it ran: its output is discarded.
                 log.info("job result discarded", job_id=job.job_id, reason=str(exc))
                 recs = []
-            return recs, self._claim(tx)
+            return recs, self._claim(tx) if claim else ([], [])
 
         return complete_and_claim
 
@@ -236,7 +305,7 @@ class Dispatcher:
 
     def _attempt(self, job: ClaimedJob, fields: dict) -> Classified | None:
         if job.plugin in CORE_PLUGINS:
-            return self._core_step(job)
+            return self._preflight(job, self._core_step(job))
         plugin = self.catalog.get(job.plugin)
         if plugin is None:  # the catalog changed between claim and run
             return Classified(AttemptResult(outcome="spawn_error", error="plugin spawn failed: plugin not loaded"))
@@ -248,14 +317,17 @@ class Dispatcher:
             try:
                 event = event_for_handle(job.payload, rfc3339(parse_rfc3339(job.created_at)) or "", context)
             except InvalidEvent as exc:
-                return Classified(AttemptResult(outcome="error", error=f"invalid event: {exc}", permanent_reason="invalid_event"))
+                return self._preflight(job, Classified(AttemptResult(
+                    outcome="error", error=f"invalid event: {exc}", permanent_reason="invalid_event")))
             node = self._node(job)
             if node is not None and node.with_spec is not None:
                 scope = {"payload": event["payload"], "context": context, "config": plugin.entry.config}
                 try:
                     event["payload"] = node.with_spec.apply(event["payload"], scope)
                 except TemplateEvalError as exc:
-                    return Classified(AttemptResult(outcome="error", error=str(exc), permanent_reason="with_error"))
+                    return self._preflight(job, Classified(AttemptResult(
+                        outcome="error", error=str(exc), permanent_reason="with_error")))
+        self._preflight(job, None)
         stdin = encode_request(
             job_id=job.job_id, command=job.command, config=plugin.entry.config, state=job.state, context=context,
             deadline_at=rfc3339(started + int(timeout * NS)) or "", payload=job.payload or None, event=event,
@@ -279,9 +351,22 @@ class Dispatcher:
         if classified.response is not None:
             for line in classified.response.logs:
                 log.at(line.level, "plugin log", plugin=job.plugin, job_id=job.job_id, command=job.command, message=line.message)
+            if classified.response.status == "ok" and not classified.response.result.strip():
+                # Accepted and stored as "" (plugins.md §6), but a summary is expected.
+                log.warn("plugin returned ok without a result", **fields)
         if proc.stderr_dropped:
             log.warn("plugin stderr truncated", dropped_bytes=proc.stderr_dropped, **fields)
         return classified
+
+    def _preflight(self, job: ClaimedJob, failed: Classified | None) -> Classified | None:
+        """Publish the live ``job.preflight`` of a pipeline step (jobs.md §6.2, §11): ``fail`` with
+        the reason when preparing it ended the job, else ``run``. Returns ``failed`` unchanged."""
+        if job.pipeline is not None:
+            reason = failed.result.permanent_reason if failed is not None else None
+            decision = "fail" if reason is not None else "run"
+            self._live.publish("job.preflight", {"at": rfc3339(now_ns()), "job_id": job.job_id, "plugin": job.plugin,
+                                                 "command": job.command, "decision": decision, "reason": reason})
+        return failed
 
     def _node(self, job: ClaimedJob) -> Node | None:
         if self.router is None or job.pipeline is None or job.step_id is None:

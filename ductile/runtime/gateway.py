@@ -1,7 +1,8 @@
 """Boot, run and stop the gateway (operations.md §1–2).
 
 Boot order: config → PID lock → plugin discovery → state DB (projections caught up) → config
-snapshot → crash recovery → dispatcher, API → ``GatewayStarted``. Any boot failure is one ERROR
+snapshot → crash recovery → dispatcher, API → ``GatewayStarted``; crash recovery runs beside the
+API's start, and the dispatcher and scheduler wait for it. Any boot failure is one ERROR
 line plus the same text on stderr, everything opened is closed, and the exit code is 1.
 """
 
@@ -14,6 +15,7 @@ import signal
 import sqlite3
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 
 import ductile
 from ductile.commands import job_units
@@ -171,7 +173,9 @@ class Gateway:
             config_snapshot_id=lambda: services.config_snapshot_id, live=services.live,
         )
         self._dispatcher = dispatcher
-        await self._recover(events, dispatcher)
+        # Survivors that ignore SIGTERM take a 5 s grace to kill: the API comes up meanwhile, while
+        # the dispatcher and the scheduler start only once recovery is done (jobs.md §8).
+        recovery = asyncio.create_task(self._recover(events, dispatcher), name="recovery")
         retention = Retention(events, config)
         async def on_tick(now: int) -> None:
             services.live.publish("scheduler.tick", {"at": rfc3339(now)})
@@ -179,8 +183,8 @@ class Gateway:
 
         scheduler = Scheduler(events, config, catalog, on_tick=on_tick)
         services.schedule_specs = scheduler.specs
-        scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
-        tasks = [asyncio.create_task(dispatcher.run(), name="dispatcher"), scheduler_task]
+        scheduler_task = asyncio.create_task(_after(recovery, scheduler.run), name="scheduler")
+        tasks = [asyncio.create_task(_after(recovery, dispatcher.run), name="dispatcher"), scheduler_task]
         self._tasks = tasks
         server = None
         if config.api.enabled:
@@ -243,13 +247,15 @@ class Gateway:
         return bool(failed)
 
     async def _recover(self, events: EventLog, dispatcher: Dispatcher) -> None:
-        recs = await events.submit(lambda tx: job_units.recover_running(tx, dispatcher.threshold))
+        """Crash recovery (jobs.md §8): kill the surviving plugin groups first, all together and
+        off the event loop, then re-queue (or mark dead) every job left ``running``."""
         recover_log = Log("dispatch")
+        for job_id in await asyncio.to_thread(dispatcher.procs.kill_survivors):
+            recover_log.warn("killed surviving plugin process group", job_id=job_id)
+        recs = await events.submit(lambda tx: job_units.recover_running(tx, dispatcher.threshold))
         for rec in recs:
             e = rec.event
             if isinstance(e, JobRecovered | JobDead):
-                if dispatcher.procs.kill_survivor(e.job_id):
-                    recover_log.warn("killed surviving plugin process group", job_id=e.job_id)
                 recover_log.warn("orphaned job recovered" if isinstance(e, JobRecovered) else "orphaned job marked dead",
                                  job_id=e.job_id, attempt=e.attempt, error=e.error)
 
@@ -264,6 +270,12 @@ class Gateway:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: log.warn("config reload failed: reload is not available yet"))
+
+
+async def _after(first: asyncio.Task[None], run: Callable[[], Awaitable[None]]) -> None:
+    """``run()`` once ``first`` is done (a failure of ``first`` fails this task too)."""
+    await first
+    await run()
 
 
 def _progress_printer():  # type: ignore[no-untyped-def]

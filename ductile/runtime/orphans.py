@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
 from pathlib import Path
 
-from ductile.runtime.process import kill_group
+from ductile.runtime.process import KILL_GRACE
 
 
-def _start_time(pid: int) -> str | None:
+def _stat(pid: int) -> list[str]:
+    """The fixed fields of ``/proc/<pid>/stat`` after the command name (state first); [] if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read().decode(errors="replace")
     except OSError:
-        return None
+        return []
     # The command name may contain spaces; fields after the closing parenthesis are fixed.
-    fields = stat[stat.rfind(")") + 2 :].split()
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _start_time(pid: int) -> str | None:
+    fields = _stat(pid)
     return fields[19] if len(fields) > 19 else None
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for whoever reaps orphans)."""
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
 
 
 class ProcessRegistry:
@@ -43,17 +56,29 @@ class ProcessRegistry:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self._dir, job_id))
 
-    def kill_survivor(self, job_id: str) -> bool:
-        """Kill the recorded process group of ``job_id`` if that very process still runs."""
-        path = self.directory / job_id
-        try:
-            pid_text, started = path.read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            return False
-        killed = False
-        if started != "?" and _start_time(pid) == started:
-            kill_group(pid)
-            killed = True
-        self.forget(job_id)
-        return killed
+    def kill_survivors(self, grace: float = KILL_GRACE) -> list[str]:
+        """Kill every recorded process group that still runs, all at once: SIGTERM to each, one
+        shared ``grace`` for their leaders to exit, then SIGKILL to each group. Returns the job ids
+        whose process was killed; every record is forgotten."""
+        survivors: dict[str, int] = {}
+        for path in self.directory.iterdir():
+            try:
+                pid_text, started = path.read_text().split()
+                pid = int(pid_text)
+            except (OSError, ValueError):
+                pid, started = 0, "?"
+            if pid > 0 and started != "?" and _start_time(pid) == started:
+                survivors[path.name] = pid
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGTERM)
+            else:
+                self.forget(path.name)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(_running(pid) for pid in survivors.values()):
+            time.sleep(0.05)
+        for job_id, pid in survivors.items():
+            # Children may outlive their leader; the group goes in any case.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            self.forget(job_id)
+        return list(survivors)

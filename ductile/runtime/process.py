@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 STDOUT_CAP = 10 * 1024 * 1024
 STDERR_CAP = 64 * 1024
@@ -23,6 +24,8 @@ STDERR_HEAD = 16 * 1024
 STDERR_TAIL = STDERR_CAP - STDERR_HEAD
 KILL_GRACE = 5.0
 _CHUNK = 1 << 16
+_DRAIN_CHUNKS = STDOUT_CAP // _CHUNK + 2
+_EXIT_POLL = 0.05  # without a pidfd, how often to look whether the leader exited
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,9 +133,11 @@ def run_process(
     assert proc.stdin and proc.stdout and proc.stderr
     out = bytearray()
     err = _StderrBuffer()
-    timed_out = overflow = False
+    timed_out = overflow = exited = False
     # poll(2), as subprocess uses: no epoll fd to create and close for three pipes.
     sel = selectors.PollSelector()
+    # The leader's exit ends the attempt, not EOF on its pipes: a background child may hold them.
+    exit_fd = _exit_fd(proc.pid)
     try:
         for f in (proc.stdin, proc.stdout, proc.stderr):
             os.set_blocking(f.fileno(), False)
@@ -143,14 +148,20 @@ def run_process(
             proc.stdin.close()
         sel.register(proc.stdout, selectors.EVENT_READ)
         sel.register(proc.stderr, selectors.EVENT_READ)
-        while sel.get_map():
+        if exit_fd is not None:
+            sel.register(exit_fd, selectors.EVENT_READ)
+        while not exited:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                timed_out = True
+                # On expiry a process that has already exited is not a timeout (jobs.md §6.4).
+                exited = _has_exited(proc.pid)
+                timed_out = not exited
                 break
-            for key, _ in sel.select(remaining):
+            for key, _ in sel.select(remaining if exit_fd is not None else min(remaining, _EXIT_POLL)):
                 f = key.fileobj
-                if f is proc.stdin:
+                if key.fd == exit_fd:
+                    exited = True
+                elif f is proc.stdin:
                     try:
                         n = os.write(proc.stdin.fileno(), pending[:_CHUNK])
                         pending = pending[n:]
@@ -162,34 +173,31 @@ def run_process(
                         sel.unregister(proc.stdin)
                         with contextlib.suppress(BrokenPipeError):
                             proc.stdin.close()
-                    continue
-                try:
-                    data = os.read(f.fileno(), _CHUNK)  # type: ignore[union-attr]
-                except BlockingIOError:
-                    continue
-                if not data:
-                    sel.unregister(f)
-                    continue
-                if f is proc.stdout:
-                    out += data
-                    if len(out) > STDOUT_CAP:
-                        overflow = True
-                        break
                 else:
-                    err.add(data)
+                    overflow = _read(f, sel, out, err, proc.stdout)  # type: ignore[arg-type]
+                    if overflow:
+                        break
             if overflow:
                 break
-        if timed_out or overflow:
-            kill_group(proc.pid, proc, kill_grace)
+            if exit_fd is None and not exited:
+                exited = _has_exited(proc.pid)
+        if exited:
+            # The leader is a zombie, so its pid still names the group: end whatever it left
+            # behind, then take what it wrote (bounded: nobody in the group writes any more).
+            _kill_group_now(proc.pid)
+            for f in (proc.stdout, proc.stderr):
+                # Bounded even if a process that left the group keeps writing.
+                for _ in range(_DRAIN_CHUNKS):
+                    if overflow or f not in _registered(sel):
+                        break
+                    overflow = _read(f, sel, out, err, proc.stdout, drain=True)
+            proc.wait()
         else:
-            remaining = max(0.0, deadline - time.monotonic())
-            try:
-                proc.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                kill_group(proc.pid, proc, kill_grace)
+            kill_group(proc.pid, proc, kill_grace)
     finally:
         sel.close()
+        if exit_fd is not None:
+            os.close(exit_fd)
         for f in (proc.stdin, proc.stdout, proc.stderr):
             with contextlib.suppress(OSError):
                 f.close()
@@ -206,6 +214,53 @@ def run_process(
         stdout_overflow=overflow,
         stderr_dropped=dropped,
     )
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A pidfd that polls readable once ``pid`` exits; None where the kernel has none (< 5.3)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _has_exited(pid: int) -> bool:
+    """Has our child ``pid`` exited? Does not reap it, so its pid keeps naming its group."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _kill_group_now(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _registered(sel: selectors.BaseSelector) -> set[object]:
+    return {key.fileobj for key in sel.get_map().values()}
+
+
+def _read(f: IO[bytes], sel: selectors.BaseSelector, out: bytearray, err: _StderrBuffer, stdout: IO[bytes],
+          drain: bool = False) -> bool:
+    """Read one chunk of ``f`` into ``out`` or ``err``; True once stdout passes its cap.
+
+    ``drain``: the group is dead, so an empty pipe is done (a grandchild that left the group may
+    still hold it open, and must not keep us waiting)."""
+    try:
+        data = os.read(f.fileno(), _CHUNK)
+    except BlockingIOError:
+        if drain:
+            sel.unregister(f)
+        return False
+    if not data:
+        sel.unregister(f)
+        return False
+    if f is stdout:
+        out += data
+        return len(out) > STDOUT_CAP
+    err.add(data)
+    return False
 
 
 def _ms(started: float) -> int:

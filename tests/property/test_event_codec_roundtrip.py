@@ -39,6 +39,8 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
         return st.booleans()
     if tp is type(None):
         return st.none()
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return st.builds(tp, **{f.name: strategy_for(f.type) for f in msgspec.structs.fields(tp)})
     origin = typing.get_origin(tp)
     if origin in (typing.Union, pytypes.UnionType):
         return st.one_of(*(strategy_for(arg) for arg in typing.get_args(tp)))

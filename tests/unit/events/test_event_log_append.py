@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import uuid
 
 import pytest
 
-from ductile.events.log import ANY, NO_STREAM, ConcurrencyError, LogClosed, WriteTx
+from ductile.events.log import ANY, NO_STREAM, ConcurrencyError, LogClosed, WriteTx, is_storage_error
+from ductile.events.types import PluginStateChanged
 
 from .samples import note
 
@@ -219,3 +221,27 @@ async def test_reopened_log_continues_positions_and_versions(open_log, db_path, 
     assert reopened.head == 2
     recs = await reopened.append("s", [note(3)], expected=2)
     assert (recs[0].position, recs[0].version) == (3, 3)
+
+
+async def test_a_full_disk_fails_the_append_and_marks_the_log_unwritable_until_a_commit(open_log) -> None:
+    log = await open_log()
+    await log.append("s", [note(1)])
+
+    def cap_at_current_size(tx: WriteTx) -> None:  # as good as a full disk: the file may not grow
+        size = tx.conn.execute("PRAGMA page_count").fetchone()[0]
+        tx.conn.execute(f"PRAGMA max_page_count = {size}")
+
+    await log.submit(cap_at_current_size)
+    assert log.unwritable is None
+    big = PluginStateChanged(plugin="p", state={"blob": "x" * 300_000}, at=1)
+    with pytest.raises(sqlite3.OperationalError) as failed:
+        await log.append("s", [big])
+    assert is_storage_error(failed.value)
+    assert log.unwritable == "database or disk is full"
+    assert count_events(log) == 1
+
+    await log.submit(lambda tx: tx.conn.execute("PRAGMA max_page_count = 1073741823"))
+    await log.append("s", [big])
+    assert log.unwritable is None
+    assert count_events(log) == 2
+    assert not is_storage_error(ConcurrencyError("s", 1, 2))

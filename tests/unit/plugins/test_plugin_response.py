@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ductile.events.types import StopwatchSub
 from ductile.plugins.protocol import (
     EmittedEvent,
     LogLine,
@@ -189,10 +190,33 @@ def test_decode_response_raises_only_protocol_error_on_arbitrary_envelopes(envel
     try:
         response = decode_response(msgspec.json.encode(envelope) + b"\n")
     except ProtocolError as exc:
-        assert str(exc) == NOT_JSON
+        assert str(exc) == NOT_JSON or OUT_OF_RANGE.fullmatch(str(exc)), str(exc)
     else:
         assert response.status in ("ok", "error")
         assert all(line.level in ("debug", "info", "warn", "error") for line in response.logs)
+
+
+OUT_OF_RANGE = re.compile(
+    r"plugin spawn failed: decode response: integer out of range at (\S+) \(allowed: -2\^63 to 2\^64-1\)"
+)
+
+
+@pytest.mark.parametrize(("fields", "path"), [
+    ({"state_updates": {"big": 2**70}}, "state_updates.big"),
+    ({"state_updates": {"a": [1, {"b": -(2**63) - 1}]}}, "state_updates.a[1].b"),
+    ({"events": [{"type": "t", "payload": {"n": 2**64}}]}, "events[0].payload.n"),
+    ({"ductile_stopwatch_subs": [{"name": "x", "dur_ns": 10**30}]}, "ductile_stopwatch_subs[0].dur_ns"),
+])
+def test_an_integer_the_log_cannot_hold_is_a_protocol_error_naming_where(fields: dict, path: str) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        decode_response(msgspec.json.encode({"status": "ok", "result": "x", **fields}))
+    match = OUT_OF_RANGE.fullmatch(str(raised.value))
+    assert match and match.group(1) == path
+
+
+def test_integers_at_the_edges_of_the_log_range_and_in_ignored_keys_are_fine() -> None:
+    response = ok(state_updates={"lo": -(2**63), "hi": 2**64 - 1}, unknown={"huge": 2**80})
+    assert response.state_updates == {"lo": -(2**63), "hi": 2**64 - 1}
 
 
 def test_deeply_nested_output_is_not_valid_json_rather_than_a_crash() -> None:
@@ -315,3 +339,18 @@ def test_event_ids_come_from_the_id_factory_one_per_event() -> None:
     response = ok(events=[{"type": "a"}, {"type": "b"}, {"type": "c"}])
     _, events = validate_ok(response, source="p", now_rfc3339=NOW, new_id=ids())
     assert [e.event_id for e in events] == ["id-1", "id-2", "id-3"]
+
+
+def test_stopwatch_subs_keep_well_formed_items_and_drop_the_rest() -> None:
+    response = ok(ductile_stopwatch_subs=[
+        {"name": "fetch", "dur_ns": 1500, "status": "ok", "bytes": 10, "count": 2, "extra": "ignored"},
+        {"name": "parse", "dur_ns": 0},
+        {"name": "", "dur_ns": 1}, {"name": "x"}, {"name": "x", "dur_ns": -1}, {"name": "x", "dur_ns": True},
+        {"name": "x", "dur_ns": 1.5}, {"name": "x", "dur_ns": 1, "status": 3}, {"name": "x", "dur_ns": 1, "bytes": "9"},
+        "not an object", None,
+    ])
+    assert response.subs == (
+        StopwatchSub(name="fetch", dur_ns=1500, status="ok", bytes=10, count=2),
+        StopwatchSub(name="parse", dur_ns=0),
+    )
+    assert ok(ductile_stopwatch_subs={"name": "x", "dur_ns": 1}).subs == ()

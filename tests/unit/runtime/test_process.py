@@ -6,6 +6,9 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
+from ductile.runtime import process
 from ductile.runtime.process import STDERR_CAP, run_process
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
@@ -80,3 +83,53 @@ def test_only_the_given_environment_reaches_the_plugin(tmp_path: Path) -> None:
     names = {line.split("=", 1)[0] for line in r.stdout.decode().splitlines()}
     assert "ONLY_ME" in names
     assert "HOME" not in names
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie (nobody reaps orphans in some containers) is dead too
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while not _dead(pid):
+        assert time.monotonic() < deadline, f"pid {pid} outlived its plugin"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_exit_ends_the_attempt_even_while_a_child_holds_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pidfd: bool
+) -> None:
+    if not pidfd:
+        monkeypatch.setattr(process, "_exit_fd", lambda pid: None)
+    pidfile = tmp_path / "child.pid"
+    p = script(tmp_path, f"echo '{{\"status\":\"ok\"}}'\nsleep 60 &\necho $! > {pidfile}\n")
+    started = time.monotonic()
+    r = run_process([p], b"", ENV, 10)
+    assert time.monotonic() - started < 3
+    assert not r.timed_out and r.exit_code == 0
+    assert r.stdout.strip() == b'{"status":"ok"}'
+    _wait_dead(int(pidfile.read_text()))
+
+
+def test_background_children_with_detached_stdio_end_with_the_plugin(tmp_path: Path) -> None:
+    pidfile = tmp_path / "children"
+    p = script(tmp_path, f"for i in 1 2 3; do sleep 60 </dev/null >/dev/null 2>&1 & echo $! >> {pidfile}; done\n"
+                         "echo '{}'\n")
+    r = run_process([p], b"", ENV, 10)
+    assert r.stdout == b"{}\n" and not r.timed_out
+    for pid in map(int, pidfile.read_text().split()):
+        _wait_dead(pid)
+
+
+def test_output_written_just_before_exit_is_kept(tmp_path: Path) -> None:
+    p = script(tmp_path, "head -c 300000 /dev/zero | tr '\\0' x; echo; echo tail >&2\n")
+    r = run_process([p], b"", ENV, 10)
+    assert len(r.stdout) == 300001 and r.stderr == "tail\n"

@@ -1,0 +1,193 @@
+"""A job whose completion cannot be committed must still end in a defined state (issue 9: B, C).
+
+In process: the real dispatcher, ``EventLog`` and plugin, and the real ``/healthz`` app. Storage
+fails for real: the writer connection's ``max_page_count`` is pinned at the file's current size,
+so SQLite answers ``database or disk is full`` exactly as on a full disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from ductile.api.app import create_app
+from ductile.api.auth import TokenSet
+from ductile.commands import job_units
+from ductile.commands.jobs import EnqueueJob
+from ductile.config.discovery import ConfigSource
+from ductile.config.loader import load_config
+from ductile.events.log import EventLog, WriteTx
+from ductile.projections.job_queries import get_job
+from ductile.projections.registry import default_runner
+from ductile.runtime import dispatcher as dispatcher_module
+from ductile.runtime.dispatcher import Dispatcher
+from ductile.runtime.gateway import load_catalog
+from ductile.runtime.services import Services
+
+TEST_PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Rig:
+    def __init__(self, events: EventLog, services: Services, http: httpx.AsyncClient) -> None:
+        self.events = events
+        self.services = services
+        self.http = http
+
+    async def enqueue(self, payload: dict[str, Any]) -> str:
+        cmd = EnqueueJob(job_id=str(uuid.uuid4()), plugin="quirks", command="poll", payload=payload,
+                         submitted_by="test", max_attempts=1)
+        return (await self.events.submit(lambda tx: job_units.enqueue(tx, cmd))).job_id
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        job = await self.services.read(lambda c: get_job(c, job_id))
+        assert job is not None
+        return job
+
+    async def wait(self, what: str, check: Callable[[], Any], timeout: float = 10) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def health(self) -> dict[str, Any]:
+        resp = await self.http.get("/healthz")
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    async def pin_size(self, pages: int | None) -> None:
+        """Cap the log at ``pages`` (None: at its current size). Retried: while the disk is "full"
+        this unit may share a batch with one that fails; the pragma holds either way."""
+
+        def pin(tx: WriteTx) -> None:
+            if pages is None:
+                size = tx.conn.execute("PRAGMA page_count").fetchone()[0]
+                tx.conn.execute(f"PRAGMA max_page_count = {size}")
+            else:
+                tx.conn.execute(f"PRAGMA max_page_count = {pages}")
+
+        for _ in range(50):
+            try:
+                await self.events.submit(pin)
+                return
+            except sqlite3.OperationalError:
+                await asyncio.sleep(0.02)
+        raise AssertionError("could not change max_page_count")
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "config.yaml").write_text(yaml.safe_dump({
+        "service": {"max_workers": 1},
+        "state": {"path": "data/ductile.db"},
+        "plugin_roots": [str(TEST_PLUGINS)],
+        "plugins": {"quirks": {"enabled": True, "retry": {"max_attempts": 1}}},
+    }))
+    config = load_config(ConfigSource(root_file=config_dir / "config.yaml", config_dir=config_dir, source="explicit"))
+    catalog = load_catalog(config)
+    events = await EventLog(config.state_path, "full", default_runner()).open()
+    services = Services(config, catalog, events)
+    dispatcher = Dispatcher(events, catalog, max_workers=1, env_passthrough=[], state_dir=config.state_path.parent,
+                            live=services.live)
+    task = asyncio.create_task(dispatcher.run())
+    app = create_app(services, TokenSet([]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+        try:
+            yield Rig(events, services, http)
+        finally:
+            await dispatcher.stop(5)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await events.aclose()
+
+
+async def test_full_disk_at_completion_degrades_health_then_records_the_result_once_it_clears(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ductile")
+    assert (await rig.health())["status"] == "ok"
+    job_id = await rig.enqueue({"mode": "slow_big", "seconds": 0.5})
+    await rig.wait("the job to run", lambda: _status_is(rig, job_id, "running"))
+    await rig.pin_size(None)  # the 300 kB answer cannot fit
+
+    health = await rig.wait("health to turn degraded", lambda: _degraded(rig))
+    assert health["degraded"] == ["event log not writable: database or disk is full"]
+    assert (await rig.job(job_id))["status"] == "running"  # held, not lost: its process has ended
+
+    await rig.pin_size(1 << 30)  # the disk has room again
+    await rig.wait("the job to succeed", lambda: _status_is(rig, job_id, "succeeded"))
+    health = await rig.health()
+    assert health["status"] == "ok" and "degraded" not in health
+
+    warnings = [r for r in caplog.records if r.getMessage() == "event log not writable"]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "Traceback" in warnings[0].fields["traceback"]  # type: ignore[attr-defined]
+    retried = [r for r in caplog.records if r.getMessage().startswith("job result not recorded")]
+    assert len(retried) == 1 and "OperationalError" in retried[0].fields["traceback"]  # type: ignore[attr-defined]
+
+
+async def test_any_other_error_while_recording_a_result_fails_the_job_and_frees_the_slot(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = job_units.complete
+    broken = {"left": 1}
+
+    def complete_once_broken(tx: WriteTx, *args: Any, **kw: Any) -> Any:
+        if broken["left"]:
+            broken["left"] -= 1
+            raise OverflowError("can't serialize ints < -2**63 or > 2**64 - 1")
+        return real(tx, *args, **kw)
+
+    monkeypatch.setattr(dispatcher_module.job_units, "complete", complete_once_broken)
+    first = await rig.enqueue({"mode": "blank_result"})
+    second = await rig.enqueue({"mode": "blank_result"})  # max_workers is 1: needs the slot back
+    job = await rig.wait("the first job to end", lambda: _ended(rig, first))
+    assert job["status"] == "failed"
+    assert job["last_error"] == ("internal error: the result could not be recorded: "
+                                 "OverflowError: can't serialize ints < -2**63 or > 2**64 - 1")
+    assert (await rig.wait("the second job to end", lambda: _ended(rig, second)))["status"] == "succeeded"
+
+
+async def _status_is(rig: Rig, job_id: str, status: str) -> bool:
+    return (await rig.job(job_id))["status"] == status
+
+
+async def _ended(rig: Rig, job_id: str) -> dict[str, Any] | None:
+    job = await rig.job(job_id)
+    return job if job["status"] not in ("queued", "running") else None
+
+
+async def _degraded(rig: Rig) -> dict[str, Any] | None:
+    health = await rig.health()
+    return health if health["status"] == "degraded" else None
+
+
+async def test_a_result_fails_its_job_even_when_routing_keeps_raising(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_routing(tx: WriteTx, job: Any, outcome: Any) -> list[Any]:
+        raise RuntimeError("router exploded")
+
+    monkeypatch.setattr(Dispatcher, "_after", lambda self, classified: broken_routing)
+    job_id = await rig.enqueue({"mode": "blank_result"})
+    job = await rig.wait("the job to end", lambda: _ended(rig, job_id))
+    assert (job["status"], job["last_error"]) == (
+        "failed", "internal error: the result could not be recorded: RuntimeError: router exploded")

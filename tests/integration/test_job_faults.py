@@ -1,0 +1,111 @@
+"""Plugins that misbehave must not wedge or mislead the job engine (issue 9: B, G, 2, 3).
+
+Real daemon, real plugins (``tests/plugins/quirks``, ``behave``), real HTTP.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.integration.daemon import wait_until
+
+ONE_ATTEMPT = {"max_attempts": 1}
+NS = 1_000_000_000
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes (nobody may be reaping orphans in a container).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_background_children_of_a_plugin_end_with_its_job(gateway: Any, tmp_path: Path) -> None:
+    gw = gateway({"quirks": {"enabled": True}})
+    pidfile = tmp_path / "sleepers"
+    job = gw.wait_job(gw.trigger("quirks", payload={"mode": "sleepers", "count": 20, "pidfile": str(pidfile)}))
+    assert job["status"] == "succeeded"
+    pids = [int(p) for p in pidfile.read_text().split()]
+    assert len(pids) == 20
+    wait_until(lambda: not any(alive(p) for p in pids), 5, what="the plugin's background sleepers to end")
+
+
+def test_ok_answer_from_a_plugin_whose_child_holds_stdout_is_used_at_once(gateway: Any, tmp_path: Path) -> None:
+    gw = gateway({"quirks": {"enabled": True, "retry": ONE_ATTEMPT, "timeouts": {"poll": "8s"}}})
+    pidfile = tmp_path / "child"
+    started = time.monotonic()
+    job = gw.wait_job(gw.trigger("quirks", payload={"mode": "holds_stdout", "pidfile": str(pidfile)}))
+    elapsed = time.monotonic() - started
+    assert job["status"] == "succeeded", job
+    assert job["result"]["result"] == "answered"
+    assert elapsed < 5, f"the job waited {elapsed:.1f}s for a child it should have ignored"
+    child = int(pidfile.read_text())
+    wait_until(lambda: not alive(child), 5, what="the child holding stdout to end")
+
+
+def test_integer_beyond_64_bits_fails_the_job_clearly_and_frees_its_slot(gateway: Any) -> None:
+    gw = gateway({"quirks": {"enabled": True, "retry": ONE_ATTEMPT}, "behave": {"enabled": True}},
+                 service={"max_workers": 1})
+    for mode, where in (("huge_int_state", "state_updates.big"), ("huge_int_event", "events[0].payload.n")):
+        job = gw.wait_job(gw.trigger("quirks", payload={"mode": mode}))
+        assert job["status"] == "failed", job
+        assert job["last_error"] == (f"plugin spawn failed: decode response: integer out of range at {where}"
+                                     " (allowed: -2^63 to 2^64-1)")
+    # The single worker slot is free: the next job runs.
+    assert gw.wait_job(gw.trigger("behave", payload={"mode": "ok"}), timeout=10)["status"] == "succeeded"
+    health = gw.client.get("/healthz").json()
+    assert health["status"] == "ok" and health["queue_depth"] == 0
+    assert not [line for line in gw.log_lines() if line.get("msg") == "job slot crashed"]
+
+
+def test_recovery_kills_stubborn_survivors_together_before_requeueing_and_does_not_hold_up_the_api(
+    gateway: Any, tmp_path: Path
+) -> None:
+    gw = gateway({"behave": {"enabled": True, "retry": {"max_attempts": 3}}})
+    pidfiles = [tmp_path / f"stubborn{i}" for i in range(3)]
+    ids = [gw.trigger("behave", payload={"mode": "stubborn", "pidfile": str(p)}) for p in pidfiles]
+    wait_until(lambda: all(p.exists() and p.read_text() for p in pidfiles), 15, what="three stubborn plugins")
+    pids = [int(pid) for p in pidfiles for pid in p.read_text().split()]
+    gw.kill9()
+    assert all(alive(p) for p in pids)
+    # The plugin is gone after the restart, so the recovered jobs end dead at claim, not re-run.
+    gw.set_plugins({})
+
+    restarted = time.time_ns()
+    gw.start()
+    wait_until(lambda: not any(alive(p) for p in pids), 9, what="the survivors to be killed (one 5 s grace for all)")
+    wait_until(lambda: len(_recoveries(gw)) == len(ids), 10, what="the jobs to be re-queued")
+    recovered = {r.event.job_id: r for r in _recoveries(gw)}
+    assert set(recovered) == set(ids)
+    at = [r.recorded_at for r in recovered.values()]
+    # They ignore SIGTERM, so they died at the SIGKILL 5 s after it; re-queueing came after that,
+    # and one grace served all three.
+    assert restarted + 5 * NS <= min(at) and max(at) < restarted + 12 * NS
+    # The gateway had started (API up) before the jobs were recovered.
+    started = _last_gateway_started(gw)
+    assert all(started < r.position for r in recovered.values())
+    killed = [line for line in gw.log_lines() if line.get("msg") == "killed surviving plugin process group"]
+    assert sorted(line["job_id"] for line in killed) == sorted(ids)
+
+
+def _records(gw: Any) -> list[Any]:
+    from ductile.events.log import read_rows
+
+    with gw.db() as db:
+        return read_rows(db)
+
+
+def _recoveries(gw: Any) -> list[Any]:
+    return [r for r in _records(gw) if r.type == "JobRecovered"]
+
+
+def _last_gateway_started(gw: Any) -> int:
+    return max(r.position for r in _records(gw) if r.type == "GatewayStarted")
