@@ -104,18 +104,18 @@ def drain_seconds(gw: Daemon, jobs: int) -> float:
 
 
 def test_stalled_subscribers_do_not_slow_the_drain(gateway: Any) -> None:
-    gw = gateway(PLUGINS)
+    gw = gateway(PLUGINS, service={"log_level": "info"})
     drain_seconds(gw, 20)  # warm up
     baseline = drain_seconds(gw, 100)
-    stalled = [open_raw_stream(gw.port, TOKEN, rcvbuf=4096) for _ in range(20)]
+    stalled = [open_raw_stream(gw.port, TOKEN, rcvbuf=4096) for _ in range(40)]
     try:
-        wait_until(lambda: gw.client.get("/metrics").text.count("ductile_sse_subscribers 20") == 1,
-                   what="20 subscribers")
+        wait_until(lambda: "ductile_sse_subscribers 40" in gw.client.get("/metrics").text, what="40 subscribers")
         loaded = drain_seconds(gw, 100)
     finally:
         for s in stalled:
             s.close()
-    assert loaded < 2 * baseline + 1, f"drain took {loaded:.2f}s with 20 stalled clients, {baseline:.2f}s without"
+    # Generous (a loaded CI box is noisy); before the shared feed this was 4-6x.
+    assert loaded < 2 * baseline + 0.5, f"drain took {loaded:.2f}s with 40 stalled clients, {baseline:.2f}s without"
 
 
 def test_stalled_subscribers_with_large_errors_keep_memory_bounded(gateway: Any) -> None:
