@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.daemon import TOKEN, Daemon, wait_until
 from tests.integration.sse import SseReader, open_raw_stream, read_once_and_close
@@ -28,7 +31,10 @@ def enqueuing(gw: Daemon) -> Iterator[list[str]]:
     def loop() -> None:
         with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as c:
             while not stop.is_set():
-                r = c.post("/plugin/shellok/poll", json={"payload": {}})
+                try:
+                    r = c.post("/plugin/shellok/poll", json={"payload": {}})
+                except httpx.HTTPError:
+                    return  # the gateway is stopping
                 if r.status_code == 202:
                     ids.append(r.json()["job_id"])
 
@@ -93,6 +99,27 @@ def test_graceful_stop_exits_with_stalled_and_reading_clients_during_a_burst(gat
             s.close()
         for r in readers:
             r.close()
+
+
+def test_stop_ends_the_process_even_if_a_stray_thread_never_returns(
+        gateway: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A non-daemon thread that never ends stands for any stray the gateway did not start
+    # itself: the interpreter would wait for it forever after "gateway stopped".
+    site = tmp_path / "stray_site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import threading\nthreading.Thread(target=threading.Event().wait, name='stray', daemon=False).start()\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+    gw = gateway(PLUGINS)
+    gw.proc.send_signal(signal.SIGTERM)
+    try:
+        code = gw.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"gateway did not exit:\n{gw.log_text()[-2000:]}") from None
+    assert code == 0
+    stopped = [line["msg"] for line in gw.log_lines()]
+    assert "gateway stopped" in stopped
+    assert "process did not exit after the gateway stopped; exiting now" in stopped
 
 
 def drain_seconds(gw: Daemon, jobs: int) -> float:
