@@ -70,10 +70,10 @@ def frames_after(
     out: list[WireFrame] = []
     size = rows = 0
     last = cursor
-    # The cursor's own position is read again: ``N`` still owes its extra frames ``N.1`` ….
+    # A cursor inside position N (``N`` or ``N.k``) still owes N's later extra frames.
+    first = cursor.position + 1 if cursor.index == LAST_INDEX else cursor.position
     for row in conn.execute(
-        f"SELECT {SELECT_COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?",
-        (cursor.position, max_rows),
+        f"SELECT {SELECT_COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?", (first, max_rows)
     ):
         rows += 1
         rec = from_row(row)
