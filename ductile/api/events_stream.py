@@ -2,17 +2,17 @@
 
 Frame ids are event-log positions (``N``, or ``N.k`` for the k-th extra frame of one logged
 event), so ``Last-Event-ID`` resumes from the log without loss, even across gateway restarts.
-Each subscriber follows the log at its own pace through a bounded queue: a slow client never
-slows the gateway, and one whose socket has not drained for 60 s is dropped (it can resume).
+Frames come from the process's one ``EventFeed`` (read and encoded once for every subscriber);
+a subscriber that falls behind its mailbox's byte budget reads the log itself at its own pace,
+so a slow client never slows the gateway, and one whose socket has not drained for 60 s is
+dropped (it can resume).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import re
-import sqlite3
-from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
@@ -21,16 +21,20 @@ from litestar.types import Receive, Scope, Send
 
 from ductile.api.auth import authenticate
 from ductile.api.errors import ApiError
-from ductile.events.log import read_rows
-from ductile.runtime.observations import Frame, frames
+from ductile.runtime.event_feed import Mailbox, Types, backlog, frames_after
+from ductile.runtime.observations import LAST_INDEX, FrameId, WireFrame
 from ductile.runtime.services import Services
+from ductile.system.logs import Log
 
 KEEPALIVE_SECONDS = 15.0
 SEND_TIMEOUT_SECONDS = 60.0
-BACKLOG_FRAMES = 100
-QUEUE_SIZE = 1000
+FINAL_SEND_SECONDS = 1.0
+SEND_CHUNK_BYTES = 256 * 1024
+COALESCE_SECONDS = 0.05
+KEEPALIVE = b": keep-alive\n\n"
 _ID = re.compile(r"^(\d+)(?:\.(\d+))?$")
 _encoder = msgspec.json.Encoder()
+log = Log("api")
 HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -39,42 +43,18 @@ HEADERS = [
 ]
 
 
-def encode_frame(frame_id: str | None, type_: str, payload: dict[str, Any]) -> bytes:
-    head = f"id: {frame_id}\n" if frame_id is not None else ""
-    return (head + f"event: {type_}\ndata: ").encode() + _encoder.encode(payload) + b"\n\n"
-
-
-def parse_last_id(raw: str | None) -> tuple[int, int] | None:
+def parse_last_id(raw: str | None) -> FrameId | None:
     if raw is None or raw == "":
         return None
     m = _ID.match(raw.strip())
     if not m:
         raise ApiError(400, "invalid Last-Event-ID")
-    return int(m.group(1)), int(m.group(2) or 0)
+    return FrameId(int(m.group(1)), int(m.group(2) or 0))
 
 
-def _frames_of(rec: Any, types: set[str] | None) -> list[tuple[str, str, dict[str, Any]]]:
-    out = []
-    for i, (type_, payload) in enumerate(frames(rec)):
-        if types is None or type_ in types:
-            out.append((str(rec.position) if i == 0 else f"{rec.position}.{i}", type_, payload))
-    return out
-
-
-def backlog(conn: sqlite3.Connection, head: int, types: set[str] | None) -> list[tuple[str, str, dict[str, Any]]]:
-    """The last 100 logged frames up to ``head`` (what a client without an id starts with)."""
-    collected: list[tuple[str, str, dict[str, Any]]] = []
-    window = 400
-    start = max(0, head - window)
-    while True:
-        collected = []
-        for rec in read_rows(conn, start):
-            if rec.position > head:
-                break
-            collected += _frames_of(rec, types)
-        if len(collected) >= BACKLOG_FRAMES or start == 0:
-            return collected[-BACKLOG_FRAMES:]
-        start = max(0, start - window * 4)
+def _log_head(conn: object) -> int:
+    row = conn.execute("SELECT MAX(position) FROM events").fetchone()  # type: ignore[attr-defined]
+    return row[0] or 0
 
 
 async def _respond_error(send: Send, exc: ApiError) -> None:
@@ -97,45 +77,32 @@ async def events_stream(scope: Scope, receive: Receive, send: Send) -> None:
         caller.require("events:ro", "events:rw")
         raw_id = headers.get("last-event-id") or (query.get("last_event_id") or [None])[0]
         resume = parse_last_id(raw_id)
+        # An id the log has not reached (a restored older DB, another gateway's id) would
+        # silently hide every event up to it: refuse it rather than stream nothing.
+        if resume is not None and resume.position > svc.events.head and resume.position > await svc.read(_log_head):
+            raise ApiError(400, "invalid Last-Event-ID")
     except ApiError as exc:
         await _respond_error(send, exc)
         return
     types_param = (query.get("types") or [""])[0]
-    types = {t.strip() for t in types_param.split(",") if t.strip()} or None
+    types = frozenset(t.strip() for t in types_param.split(",") if t.strip()) or None
     await Subscriber(svc, send, receive, resume, types).run()
 
 
+class _StreamEnded(Exception):
+    """The client went away, was too slow, or the gateway is stopping."""
+
+
 class Subscriber:
-    def __init__(self, svc: Services, send: Send, receive: Receive, resume: tuple[int, int] | None,
-                 types: set[str] | None) -> None:
+    def __init__(self, svc: Services, send: Send, receive: Receive, resume: FrameId | None, types: Types) -> None:
         self.svc = svc
         self.send = send
         self.receive = receive
-        self.resume = resume
         self.types = types
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_SIZE)
-
-    def _live(self, frame: Frame) -> None:
-        type_, payload = frame
-        if self.types is not None and type_ not in self.types:
-            return
-        with contextlib.suppress(asyncio.QueueFull):  # live frames are best effort
-            self.queue.put_nowait(encode_frame(None, type_, payload))
-
-    async def _pump(self) -> None:
-        """Follow the log into the queue; blocks (only itself) when the client is slow."""
-        if self.resume is None:
-            head = self.svc.events.head
-            for fid, type_, payload in await self.svc.read(lambda c: backlog(c, head, self.types)):
-                await self.queue.put(encode_frame(fid, type_, payload))
-            position, skip_extra = head, -1
-        else:
-            position, skip_extra = self.resume
-        async for rec in self.svc.events.follow(position if skip_extra <= 0 else position - 1):
-            for fid, type_, payload in _frames_of(rec, self.types):
-                if rec.position == position and skip_extra > 0 and _extra_index(fid) <= skip_extra:
-                    continue
-                await self.queue.put(encode_frame(fid, type_, payload))
+        self.resume = resume
+        # The last frame id sent (or skipped by the filter): nothing at or before it is sent again.
+        self.cursor = resume or FrameId(0)
+        self._ends: set[asyncio.Future[object]] = set()
 
     async def _disconnected(self) -> None:
         while True:
@@ -145,37 +112,98 @@ class Subscriber:
 
     async def run(self) -> None:
         await self.send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        unsubscribe = self.svc.live.subscribe(self._live)
+        mailbox = self.svc.feed.subscribe(self.types)  # armed before any log read: see event_feed
         self.svc.sse_subscribers += 1
-        pump = asyncio.create_task(self._pump())
         gone = asyncio.create_task(self._disconnected())
         stopping = asyncio.create_task(self.svc.stopping.wait())
+        self._ends = {gone, stopping}
         try:
-            while True:
-                getter = asyncio.create_task(self.queue.get())
-                done, _ = await asyncio.wait({getter, gone, stopping, pump}, timeout=KEEPALIVE_SECONDS,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    chunk = getter.result()
-                else:
-                    getter.cancel()
-                    if done:
-                        break  # client gone, gateway stopping, or the log follower ended
-                    chunk = b": keep-alive\n\n"
-                try:
-                    await asyncio.wait_for(
-                        self.send({"type": "http.response.body", "body": chunk, "more_body": True}), SEND_TIMEOUT_SECONDS
-                    )
-                except (TimeoutError, OSError):
-                    break
+            await self._stream(mailbox)
+        except _StreamEnded:
+            pass
         finally:
-            unsubscribe()
+            client_gone = gone.done() and not gone.cancelled()
+            self.svc.feed.unsubscribe(mailbox)
             self.svc.sse_subscribers -= 1
-            for task in (pump, gone, stopping):
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            gone.cancel()
+            stopping.cancel()
+        if not client_gone:
+            await self._finish()
 
+    async def _stream(self, mailbox: Mailbox) -> None:
+        if self.resume is None:
+            head = self.svc.events.head
+            await self._send_frames(await self.svc.read(lambda c: backlog(c, head, self.types)))
+            self.cursor = FrameId(head, LAST_INDEX)
+        catching_up = True
+        while True:
+            if mailbox.closed:
+                raise _StreamEnded("feed closed")
+            if catching_up or mailbox.overflowed:
+                mailbox.rearm()
+                page = await self.svc.read(functools.partial(frames_after, cursor=self.cursor, types=self.types))
+                await self._send_frames(page.frames)
+                self.cursor = max(self.cursor, page.cursor)
+                catching_up = not page.complete
+                continue
+            pending = mailbox.take()
+            if pending:
+                await self._send_frames(pending)
+                continue
+            waiting = asyncio.ensure_future(mailbox.wait())
+            try:
+                done, _ = await asyncio.wait({waiting, *self._ends}, timeout=KEEPALIVE_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+            if self._ends & done:
+                raise _StreamEnded("client gone or gateway stopping")
+            if not done:
+                await self._send(KEEPALIVE)
+            else:
+                # Gather what the next commits bring and send it as one chunk: each subscriber
+                # then wakes at most ~20 times a second however busy the log, so many
+                # subscribers do not tax the loop the workers and the API share.
+                await asyncio.sleep(COALESCE_SECONDS)
 
-def _extra_index(fid: str) -> int:
-    return int(fid.split(".", 1)[1]) if "." in fid else 0
+    async def _send_frames(self, frames: list[WireFrame]) -> None:
+        chunk: list[bytes] = []
+        size = 0
+        for frame in frames:
+            if frame.id is not None:
+                if frame.id <= self.cursor:
+                    continue  # already sent (the log read and the feed overlap)
+                self.cursor = frame.id
+            chunk.append(frame.wire)
+            size += len(frame.wire)
+            if size >= SEND_CHUNK_BYTES:
+                await self._send(b"".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            await self._send(b"".join(chunk))
+
+    async def _send(self, body: bytes) -> None:
+        """Send, unless the socket does not drain for 60 s, the client leaves, or we stop."""
+        sending = asyncio.ensure_future(self.send({"type": "http.response.body", "body": body, "more_body": True}))
+        try:
+            done, _ = await asyncio.wait({sending, *self._ends}, timeout=SEND_TIMEOUT_SECONDS,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not sending.done():
+                sending.cancel()
+        if sending in done:
+            sending.result()
+            return
+        if not done:
+            log.warn("sse client dropped: socket not drained", seconds=SEND_TIMEOUT_SECONDS)
+        raise _StreamEnded("send did not complete")
+
+    async def _finish(self) -> None:
+        """End the response; a client that does not drain gets its connection closed instead."""
+        closing = asyncio.ensure_future(self.send({"type": "http.response.body", "body": b"", "more_body": False}))
+        done, _ = await asyncio.wait({closing}, timeout=FINAL_SEND_SECONDS)
+        if closing in done:
+            if not closing.cancelled() and closing.exception() is not None:
+                log.debug("sse stream could not be closed cleanly", error=repr(closing.exception()))
+        else:
+            closing.cancel()

@@ -511,12 +511,12 @@ class EventLog:
         In-process commits wake followers at once; appends by other processes are seen within
         ``poll`` seconds.
         """
-        conn = await asyncio.to_thread(self.reader)
+        reader = _ThreadedReader(self.reader)
         position = from_position
         try:
             while True:
                 waiter = self._changed
-                rows = await asyncio.to_thread(read_rows, conn, position, batch)
+                rows = await reader.run(read_rows, position, batch)
                 for rec in rows:
                     position = rec.position
                     yield rec
@@ -525,10 +525,60 @@ class EventLog:
                 if waiter is None:
                     await asyncio.sleep(poll)
                 else:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                    # that lands as the wait completes, and the follower would then never stop.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(waiter.wait(), timeout=poll)
+                        async with asyncio.timeout(poll):
+                            await waiter.wait()
         finally:
-            conn.close()
+            reader.close()
+
+
+class _ThreadedReader:
+    """A read-only connection used from worker threads, one call at a time.
+
+    sqlite3 crashes the process (SIGSEGV) when a connection is closed while another thread is
+    still running a statement on it. A cancelled ``await`` does not stop the thread doing the
+    read, so ``close`` never closes under a read still in flight: it leaves that to whichever
+    thread finishes the read.
+    """
+
+    def __init__(self, connect_reader: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect_reader
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(self._call, fn, *args)
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            if self._closed:
+                raise LogClosed("reader is closed")
+            if self._conn is None:
+                self._conn = self._connect()
+            return fn(self._conn, *args)
+
+    def close(self) -> None:
+        """Close now if idle, else as soon as the read in flight returns (in its own thread)."""
+        self._closed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._close_conn()
+            finally:
+                self._lock.release()
+        else:
+            threading.Thread(target=self._close_when_idle, name="ductile-reader-close", daemon=True).start()
+
+    def _close_when_idle(self) -> None:
+        with self._lock:
+            self._close_conn()
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 def read_rows(conn: sqlite3.Connection, from_position: int = 0, limit: int | None = None) -> list[Recorded]:

@@ -14,6 +14,8 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -45,6 +47,9 @@ from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
 
 log = Log("main")
 route_log = Log("router")
+COMPONENT_STOP_SECONDS = 12.0  # uvicorn's 10 s for in-flight requests, plus a margin
+CANCEL_SECONDS = 2.0
+EXIT_DEADLINE_SECONDS = 5.0
 
 
 class BootError(RuntimeError):
@@ -127,9 +132,7 @@ class Gateway:
             # A fault inside the gateway: one ERROR line, exit 1, so a service manager restarts it.
             log.error("gateway failed", error_type=type(exc).__name__, error=str(exc))
             print(f"gateway failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await _cancel_bounded(self._tasks)
             return 1
         finally:
             await events.aclose()
@@ -225,11 +228,13 @@ class Gateway:
             server.should_exit = True
         await dispatcher.stop(0 if self._force else config.service.shutdown_grace)
         scheduler.stop()
-        for t in tasks:
-            if not t.done():
-                # The API server drains in-flight requests for up to 10 s.
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(t, timeout=12)
+        # The API server drains in-flight requests for up to 10 s. asyncio.wait, never a
+        # suppressed wait_for: a CancelledError meant for this task must not be swallowed.
+        pending = [t for t in tasks if not t.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=COMPONENT_STOP_SECONDS)
+            await _cancel_bounded(late)
+        await services.feed.close()
         scheduler.close()
         retention.close()
         await events.append("system", [GatewayStopped(pid=os.getpid(), at=now_ns())])
@@ -292,6 +297,41 @@ def _progress_printer():  # type: ignore[no-untyped-def]
     return show
 
 
+async def _cancel_bounded(tasks: set[asyncio.Task[None]] | list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and give them a moment to unwind; one that will not end is logged."""
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return
+    _, stuck = await asyncio.wait(tasks, timeout=CANCEL_SECONDS)
+    for t in stuck:
+        log.warn("component did not stop when cancelled", component=t.get_name())
+
+
+def _exit_after(code: int, seconds: float) -> None:
+    """The last line of defence of a stop: once the gateway has stopped, the process ends within
+    ``seconds`` even if a stray task ignores its cancellation or a non-daemon thread never
+    returns (either would otherwise keep ``asyncio.run`` or the interpreter waiting forever)."""
+
+    def expire() -> None:
+        time.sleep(seconds)
+        stray = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+        log.warn("process did not exit after the gateway stopped; exiting now", seconds=seconds,
+                 threads=",".join(stray) or None)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+    threading.Thread(target=expire, name="ductile-exit-deadline", daemon=True).start()
+
+
 def start(source: ConfigSource) -> int:
     logs.configure()
-    return asyncio.run(Gateway(source).run())
+
+    async def main() -> int:
+        code = await Gateway(source).run()
+        _exit_after(code, EXIT_DEADLINE_SECONDS)
+        return code
+
+    return asyncio.run(main())

@@ -11,6 +11,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from ductile.commands.jobs import nominal_schedule_ms
 from ductile.events.record import Recorded
 from ductile.events.timefmt import rfc3339
@@ -36,6 +38,34 @@ from ductile.events.types import (
 Frame = tuple[str, dict[str, Any]]
 NS_PER_MS = 1_000_000
 LIVE_TYPES = frozenset({"scheduler.tick", "plugin.spawned", "job.preflight"})
+LAST_INDEX = 1 << 30  # "every frame of this position": no event yields this many frames
+_encoder = msgspec.json.Encoder()
+
+
+class FrameId(msgspec.Struct, frozen=True, order=True, gc=False):
+    """An SSE id: ``position`` (``index`` 0) or ``position.index`` for an extra frame."""
+
+    position: int
+    index: int = 0
+
+    def __str__(self) -> str:
+        return str(self.position) if self.index == 0 else f"{self.position}.{self.index}"
+
+
+class WireFrame(msgspec.Struct, frozen=True, gc=False):
+    """A frame encoded once for the SSE wire and shared by every subscriber. ``id`` is None
+    for live frames, which are never logged nor replayed."""
+
+    id: FrameId | None
+    type: str
+    wire: bytes
+
+
+def encode_frame(frame_id: FrameId | None, type_: str, payload: dict[str, Any]) -> WireFrame:
+    head = f"id: {frame_id}\n" if frame_id is not None else ""
+    wire = (head + f"event: {type_}\ndata: ").encode() + _encoder.encode(payload) + b"\n\n"
+    return WireFrame(frame_id, type_, wire)
+
 
 
 def _compact(d: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from ductile.config.model import Config
 from ductile.events.log import EventLog
 from ductile.events.timefmt import NS
 from ductile.runtime.catalog import Catalog
+from ductile.runtime.event_feed import EventFeed
 from ductile.runtime.observations import LiveHub
 from ductile.system.logs import Log
 
@@ -51,6 +52,7 @@ class Services:
         self.pipelines: dict[str, Any] = {}  # name -> ductile.pipelines.graph.Pipeline
         self.router: Any = None  # ductile.commands.routing.Router
         self.live = LiveHub()
+        self.feed = EventFeed(events, self.live)  # the SSE streams' one follower of the log
         self.sse_subscribers = 0
         self.stopping = asyncio.Event()
         self._local = threading.local()

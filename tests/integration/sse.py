@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from typing import Any
@@ -52,3 +54,31 @@ class SseReader:
 
     def close(self) -> None:
         self._stop.set()
+
+
+def open_raw_stream(port: int, token: str, rcvbuf: int | None = None, last_event_id: str | None = None) -> socket.socket:
+    """A raw ``GET /events`` on a socket the caller controls (read it, stall it, or drop it)."""
+    sock = socket.socket()
+    if rcvbuf is not None:
+        # Set before connect: a small window makes the server's sends back up quickly.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
+    sock.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}\r\n".encode())
+    return sock
+
+
+def read_once_and_close(port: int, token: str, last_event_id: str | None = None) -> None:
+    """Connect to ``/events``, read one chunk and close abruptly (RST), as a flaky client does."""
+    try:
+        sock = open_raw_stream(port, token, last_event_id=last_event_id)
+    except OSError:
+        return  # the caller checks the gateway is still up
+    try:
+        sock.recv(4096)
+    except OSError:
+        pass
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()

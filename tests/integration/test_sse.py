@@ -127,3 +127,37 @@ def test_a_client_that_never_reads_does_not_slow_jobs(gateway: Any) -> None:
         assert time.monotonic() - started < 30
     finally:
         stalled.close()
+
+
+def test_resume_from_an_event_with_extra_frames_delivers_those_extra_frames(gateway: Any) -> None:
+    gw = gateway(PLUGINS)
+    job_id = gw.trigger("behave", payload={"mode": "error", "error": "nope"})
+    gw.wait_job(job_id)
+    with gw.db() as db:
+        (position,) = db.execute("SELECT position FROM events WHERE type = 'JobFailed'").fetchone()
+    # JobFailed yields job.retry_exhausted (id N) and job.failed (id N.1): resuming at N owes N.1.
+    resumed = SseReader(f"{gw.url}/events", {**AUTH, "Last-Event-ID": str(position)})
+    got = resumed.wait_for(lambda fs: len(logged(fs)) >= 1)
+    first = logged(got)[0]
+    assert (first["id"], first["event"]) == (f"{position}.1", "job.failed")
+    assert first["data"]["job_id"] == job_id
+    resumed.close()
+    again = SseReader(f"{gw.url}/events", {**AUTH, "Last-Event-ID": f"{position}.1"})
+    gw.wait_job(gw.trigger("shellok"))
+    got = again.wait_for(lambda fs: any(f.get("event") == "job.completed" for f in fs))
+    assert int(logged(got)[0]["id"].split(".")[0]) > position, "N.1 is not sent again"
+    again.close()
+
+
+def test_a_last_event_id_beyond_the_log_head_is_refused(gateway: Any) -> None:
+    gw = gateway(PLUGINS)
+    with gw.db() as db:
+        (head,) = db.execute("SELECT MAX(position) FROM events").fetchone()
+    with httpx.Client(base_url=gw.url, timeout=5) as c:
+        r = c.get("/events", headers={**AUTH, "Last-Event-ID": str(head + 1000)})
+        assert (r.status_code, r.json()) == (400, {"error": "invalid Last-Event-ID"})
+        r = c.get(f"/events?last_event_id={head + 1000}", headers=AUTH)
+        assert r.status_code == 400
+    at_head = SseReader(f"{gw.url}/events", {**AUTH, "Last-Event-ID": str(head)})
+    wait_until(lambda: at_head.status == 200, what="a resume at the head to be accepted")
+    at_head.close()
