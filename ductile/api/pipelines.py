@@ -10,7 +10,7 @@ from litestar import Request, Response, post
 
 from ductile.api.auth import require
 from ductile.api.body import json_object, payload_of
-from ductile.api.errors import ApiError
+from ductile.api.errors import ApiError, internal
 from ductile.api.health import services_of
 from ductile.commands.routing import DispatchRefused
 from ductile.projections import analytics_queries
@@ -54,8 +54,8 @@ async def _run(
         if exc.extra:
             return Response({"error": exc.message, **exc.extra}, status_code=exc.status)
         raise ApiError(exc.status, exc.message) from None
-    except Exception:
-        raise ApiError(500, "failed to enqueue job") from None
+    except Exception as exc:
+        raise internal("failed to enqueue job", exc, pipeline=name) from None
     if not job_ids:
         raise ApiError(500, "failed to enqueue job")
     if not synchronous:
