@@ -27,8 +27,9 @@ from ductile.api import (
     system,
 )
 from ductile.api.auth import TokenSet
+from ductile.api.body import MAX_BODY
 from ductile.api.cors import Cors
-from ductile.api.errors import ApiError
+from ductile.api.errors import ApiError, internal
 from ductile.runtime.metrics import Metrics
 from ductile.runtime.services import Services
 from ductile.system.logs import Log
@@ -58,8 +59,8 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
     return _error(exc.status_code, str(exc.detail or "error"))
 
 
-def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
-    log.error("unhandled API error", error_type=type(exc).__name__)
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
+    internal("unhandled API error", exc, method=request.method, path=request.url.path)
     return _error(500, "internal error")
 
 
@@ -113,6 +114,8 @@ def create_app(services: Services, tokens: TokenSet, metrics: Metrics | None = N
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal},
         openapi_config=None,
         logging_config=None,
+        # Litestar's own default (10,000,000 bytes) would fire before api.md's 10 MiB.
+        request_max_body_size=MAX_BODY,
         debug=False,
     )
     app.state.services = services

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import traceback
+from typing import Any
+
+from ductile.system.logs import Log
+
+log = Log("api")
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
@@ -17,3 +24,11 @@ def unauthorized(message: str) -> ApiError:
 
 def forbidden() -> ApiError:
     return ApiError(403, "insufficient scope")
+
+
+def internal(message: str, exc: BaseException, **fields: Any) -> ApiError:
+    """A 500 with ``message``. The fault is logged here, once, with its traceback; the answer
+    never carries one (api.md §1)."""
+    log.error(message, error_type=type(exc).__name__, error=str(exc),
+              traceback="".join(traceback.format_exception(exc)), **fields)
+    return ApiError(500, message)

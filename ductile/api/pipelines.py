@@ -10,7 +10,7 @@ from litestar import Request, Response, post
 
 from ductile.api.auth import require
 from ductile.api.body import json_object, payload_of
-from ductile.api.errors import ApiError
+from ductile.api.errors import ApiError, internal
 from ductile.api.health import services_of
 from ductile.commands.routing import DispatchRefused
 from ductile.projections import analytics_queries
@@ -54,8 +54,8 @@ async def _run(
         if exc.extra:
             return Response({"error": exc.message, **exc.extra}, status_code=exc.status)
         raise ApiError(exc.status, exc.message) from None
-    except Exception:
-        raise ApiError(500, "failed to enqueue job") from None
+    except Exception as exc:
+        raise internal("failed to enqueue job", exc, pipeline=name) from None
     if not job_ids:
         raise ApiError(500, "failed to enqueue job")
     if not synchronous:
@@ -84,8 +84,9 @@ def _summary(root: str, tree: list[dict[str, Any]], terminals: list[str], starte
     by_completion = sorted((n for n in tree if n.get("completed_at")), key=lambda n: n["completed_at"])
     failed = [n for n in by_completion if n["status"] in FAILURES]
     status = failed[0]["status"] if failed else "succeeded"
-    last_terminal = [n for n in by_completion if n.get("step_id") in terminals and n["status"] == "succeeded"]
-    source = last_terminal[-1] if last_terminal else next((n for n in tree if n["job_id"] == root), None)
+    # pipelines.md §9: the last-completed job on a terminal node, whatever its status; else the root.
+    on_terminals = [n for n in by_completion if n.get("step_id") in terminals]
+    source = on_terminals[-1] if on_terminals else next((n for n in tree if n["job_id"] == root), None)
     out: dict[str, Any] = {"job_id": root, "status": status, "duration_ms": int((time.monotonic() - started) * 1000)}
     result = (source or {}).get("result")
     if isinstance(result, dict) and "result" in result:

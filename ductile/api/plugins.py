@@ -8,7 +8,7 @@ from litestar import Request, Response, get, post
 
 from ductile.api.auth import require
 from ductile.api.body import json_object, payload_of
-from ductile.api.errors import ApiError, forbidden
+from ductile.api.errors import ApiError, forbidden, internal
 from ductile.api.health import services_of
 
 
@@ -44,8 +44,8 @@ async def trigger(request: Request[Any, Any, Any], plugin: str, command: str) ->
         payload = {"type": "api.trigger", "payload": payload}
     try:
         outcome = await svc.enqueue(plugin, command, payload, "api", direct=True)
-    except Exception:
-        raise ApiError(500, "failed to enqueue job") from None
+    except Exception as exc:
+        raise internal("failed to enqueue job", exc, plugin=plugin, command=command) from None
     return Response(
         {"job_id": outcome.job_id, "status": "queued", "plugin": plugin, "command": command}, status_code=202
     )

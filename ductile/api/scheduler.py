@@ -8,7 +8,7 @@ from litestar import Request, Response, get, post
 
 from ductile.api.auth import require
 from ductile.api.body import json_object
-from ductile.api.errors import ApiError
+from ductile.api.errors import ApiError, internal
 from ductile.api.health import services_of
 from ductile.commands import schedule_units
 from ductile.projections import schedule_queries
@@ -20,8 +20,8 @@ async def scheduler_jobs(request: Request[Any, Any, Any]) -> dict[str, Any]:
     svc = services_of(request)
     try:
         return await svc.read(lambda c: schedule_queries.scheduler_jobs(c, svc.schedule_specs))
-    except Exception:
-        raise ApiError(500, "failed to read schedules") from None
+    except Exception as exc:
+        raise internal("failed to read schedules", exc) from None
 
 
 @post("/system/breaker/{plugin:str}/reset", status_code=200)
@@ -31,8 +31,11 @@ async def reset_breaker(request: Request[Any, Any, Any], plugin: str) -> Respons
     if svc.catalog.get(plugin) is None:
         raise ApiError(404, "plugin not found")
     body = await json_object(request)
-    command = body.get("command") or "poll"
-    if not isinstance(command, str):
+    command = body.get("command")
+    if command is None or command == "":
+        command = "poll"  # api.md §3: `{command?}`, default `poll`
+    elif not isinstance(command, str):
+        # Checked before any default: `false`, `0`, `[]` are refused, not read as "absent".
         raise ApiError(400, "command must be a string")
     await svc.events.submit(lambda tx: schedule_units.reset_breaker(tx, plugin, command))
     return Response({"plugin": plugin, "command": command, "state": "closed"}, status_code=200)

@@ -1,11 +1,131 @@
-"""Serve the API with uvicorn on the gateway's own event loop."""
+"""Serve the API with uvicorn on the gateway's own event loop, with api.md §1's timeouts."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from typing import Any, ClassVar
 
+import h11
+import msgspec
 import uvicorn
 from litestar import Litestar
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ductile.system.logs import Log
+
+log = Log("api")
+
+_STREAM = b"text/event-stream"
+_INVALID_REQUEST = b'{"error":"invalid request"}'
+
+
+class HttpTimeouts(msgspec.Struct, frozen=True):
+    """api.md §1, in seconds. The defaults are the spec's; tests pass shorter ones."""
+
+    read: float = 10.0  # from a request's first byte (or the connection) until it is fully received
+    write: float = 600.0  # from a request's headers until its response is complete; long enough for sync pipelines
+    idle: float = 60.0  # keep-alive: between one response and the next request
+    shutdown: float = 10.0  # a graceful stop waits this long for requests in flight
+
+
+class GatewayHttpProtocol(H11Protocol):
+    """uvicorn's h11 protocol plus read and write deadlines, and a JSON body on its own 400.
+
+    uvicorn only times out idle keep-alive connections: a client that sends half a request, or
+    never reads its response, would hold a connection (and a handler) forever. A deadline that
+    passes closes the transport; uvicorn then reports ``http.disconnect`` to the handler and
+    drops what it still sends.
+    """
+
+    timeouts: ClassVar[HttpTimeouts] = HttpTimeouts()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_deadline: asyncio.TimerHandle | None = None
+        self._write_deadline: asyncio.TimerHandle | None = None
+        self._timed_cycle: object | None = None
+        self.app = self._watch_responses(self.app)
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # A connection that never completes its first request counts as a slow read.
+        self._read_deadline = self.loop.call_later(self.timeouts.read, self._read_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_read()
+        self._cancel_write()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        their = self.conn.their_state
+        if their in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
+            self._cancel_read()  # the request is fully read; the write deadline takes over
+        elif self._read_deadline is None and (their is h11.SEND_BODY or self.conn.trailing_data[0]):
+            # Bytes of the next request on a kept-alive connection: its read deadline starts now.
+            self._read_deadline = self.loop.call_later(self.timeouts.read, self._read_timed_out)
+        if self.cycle is not None and self.cycle is not self._timed_cycle and not self.cycle.response_complete:
+            self._timed_cycle = self.cycle
+            self._cancel_write()
+            self._write_deadline = self.loop.call_later(self.timeouts.write, self._write_timed_out)
+
+    def on_response_complete(self) -> None:
+        self._cancel_write()
+        super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (e.g. a raw 0xFF byte in the path): api.md §1 wants JSON, not
+        uvicorn's plain text."""
+        response = h11.Response(status_code=400, reason=b"Bad Request", headers=[
+            (b"content-type", b"application/json"), (b"connection", b"close"),
+            (b"content-length", str(len(_INVALID_REQUEST)).encode()),
+        ])
+        for event in (response, h11.Data(data=_INVALID_REQUEST), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+    def _watch_responses(self, app: Any) -> Any:
+        async def watched(scope: Any, receive: Any, send: Any) -> None:
+            async def watched_send(message: Any) -> None:
+                if message["type"] == "http.response.start" and any(
+                    k.lower() == b"content-type" and v.startswith(_STREAM) for k, v in message.get("headers", [])
+                ):
+                    # An SSE stream never completes. Its slow readers are cut by its own drain rule
+                    # (api.md §5), not by a deadline that would end every stream after 10 minutes.
+                    self._cancel_write()
+                await send(message)
+
+            await app(scope, receive, watched_send)
+
+        return watched
+
+    def _read_timed_out(self) -> None:
+        self._read_deadline = None
+        if not self.transport.is_closing():
+            log.info("http read timeout", client=_addr(self.client), timeout_s=self.timeouts.read)
+            self.transport.close()
+
+    def _write_timed_out(self) -> None:
+        self._write_deadline = None
+        if not self.transport.is_closing():
+            log.info("http write timeout", client=_addr(self.client), timeout_s=self.timeouts.write,
+                     path=self.scope.get("path") if self.scope else None)
+            self.transport.close()
+
+    def _cancel_read(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _cancel_write(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+
+def _addr(client: tuple[str, int] | None) -> str | None:
+    return f"{client[0]}:{client[1]}" if client else None
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -13,10 +133,12 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def make_server(app: Litestar, host: str, port: int) -> uvicorn.Server:
+def make_server(app: Litestar | Any, host: str, port: int, timeouts: HttpTimeouts | None = None) -> uvicorn.Server:
+    timeouts = timeouts or HttpTimeouts()
+    protocol = type("GatewayHttpProtocol", (GatewayHttpProtocol,), {"timeouts": timeouts})
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-        timeout_keep_alive=60, timeout_graceful_shutdown=10, server_header=False,
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="off", http=protocol,
+        timeout_keep_alive=int(timeouts.idle), timeout_graceful_shutdown=int(timeouts.shutdown), server_header=False,
     )
     server = uvicorn.Server(config)
     # The gateway owns signal handling (graceful stop, second-signal skip, reload). uvicorn's

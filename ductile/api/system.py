@@ -16,7 +16,7 @@ from litestar import Request, get, post
 
 import ductile
 from ductile.api.auth import require
-from ductile.api.errors import ApiError
+from ductile.api.errors import ApiError, internal
 from ductile.api.health import services_of
 from ductile.config.model import Config
 from ductile.config.redaction import REDACTED, redact
@@ -25,9 +25,7 @@ from ductile.events.timefmt import NS, now_ns, rfc3339
 from ductile.projections.registry import ALL as PROJECTIONS
 from ductile.runtime.catalog import Catalog, LoadedPlugin
 from ductile.runtime.services import Services
-from ductile.system.logs import Log
 
-log = Log("api")
 SYSTEM_READ = ("system:ro", "system:rw")
 MANIFEST_FILE = "manifest.yaml"
 LOW_DISK_BYTES = 1 << 30
@@ -266,8 +264,7 @@ async def system_doctor(request: Request[Any, Any, Any]) -> dict[str, Any]:
     try:
         checks = await svc.read(lambda c: doctor_checks(svc.config, svc.catalog, c))
     except Exception as exc:
-        log.error("doctor run failed", error_type=type(exc).__name__, error=str(exc))
-        raise ApiError(500, "doctor run failed") from None
+        raise internal("doctor run failed", exc) from None
     return {"ok": not any(c.get("severity") == "error" for c in checks), "captured_at": rfc3339(now_ns()),
             "checks": checks}
 
@@ -365,8 +362,7 @@ async def system_selfcheck(request: Request[Any, Any, Any]) -> dict[str, Any]:
     try:
         checks = await asyncio.to_thread(selfcheck_checks, svc.events.reader, svc.config)
     except Exception as exc:
-        log.error("selfcheck run failed", error_type=type(exc).__name__, error=str(exc))
-        raise ApiError(500, "selfcheck run failed") from None
+        raise internal("selfcheck run failed", exc) from None
     finally:
         state.selfcheck_running = False
     return {"healthy": all(c["ok"] for c in checks), "captured_at": rfc3339(now_ns()), "checks": checks}

@@ -11,12 +11,11 @@ from typing import Any
 
 import msgspec
 
+from ductile import json_limits
 from ductile.events.timefmt import parse_rfc3339, sql_ts
 
 STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "dead", "skipped")
 STATUS_ALIASES = {"pending": "queued", "ok": "succeeded", "error": "failed"}
-
-_decode_any = msgspec.json.Decoder()
 
 
 class QueryError(ValueError):
@@ -33,11 +32,16 @@ def normalise_status(value: str | None) -> str | None:
 
 
 def decode_result(raw: str | None) -> Any:
+    """Stored JSON text as a value, or the text itself when it is not JSON or nests too deeply.
+
+    A plugin's stdout is stored as it came, and a response nested past ``json_limits.MAX_DEPTH``
+    would crash the decoder (or the encoder of the answer) on every read of the job.
+    """
     if raw is None:
         return None
     try:
-        return _decode_any.decode(raw)
-    except msgspec.DecodeError:
+        return json_limits.decode(raw)
+    except (msgspec.DecodeError, json_limits.TooDeep):
         return raw
 
 
@@ -66,7 +70,7 @@ def get_job(conn: sqlite3.Connection, job_id: str, *, with_result: bool = True, 
         job["result"] = decode_result(row[14])
         job["last_error"] = row[15]
     if full:
-        job["payload"] = _decode_any.decode(row[16])
+        job["payload"] = decode_result(row[16])
         job["dedupe_key"] = row[17]
         job["schedule_id"] = row[18]
         job["source_event_id"] = row[19]
@@ -271,19 +275,25 @@ def context_chain(conn: sqlite3.Connection, context_id: str | None) -> dict[str,
         if row is None:
             break
         if not chain:
-            baggage = {k: v for k, v in _decode_any.decode(row[5]).items() if k != "ductile"}
-        chain.append({"id": row[0], "pipeline_name": row[2], "step_id": row[3], "claims": _decode_any.decode(row[4]),
+            context = decode_result(row[5])
+            baggage = {k: v for k, v in context.items() if k != "ductile"} if isinstance(context, dict) else {}
+        chain.append({"id": row[0], "pipeline_name": row[2], "step_id": row[3], "claims": decode_result(row[4]),
                       "created_at": row[6]})
         current = row[1]
     chain.reverse()
     return {"event_context_id": context_id, "chain": chain, "baggage": baggage}
 
 
+def _event_type(payload: str | None) -> str | None:
+    event = decode_result(payload)
+    return event.get("type") if isinstance(event, dict) else None
+
+
 def dispatches(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     """What routing did with a job's events: children enqueued, then dispatches dropped (deduped,
     refused by depth) from the ledger."""
     out = [
-        _compact({"event_type": _decode_any.decode(r[3]).get("type") if r[3] else None, "pipeline": r[1],
+        _compact({"event_type": _event_type(r[3]), "pipeline": r[1],
                   "step_id": r[2], "outcome": "failed" if r[4] == "failed" and r[5] is None else "enqueued",
                   "job_id": r[0]})
         for r in conn.execute(

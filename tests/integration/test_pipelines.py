@@ -637,6 +637,18 @@ def test_synchronous_pipeline_replies_200_with_the_terminal_result_and_tree(gw: 
     assert [n["status"] for n in failed.json()["tree"]] == ["succeeded", "failed"]
 
 
+def test_a_synchronous_pipeline_whose_terminal_step_failed_replies_with_that_steps_result(gw: Daemon) -> None:
+    """pipelines.md §9: `result` comes from the last-completed job on a terminal node, whatever its
+    status, not from the step before it that succeeded (whose result was "fine")."""
+    resp = post(gw, "/pipeline/sync-fail", {})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    [fine, bad] = body["tree"]
+    assert (fine["step_id"], fine["result"]["result"]) == ("fine", "fine")
+    assert (bad["step_id"], bad["status"]) == ("bad", "failed")
+    assert body["result"] == bad["result"] == {"status": "error", "error": "permanent problem", "retry": False}
+
+
 def test_synchronous_pipeline_past_its_timeout_replies_202_still_running(gw: Daemon) -> None:
     """Also: with ``api.max_concurrent_sync: 1`` a second synchronous call meanwhile gets 503."""
     replies: list[tuple[httpx.Response, float]] = []
