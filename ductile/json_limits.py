@@ -70,17 +70,26 @@ def decode(text: bytes | str) -> Any:
         raise TooDeep() from None
 
 
+def first_wide_int(value: Any, root: str = "$") -> str | None:
+    """Where the first integer in ``value`` outside ``INT_MIN..INT_MAX`` is (``$.payload.n``; with
+    ``root=""``, ``state_updates.n``), or ``None``. Iterative: the value may nest deeply."""
+    stack: list[tuple[Any, str]] = [(value, root)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k)) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
+        elif type(item) is int and not INT_MIN <= item <= INT_MAX:
+            return path
+    return None
+
+
 def check_int_width(value: Any, text: bytes) -> None:
     """Raise ``IntTooWide`` for the first integer in ``value`` (decoded from ``text``) outside
     ``INT_MIN..INT_MAX``."""
     if not _LONG_DIGITS.search(text):
         return
-    stack: list[tuple[Any, str]] = [(value, "$")]
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, dict):
-            stack.extend((v, f"{path}.{k}") for k, v in reversed(item.items()))
-        elif isinstance(item, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
-        elif type(item) is int and not INT_MIN <= item <= INT_MAX:
-            raise IntTooWide(path)
+    path = first_wide_int(value)
+    if path is not None:
+        raise IntTooWide(path)

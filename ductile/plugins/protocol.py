@@ -15,6 +15,7 @@ from typing import TypeVar
 import msgspec
 
 from ductile.events.types import StopwatchSub
+from ductile.json_limits import first_wide_int
 
 PROTOCOL = 2
 RESERVED_EVENT_PREFIX = "ductile."
@@ -23,10 +24,6 @@ NO_OUTPUT = "plugin spawn failed: decode response: plugin produced no output on 
 NOT_JSON = "plugin spawn failed: decode response: plugin output is not valid JSON"
 ERROR_WITHOUT_MESSAGE = "plugin returned status error without message"
 INT_OUT_OF_RANGE = "plugin spawn failed: decode response: integer out of range at {path} (allowed: -2^63 to 2^64-1)"
-
-# What the event log's msgpack can hold; a larger integer in anything Ductile records would make
-# the completion itself fail.
-INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 _T = TypeVar("_T")
 
@@ -180,27 +177,12 @@ def _check_integers(raw: dict) -> None:
     try:
         msgspec.msgpack.encode(kept)  # one pass in C; the path is looked for only on failure
     except OverflowError:
-        path = _out_of_range(kept, "") or "?"
+        # What the event log's msgpack can hold: a wider integer would make the completion fail.
+        path = first_wide_int(kept, root="") or "?"
         raise ProtocolError(INT_OUT_OF_RANGE.format(path=path)) from None
 
 
 _KEPT_KEYS = ("events", "state_updates", "ductile_stopwatch_subs")
-
-
-def _out_of_range(value: object, path: str) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return path if not INT_MIN <= value <= INT_MAX else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _out_of_range(item, f"{path}.{key}" if path else str(key))
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _out_of_range(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
 
 
 def _optional(raw: dict, key: str, kind: type[_T], default: _T) -> _T:
