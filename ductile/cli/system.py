@@ -223,9 +223,7 @@ def stop(
     while holder(lock_path) is not None:
         if time.monotonic() >= deadline:
             message = f"gateway still running after {shown} (pid {pid})"
-            if json:
-                emit_json({"status": "timeout", "pid": pid, "error": message})
-            raise fail(message)
+            raise fail(message, json=json, document={"status": "timeout", "pid": pid, "error": message})
         time.sleep(0.05)
     if json:
         emit_json({"status": "stopped", "pid": pid})
@@ -270,9 +268,7 @@ def reload(
     # The daemon does not apply a reload yet (it logs "config reload failed"), so there is no outcome
     # to wait for: say so rather than report a reload that did not happen.
     message = f"reload requested (pid {pid}); this version does not apply config changes until restart"
-    if json:
-        emit_json({"status": "not_applied", "pid": pid, "error": message})
-    raise fail(message)
+    raise fail(message, json=json, document={"status": "not_applied", "pid": pid, "error": message})
 
 
 def _reload_over_api(api_url: str, api_key: str | None, seconds: float, json: bool) -> int:
@@ -284,9 +280,7 @@ def _reload_over_api(api_url: str, api_key: str | None, seconds: float, json: bo
     except GatewayHttpError as exc:
         if exc.status == 409:
             error = exc.error if exc.error.startswith("config reload rejected") else f"config reload rejected: {exc.error}"
-            if json:
-                emit_json({"status": "rejected", "error": error})
-            raise fail(error) from None
+            raise fail(error, json=json, document={"status": "rejected", "error": error}) from None
         raise fail(exc.message, json=json) from None
     except CliFailure as exc:
         raise fail(exc.message, json=json) from None
