@@ -119,6 +119,10 @@ class Config(msgspec.Struct, frozen=True):
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
     locations: dict[str, str] = {}  # dot path ("pipelines[2].steps") -> "file:line" of the winning value
 
+    def relay_instance_names(self) -> set[str]:
+        """The names under ``instances:``: the peers a ``relay:`` step may name (pipelines.md §10)."""
+        return {i["name"] for i in self.raw.get("instances") or [] if isinstance(i, dict) and isinstance(i.get("name"), str)}
+
     def location(self, path: str) -> str | None:
         """``"file:line"`` of the value at ``path`` or of its nearest ancestor, if known."""
         candidate = path

@@ -53,6 +53,7 @@ def load_pipelines(config: Config, catalog: Catalog) -> Compiled:
     compiled = compile_pipelines(
         config.pipelines, enabled=set(catalog.plugins), configured=set(config.plugins), parse_duration=parse_duration,
         configured_enabled={name for name, entry in config.plugins.items() if entry.enabled},
+        relay_instances=config.relay_instance_names(),
     )
     if compiled.errors:
         raise ConfigError("\n".join(compiled.errors))
