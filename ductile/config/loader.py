@@ -89,6 +89,7 @@ def load_config(source: ConfigSource, environ: MutableMapping[str, str] | None =
         warnings=warnings,
         secrets=secrets,
         locations=merged.origins.as_dotted(),
+        interpolated=merged.origins.templates(),
     )
 
 

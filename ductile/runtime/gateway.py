@@ -23,7 +23,7 @@ from ductile.config.durations import parse_duration
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
 from ductile.config.model import Config, PluginEntry
-from ductile.config.redaction import redact
+from ductile.config.redaction import snapshot_document
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
 from ductile.events.timefmt import NS, now_ns, rfc3339
@@ -158,7 +158,7 @@ class Gateway:
         services.pipelines = self.pipelines.pipelines if self.pipelines else {}
         snapshot_id = str(uuid.uuid4())
         await events.append("system", [
-            ConfigSnapshotted(snapshot_id=snapshot_id, reason="startup", config=redact(config.raw), at=now_ns())
+            ConfigSnapshotted(snapshot_id=snapshot_id, reason="startup", config=snapshot_document(config), at=now_ns())
         ])
         services.config_snapshot_id = snapshot_id
         router = build_router(config, catalog, services.pipelines)
