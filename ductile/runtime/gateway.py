@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
 import ductile
 from ductile.commands import job_units
@@ -41,11 +42,26 @@ from ductile.system import logs
 from ductile.system.logs import Log
 from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
 
+if TYPE_CHECKING:
+    import uvicorn
+
 log = Log("main")
 
 
 class BootError(RuntimeError):
     pass
+
+
+async def _serve_api(server: uvicorn.Server) -> None:
+    """``server.serve()``, except that a failed bind is an error rather than the process's end.
+
+    uvicorn logs why it cannot bind and then raises SystemExit, which asyncio lets escape the
+    loop: the gateway would end with uvicorn's exit code and no boot-failed message.
+    """
+    try:
+        await server.serve()
+    except SystemExit:
+        raise BootError("the server could not start (see the uvicorn.error line above)") from None
 
 
 def load_pipelines(config: Config, catalog: Catalog) -> Compiled:
@@ -197,15 +213,16 @@ class Gateway:
             host, port = split_listen(config.api.listen)
             # The access log wraps the whole app: Litestar middleware would miss 404/405 answers.
             server = make_server(access_log(create_app(services, tokens, metrics=metrics)), host, port)
-            server_task = asyncio.create_task(server.serve(), name="api")
+            server_task = asyncio.create_task(_serve_api(server), name="api")
             while not server.started and not server_task.done():
                 await asyncio.sleep(0.01)
             if server_task.done():
+                reason = server_task.exception() if not server_task.cancelled() else None
                 await dispatcher.stop(0)
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                return self._boot_failed(f"api: failed to listen on {config.api.listen}")
+                return self._boot_failed(f"api: failed to listen on {config.api.listen}" + (f": {reason}" if reason else ""))
             tasks.append(server_task)
         await events.append("system", [GatewayStarted(version=ductile.__version__, pid=os.getpid(),
                                                       posture=services.posture, at=now_ns())])
