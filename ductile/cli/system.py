@@ -36,7 +36,7 @@ def rebuild(
     json: bool = False,
 ) -> int:
     """Drop projections and rebuild them from the event log (the gateway must be stopped)."""
-    from ductile.events.log import connect
+    from ductile.events.log import EmptyStateDatabase, connect, refuse_empty_state_file
     from ductile.projections.registry import default_runner
     from ductile.projections.runner import UnknownProjection
     from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
@@ -50,6 +50,10 @@ def rebuild(
         raise fail(str(exc), json=json) from None
     if not cfg.state_path.exists():
         raise fail(f"state database {cfg.state_path} does not exist", json=json)
+    try:
+        refuse_empty_state_file(cfg.state_path)
+    except EmptyStateDatabase as exc:
+        raise fail(str(exc), json=json) from None
     try:
         lock = PidLock(pid_path(cfg.state_path)).acquire()
     except PidLockHeld as exc:
@@ -159,6 +163,7 @@ def reset(
     else:
         from ductile.commands import schedule_units
         from ductile.events.log import EventLog
+        from ductile.events.schema import UnknownSchema
         from ductile.projections.registry import default_runner
         from ductile.system.pidlock import PidLock, PidLockHeld
 
@@ -167,7 +172,10 @@ def reset(
         except PidLockHeld as exc:
             raise fail(str(exc), json=json) from None
         try:
-            log = EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync()
+            try:
+                log = EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync()
+            except UnknownSchema as exc:
+                raise fail(str(exc), json=json) from None
             try:
                 log.submit_sync(lambda tx: schedule_units.reset_breaker(tx, plugin, command))
             finally:

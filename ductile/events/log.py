@@ -234,12 +234,16 @@ def prepare_state_file(path: Path) -> bool:
         return True
     except FileExistsError:
         pass
+    refuse_empty_state_file(path)
+    return False
+
+
+def refuse_empty_state_file(path: Path) -> None:
     if path.stat().st_size == 0:
         raise EmptyStateDatabase(
             f"state database {path} is empty (0 bytes); refusing to start a new event log over it. "
             "Restore it from a backup, or delete the file to start with a new, empty log"
         )
-    return False
 
 
 def use_wal(conn: sqlite3.Connection) -> None:

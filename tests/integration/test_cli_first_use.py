@@ -141,6 +141,17 @@ def test_a_zero_length_state_db_is_refused_and_left_untouched(gateway: Any) -> N
     assert not Path(f"{gw.state_db}-wal").exists()
 
 
+@pytest.mark.parametrize("argv", [("system", "rebuild"), ("system", "reset", "behave")])
+def test_offline_writers_refuse_a_zero_length_state_db_too(gateway: Any, argv: tuple[str, ...]) -> None:
+    gw = gateway(PLUGINS, start=False)
+    gw.state_db.parent.mkdir(parents=True)
+    gw.state_db.write_bytes(b"")
+    proc = gw.cli(*argv, "--config", str(gw.root))
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: state database {gw.state_db} is empty (0 bytes)"), proc.stderr
+    assert gw.state_db.stat().st_size == 0
+
+
 # --- item 17: interpolated values stay out of /config/view and the config snapshot -------------------
 
 def test_config_view_redacts_interpolated_values(gw: Daemon) -> None:
