@@ -19,7 +19,7 @@ from ductile.api.auth import require
 from ductile.api.errors import ApiError, internal
 from ductile.api.health import services_of
 from ductile.config.model import Config
-from ductile.config.redaction import REDACTED, redact
+from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.log import verify_chain
 from ductile.events.timefmt import NS, now_ns, rfc3339
 from ductile.projections.registry import ALL as PROJECTIONS
@@ -178,7 +178,7 @@ def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
 
 
 def config_view(config: Config, pipelines: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    raw = config.raw
+    raw = display_document(config)
     api = dict(raw.get("api") or {})
     if isinstance(api.get("auth"), dict):
         api["auth"] = {**api["auth"], "tokens": _tokens_view(api["auth"].get("tokens"))}

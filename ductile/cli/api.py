@@ -227,7 +227,8 @@ def _send(base: str, request: ApiRequest, json: bool) -> int:
         decoded if decoded is not _NOT_JSON else None, resp.reason_phrase or "error")
     if resp.status_code == 405 and request.method_defaulted and "GET" in resp.headers.get("allow", ""):
         message += " (use -X GET to send -f fields as query parameters)"
-    raise CliFailure(message)
+    # The body, printed above, is the one JSON document of ``--json``.
+    raise CliFailure(message, json_written=json)
 
 
 _NOT_JSON = object()

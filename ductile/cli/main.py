@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import traceback
+from typing import NoReturn
 
 from cyclopts import App
 
@@ -28,6 +29,7 @@ app.command("ductile.cli.api:api", name="api", help=(
     "Exit 0 when HTTP < 400, 1 otherwise (the body is still printed). /events streams its frames until Ctrl-C."))
 app.command("ductile.cli.skills:skills", name="skills",
             help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
+app.command("ductile.cli.relay:app", name="relay", help="Send an event to a peer gateway (later phase).")
 
 
 @app.command
@@ -75,7 +77,7 @@ def normalise_argv(argv: list[str]) -> list[str]:
     return out
 
 
-NOUNS_WITH_VERBS = {"system", "job", "plugin", "api"}  # bare: usage on stderr, exit 2
+NOUNS_WITH_VERBS = {"system", "job", "plugin", "api", "relay"}  # bare: usage on stderr, exit 2
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -90,27 +92,68 @@ def run(argv: list[str] | None = None) -> None:
         finally:
             sys.stdout = saved
         sys.exit(2)
+    json_output = wants_json(args)
     try:
-        result = app(args, exit_on_error=False, print_error=False)
-    except CliFailure as exc:
-        print(f"{exc.prefix}: {exc.message}", file=sys.stderr)
-        sys.exit(exc.code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:
-        if _is_parse_error(exc):
-            chain = " ".join(getattr(exc, "command_chain", None) or ())
-            usage = f"ductile {chain} --help" if chain else "ductile --help"
-            print(f"error: {' '.join(str(exc).split())} (usage: {usage})", file=sys.stderr)
-            sys.exit(2)
-        if os.environ.get("DUCTILE_DEBUG") == "1":
-            traceback.print_exc()
-        print(f"error: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(1)
-    if isinstance(result, int):
-        sys.exit(result)
+        try:
+            result = app(args, exit_on_error=False, print_error=False)
+        except CliFailure as exc:
+            print(f"{exc.prefix}: {exc.message}", file=sys.stderr)
+            if json_output and not exc.json_written:
+                emit_json({"error": exc.message})
+            sys.exit(exc.code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except SystemExit:
+            raise
+        except BrokenPipeError:
+            raise
+        except Exception as exc:
+            if _is_parse_error(exc):
+                chain = " ".join(getattr(exc, "command_chain", None) or ())
+                usage = f"ductile {chain} --help" if chain else "ductile --help"
+                print(f"error: {' '.join(str(exc).split())} (usage: {usage})", file=sys.stderr)
+                sys.exit(2)
+            internal_error(exc, json_output)
+        if isinstance(result, int):
+            sys.exit(result)
+    except BrokenPipeError as exc:
+        if not stdout_reader_gone():
+            internal_error(exc, json_output)
+        # ``ductile … | head``: the reader has what it wanted. End quietly, as ``git log | head``
+        # does, and point stdout at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)
+
+
+def internal_error(exc: BaseException, json_output: bool) -> NoReturn:
+    """An unexpected fault: one line (the traceback only with ``DUCTILE_DEBUG=1``), exit 1."""
+    if os.environ.get("DUCTILE_DEBUG") == "1":
+        traceback.print_exception(exc)
+    message = f"internal error: {type(exc).__name__}: {exc}"
+    print(f"error: {message}", file=sys.stderr)
+    if json_output:
+        emit_json({"error": message})
+    sys.exit(1)
+
+
+def wants_json(args: list[str]) -> bool:
+    """``--json`` on the command line (before a ``--`` that ends the flags)."""
+    flags = args[: args.index("--")] if "--" in args else args
+    return "--json" in flags
+
+
+def stdout_reader_gone() -> bool:
+    """True when stdout is a pipe whose reading end is closed (a BrokenPipeError from elsewhere,
+    such as a plugin's stdin, is a fault and must still be reported)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _is_parse_error(exc: Exception) -> bool:

@@ -10,13 +10,18 @@ import msgspec
 
 
 class CliFailure(Exception):
-    """A refusal the user should read: printed as ``error: <message>``, exit ``code``."""
+    """A refusal the user should read: printed as ``error: <message>``, exit ``code``.
 
-    def __init__(self, message: str, code: int = 1, prefix: str = "error") -> None:
+    With ``--json`` the entry point also puts ``{"error": <message>}`` on stdout, unless
+    ``json_written`` says the command already wrote its one JSON document there.
+    """
+
+    def __init__(self, message: str, code: int = 1, prefix: str = "error", json_written: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.prefix = prefix
+        self.json_written = json_written
 
 
 def emit_json(data: Any) -> None:
@@ -39,8 +44,11 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     print(table(headers, rows))
 
 
-def fail(message: str, *, json: bool = False, code: int = 1, prefix: str = "error") -> CliFailure:
-    """Build the failure to raise; with ``--json`` stdout also carries ``{"error": ...}``."""
+def fail(
+    message: str, *, json: bool = False, code: int = 1, prefix: str = "error", document: Any = None
+) -> CliFailure:
+    """Build the failure to raise; with ``--json`` stdout also carries ``document`` (default
+    ``{"error": message}``)."""
     if json:
-        emit_json({"error": message})
-    return CliFailure(message, code=code, prefix=prefix)
+        emit_json({"error": message} if document is None else document)
+    return CliFailure(message, code=code, prefix=prefix, json_written=json)

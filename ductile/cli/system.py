@@ -36,7 +36,7 @@ def rebuild(
     json: bool = False,
 ) -> int:
     """Drop projections and rebuild them from the event log (the gateway must be stopped)."""
-    from ductile.events.log import connect
+    from ductile.events.log import EmptyStateDatabase, connect, refuse_empty_state_file
     from ductile.projections.registry import default_runner
     from ductile.projections.runner import UnknownProjection
     from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
@@ -50,6 +50,10 @@ def rebuild(
         raise fail(str(exc), json=json) from None
     if not cfg.state_path.exists():
         raise fail(f"state database {cfg.state_path} does not exist", json=json)
+    try:
+        refuse_empty_state_file(cfg.state_path)
+    except EmptyStateDatabase as exc:
+        raise fail(str(exc), json=json) from None
     try:
         lock = PidLock(pid_path(cfg.state_path)).acquire()
     except PidLockHeld as exc:
@@ -159,6 +163,7 @@ def reset(
     else:
         from ductile.commands import schedule_units
         from ductile.events.log import EventLog
+        from ductile.events.schema import UnknownSchema
         from ductile.projections.registry import default_runner
         from ductile.system.pidlock import PidLock, PidLockHeld
 
@@ -167,7 +172,10 @@ def reset(
         except PidLockHeld as exc:
             raise fail(str(exc), json=json) from None
         try:
-            log = EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync()
+            try:
+                log = EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync()
+            except UnknownSchema as exc:
+                raise fail(str(exc), json=json) from None
             try:
                 log.submit_sync(lambda tx: schedule_units.reset_breaker(tx, plugin, command))
             finally:
@@ -223,9 +231,7 @@ def stop(
     while holder(lock_path) is not None:
         if time.monotonic() >= deadline:
             message = f"gateway still running after {shown} (pid {pid})"
-            if json:
-                emit_json({"status": "timeout", "pid": pid, "error": message})
-            raise fail(message)
+            raise fail(message, json=json, document={"status": "timeout", "pid": pid, "error": message})
         time.sleep(0.05)
     if json:
         emit_json({"status": "stopped", "pid": pid})
@@ -270,9 +276,7 @@ def reload(
     # The daemon does not apply a reload yet (it logs "config reload failed"), so there is no outcome
     # to wait for: say so rather than report a reload that did not happen.
     message = f"reload requested (pid {pid}); this version does not apply config changes until restart"
-    if json:
-        emit_json({"status": "not_applied", "pid": pid, "error": message})
-    raise fail(message)
+    raise fail(message, json=json, document={"status": "not_applied", "pid": pid, "error": message})
 
 
 def _reload_over_api(api_url: str, api_key: str | None, seconds: float, json: bool) -> int:
@@ -284,9 +288,7 @@ def _reload_over_api(api_url: str, api_key: str | None, seconds: float, json: bo
     except GatewayHttpError as exc:
         if exc.status == 409:
             error = exc.error if exc.error.startswith("config reload rejected") else f"config reload rejected: {exc.error}"
-            if json:
-                emit_json({"status": "rejected", "error": error})
-            raise fail(error) from None
+            raise fail(error, json=json, document={"status": "rejected", "error": error}) from None
         raise fail(exc.message, json=json) from None
     except CliFailure as exc:
         raise fail(exc.message, json=json) from None

@@ -21,6 +21,7 @@ class Document(msgspec.Struct):
     lines: dict[KeyPath, int]
     is_root: bool = False
     children: dict[KeyPath, list[KeyPath]] = {}  # index over ``lines``; rebuilt by reindex()
+    templates: dict[KeyPath, str] = {}  # scalars that took an environment value -> the text as written
 
     def reindex(self) -> None:
         """Rebuild the parent -> children index after ``lines`` changed."""
@@ -48,7 +49,7 @@ class Document(msgspec.Struct):
         return None
 
     def location(self, path: KeyPath) -> Location:
-        return Location(self.name, self.line(path))
+        return Location(self.name, self.line(path), self.templates.get(path))
 
     def error(self, message: str, path: KeyPath) -> ConfigError:
         return ConfigError(message, file=self.name, line=self.line(path))

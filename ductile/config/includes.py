@@ -44,7 +44,7 @@ class IncludeWalk:
         self.files.append(path)
         document = read_document(path, self.source.config_dir, is_root=is_root)
         self._load_env_files(document)
-        document.data = interpolate(document.data, self.environ)
+        document.data = interpolate(document.data, self.environ, document.templates)
         normalize_flat_webhooks(document)
         self.warnings.extend(strip_root_only(document))
         self.documents.append(document)

@@ -29,33 +29,47 @@ class Unresolved(str):
 
 def interpolate_text(text: str, environ: Mapping[str, str]) -> str:
     """Substitute ``${NAME}``; ``$${`` is a literal ``${``; unknown names stay literal."""
+    return _substitute(text, environ)[0]
+
+
+def _substitute(text: str, environ: Mapping[str, str]) -> tuple[str, bool]:
+    """The interpolated text, and whether any environment value went into it."""
     missing: list[str] = []
+    used = False
 
     def substitute(match: re.Match[str]) -> str:
+        nonlocal used
         name = match.group(1)
         if name is None:
             return "${"
         if name in environ:
+            used = True
             return environ[name]
         missing.append(name)
         return match.group(0)
 
     result = _REFERENCE.sub(substitute, text)
-    return Unresolved(result, tuple(dict.fromkeys(missing))) if missing else result
+    return (Unresolved(result, tuple(dict.fromkeys(missing))) if missing else result), used
 
 
-def interpolate(value: Any, environ: Mapping[str, str]) -> Any:
+def interpolate(
+    value: Any, environ: Mapping[str, str], templates: dict[KeyPath, str] | None = None, path: KeyPath = ()
+) -> Any:
     """Interpolate every string scalar in ``value`` (never mapping keys).
 
-    A scalar that is exactly ``${VAR}`` takes the YAML type of the substituted text.
+    A scalar that is exactly ``${VAR}`` takes the YAML type of the substituted text. Each scalar
+    that took an environment value is recorded in ``templates`` (key path -> the text as
+    written), so that the value can be kept out of what is shown and logged.
     """
     if isinstance(value, dict):
-        return {key: interpolate(item, environ) for key, item in value.items()}
+        return {key: interpolate(item, environ, templates, (*path, key)) for key, item in value.items()}
     if isinstance(value, list):
-        return [interpolate(item, environ) for item in value]
+        return [interpolate(item, environ, templates, (*path, index)) for index, item in enumerate(value)]
     if isinstance(value, str) and "${" in value:
         whole = _REFERENCE.fullmatch(value)
-        result = interpolate_text(value, environ)
+        result, used = _substitute(value, environ)
+        if used and templates is not None:
+            templates[path] = value
         if whole is not None and whole.group(1) is not None and not isinstance(result, Unresolved):
             return scalar_value(result)
         return result

@@ -89,6 +89,7 @@ def load_config(source: ConfigSource, environ: MutableMapping[str, str] | None =
         warnings=warnings,
         secrets=secrets,
         locations=merged.origins.as_dotted(),
+        interpolated=merged.origins.templates(),
     )
 
 
@@ -146,10 +147,13 @@ def _state_path(schema: RootSchema, ctx: BuildContext) -> Path:
 
 
 def _plugin_roots(schema: RootSchema, ctx: BuildContext) -> list[Path]:
-    if not schema.plugin_roots:
+    # A blank entry (often an unset-but-empty ${VAR}) names no directory; resolved, it would
+    # silently make the config dir itself a plugin root.
+    given = [(index, text) for index, text in enumerate(schema.plugin_roots or []) if text.strip()]
+    if not given:
         raise ctx.error("plugin_roots is required (at least one directory)", ("plugin_roots",))
     roots: list[Path] = []
-    for index, text in enumerate(schema.plugin_roots):
+    for index, text in given:
         root = resolve_path(text, ctx.config_dir, ctx.home)
         if not root.is_dir():
             raise ctx.error(f"plugin_roots[{index}]: {root} is not a directory", ("plugin_roots", index))

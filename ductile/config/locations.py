@@ -10,10 +10,12 @@ KeyPath = tuple[str | int, ...]
 
 
 class Location(msgspec.Struct, frozen=True):
-    """A file (display name) and, when known, a 1-based line."""
+    """A file (display name) and, when known, a 1-based line; for a scalar that took an
+    environment value, also the text as written there (``https://${HOST}/x``)."""
 
     file: str
     line: int | None = None
+    template: str | None = None
 
     def __str__(self) -> str:
         return self.file if self.line is None else f"{self.file}:{self.line}"
@@ -68,6 +70,10 @@ class Origins:
             if location is not None:
                 return location
         return None
+
+    def templates(self) -> dict[KeyPath, str]:
+        """Key path -> the text as written, for every merged scalar that took an environment value."""
+        return {path: location.template for path, location in self._by_path.items() if location.template is not None}
 
     def as_dotted(self) -> dict[str, str]:
         return {dotted(path): str(location) for path, location in self._by_path.items() if path}

@@ -71,10 +71,14 @@ def normalize_flat_webhooks(document: Document) -> None:
     if not isinstance(endpoints, list):
         return
     document.data["webhooks"] = {"endpoints": endpoints}
-    document.lines = {
-        (("webhooks", "endpoints", *path[1:]) if path[:1] == ("webhooks",) and len(path) > 1 else path): line
-        for path, line in document.lines.items()
-    } | {("webhooks", "endpoints"): document.lines.get(("webhooks",), 1)}
+
+    def moved(path: KeyPath) -> KeyPath:
+        return ("webhooks", "endpoints", *path[1:]) if path[:1] == ("webhooks",) and len(path) > 1 else path
+
+    document.lines = {moved(path): line for path, line in document.lines.items()} | {
+        ("webhooks", "endpoints"): document.lines.get(("webhooks",), 1)
+    }
+    document.templates = {moved(path): text for path, text in document.templates.items()}
     document.reindex()
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from ductile.config.discovery import ConfigSource
+from ductile.config.locations import KeyPath
 
 DEFAULT_TIMEOUTS: dict[str, float] = {"poll": 60.0, "handle": 120.0, "health": 10.0, "init": 30.0}
 FALLBACK_TIMEOUT = 60.0
@@ -118,6 +119,13 @@ class Config(msgspec.Struct, frozen=True):
     warnings: list[Diagnostic]
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
     locations: dict[str, str] = {}  # dot path ("pipelines[2].steps") -> "file:line" of the winning value
+    # Key path in ``raw`` -> the text as written, for each value that took an environment variable:
+    # such values are shown and logged as their template or not at all (config.md §9).
+    interpolated: dict[KeyPath, str] = {}
+
+    def relay_instance_names(self) -> set[str]:
+        """The names under ``instances:``: the peers a ``relay:`` step may name (pipelines.md §10)."""
+        return {i["name"] for i in self.raw.get("instances") or [] if isinstance(i, dict) and isinstance(i.get("name"), str)}
 
     def location(self, path: str) -> str | None:
         """``"file:line"`` of the value at ``path`` or of its nearest ancestor, if known."""

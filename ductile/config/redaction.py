@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ductile.config.locations import KeyPath
+
+if TYPE_CHECKING:
+    from ductile.config.model import Config
 
 _SENSITIVE = re.compile(r"secret|key|token|password|api_key|credential|auth|passwd", re.IGNORECASE)
 REDACTED = "[REDACTED]"
@@ -17,4 +23,30 @@ def redact(value: Any, key: str | None = None) -> Any:
         return [redact(v, key) for v in value]
     if key is not None and not key.endswith("_ref") and _SENSITIVE.search(key) and value is not None:
         return REDACTED
+    return value
+
+
+def snapshot_document(config: Config) -> dict[str, Any]:
+    """What the log keeps of a config (the ``ConfigSnapshotted`` body): the merged config with
+    every value that came from the environment as written (``${VAR}``, never its value), redacted.
+
+    The log is kept forever and copied into backups, so an environment value under a key that
+    does not look secret (``endpoint:``, a ``dsn:`` with a password) must not reach it.
+    """
+    return redact(_replace_at(config.raw, config.interpolated))
+
+
+def display_document(config: Config) -> dict[str, Any]:
+    """The merged config for display (``/config/view``): environment values masked. Key-based
+    redaction (``redact``) still applies to what the display builds from it."""
+    return _replace_at(config.raw, dict.fromkeys(config.interpolated, REDACTED))
+
+
+def _replace_at(value: Any, replacements: Mapping[KeyPath, Any], path: KeyPath = ()) -> Any:
+    if path in replacements:
+        return replacements[path]
+    if isinstance(value, dict):
+        return {k: _replace_at(v, replacements, (*path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_at(v, replacements, (*path, i)) for i, v in enumerate(value)]
     return value

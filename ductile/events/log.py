@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 
 from ductile.events import codec
 from ductile.events.record import GENESIS_CHAIN, SELECT_COLUMNS, Recorded, chain_hash, from_row
-from ductile.events.schema import ensure_schema
+from ductile.events.schema import UnknownSchema, ensure_schema
 from ductile.events.timefmt import now_ns
 from ductile.events.types import SCHEMAS, EventBase
 
@@ -248,6 +248,35 @@ def connect(path: str | Path, durability: str = "full", readonly: bool = False) 
     return conn
 
 
+class EmptyStateDatabase(UnknownSchema):
+    """A zero-length file where the state DB should be: its history was lost outside Ductile."""
+
+
+def prepare_state_file(path: Path) -> bool:
+    """Create a missing state DB file 0600 (True: created); refuse an existing one that is empty.
+
+    SQLite creates a new database file 0644 (less the umask) and gives its ``-wal`` and ``-shm``
+    files the database file's mode, so creating the file first, private, keeps all three
+    private. An existing empty file is not a new gateway: SQLite would happily start a fresh
+    log in it and every job, schedule and vault record would be silently gone.
+    """
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except FileExistsError:
+        pass
+    refuse_empty_state_file(path)
+    return False
+
+
+def refuse_empty_state_file(path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise EmptyStateDatabase(
+            f"state database {path} is empty (0 bytes); refusing to start a new event log over it. "
+            "Restore it from a backup, or delete the file to start with a new, empty log"
+        )
+
+
 def use_wal(conn: sqlite3.Connection) -> None:
     # Only once the DB is known to be ours: a refused foreign DB keeps its journal mode.
     conn.execute("PRAGMA journal_mode = WAL")
@@ -283,6 +312,7 @@ class EventLog:
     def open_sync(self, progress: Callable[[int, int], None] | None = None) -> EventLog:
         """Create or open the DB, prepare projections (catch-up/rebuild) and start the writer."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = prepare_state_file(self.path)
         conn = connect(self.path, self.durability)
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -295,6 +325,7 @@ class EventLog:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             conn.close()
+            self._forget_unwritten(created)
             raise
         row = conn.execute("SELECT MAX(position) FROM events").fetchone()
         self._head = row[0] or 0
@@ -302,6 +333,11 @@ class EventLog:
         self._thread = threading.Thread(target=self._run, name="ductile-writer", daemon=True)
         self._thread.start()
         return self
+
+    def _forget_unwritten(self, created: bool) -> None:
+        # A file this open created but never wrote would be refused as an emptied DB next time.
+        if created and self.path.stat().st_size == 0:
+            self.path.unlink()
 
     async def open(self, progress: Callable[[int, int], None] | None = None) -> EventLog:
         self._loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,8 +63,10 @@ class _Builder:
         configured: set[str],
         out: Compiled,
         configured_enabled: set[str] | None = None,
+        relay_instances: Collection[str] = (),
     ) -> None:
         self.name = name
+        self.relay_instances = relay_instances
         self.raw_by_name = raw_by_name
         self.enabled = enabled
         self.configured = configured
@@ -168,6 +170,8 @@ class _Builder:
         if kind == "relay":
             if not isinstance(value, dict) or not value.get("to"):
                 self.error("relay.to is required", full)
+            elif value["to"] not in self.relay_instances:
+                self.error(f'relay.to "{value["to"]}": unknown relay instance', full)
             self.nodes[full] = Node(full, "relay", RELAY_PLUGIN)
             return Fragment([full], [(full, None)]), True
         if kind == "steps":
@@ -257,9 +261,11 @@ def compile_pipelines(
     configured: set[str],
     parse_duration: Callable[[Any, str], float],
     configured_enabled: set[str] | None = None,
+    relay_instances: Collection[str] = (),
 ) -> Compiled:
     """``enabled``: plugins that run; ``configured_enabled``: those the config enables (an
-    enabled plugin that failed to load is reported as not loaded rather than disabled)."""
+    enabled plugin that failed to load is reported as not loaded rather than disabled);
+    ``relay_instances``: the names under ``instances:``, the only valid ``relay.to`` targets."""
     out = Compiled()
     raw_by_name: dict[str, dict[str, Any]] = {}
     for i, raw in enumerate(raw_pipelines):
@@ -275,7 +281,8 @@ def compile_pipelines(
             continue
         raw_by_name.setdefault(name.strip(), raw)  # duplicates across files are refused by the loader
     for name, raw in raw_by_name.items():
-        pipeline = _compile_one(name, raw, raw_by_name, enabled, configured, parse_duration, out, configured_enabled)
+        pipeline = _compile_one(name, raw, raw_by_name, enabled, configured, parse_duration, out, configured_enabled,
+                                relay_instances)
         if pipeline is not None:
             out.pipelines[name] = pipeline
     return out
@@ -290,8 +297,9 @@ def _compile_one(
     parse_duration: Callable[[Any, str], float],
     out: Compiled,
     configured_enabled: set[str] | None = None,
+    relay_instances: Collection[str] = (),
 ) -> Pipeline | None:
-    b = _Builder(name, raw_by_name, enabled, configured, out, configured_enabled)
+    b = _Builder(name, raw_by_name, enabled, configured, out, configured_enabled, relay_instances)
     for key in raw:
         if key not in PIPELINE_KEYS and not str(key).startswith("_"):
             out.warnings.append(f'pipeline "{name}": unknown key "{key}" (ignored)')

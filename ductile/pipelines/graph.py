@@ -21,6 +21,8 @@ STEP_SUCCEEDED = "ductile.step.succeeded"
 STEP_SKIPPED = "ductile.step.skipped"
 SWITCH_PLUGIN = "core.switch"
 RELAY_PLUGIN = "core.relay"
+# What a relay step job and `ductile relay send` answer until relay ships (pipelines.md §10).
+RELAY_NOT_AVAILABLE = "relay is not available in this release"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import ductile
 from ductile.commands import job_units
@@ -27,7 +28,7 @@ from ductile.config.durations import parse_duration
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
 from ductile.config.model import Config, PluginEntry
-from ductile.config.redaction import redact
+from ductile.config.redaction import snapshot_document
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
 from ductile.events.timefmt import NS, now_ns, rfc3339
@@ -45,6 +46,9 @@ from ductile.system import logs
 from ductile.system.logs import Log
 from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
 
+if TYPE_CHECKING:
+    import uvicorn
+
 log = Log("main")
 route_log = Log("router")
 COMPONENT_STOP_SECONDS = 12.0  # uvicorn's 10 s for in-flight requests, plus a margin
@@ -56,11 +60,24 @@ class BootError(RuntimeError):
     pass
 
 
+async def _serve_api(server: uvicorn.Server) -> None:
+    """``server.serve()``, except that a failed bind is an error rather than the process's end.
+
+    uvicorn logs why it cannot bind and then raises SystemExit, which asyncio lets escape the
+    loop: the gateway would end with uvicorn's exit code and no boot-failed message.
+    """
+    try:
+        await server.serve()
+    except SystemExit:
+        raise BootError("the server could not start (see the uvicorn.error line above)") from None
+
+
 def load_pipelines(config: Config, catalog: Catalog) -> Compiled:
     """Compile ``pipelines:``; any load error refuses the config, listing every problem."""
     compiled = compile_pipelines(
         config.pipelines, enabled=set(catalog.plugins), configured=set(config.plugins), parse_duration=parse_duration,
         configured_enabled={name for name, entry in config.plugins.items() if entry.enabled},
+        relay_instances=config.relay_instance_names(),
     )
     if compiled.errors:
         raise ConfigError("\n".join(compiled.errors))
@@ -165,7 +182,7 @@ class Gateway:
         services.pipelines = self.pipelines.pipelines if self.pipelines else {}
         snapshot_id = str(uuid.uuid4())
         await events.append("system", [
-            ConfigSnapshotted(snapshot_id=snapshot_id, reason="startup", config=redact(config.raw), at=now_ns())
+            ConfigSnapshotted(snapshot_id=snapshot_id, reason="startup", config=snapshot_document(config), at=now_ns())
         ])
         services.config_snapshot_id = snapshot_id
         router = build_router(config, catalog, services.pipelines)
@@ -206,15 +223,16 @@ class Gateway:
             host, port = split_listen(config.api.listen)
             # The access log wraps the whole app: Litestar middleware would miss 404/405 answers.
             server = make_server(access_log(create_app(services, tokens, metrics=metrics)), host, port)
-            server_task = asyncio.create_task(server.serve(), name="api")
+            server_task = asyncio.create_task(_serve_api(server), name="api")
             while not server.started and not server_task.done():
                 await asyncio.sleep(0.01)
             if server_task.done():
+                reason = server_task.exception() if not server_task.cancelled() else None
                 await dispatcher.stop(0)
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                return self._boot_failed(f"api: failed to listen on {config.api.listen}")
+                return self._boot_failed(f"api: failed to listen on {config.api.listen}" + (f": {reason}" if reason else ""))
             tasks.append(server_task)
         await events.append("system", [GatewayStarted(version=ductile.__version__, pid=os.getpid(),
                                                       posture=services.posture, at=now_ns())])

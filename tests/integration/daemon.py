@@ -27,6 +27,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+PORT_ATTEMPTS = 3
+PORT_TAKEN = "address already in use"  # uvicorn's bind error, in the gateway's log
+
+
+class GatewayExited(AssertionError):
+    """The gateway process ended while a test waited for it to serve."""
+
+
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -41,6 +49,7 @@ class Daemon:
     def __init__(self, root: Path, plugins: dict[str, Any], service: dict[str, Any] | None = None,
                  tokens: list[dict[str, Any]] | None = None, plugin_roots: list[str] | None = None) -> None:
         self._setup(root, free_port(), TOKEN)
+        self._owns_config = True
         self.config: dict[str, Any] = {
             "service": {"max_workers": 4, "shutdown_grace": "5s", "log_level": "debug", **(service or {})},
             "state": {"path": "data/ductile.db"},
@@ -60,6 +69,7 @@ class Daemon:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = root / "gateway.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._owns_config = False  # written by someone else: its port cannot be moved
         self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
     @classmethod
@@ -83,6 +93,30 @@ class Daemon:
         return self.root / "data" / "ductile.db"
 
     def start(self, wait: bool = True) -> Daemon:
+        """Start the gateway; with ``wait``, until ``/healthz`` answers.
+
+        The port was free when it was picked, but another process may bind it before the gateway
+        does. When the gateway reports the port taken, it is started again on a new free port
+        (``port``, ``url``, ``client`` and config.yaml follow).
+        """
+        for _ in range(PORT_ATTEMPTS - 1):
+            log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                wait_until(self._healthy, 30, what=f"gateway health (log: {self.log_path})")
+                return self
+            except GatewayExited:
+                if not (self._owns_config and PORT_TAKEN in self.log_text()[log_offset:]):
+                    raise
+            self._move_to_port(free_port())
+        self._spawn()
+        if wait:
+            wait_until(self._healthy, 30, what=f"gateway health (log: {self.log_path})")
+        return self
+
+    def _spawn(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
@@ -90,18 +124,25 @@ class Daemon:
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root,
         )
         log.close()
-        if wait:
-            wait_until(self._healthy, 30, what=f"gateway health (log: {self.log_path})")
-        return self
+
+    def _move_to_port(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.client.base_url = httpx.URL(self.url)
+        self.config["api"]["listen"] = f"127.0.0.1:{port}"
+        self.write_config()
 
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"gateway exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
+            raise GatewayExited(f"gateway exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}")
         try:
-            return self.client.get("/healthz").status_code == 200
+            resp = self.client.get("/healthz", timeout=2)
         except httpx.HTTPError:
             return False
+        # Another process on the port must not pass for this gateway.
+        served = resp.json().get("config_path") if resp.status_code == 200 else None
+        return served is not None and Path(served).resolve() == (self.root / "config.yaml").resolve()
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

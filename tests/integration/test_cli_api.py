@@ -399,7 +399,7 @@ def test_reload_signals_the_gateway_and_says_it_is_not_applied_yet(gateway: Any)
 
 @pytest.mark.parametrize("args", [
     ("api",), ("skills",), ("system", "skills"), ("system", "status"), ("system", "stop"), ("system", "reload"),
-    ("plugin", "show"), ("system",), ("plugin",), ("job",), ("version",),
+    ("plugin", "show"), ("system",), ("plugin",), ("job",), ("version",), ("relay",), ("relay", "send"),
 ])
 def test_help_for_every_new_noun_and_verb_exits_0(args: tuple[str, ...]) -> None:
     for spelling in ("--help", "-h", "help"):

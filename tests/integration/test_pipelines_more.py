@@ -43,6 +43,7 @@ PIPELINES = [
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(tmp_path_factory.mktemp("pipelines-more") / "gw", PLUGINS, service={"max_workers": 6})
     d.config["pipelines"] = PIPELINES
+    d.config["instances"] = [{"name": "peer1", "enabled": True, "base_url": "http://127.0.0.1:9"}]
     d.write_config()
     d.start()
     yield d

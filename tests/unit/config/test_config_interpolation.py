@@ -195,3 +195,53 @@ def test_age_encrypted_env_file_without_a_key_is_an_error(write: Write, load: Lo
     with pytest.raises(ConfigError) as error:
         load()
     assert str(error.value) == f"{config_dir / 'secret.env'} is age-encrypted but no age key is available"
+
+
+# --- environment values stay out of what is shown and logged (issue 9 item 17) --------------------
+
+
+def test_snapshot_keeps_the_template_and_display_masks_the_value_of_every_interpolated_scalar(
+    write: Write, load: Load
+) -> None:
+    from ductile.config.redaction import display_document, snapshot_document
+
+    write("config.yaml", ROOTS + "include: [more.yaml]\n"
+          "service: {name: 'gw-${SITE}', max_workers: '${WORKERS}'}\n"
+          "plugins:\n  echo: {enabled: false, config: {endpoint: 'https://${HOST}/hook', label: plain}}\n"
+          "webhooks:\n  endpoints:\n    - {path: '/in/${SITE}', plugin: echo, secret_ref: hook}\n")
+    write("more.yaml", "plugins:\n  db: {enabled: false, config: {dsn: 'postgres://app:${PW}@db/app', n: 1}}\n"
+          "webhooks:\n  - {path: /flat, plugin: db, secret_ref: '${REF}'}\n")
+    config = load({"SITE": "lab-7q", "WORKERS": "3", "HOST": "canary.example", "PW": "hunter2", "REF": "hook2"})
+    assert config.service.max_workers == 3 and config.plugins["db"].config["dsn"] == "postgres://app:hunter2@db/app"
+
+    snapshot = snapshot_document(config)
+    assert snapshot["service"] == {"name": "gw-${SITE}", "max_workers": "${WORKERS}"}
+    assert snapshot["plugins"]["echo"]["config"] == {"endpoint": "https://${HOST}/hook", "label": "plain"}
+    assert snapshot["plugins"]["db"]["config"] == {"dsn": "postgres://app:${PW}@db/app", "n": 1}
+    assert [e["path"] for e in snapshot["webhooks"]["endpoints"]] == ["/in/${SITE}", "/flat"]
+    assert snapshot["webhooks"]["endpoints"][1]["secret_ref"] == "${REF}"
+
+    shown = display_document(config)
+    assert shown["service"] == {"name": "[REDACTED]", "max_workers": "[REDACTED]"}
+    assert shown["plugins"]["echo"]["config"] == {"endpoint": "[REDACTED]", "label": "plain"}
+    assert shown["plugins"]["db"]["config"] == {"dsn": "[REDACTED]", "n": 1}
+    assert [e["path"] for e in shown["webhooks"]["endpoints"]] == ["[REDACTED]", "/flat"]
+    for document in (snapshot, shown):
+        for value in ("lab-7q", "canary.example", "hunter2", "hook2"):
+            assert value not in repr(document)
+
+
+def test_a_replaced_plugin_entry_forgets_the_templates_of_the_entry_it_replaced(write: Write, load: Load) -> None:
+    from ductile.config.redaction import display_document, snapshot_document
+
+    write("config.yaml", ROOTS + "include: [later.yaml]\nplugins:\n  echo: {config: {url: '${URL}'}}\n")
+    write("later.yaml", "plugins:\n  echo: {config: {url: 'https://fixed.example'}}\n")
+    config = load({"URL": "https://from-env.example"})
+    assert config.interpolated == {}
+    assert snapshot_document(config)["plugins"]["echo"]["config"]["url"] == "https://fixed.example"
+    assert display_document(config)["plugins"]["echo"]["config"]["url"] == "https://fixed.example"
+
+
+def test_undefined_variables_and_escapes_are_not_environment_values(write: Write, load: Load) -> None:
+    write("config.yaml", ROOTS + "service: {name: 'a-$${LIT}'}\nplugins:\n  echo: {config: {v: '${NOPE}'}}\n")
+    assert load({}).interpolated == {}

@@ -144,6 +144,16 @@ def test_plugin_roots_are_required(write: Write, load: Load) -> None:
     )
 
 
+def test_a_blank_plugin_root_is_dropped_rather_than_read_as_the_config_dir(
+    write: Write, load: Load, config_dir: Path
+) -> None:
+    write("config.yaml", "plugin_roots: [plugins, '', '  ', '${EMPTY}']\n")
+    assert load({"EMPTY": ""}).plugin_roots == [config_dir / "plugins"]
+    assert _error(write, load, "plugin_roots: ['']\n") == (
+        "config.yaml:1: plugin_roots is required (at least one directory)"
+    )
+
+
 def test_plugin_root_that_is_not_a_directory_is_an_error(write: Write, load: Load, config_dir: Path) -> None:
     write("afile", "")
     assert _error(write, load, "plugin_roots:\n  - plugins\n  - missing\n") == (

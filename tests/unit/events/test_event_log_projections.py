@@ -301,6 +301,29 @@ async def test_rebuild_reproduces_identical_tables(open_log, db_path, durability
     conn.close()
 
 
+async def test_rebuild_reports_each_projection_its_own_time(open_log, db_path, durability):
+    import time
+
+    from ductile.events.types import JobEnqueued
+    from ductile.projections.projection import Projection
+
+    slow = Projection("slow", 1, "CREATE TABLE IF NOT EXISTS slow_rows (n INTEGER)", ("slow_rows",))
+    quick = Projection("quick", 1, "CREATE TABLE IF NOT EXISTS quick_rows (n INTEGER)", ("quick_rows",))
+    slow.on(JobEnqueued)(lambda cur, e, rec: time.sleep(0.005))  # stands in for an expensive handler
+    quick.on(JobEnqueued)(lambda cur, e, rec: None)
+    log = await open_log(default_runner())
+    await job_history(log, 0, NS)
+    await log.aclose()
+    conn = connect(db_path, durability)
+
+    reports = {r.name: r for r in ProjectionRunner([slow, quick]).rebuild(conn)}
+
+    assert reports["slow"].events_applied == reports["quick"].events_applied > 0
+    assert reports["slow"].seconds >= 0.005 * reports["slow"].events_applied
+    assert reports["quick"].seconds < reports["slow"].seconds / 5
+    conn.close()
+
+
 async def test_rebuild_of_one_projection_leaves_the_others_alone(open_log, db_path, durability):
     log = await open_log(default_runner())
     await job_history(log, 0, NS)

@@ -107,6 +107,9 @@ STEP_ERRORS = [
     pytest.param([{"id": "pub", "call": "nowhere"}], "pub", 'call "nowhere": unknown pipeline', id="unknown-call"),
     pytest.param([{"id": "s", "uses": "fetch.poll"}], "s",
                  'uses "fetch.poll": pipeline steps always run handle', id="uses-non-handle-command"),
+    pytest.param([{"id": "r", "relay": {"to": "ghost", "event": "x"}}], "r",
+                 'relay.to "ghost": unknown relay instance', id="unknown-relay-instance"),
+    pytest.param([{"id": "r", "relay": {"event": "x"}}], "r", "relay.to is required", id="relay-without-to"),
 ]
 
 
@@ -117,6 +120,13 @@ def test_a_step_problem_is_reported_as_pipeline_step_colon_detail(
     out = compile_(pipe(steps=steps))
     assert out.errors == [f'pipeline "p" step "{step_id}": {detail}']
     assert out.pipelines == {}
+
+
+def test_a_relay_step_to_a_configured_instance_compiles_to_a_relay_node() -> None:
+    out = compile_pipelines([pipe(steps=[{"id": "r", "relay": {"to": "peer1", "event": "x"}}])], enabled=set(ENABLED),
+                            configured=set(CONFIGURED), parse_duration=parse_duration, relay_instances={"peer1"})
+    assert out.errors == []
+    assert out.pipelines["p"].nodes["r"].plugin == "core.relay"
 
 
 def test_a_pipeline_without_a_name_is_reported_by_its_index() -> None:
