@@ -47,7 +47,7 @@ from ductile.events.types import (
     RouteDepthExceeded,
 )
 from ductile.pipelines.conditions import ConditionEvalError
-from ductile.pipelines.graph import RELAY_PLUGIN, SWITCH_PLUGIN, Node
+from ductile.pipelines.graph import RELAY_NOT_AVAILABLE, RELAY_PLUGIN, SWITCH_PLUGIN, Node
 from ductile.pipelines.templates import TemplateEvalError
 from ductile.plugins.environment import plugin_environment
 from ductile.plugins.protocol import InvalidEvent, encode_request, event_for_handle
@@ -378,7 +378,7 @@ class Dispatcher:
         """``core.switch`` evaluates in-process; ``core.relay`` is not in this release."""
         node = self._node(job)
         if job.plugin == RELAY_PLUGIN or node is None or node.condition is None:
-            error = "relay is not available in this release" if job.plugin == RELAY_PLUGIN else "switch node not found"
+            error = RELAY_NOT_AVAILABLE if job.plugin == RELAY_PLUGIN else "switch node not found"
             return Classified(AttemptResult(outcome="error", error=error, permanent_reason="preflight_error"))
         # config is the gated plugin's for a gated uses step, and empty for steps/split/call blocks.
         target = self.router.pipelines[job.pipeline or ""].nodes.get(node.gates or "") if self.router else None
