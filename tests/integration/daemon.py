@@ -45,6 +45,18 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: s
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def process_alive(pid: int) -> bool:
+    """Is ``pid`` a live process? A zombie counts as dead: nobody may reap orphans in a container."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 class Daemon:
     def __init__(self, root: Path, plugins: dict[str, Any], service: dict[str, Any] | None = None,
                  tokens: list[dict[str, Any]] | None = None, plugin_roots: list[str] | None = None) -> None:

@@ -5,27 +5,14 @@ Real daemon, real plugins (``tests/plugins/quirks``, ``behave``), real HTTP.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.daemon import wait_until
+from tests.integration.daemon import process_alive, wait_until
 
 ONE_ATTEMPT = {"max_attempts": 1}
 NS = 1_000_000_000
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes (nobody may be reaping orphans in a container).
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_background_children_of_a_plugin_end_with_its_job(gateway: Any, tmp_path: Path) -> None:
@@ -35,7 +22,7 @@ def test_background_children_of_a_plugin_end_with_its_job(gateway: Any, tmp_path
     assert job["status"] == "succeeded"
     pids = [int(p) for p in pidfile.read_text().split()]
     assert len(pids) == 20
-    wait_until(lambda: not any(alive(p) for p in pids), 5, what="the plugin's background sleepers to end")
+    wait_until(lambda: not any(process_alive(p) for p in pids), 5, what="the plugin's background sleepers to end")
 
 
 def test_ok_answer_from_a_plugin_whose_child_holds_stdout_is_used_at_once(gateway: Any, tmp_path: Path) -> None:
@@ -48,7 +35,7 @@ def test_ok_answer_from_a_plugin_whose_child_holds_stdout_is_used_at_once(gatewa
     assert job["result"]["result"] == "answered"
     assert elapsed < 5, f"the job waited {elapsed:.1f}s for a child it should have ignored"
     child = int(pidfile.read_text())
-    wait_until(lambda: not alive(child), 5, what="the child holding stdout to end")
+    wait_until(lambda: not process_alive(child), 5, what="the child holding stdout to end")
 
 
 def test_integer_beyond_64_bits_fails_the_job_clearly_and_frees_its_slot(gateway: Any) -> None:
@@ -75,13 +62,13 @@ def test_recovery_kills_stubborn_survivors_together_before_requeueing_and_does_n
     wait_until(lambda: all(p.exists() and p.read_text() for p in pidfiles), 15, what="three stubborn plugins")
     pids = [int(pid) for p in pidfiles for pid in p.read_text().split()]
     gw.kill9()
-    assert all(alive(p) for p in pids)
+    assert all(process_alive(p) for p in pids)
     # The plugin is gone after the restart, so the recovered jobs end dead at claim, not re-run.
     gw.set_plugins({})
 
     restarted = time.time_ns()
     gw.start()
-    wait_until(lambda: not any(alive(p) for p in pids), 9, what="the survivors to be killed (one 5 s grace for all)")
+    wait_until(lambda: not any(process_alive(p) for p in pids), 9, what="the survivors to be killed (one 5 s grace for all)")
     wait_until(lambda: len(_recoveries(gw)) == len(ids), 10, what="the jobs to be re-queued")
     recovered = {r.event.job_id: r for r in _recoveries(gw)}
     assert set(recovered) == set(ids)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.daemon import wait_until
+from tests.integration.daemon import process_alive, wait_until
 
 FAST_RETRY = {"max_attempts": 3, "backoff_base": "100ms"}
 
@@ -145,19 +145,7 @@ def test_timeout_kills_a_plugin_and_its_child_that_ignore_sigterm(gateway: Any, 
     assert job["last_error"] == "plugin execution timed out after 1s"
     assert elapsed >= 5.5  # 1 s timeout + 5 s SIGTERM grace before SIGKILL
     for pid in map(int, pidfile.read_text().split()):
-        wait_until(lambda pid=pid: not _alive(pid), 5, what=f"pid {pid} to die")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
+        wait_until(lambda pid=pid: not process_alive(pid), 5, what=f"pid {pid} to die")
 
 
 def test_environment_is_limited_to_the_allowlist_and_passthrough(gateway: Any, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ that restart is the marker: it fires on the first pass, which evaluates every en
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from contextlib import closing
@@ -27,7 +26,7 @@ from ductile.events.types import (
     ScheduleFired,
     ScheduleSkipped,
 )
-from tests.integration.daemon import TOKEN, wait_until
+from tests.integration.daemon import TOKEN, process_alive, wait_until
 
 S = 1_000_000_000
 READ_ONLY_TOKEN = "plugin-read-only-token"
@@ -451,21 +450,10 @@ def test_if_running_cancel_kills_the_running_job_and_does_not_count_it(gateway: 
     assert job["last_error"] == "cancelled by scheduler (if_running=cancel)"
     assert job.get("result") is None  # the output of a cancelled run is discarded
     for pid in pids:  # the plugin and its child: the whole process group
-        wait_until(lambda pid=pid: not _alive(pid), 10, what=f"pid {pid} to die")
+        wait_until(lambda pid=pid: not process_alive(pid), 10, what=f"pid {pid} to die")
     later = wait_until(lambda: at_least(2, scheduled_jobs(gw, "restless")), 10, what="the cancelling occurrence")
     assert later[1]["status"] in ("queued", "running", "dead")
     assert breaker_row(gw, "pidsleep") in (None, ("closed", 0))  # threshold 1, yet nothing counted
     assert not transitions(gw, "pidsleep")
     dead = [e for _, e in events(gw, JobDead) if e.job_id == first["job_id"]]
     assert [e.reason for e in dead] == ["cancelled by scheduler (if_running=cancel)"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
