@@ -19,7 +19,6 @@ import os
 import random
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -69,10 +68,6 @@ STORAGE_RETRY_MAX = 2.0
 Claim = tuple[list[ClaimedJob], list[Recorded]]
 Completed = tuple[list[Recorded], Claim]
 T = TypeVar("T")
-
-
-def traceback_of(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
 
 
 class Dispatcher:
@@ -180,7 +175,7 @@ class Dispatcher:
             self._slots.discard(future)
         exc = None if future.cancelled() else future.exception()
         if exc is not None:
-            log.error("job slot crashed", error=repr(exc), traceback=traceback_of(exc))
+            log.error("job slot crashed", exc=exc, error=repr(exc))
         with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
             self._loop.call_soon_threadsafe(self._wake.set)
 
@@ -197,8 +192,7 @@ class Dispatcher:
             try:
                 classified = self._attempt(job, fields)
             except Exception as exc:  # a fault of ours must end the job visibly, never strand it running
-                log.error("job preparation failed", error_type=type(exc).__name__, error=str(exc),
-                          traceback=traceback_of(exc), **fields)
+                log.error("job preparation failed", exc=exc, **fields)
                 classified = Classified(AttemptResult(outcome="error", error=f"internal error: {type(exc).__name__}: {exc}",
                                                       permanent_reason="preflight_error"))
             if classified is None:
@@ -217,8 +211,7 @@ class Dispatcher:
         try:
             return self._commit(self._completion(job, classified), fields)
         except Exception as exc:
-            log.error("job result could not be recorded; failing the job", error_type=type(exc).__name__,
-                      error=str(exc), traceback=traceback_of(exc), **fields)
+            log.error("job result could not be recorded; failing the job", exc=exc, **fields)
             error = f"internal error: the result could not be recorded: {type(exc).__name__}: {exc}"
         r = classified.result
         failed = Classified(AttemptResult(outcome="error", error=error, permanent_reason="internal_error",
@@ -229,8 +222,7 @@ class Dispatcher:
             try:
                 return self._commit(self._completion(job, failed, claim=False, route=route), fields)
             except Exception as exc:
-                log.error("job failure could not be recorded", routed=route, error_type=type(exc).__name__,
-                          error=str(exc), traceback=traceback_of(exc), **fields)
+                log.error("job failure could not be recorded", exc=exc, routed=route, **fields)
         return None  # still running in the log: crash recovery re-queues it at the next boot
 
     def _commit(self, work: Callable[[WriteTx], T], fields: dict) -> T | None:
@@ -247,8 +239,7 @@ class Dispatcher:
                 if not is_storage_error(exc):
                     raise
                 if failures == 0:
-                    log.error("job result not recorded: event log not writable; retrying", error=str(exc),
-                              error_type=type(exc).__name__, traceback=traceback_of(exc), **fields)
+                    log.error("job result not recorded: event log not writable; retrying", exc=exc, **fields)
                 failures += 1
                 if self._abandon:
                     return None

@@ -147,7 +147,7 @@ class Gateway:
             return await self._serve(config, catalog, events)
         except Exception as exc:
             # A fault inside the gateway: one ERROR line, exit 1, so a service manager restarts it.
-            log.error("gateway failed", error_type=type(exc).__name__, error=str(exc))
+            log.error("gateway failed", exc=exc)
             print(f"gateway failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             await _cancel_bounded(self._tasks)
             return 1
