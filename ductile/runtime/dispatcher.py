@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ductile.commands import job_units
-from ductile.commands.errors import Refused
+from ductile.commands.errors import InvalidTransition, Refused
 from ductile.commands.job_units import ClaimedJob
 from ductile.commands.jobs import AttemptResult, JobState
 from ductile.commands.routing import Router
@@ -68,6 +68,17 @@ STORAGE_RETRY_MAX = 2.0
 Claim = tuple[list[ClaimedJob], list[Recorded]]
 Completed = tuple[list[Recorded], Claim]
 T = TypeVar("T")
+
+
+def log_refused_result(job_id: str, exc: Refused) -> None:
+    """Say why the job's state refused the result of its attempt. Only a job cancelled while it ran
+    (``if_running: cancel``, ``job cancel``) is expected to: it is dead, and its output is discarded
+    by design. Any other refusal (the job vanished, or was completed by someone else) loses the
+    result of work done, which no code path should do: an ERROR with the decider's reason."""
+    if isinstance(exc, InvalidTransition) and exc.status == "dead":
+        log.info("job result discarded: the job was cancelled while it ran", job_id=job_id, reason=str(exc))
+    else:
+        log.error("job result refused", job_id=job_id, refusal=type(exc).__name__, reason=str(exc))
 
 
 class Dispatcher:
@@ -264,8 +275,7 @@ class Dispatcher:
                                           classified.state_change, self.threshold,
                                           self._after(classified) if route else None)
             except Refused as exc:
-                # Cancelled (if_running: cancel) while it ran: its output is discarded.
-                log.info("job result discarded", job_id=job.job_id, reason=str(exc))
+                log_refused_result(job.job_id, exc)
                 recs = []
             return recs, self._claim(tx) if claim else ([], [])
 

@@ -55,7 +55,8 @@ def _fields(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str
         fields.setdefault("error_type", type(exc).__name__)
         fields.setdefault("error", str(exc))
         fields["stack"] = formatter.formatException(record.exc_info)
-    if (request_id := _request_id.get()) is not None:
+    # Stamped when the record was made (Log does); a foreign record is formatted in its own context.
+    if (request_id := getattr(record, "request_id", None) or _request_id.get()) is not None:
         fields.setdefault("request_id", request_id)
     return fields
 
@@ -108,7 +109,8 @@ class Log:
 
     def _emit(self, level: int, msg: str, exc: BaseException | None, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
-            self._logger.log(level, msg, exc_info=exc, extra={"component": self.component, "fields": fields})
+            self._logger.log(level, msg, exc_info=exc, extra={"component": self.component, "fields": fields,
+                                                              "request_id": _request_id.get()})
 
     def debug(self, msg: str, *, exc: BaseException | None = None, **fields: Any) -> None:
         self._emit(logging.DEBUG, msg, exc, fields)
