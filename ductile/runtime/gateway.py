@@ -266,7 +266,7 @@ class Gateway:
         failed = [t for t in done if t is not stop]
         for t in failed:
             exc = t.exception() if not t.cancelled() else None
-            log.error("component stopped unexpectedly", component=t.get_name(), error=repr(exc))
+            log.error("component stopped unexpectedly", exc=exc, component=t.get_name(), error=repr(exc))
         return bool(failed)
 
     async def _recover(self, events: EventLog, dispatcher: Dispatcher) -> None:
