@@ -29,10 +29,10 @@ from ductile.api import (
 from ductile.api.auth import TokenSet
 from ductile.api.body import MAX_BODY
 from ductile.api.cors import Cors
-from ductile.api.errors import ApiError, internal
+from ductile.api.errors import ApiError
 from ductile.runtime.metrics import Metrics
 from ductile.runtime.services import Services
-from ductile.system.logs import Log
+from ductile.system.logs import Log, request_context
 
 log = Log("api")
 
@@ -45,7 +45,7 @@ def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, s
     return _error(exc.status, exc.message, exc.headers)
 
 
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
     if isinstance(exc, NotFoundException):
         return _error(404, "not found")
     if isinstance(exc, MethodNotAllowedException):
@@ -53,6 +53,7 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
     if exc.status_code == 413:
         return _error(413, "request body too large")
     if exc.status_code >= 500:
+        log.error("HTTP server error", exc=exc, method=request.method, path=request.url.path)
         return _error(500, "internal error")
     if exc.status_code == 400:
         return _error(400, "invalid request")
@@ -60,12 +61,14 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, str]]:
-    internal("unhandled API error", exc, method=request.method, path=request.url.path)
+    # The one log line of a fault no handler expected: type, message, traceback and request id.
+    log.error("unhandled API error", exc=exc, method=request.method, path=request.url.path)
     return _error(500, "internal error")
 
 
 def access_log(app: ASGIApp) -> ASGIApp:
-    """Echo or assign ``X-Request-ID`` and log one ``http request`` line per request."""
+    """Echo or assign ``X-Request-ID`` and log one ``http request`` line per request; every line
+    logged while the request is served carries the same ``request_id``."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,11 +91,12 @@ def access_log(app: ASGIApp) -> ASGIApp:
                 message["headers"] = headers
             await send(message)
 
-        try:
-            await app(scope, receive, send_wrapper)
-        finally:
-            log.info("http request", method=scope.get("method"), path=scope.get("path"), status=status,
-                     duration_ms=int((time.perf_counter() - started) * 1000), request_id=request_id)
+        with request_context(request_id):
+            try:
+                await app(scope, receive, send_wrapper)
+            finally:
+                log.info("http request", method=scope.get("method"), path=scope.get("path"), status=status,
+                         duration_ms=int((time.perf_counter() - started) * 1000), request_id=request_id)
 
     return middleware
 

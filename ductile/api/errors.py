@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from typing import Any
 
 from ductile.system.logs import Log
@@ -27,8 +26,7 @@ def forbidden() -> ApiError:
 
 
 def internal(message: str, exc: BaseException, **fields: Any) -> ApiError:
-    """A 500 with ``message``. The fault is logged here, once, with its traceback; the answer
-    never carries one (api.md §1)."""
-    log.error(message, error_type=type(exc).__name__, error=str(exc),
-              traceback="".join(traceback.format_exception(exc)), **fields)
+    """A 500 with ``message``. The fault is logged here, once, with its traceback and the request
+    id; the answer never carries one (api.md §1)."""
+    log.error(message, exc=exc, **fields)
     return ApiError(500, message)

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, get
 
 import ductile
-from ductile.api.errors import ApiError
+from ductile.api.errors import ApiError, internal
 from ductile.projections.job_queries import queue_depth
 from ductile.projections.schedule_queries import open_breaker_plugins
 from ductile.runtime.services import Services
@@ -25,8 +25,8 @@ async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
         raise ApiError(503, "shutting down")
     try:
         depth, circuit_open = await svc.read(lambda c: (queue_depth(c), open_breaker_plugins(c)))
-    except Exception:
-        raise ApiError(500, "failed to compute queue depth") from None
+    except Exception as exc:
+        raise internal("failed to compute queue depth", exc) from None
     degraded = degraded_reasons(svc)
     body: dict[str, Any] = {
         "status": "degraded" if degraded else "ok",

@@ -46,7 +46,8 @@ def default_api_url(config: str | None = None, config_dir: str | None = None) ->
     """``http://<api.listen>`` from the config when one is found, else the default.
 
     An explicitly named config that fails to load is an error (``config error: …``); a config
-    found by discovery that fails to load falls back to the default URL.
+    found by discovery that fails to load falls back to the default URL. Any other exception is
+    a fault of ours and goes to the CLI's one internal-error report, never to a silent default.
     """
     from ductile.config.discovery import find_config
     from ductile.config.errors import ConfigError
@@ -57,8 +58,6 @@ def default_api_url(config: str | None = None, config_dir: str | None = None) ->
     except ConfigError as exc:
         if config is not None or config_dir is not None:
             raise CliFailure(str(exc), prefix="config error") from None
-        return DEFAULT_URL
-    except Exception:
         return DEFAULT_URL
     return listen_url(cfg.api.listen)
 

@@ -21,7 +21,6 @@ import os
 import queue
 import sqlite3
 import threading
-import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +80,10 @@ def is_storage_error(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _STORAGE_CODES
 
 
-def _log_line(level: int, msg: str, **fields: Any) -> None:
-    # The shape ductile.system.logs formats (that package sits above this one).
-    _log.log(level, msg, extra={"component": "events", "fields": fields})
+def _log_line(level: int, msg: str, exc: BaseException | None = None, **fields: Any) -> None:
+    # The shape ductile.system.logs formats (that package sits above this one); ``exc`` becomes
+    # the line's ``stack`` there.
+    _log.log(level, msg, exc_info=exc, extra={"component": "events", "fields": fields})
 
 
 class ProjectionApplier(Protocol):
@@ -493,8 +493,7 @@ class EventLog:
     def _storage_failed(self, exc: BaseException) -> None:
         """One WARN with the traceback when the log stops being writable; each caller is told too."""
         if self._unwritable is None:
-            _log_line(logging.WARNING, "event log not writable", error=str(exc), error_type=type(exc).__name__,
-                      traceback="".join(traceback.format_exception(exc)))
+            _log_line(logging.WARNING, "event log not writable", exc=exc)
         self._unwritable = str(exc)
 
     def _deliver(self, outcomes: list[_Outcome], recorded: list[Recorded]) -> None:

@@ -19,7 +19,6 @@ import os
 import random
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from ductile.commands import job_units
-from ductile.commands.errors import Refused
+from ductile.commands.errors import InvalidTransition, Refused
 from ductile.commands.job_units import ClaimedJob
 from ductile.commands.jobs import AttemptResult, JobState
 from ductile.commands.routing import Router
@@ -71,8 +70,15 @@ Completed = tuple[list[Recorded], Claim]
 T = TypeVar("T")
 
 
-def traceback_of(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
+def log_refused_result(job_id: str, exc: Refused) -> None:
+    """Say why the job's state refused the result of its attempt. Only a job cancelled while it ran
+    (``if_running: cancel``, ``job cancel``) is expected to: it is dead, and its output is discarded
+    by design. Any other refusal (the job vanished, or was completed by someone else) loses the
+    result of work done, which no code path should do: an ERROR with the decider's reason."""
+    if isinstance(exc, InvalidTransition) and exc.status == "dead":
+        log.info("job result discarded: the job was cancelled while it ran", job_id=job_id, reason=str(exc))
+    else:
+        log.error("job result refused", job_id=job_id, refusal=type(exc).__name__, reason=str(exc))
 
 
 class Dispatcher:
@@ -180,7 +186,7 @@ class Dispatcher:
             self._slots.discard(future)
         exc = None if future.cancelled() else future.exception()
         if exc is not None:
-            log.error("job slot crashed", error=repr(exc), traceback=traceback_of(exc))
+            log.error("job slot crashed", exc=exc, error=repr(exc))
         with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
             self._loop.call_soon_threadsafe(self._wake.set)
 
@@ -197,8 +203,7 @@ class Dispatcher:
             try:
                 classified = self._attempt(job, fields)
             except Exception as exc:  # a fault of ours must end the job visibly, never strand it running
-                log.error("job preparation failed", error_type=type(exc).__name__, error=str(exc),
-                          traceback=traceback_of(exc), **fields)
+                log.error("job preparation failed", exc=exc, **fields)
                 classified = Classified(AttemptResult(outcome="error", error=f"internal error: {type(exc).__name__}: {exc}",
                                                       permanent_reason="preflight_error"))
             if classified is None:
@@ -217,8 +222,7 @@ class Dispatcher:
         try:
             return self._commit(self._completion(job, classified), fields)
         except Exception as exc:
-            log.error("job result could not be recorded; failing the job", error_type=type(exc).__name__,
-                      error=str(exc), traceback=traceback_of(exc), **fields)
+            log.error("job result could not be recorded; failing the job", exc=exc, **fields)
             error = f"internal error: the result could not be recorded: {type(exc).__name__}: {exc}"
         r = classified.result
         failed = Classified(AttemptResult(outcome="error", error=error, permanent_reason="internal_error",
@@ -229,8 +233,7 @@ class Dispatcher:
             try:
                 return self._commit(self._completion(job, failed, claim=False, route=route), fields)
             except Exception as exc:
-                log.error("job failure could not be recorded", routed=route, error_type=type(exc).__name__,
-                          error=str(exc), traceback=traceback_of(exc), **fields)
+                log.error("job failure could not be recorded", exc=exc, routed=route, **fields)
         return None  # still running in the log: crash recovery re-queues it at the next boot
 
     def _commit(self, work: Callable[[WriteTx], T], fields: dict) -> T | None:
@@ -247,8 +250,7 @@ class Dispatcher:
                 if not is_storage_error(exc):
                     raise
                 if failures == 0:
-                    log.error("job result not recorded: event log not writable; retrying", error=str(exc),
-                              error_type=type(exc).__name__, traceback=traceback_of(exc), **fields)
+                    log.error("job result not recorded: event log not writable; retrying", exc=exc, **fields)
                 failures += 1
                 if self._abandon:
                     return None
@@ -273,8 +275,7 @@ class Dispatcher:
                                           classified.state_change, self.threshold,
                                           self._after(classified) if route else None)
             except Refused as exc:
-                # Cancelled (if_running: cancel) while it ran: its output is discarded.
-                log.info("job result discarded", job_id=job.job_id, reason=str(exc))
+                log_refused_result(job.job_id, exc)
                 recs = []
             return recs, self._claim(tx) if claim else ([], [])
 

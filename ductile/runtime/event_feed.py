@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import traceback
 from collections import deque
 from collections.abc import Callable
 
@@ -200,8 +199,7 @@ class EventFeed:
         except Exception as exc:
             # The streams end and their clients resume with Last-Event-ID; the next subscriber
             # starts a new follower.
-            log.error("sse feed stopped following the event log", error_type=type(exc).__name__, error=str(exc),
-                      traceback=traceback.format_exc())
+            log.error("sse feed stopped following the event log", exc=exc)
             for mailbox in list(self._mailboxes):
                 mailbox.close()
 

@@ -147,7 +147,7 @@ class Gateway:
             return await self._serve(config, catalog, events)
         except Exception as exc:
             # A fault inside the gateway: one ERROR line, exit 1, so a service manager restarts it.
-            log.error("gateway failed", error_type=type(exc).__name__, error=str(exc))
+            log.error("gateway failed", exc=exc)
             print(f"gateway failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             await _cancel_bounded(self._tasks)
             return 1
@@ -266,7 +266,7 @@ class Gateway:
         failed = [t for t in done if t is not stop]
         for t in failed:
             exc = t.exception() if not t.cancelled() else None
-            log.error("component stopped unexpectedly", component=t.get_name(), error=repr(exc))
+            log.error("component stopped unexpectedly", exc=exc, component=t.get_name(), error=repr(exc))
         return bool(failed)
 
     async def _recover(self, events: EventLog, dispatcher: Dispatcher) -> None:

@@ -130,7 +130,8 @@ class Scheduler:
         ), return_exceptions=True)
         for spec, result in zip(due, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("schedule evaluation failed", plugin=spec.plugin, schedule_id=spec.id, error=repr(result))
+                log.error("schedule evaluation failed", exc=result, plugin=spec.plugin, schedule_id=spec.id,
+                          error=repr(result))
             else:
                 self._report(spec, result[1])
         if self._on_tick is not None:

@@ -3,6 +3,10 @@
 ``time`` (RFC3339 UTC, milliseconds), ``level`` (DEBUG|INFO|WARN|ERROR), ``msg``, ``component``,
 then the line's own fields. Built on the stdlib ``logging`` so third-party libraries' records
 land in the same stream.
+
+Errors never vanish: a line logged with an exception (``log.error("...", exc=exc)``, or any
+record carrying ``exc_info``) adds ``error_type``, ``error`` and ``stack`` (the formatted
+traceback), and a line logged while an API request is served carries its ``request_id``.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, TextIO
 
 import msgspec
@@ -20,10 +27,38 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING
            "error": logging.ERROR}
 _encoder = msgspec.json.Encoder()
 
+# The id of the API request being served in this context (an asyncio task per request), so every
+# line logged on its behalf, a fault above all, can be matched with the answer's X-Request-ID.
+_request_id: ContextVar[str | None] = ContextVar("ductile_request_id", default=None)
+
+
+@contextmanager
+def request_context(request_id: str) -> Iterator[None]:
+    """Lines logged inside carry ``request_id``."""
+    token = _request_id.set(request_id)
+    try:
+        yield
+    finally:
+        _request_id.reset(token)
+
 
 def _timestamp(created: float) -> str:
     whole = int(created)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((created - whole) * 1000):03d}Z"
+
+
+def _fields(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str, Any]:
+    """The line's own fields, then what its exception and its request add (never overriding)."""
+    fields = {k: v for k, v in (getattr(record, "fields", None) or {}).items() if v is not None}
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        fields.setdefault("error_type", type(exc).__name__)
+        fields.setdefault("error", str(exc))
+        fields["stack"] = formatter.formatException(record.exc_info)
+    # Stamped when the record was made (Log does); a foreign record is formatted in its own context.
+    if (request_id := getattr(record, "request_id", None) or _request_id.get()) is not None:
+        fields.setdefault("request_id", request_id)
+    return fields
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,23 +69,19 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "component": getattr(record, "component", record.name.removeprefix("ductile.")),
         }
-        fields = getattr(record, "fields", None)
-        if fields:
-            for k, v in fields.items():
-                if v is not None:
-                    line[k] = v
-        if record.exc_info and record.levelno >= logging.ERROR:
-            line["error_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        line.update(_fields(record, self))
         return _encoder.encode(line).decode()
 
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        fields = getattr(record, "fields", None) or {}
-        extra = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        fields = _fields(record, self)
+        stack = fields.pop("stack", None)
+        extra = " ".join(f"{k}={v}" for k, v in fields.items())
         component = getattr(record, "component", record.name)
         level = _LEVEL_NAMES.get(record.levelno, record.levelname)
-        return f"{_timestamp(record.created)} {level:<5} [{component}] {record.getMessage()} {extra}".rstrip()
+        line = f"{_timestamp(record.created)} {level:<5} [{component}] {record.getMessage()} {extra}".rstrip()
+        return f"{line}\n{stack}" if stack else line
 
 
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
@@ -67,27 +98,31 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
 
 
 class Log:
-    """A component's logger: ``log.info("job completed", job_id=..., status=...)``."""
+    """A component's logger: ``log.info("job completed", job_id=..., status=...)``.
+
+    ``exc=`` attaches an exception: the line then carries its type, message and traceback
+    (``stack``). An unexpected exception is logged so, once, where it is handled."""
 
     def __init__(self, component: str) -> None:
         self.component = component
         self._logger = logging.getLogger(f"ductile.{component}")
 
-    def _emit(self, level: int, msg: str, fields: dict[str, Any]) -> None:
+    def _emit(self, level: int, msg: str, exc: BaseException | None, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
-            self._logger.log(level, msg, extra={"component": self.component, "fields": fields})
+            self._logger.log(level, msg, exc_info=exc, extra={"component": self.component, "fields": fields,
+                                                              "request_id": _request_id.get()})
 
-    def debug(self, msg: str, **fields: Any) -> None:
-        self._emit(logging.DEBUG, msg, fields)
+    def debug(self, msg: str, *, exc: BaseException | None = None, **fields: Any) -> None:
+        self._emit(logging.DEBUG, msg, exc, fields)
 
-    def info(self, msg: str, **fields: Any) -> None:
-        self._emit(logging.INFO, msg, fields)
+    def info(self, msg: str, *, exc: BaseException | None = None, **fields: Any) -> None:
+        self._emit(logging.INFO, msg, exc, fields)
 
-    def warn(self, msg: str, **fields: Any) -> None:
-        self._emit(logging.WARNING, msg, fields)
+    def warn(self, msg: str, *, exc: BaseException | None = None, **fields: Any) -> None:
+        self._emit(logging.WARNING, msg, exc, fields)
 
-    def error(self, msg: str, **fields: Any) -> None:
-        self._emit(logging.ERROR, msg, fields)
+    def error(self, msg: str, *, exc: BaseException | None = None, **fields: Any) -> None:
+        self._emit(logging.ERROR, msg, exc, fields)
 
-    def at(self, level: str, msg: str, **fields: Any) -> None:
-        self._emit(_LEVELS.get(level, logging.INFO), msg, fields)
+    def at(self, level: str, msg: str, *, exc: BaseException | None = None, **fields: Any) -> None:
+        self._emit(_LEVELS.get(level, logging.INFO), msg, exc, fields)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import yaml
 
@@ -33,6 +34,7 @@ from ductile.runtime import dispatcher as dispatcher_module
 from ductile.runtime.dispatcher import Dispatcher
 from ductile.runtime.gateway import load_catalog
 from ductile.runtime.services import Services
+from ductile.system.logs import JsonFormatter
 
 TEST_PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 pytestmark = pytest.mark.anyio
@@ -121,6 +123,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             await events.aclose()
 
 
+def _json_line(record: logging.LogRecord) -> dict[str, Any]:
+    """The record as the gateway would print it."""
+    return msgspec.json.decode(JsonFormatter().format(record))
+
+
 async def test_full_disk_at_completion_degrades_health_then_records_the_result_once_it_clears(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -141,9 +148,9 @@ async def test_full_disk_at_completion_degrades_health_then_records_the_result_o
 
     warnings = [r for r in caplog.records if r.getMessage() == "event log not writable"]
     assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
-    assert "Traceback" in warnings[0].fields["traceback"]  # type: ignore[attr-defined]
+    assert "Traceback" in _json_line(warnings[0])["stack"]
     retried = [r for r in caplog.records if r.getMessage().startswith("job result not recorded")]
-    assert len(retried) == 1 and "OperationalError" in retried[0].fields["traceback"]  # type: ignore[attr-defined]
+    assert len(retried) == 1 and "OperationalError" in _json_line(retried[0])["stack"]
 
 
 async def test_any_other_error_while_recording_a_result_fails_the_job_and_frees_the_slot(
