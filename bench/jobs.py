@@ -26,8 +26,8 @@ from ductile.config.discovery import find_config
 from ductile.config.loader import load_config
 from ductile.events.log import EventLog
 from ductile.projections.registry import default_runner
+from ductile.runtime.catalog import load_catalog
 from ductile.runtime.dispatcher import Dispatcher
-from ductile.runtime.gateway import load_catalog
 from ductile.system import logs
 
 REPO = Path(__file__).resolve().parents[1]

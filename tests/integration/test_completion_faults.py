@@ -30,8 +30,8 @@ from ductile.events.log import EventLog, WriteTx
 from ductile.projections.job_queries import get_job
 from ductile.projections.registry import default_runner
 from ductile.runtime import dispatcher as dispatcher_module
+from ductile.runtime.catalog import load_catalog
 from ductile.runtime.dispatcher import Dispatcher
-from ductile.runtime.gateway import load_catalog
 from ductile.runtime.services import Services
 
 TEST_PLUGINS = Path(__file__).resolve().parents[1] / "plugins"

@@ -1,0 +1,223 @@
+"""The import graph has no upward edge (ARCHITECTURE.md §2).
+
+Walks every module under ``ductile/`` with ``ast`` and checks each import of a Ductile module
+against §2's table. Imports under ``if TYPE_CHECKING:`` are annotations and do not count; imports
+inside functions (lazy ones) do count, except the two the table names: the CLI may import the TUI
+inside ``system watch`` and the composition root inside ``system start``.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+import ductile
+
+ROOT = Path(ductile.__file__).parent
+
+# Every top-level name under ductile/ and the layer it belongs to. A new package or module must be
+# placed here on purpose (the test fails on an unplaced one), by §2's rule: one that imports
+# runtime, api, cli or tui is the composition root; else one that imports projections, commands or
+# the application layer is the application layer; else it is a shared leaf. ``vault`` (a leaf) and
+# ``tui`` (events and leaves only) join when they are built.
+LAYER_OF: dict[str, str] = {
+    "events": "events",
+    "plugins": "leaf",
+    "pipelines": "leaf",
+    "config": "leaf",
+    "json_limits": "leaf",
+    "__init__": "leaf",  # ``ductile.__version__``: imports nothing
+    "projections": "projections",
+    "commands": "commands",
+    "system": "system",
+    "app": "app",
+    "runtime": "runtime",
+    "api": "api",
+    "cli": "cli",
+    "daemon": "root",
+}
+
+_BELOW_APP = {"events", "leaf", "projections", "commands", "system"}
+MAY_IMPORT: dict[str, set[str]] = {
+    "events": {"events"},  # and a shared leaf that imports nothing of Ductile: see _pure_leaves
+    "leaf": {"events", "leaf"},
+    "projections": {"events", "leaf", "projections"},
+    "commands": {"events", "leaf", "projections", "commands"},
+    "system": {"events", "leaf", "projections", "commands", "system"},
+    "app": _BELOW_APP | {"app"},
+    "runtime": _BELOW_APP | {"app", "runtime"},
+    "api": _BELOW_APP | {"app", "runtime", "api"},
+    "cli": _BELOW_APP | {"app", "runtime", "cli"},
+    "root": set(LAYER_OF.values()),
+}
+
+# (importing module, function it is imported in, imported module prefix): the table's named lazy
+# imports. Anywhere else, these edges are upward.
+LAZY_EXCEPTIONS: set[tuple[str, str, str]] = {
+    ("ductile.cli.system", "start", "ductile.daemon"),
+    # ("ductile.cli.system", "watch", "ductile.tui") joins with the TUI.
+}
+
+# Edges §2 forbids that still exist, each waiting for the move named beside it. This list only
+# shrinks: a fixed edge must be deleted here (the test fails on a stale entry).
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
+
+
+class Edge(msgspec.Struct, frozen=True):
+    importer: str  # dotted module name
+    imported: str  # dotted module name, as written (``from ductile.x import y`` gives ductile.x)
+    function: str | None  # the enclosing function of a lazy import, None at module level
+    line: int
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = importer.split(".") if is_package else importer.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def edges_of(path: Path) -> Iterator[Edge]:
+    return edges_in(path.read_text(), module_name(path), is_package=path.name == "__init__.py")
+
+
+def edges_in(source: str, importer: str, *, is_package: bool = False) -> Iterator[Edge]:
+
+    def walk(node: ast.AST, function: str | None) -> Iterator[Edge]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child.test):
+                for stmt in child.orelse:  # the else branch runs
+                    yield from walk(stmt, function)
+                continue
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    yield Edge(importer, alias.name, function, child.lineno)
+            elif isinstance(child, ast.ImportFrom):
+                target = _resolve(importer, is_package, child)
+                if target == "ductile":  # ``from ductile import x`` may name a submodule
+                    for alias in child.names:
+                        yield Edge(importer, f"ductile.{alias.name}", function, child.lineno)
+                else:
+                    yield Edge(importer, target, function, child.lineno)
+            inner = child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) else function
+            yield from walk(child, function if function is not None else inner)
+
+    for edge in walk(ast.parse(source, importer), None):
+        if edge.imported == "ductile" or edge.imported.startswith("ductile."):
+            yield edge
+
+
+def all_edges() -> list[Edge]:
+    return [e for path in sorted(ROOT.rglob("*.py")) for e in edges_of(path)]
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else "__init__"
+    if top in LAYER_OF:
+        return LAYER_OF[top]
+    if (ROOT / top).is_dir() or (ROOT / f"{top}.py").exists():
+        raise AssertionError(f"ductile/{top} is in no layer: place it in LAYER_OF (ARCHITECTURE §2)")
+    return LAYER_OF["__init__"]  # ``from ductile import __version__``
+
+
+def _pure_leaves(edges: list[Edge]) -> set[str]:
+    """Leaf modules that import nothing of Ductile: the only ones ``events`` may import."""
+    importing = {e.importer for e in edges}
+    return {module_name(p) for p in ROOT.rglob("*.py")
+            if layer_of(module_name(p)) == "leaf" and module_name(p) not in importing}
+
+
+def upward_edges(edges: list[Edge]) -> list[Edge]:
+    pure = _pure_leaves(edges)
+    bad = []
+    for e in edges:
+        src, dst = layer_of(e.importer), layer_of(e.imported)
+        if dst in MAY_IMPORT[src]:
+            continue
+        if src == "events" and dst == "leaf" and e.imported in pure:
+            continue
+        if e.function is not None and any(
+            e.importer == mod and e.function == fn and (e.imported == prefix or e.imported.startswith(prefix + "."))
+            for mod, fn, prefix in LAZY_EXCEPTIONS
+        ):
+            continue
+        bad.append(e)
+    return bad
+
+
+def _describe(e: Edge) -> str:
+    where = f" (lazily, in {e.function})" if e.function else ""
+    return f"{e.importer}:{e.line} imports {e.imported}{where}: {layer_of(e.importer)} -> {layer_of(e.imported)}"
+
+
+def test_no_module_imports_a_higher_layer() -> None:
+    bad = [e for e in upward_edges(all_edges()) if (e.importer, e.imported) not in KNOWN_UPWARD]
+    assert not bad, "upward imports (ARCHITECTURE §2):\n" + "\n".join(map(_describe, bad))
+
+
+def test_the_known_upward_edges_still_exist() -> None:
+    present = {(e.importer, e.imported) for e in upward_edges(all_edges())}
+    stale = sorted(set(KNOWN_UPWARD) - present)
+    assert not stale, f"fixed edges still listed in KNOWN_UPWARD, delete them: {stale}"
+
+
+def test_api_and_cli_never_import_each_other() -> None:
+    crossing = [e for e in all_edges() if {layer_of(e.importer), layer_of(e.imported)} == {"api", "cli"}]
+    assert not crossing, "\n".join(map(_describe, crossing))
+
+
+def test_leaf_packages_import_each_other_without_cycles() -> None:
+    graph: dict[str, set[str]] = {}
+    for e in all_edges():
+        a, b = e.importer.split(".")[:2], e.imported.split(".")[:2]
+        if layer_of(e.importer) == layer_of(e.imported) == "leaf" and a != b:
+            graph.setdefault(".".join(a), set()).add(".".join(b))
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph.get(start, ()))
+
+    cyclic = sorted(p for p in graph if reaches(p, p, set()))
+    assert not cyclic, f"leaf packages in an import cycle: {cyclic}"
+
+
+def test_the_walker_sees_lazy_imports_and_skips_type_checking_blocks() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from ductile.events import log\n"
+        "if TYPE_CHECKING:\n    from ductile.api import app\n"
+        "def f():\n    import ductile.runtime.dispatcher\n"
+        "    def g():\n        from . import sibling\n"
+    )
+    found = {(e.imported, e.function) for e in edges_in(source, "ductile.events.probe")}
+    assert found == {("ductile.events", None), ("ductile.runtime.dispatcher", "f"), ("ductile.events", "f")}
+
+
+def test_version_does_not_import_the_web_stack() -> None:
+    probe = (
+        "import sys\n"
+        "from ductile.cli.main import app\n"
+        "try:\n    app(['version'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'litestar', 'uvicorn', 'httpx'})\n"
+        "print('HEAVY', ','.join(heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    heavy = done.stdout.rsplit("HEAVY", 1)[1].strip()
+    assert heavy == "", f"ductile version imported {heavy}"
