@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from ductile.commands import job_units
+from ductile.app import job_units
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.discovery import find_config
 from ductile.config.loader import load_config

@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import ductile
-from ductile.commands import job_units
-from ductile.commands.routing import Router
+from ductile.app import job_units
+from ductile.app.routing import Router
 from ductile.config.discovery import ConfigSource
 from ductile.config.durations import parse_duration
 from ductile.config.errors import ConfigError

@@ -161,7 +161,7 @@ def reset(
         except CliFailure as exc:
             raise fail(exc.message, json=json) from None
     else:
-        from ductile.commands import schedule_units
+        from ductile.app import schedule_units
         from ductile.events.log import EventLog
         from ductile.events.schema import UnknownSchema
         from ductile.projections.registry import default_runner

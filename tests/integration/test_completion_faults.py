@@ -22,7 +22,7 @@ import yaml
 
 from ductile.api.app import create_app
 from ductile.api.auth import TokenSet
-from ductile.commands import job_units
+from ductile.app import job_units
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config

@@ -221,3 +221,20 @@ def test_version_does_not_import_the_web_stack() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     heavy = done.stdout.rsplit("HEAVY", 1)[1].strip()
     assert heavy == "", f"ductile version imported {heavy}"
+
+
+# What a pure decider never touches (ARCHITECTURE §2): SQL, ids, the clock, threads, the writer.
+IMPURE = {"sqlite3", "aiosqlite", "uuid", "time", "random", "secrets", "asyncio", "threading", "subprocess",
+          "ductile.events.log", "litestar", "httpx"}
+
+
+def test_deciders_import_no_sql_ids_clock_or_writer() -> None:
+    found = []
+    for path in sorted((ROOT / "commands").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [f"{module_name(path)}:{node.lineno} imports {n}" for n in names
+                      if n in IMPURE or n.split(".")[0] in IMPURE]
+    assert not found, "deciders must stay pure (use cases belong in ductile/app/):\n" + "\n".join(found)
