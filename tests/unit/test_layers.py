@@ -9,12 +9,14 @@ inside ``system watch`` and the composition root inside ``system start``.
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import pytest
 
 import ductile
 
@@ -210,17 +212,21 @@ def test_the_walker_sees_lazy_imports_and_skips_type_checking_blocks() -> None:
     assert found == {("ductile.events", None), ("ductile.runtime.dispatcher", "f"), ("ductile.events", "f")}
 
 
-def test_version_does_not_import_the_web_stack() -> None:
+@pytest.mark.parametrize("argv", [["version"], ["version", "--json"]])
+def test_version_does_not_import_the_web_stack(argv: list[str]) -> None:
+    # A fresh interpreter: this test process has long since imported litestar.
     probe = (
         "import sys\n"
-        "from ductile.cli.main import app\n"
-        "try:\n    app(['version'])\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'litestar', 'uvicorn', 'httpx'})\n"
+        f"sys.argv = ['ductile', *{argv!r}]\n"
+        "from ductile.cli.main import run\n"
+        "try:\n    run()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'litestar', 'uvicorn', 'httpx', 'aiosqlite'})\n"
         "print('HEAVY', ','.join(heavy))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT.parent), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True, env=env)
     heavy = done.stdout.rsplit("HEAVY", 1)[1].strip()
-    assert heavy == "", f"ductile version imported {heavy}"
+    assert heavy == "", f"ductile {' '.join(argv)} imported {heavy}"
 
 
 # What a pure decider never touches (ARCHITECTURE §2): SQL, ids, the clock, threads, the writer.
