@@ -244,3 +244,22 @@ def test_deciders_import_no_sql_ids_clock_or_writer() -> None:
             found += [f"{module_name(path)}:{node.lineno} imports {n}" for n in names
                       if n in IMPURE or n.split(".")[0] in IMPURE]
     assert not found, "deciders must stay pure (use cases belong in ductile/app/):\n" + "\n".join(found)
+
+
+def test_deciders_take_only_record_structs_from_projections() -> None:
+    # A decider's state may be a record Struct a projection's reader returned, passed in by the
+    # use case; a reader, a cursor or SQL would make it impure (ARCHITECTURE §2).
+    import importlib
+
+    wrong = []
+    for path in sorted((ROOT / "commands").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import) and any(a.name.startswith("ductile.projections") for a in node.names):
+                wrong.append(f"{module_name(path)}:{node.lineno} imports a projection module whole")
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ductile.projections"):
+                source = importlib.import_module(node.module or "")
+                for alias in node.names:
+                    value = getattr(source, alias.name, None)
+                    if not (isinstance(value, type) and issubclass(value, msgspec.Struct)):
+                        wrong.append(f"{module_name(path)}:{node.lineno} imports {node.module}.{alias.name}")
+    assert not wrong, "commands/ may take only record Structs from projections:\n" + "\n".join(wrong)
