@@ -3,10 +3,10 @@
 It sits above ``runtime/`` and ``api/`` (ARCHITECTURE §2) so that it alone wires the loops to the
 servers; nothing below it imports it.
 
-Boot order: config → PID lock → plugin discovery → state DB (projections caught up) → config
-snapshot → crash recovery → dispatcher, API → ``GatewayStarted``; crash recovery runs beside the
-API's start, and the dispatcher and scheduler wait for it. Any boot failure is one ERROR
-line plus the same text on stderr, everything opened is closed, and the exit code is 1.
+Boot order: config → plugin discovery and pipelines → PID lock → state DB (projections caught up)
+→ config snapshot → crash recovery, beside the API's start → ``GatewayStarted``; the dispatcher and
+the scheduler start once recovery is done. Any boot failure is one ERROR line plus the same text on
+stderr, everything opened is closed, and the exit code is 1.
 """
 
 from __future__ import annotations

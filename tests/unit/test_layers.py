@@ -65,11 +65,6 @@ LAZY_EXCEPTIONS: set[tuple[str, str, str]] = {
     # ("ductile.cli.system", "watch", "ductile.tui") joins with the TUI.
 }
 
-# Edges §2 forbids that still exist, each waiting for the move named beside it. This list only
-# shrinks: a fixed edge must be deleted here (the test fails on a stale entry).
-KNOWN_UPWARD: dict[tuple[str, str], str] = {}
-
-
 class Edge(msgspec.Struct, frozen=True):
     importer: str  # dotted module name
     imported: str  # dotted module name, as written (``from ductile.x import y`` gives ductile.x)
@@ -171,14 +166,8 @@ def _describe(e: Edge) -> str:
 
 
 def test_no_module_imports_a_higher_layer() -> None:
-    bad = [e for e in upward_edges(all_edges()) if (e.importer, e.imported) not in KNOWN_UPWARD]
+    bad = upward_edges(all_edges())
     assert not bad, "upward imports (ARCHITECTURE §2):\n" + "\n".join(map(_describe, bad))
-
-
-def test_the_known_upward_edges_still_exist() -> None:
-    present = {(e.importer, e.imported) for e in upward_edges(all_edges())}
-    stale = sorted(set(KNOWN_UPWARD) - present)
-    assert not stale, f"fixed edges still listed in KNOWN_UPWARD, delete them: {stale}"
 
 
 def test_api_and_cli_never_import_each_other() -> None:
