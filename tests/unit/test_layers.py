@@ -9,10 +9,11 @@ inside ``system watch`` and the composition root inside ``system start``.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -22,17 +23,14 @@ import ductile
 
 ROOT = Path(ductile.__file__).parent
 
-# Every top-level name under ductile/ and the layer it belongs to. A new package or module must be
-# placed here on purpose (the test fails on an unplaced one), by §2's rule: one that imports
-# runtime, api, cli or tui is the composition root; else one that imports projections, commands or
-# the application layer is the application layer; else it is a shared leaf. ``vault`` (a leaf) and
-# ``tui`` (events and leaves only) join when they are built.
+# The top-level names under ductile/ that §2's table names, and their layers. A name it leaves
+# open (a new shared leaf such as a status or YAML module) is placed by what it imports: see
+# place(). ``vault`` (a leaf) and ``tui`` (events and leaves only) join when they are built.
 LAYER_OF: dict[str, str] = {
     "events": "events",
     "plugins": "leaf",
     "pipelines": "leaf",
     "config": "leaf",
-    "json_limits": "leaf",
     "__init__": "leaf",  # ``ductile.__version__``: imports nothing
     "projections": "projections",
     "commands": "commands",
@@ -121,28 +119,47 @@ def edges_in(source: str, importer: str, *, is_package: bool = False) -> Iterato
             yield edge
 
 
-def all_edges() -> list[Edge]:
-    return [e for path in sorted(ROOT.rglob("*.py")) for e in edges_of(path)]
+@functools.cache
+def all_edges() -> tuple[Edge, ...]:
+    return tuple(e for path in sorted(ROOT.rglob("*.py")) for e in edges_of(path))
+
+
+def top_of(module: str) -> str:
+    """The top-level package or module under ``ductile/`` that ``module`` belongs to."""
+    parts = module.split(".")
+    if len(parts) > 1 and not parts[1].startswith("__"):
+        return parts[1]
+    return "__init__"  # ``ductile`` itself, or ``from ductile import __version__``
+
+
+def place(top: str, edges: Iterable[Edge], seen: frozenset[str] = frozenset()) -> str:
+    """§2's rule for a name the table leaves open: one that imports runtime, api, cli or tui is the
+    composition root; else one that imports projections, commands or the application layer is part
+    of the application layer; else it is a shared leaf."""
+    if top in LAYER_OF:
+        return LAYER_OF[top]
+    edges = tuple(edges)
+    imported = {top_of(e.imported) for e in edges if top_of(e.importer) == top} - {top} - seen
+    layers = {place(t, edges, seen | {top}) for t in imported}
+    if layers & {"runtime", "api", "cli", "tui", "root"}:
+        return "root"
+    if layers & {"projections", "commands", "app"}:
+        return "app"
+    return "leaf"
 
 
 def layer_of(module: str) -> str:
-    parts = module.split(".")
-    top = parts[1] if len(parts) > 1 else "__init__"
-    if top in LAYER_OF:
-        return LAYER_OF[top]
-    if (ROOT / top).is_dir() or (ROOT / f"{top}.py").exists():
-        raise AssertionError(f"ductile/{top} is in no layer: place it in LAYER_OF (ARCHITECTURE §2)")
-    return LAYER_OF["__init__"]  # ``from ductile import __version__``
+    return place(top_of(module), all_edges())
 
 
-def _pure_leaves(edges: list[Edge]) -> set[str]:
+def _pure_leaves(edges: Iterable[Edge]) -> set[str]:
     """Leaf modules that import nothing of Ductile: the only ones ``events`` may import."""
     importing = {e.importer for e in edges}
     return {module_name(p) for p in ROOT.rglob("*.py")
             if layer_of(module_name(p)) == "leaf" and module_name(p) not in importing}
 
 
-def upward_edges(edges: list[Edge]) -> list[Edge]:
+def upward_edges(edges: Iterable[Edge]) -> list[Edge]:
     pure = _pure_leaves(edges)
     bad = []
     for e in edges:
@@ -187,6 +204,16 @@ def test_leaf_packages_import_each_other_without_cycles() -> None:
 
     cyclic = sorted(p for p in graph if reaches(p, p, set()))
     assert not cyclic, f"leaf packages in an import cycle: {cyclic}"
+
+
+def test_a_name_the_table_leaves_open_is_placed_by_what_it_imports() -> None:
+    def edge(importer: str, imported: str) -> Edge:
+        return Edge(importer, imported, None, 1)
+
+    assert place("json_limits", all_edges()) == "leaf"
+    assert place("statuses", [edge("ductile.statuses", "ductile.events.types")]) == "leaf"
+    assert place("usecases", [edge("ductile.usecases.jobs", "ductile.projections.queue")]) == "app"
+    assert place("server", [edge("ductile.server", "ductile.api.app")]) == "root"
 
 
 def test_the_walker_sees_lazy_imports_and_skips_type_checking_blocks() -> None:
