@@ -20,14 +20,14 @@ from pathlib import Path
 
 import yaml
 
-from ductile.commands import job_units
+from ductile.app import job_units
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.discovery import find_config
 from ductile.config.loader import load_config
 from ductile.events.log import EventLog
 from ductile.projections.registry import default_runner
+from ductile.runtime.catalog import load_catalog
 from ductile.runtime.dispatcher import Dispatcher
-from ductile.runtime.gateway import load_catalog
 from ductile.system import logs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ from typing import Any
 from litestar import Request, get
 
 from ductile.api.auth import require
+from ductile.api.context import services_of
 from ductile.api.errors import ApiError
-from ductile.api.health import services_of
 from ductile.events.timefmt import now_ns
 from ductile.projections import analytics_queries
 

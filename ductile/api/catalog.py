@@ -9,8 +9,8 @@ from litestar import Request, get
 
 import ductile
 from ductile.api.auth import require
+from ductile.api.context import services_of
 from ductile.api.errors import ApiError
-from ductile.api.health import services_of
 from ductile.runtime.catalog import LoadedPlugin
 from ductile.runtime.skills import skills as skills_of
 

@@ -8,14 +8,11 @@ from typing import Any
 from litestar import Request, get
 
 import ductile
+from ductile.api.context import services_of
 from ductile.api.errors import ApiError, internal
 from ductile.projections.job_queries import queue_depth
 from ductile.projections.schedule_queries import open_breaker_plugins
 from ductile.runtime.services import Services
-
-
-def services_of(request: Request[Any, Any, Any]) -> Services:
-    return request.app.state.services
 
 
 @get("/healthz")

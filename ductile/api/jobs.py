@@ -8,8 +8,8 @@ from typing import Any
 from litestar import Request, get
 
 from ductile.api.auth import require
+from ductile.api.context import services_of
 from ductile.api.errors import ApiError, forbidden
-from ductile.api.health import services_of
 from ductile.projections import analytics_queries, job_queries
 from ductile.projections.job_queries import QueryError
 

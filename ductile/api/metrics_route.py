@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, Response, get
 
 from ductile.api.auth import require
-from ductile.api.health import services_of
+from ductile.api.context import services_of
 from ductile.runtime.metrics import CONTENT_TYPE, Metrics
 
 

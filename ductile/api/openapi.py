@@ -13,7 +13,7 @@ from litestar import Request, get
 
 from ductile.api.auth import require
 from ductile.api.catalog import ACCEPTED_SCHEMA, ERROR_SCHEMA, openapi_document, plugin_paths
-from ductile.api.health import services_of
+from ductile.api.context import services_of
 from ductile.runtime.catalog import Catalog
 
 OBJ: dict[str, Any] = {"type": "object"}

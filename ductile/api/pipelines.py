@@ -10,9 +10,9 @@ from litestar import Request, Response, post
 
 from ductile.api.auth import require
 from ductile.api.body import json_object, payload_of
+from ductile.api.context import services_of
 from ductile.api.errors import ApiError, internal
-from ductile.api.health import services_of
-from ductile.commands.routing import DispatchRefused
+from ductile.app.routing import DispatchRefused
 from ductile.projections import analytics_queries
 
 TERMINAL = {"succeeded", "failed", "timed_out", "dead", "skipped"}

@@ -8,8 +8,8 @@ from litestar import Request, Response, get, post
 
 from ductile.api.auth import require
 from ductile.api.body import json_object, payload_of
+from ductile.api.context import services_of
 from ductile.api.errors import ApiError, forbidden, internal
-from ductile.api.health import services_of
 
 
 @get("/plugins")

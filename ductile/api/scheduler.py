@@ -8,9 +8,9 @@ from litestar import Request, Response, get, post
 
 from ductile.api.auth import require
 from ductile.api.body import json_object
+from ductile.api.context import services_of
 from ductile.api.errors import ApiError, internal
-from ductile.api.health import services_of
-from ductile.commands import schedule_units
+from ductile.app import schedule_units
 from ductile.projections import schedule_queries
 
 

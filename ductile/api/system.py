@@ -16,8 +16,8 @@ from litestar import Request, get, post
 
 import ductile
 from ductile.api.auth import require
+from ductile.api.context import services_of
 from ductile.api.errors import ApiError, internal
-from ductile.api.health import services_of
 from ductile.config.model import Config
 from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.log import verify_chain

@@ -137,7 +137,7 @@ def skills(
     from ductile.config.errors import ConfigError
     from ductile.config.loader import load_config
     from ductile.plugins.discovery import DiscoveryError
-    from ductile.runtime.gateway import load_catalog
+    from ductile.runtime.catalog import load_catalog
 
     try:
         source = find_config(config, config_dir)

@@ -22,7 +22,7 @@ ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config
 @app.command
 def start(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
     """Start the gateway in the foreground (JSON logs on stdout; SIGTERM/SIGINT stop it gracefully)."""
-    from ductile.runtime.gateway import start as start_gateway
+    from ductile.daemon import start as start_gateway
 
     return start_gateway(find_source(config, config_dir))
 
@@ -161,7 +161,7 @@ def reset(
         except CliFailure as exc:
             raise fail(exc.message, json=json) from None
     else:
-        from ductile.commands import schedule_units
+        from ductile.app import schedule_units
         from ductile.events.log import EventLog
         from ductile.events.schema import UnknownSchema
         from ductile.projections.registry import default_runner

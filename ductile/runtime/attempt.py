@@ -8,8 +8,8 @@ from typing import Any
 
 import msgspec
 
+from ductile.app.job_units import StateChange
 from ductile.commands import jobs
-from ductile.commands.job_units import StateChange
 from ductile.commands.jobs import AttemptResult
 from ductile.config.durations import format_duration
 from ductile.plugins.manifest import Manifest

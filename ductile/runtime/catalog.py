@@ -14,8 +14,9 @@ import msgspec
 
 from ductile.config.errors import ConfigError
 from ductile.config.model import Config, PluginEntry
-from ductile.plugins.discovery import DiscoveredPlugin
+from ductile.plugins.discovery import DiscoveredPlugin, discover
 from ductile.plugins.manifest import CommandSpec, Manifest
+from ductile.system.logs import Log
 
 
 class LoadedPlugin(msgspec.Struct, frozen=True):
@@ -97,3 +98,18 @@ def build_catalog(config: Config, discovered: Mapping[str, DiscoveredPlugin]) ->
         if not entries[name].enabled:
             problems.append(Problem("warning", f"plugins.{name}", f'plugin "{name}" is configured but disabled'))
     return Catalog(plugins=plugins, problems=problems)
+
+
+def load_catalog(config: Config) -> Catalog:
+    """Discover the plugins and join them to the config, logging every discovery note and problem."""
+    discovered, notes = discover(config.plugin_roots, config.service.allow_symlinks)
+    plugin_log = Log("config")
+    for note in notes:
+        plugin_log.at(note.level.lower(), note.msg, **note.fields)
+    catalog = build_catalog(config, discovered)
+    for problem in catalog.problems:
+        if problem.level == "error":
+            plugin_log.error(problem.message, field=problem.field)
+        else:
+            plugin_log.warn(problem.message, field=problem.field)
+    return catalog

@@ -26,11 +26,11 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ductile.commands import job_units
+from ductile.app import job_units
+from ductile.app.job_units import ClaimedJob
+from ductile.app.routing import Router
 from ductile.commands.errors import InvalidTransition, Refused
-from ductile.commands.job_units import ClaimedJob
 from ductile.commands.jobs import AttemptResult, JobState
-from ductile.commands.routing import Router
 from ductile.events.log import EventLog, LogClosed, WriteTx, is_storage_error
 from ductile.events.record import Recorded
 from ductile.events.timefmt import NS, now_ns, parse_rfc3339, rfc3339

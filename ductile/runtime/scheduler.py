@@ -14,9 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from ductile.commands import schedule_units
+from ductile.app import schedule_units
+from ductile.app.schedule_units import EntrySettings
 from ductile.commands.schedule_plan import Spec, host_timezone, parse_entry
-from ductile.commands.schedule_units import EntrySettings
 from ductile.config.model import Config
 from ductile.events.log import EventLog
 from ductile.events.record import Recorded

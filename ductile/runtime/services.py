@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ductile.commands import job_units
-from ductile.commands.job_units import EnqueueOutcome
+from ductile.app import job_units
+from ductile.app.job_units import EnqueueOutcome
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.model import Config
 from ductile.events.log import EventLog
@@ -50,7 +50,7 @@ class Services:
         self.config_snapshot_id: str | None = None
         self.schedule_specs: list[Any] = []
         self.pipelines: dict[str, Any] = {}  # name -> ductile.pipelines.graph.Pipeline
-        self.router: Any = None  # ductile.commands.routing.Router
+        self.router: Any = None  # ductile.app.routing.Router
         self.live = LiveHub()
         self.feed = EventFeed(events, self.live)  # the SSE streams' one follower of the log
         self.sse_subscribers = 0

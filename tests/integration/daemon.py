@@ -273,7 +273,7 @@ def enqueue_via_log(state_db: Path, plugin: str, command: str = "poll", payload:
     """Append an enqueue to the state DB the way another process would (the gateway may be running)."""
     import uuid
 
-    from ductile.commands import job_units
+    from ductile.app import job_units
     from ductile.commands.jobs import EnqueueJob
     from ductile.events.log import EventLog
     from ductile.projections.registry import default_runner

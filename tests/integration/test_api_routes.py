@@ -103,7 +103,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 def enqueue_child(gw: Daemon, plugin: str, payload: dict[str, Any], **lineage: Any) -> str:
     """Enqueue through the log from this process, with lineage the API does not take."""
-    from ductile.commands import job_units
+    from ductile.app import job_units
     from ductile.commands.jobs import EnqueueJob
     from ductile.events.log import EventLog
     from ductile.projections.registry import default_runner

@@ -23,7 +23,7 @@ import yaml
 
 from ductile.api.app import create_app
 from ductile.api.auth import TokenSet
-from ductile.commands import job_units
+from ductile.app import job_units
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
@@ -31,8 +31,8 @@ from ductile.events.log import EventLog, WriteTx
 from ductile.projections.job_queries import get_job
 from ductile.projections.registry import default_runner
 from ductile.runtime import dispatcher as dispatcher_module
+from ductile.runtime.catalog import load_catalog
 from ductile.runtime.dispatcher import Dispatcher
-from ductile.runtime.gateway import load_catalog
 from ductile.runtime.services import Services
 from ductile.system.logs import JsonFormatter
 

@@ -88,7 +88,7 @@ def test_an_undeterminable_host_zone_falls_back_to_utc_with_a_warning(
 def test_a_catch_up_run_dropped_by_dedupe_is_logged_at_info(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import uuid
 
-    from ductile.commands import job_units
+    from ductile.app import job_units
     from ductile.commands.jobs import EnqueueJob
     from ductile.commands.schedule_plan import rfc3339_seconds
     from ductile.events.types import SchedulePlanned, schedule_stream

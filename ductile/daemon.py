@@ -1,9 +1,12 @@
-"""Boot, run and stop the gateway (operations.md §1–2).
+"""The composition root: boot, run and stop the gateway (operations.md §1–2).
 
-Boot order: config → PID lock → plugin discovery → state DB (projections caught up) → config
-snapshot → crash recovery → dispatcher, API → ``GatewayStarted``; crash recovery runs beside the
-API's start, and the dispatcher and scheduler wait for it. Any boot failure is one ERROR
-line plus the same text on stderr, everything opened is closed, and the exit code is 1.
+It sits above ``runtime/`` and ``api/`` (ARCHITECTURE §2) so that it alone wires the loops to the
+servers; nothing below it imports it.
+
+Boot order: config → plugin discovery and pipelines → PID lock → state DB (projections caught up)
+→ config snapshot → crash recovery, beside the API's start → ``GatewayStarted``; the dispatcher and
+the scheduler start once recovery is done. Any boot failure is one ERROR line plus the same text on
+stderr, everything opened is closed, and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import ductile
-from ductile.commands import job_units
-from ductile.commands.routing import Router
+from ductile.app import job_units
+from ductile.app.routing import Router
 from ductile.config.discovery import ConfigSource
 from ductile.config.durations import parse_duration
 from ductile.config.errors import ConfigError
@@ -35,9 +38,9 @@ from ductile.events.timefmt import NS, now_ns, rfc3339
 from ductile.events.types import ConfigSnapshotted, GatewayStarted, GatewayStopped, JobDead, JobRecovered
 from ductile.pipelines.compiler import Compiled, compile_pipelines
 from ductile.pipelines.graph import Pipeline
-from ductile.plugins.discovery import DiscoveryError, discover
+from ductile.plugins.discovery import DiscoveryError
 from ductile.projections.registry import default_runner
-from ductile.runtime.catalog import Catalog, build_catalog
+from ductile.runtime.catalog import Catalog, load_catalog
 from ductile.runtime.dispatcher import Dispatcher
 from ductile.runtime.retention import Retention
 from ductile.runtime.scheduler import Scheduler
@@ -104,20 +107,6 @@ def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline
         unmatched=lambda job, e: route_log.debug("event matched no route", job_id=job.job_id, plugin=job.plugin,
                                                  event_type=e.get("type"), event_id=e.get("event_id")),
     )
-
-
-def load_catalog(config: Config) -> Catalog:
-    discovered, notes = discover(config.plugin_roots, config.service.allow_symlinks)
-    plugin_log = Log("config")
-    for note in notes:
-        plugin_log.at(note.level.lower(), note.msg, **note.fields)
-    catalog = build_catalog(config, discovered)
-    for problem in catalog.problems:
-        if problem.level == "error":
-            plugin_log.error(problem.message, field=problem.field)
-        else:
-            plugin_log.warn(problem.message, field=problem.field)
-    return catalog
 
 
 class Gateway:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ductile.commands import job_units
-from ductile.commands.job_units import ClaimedJob
+from ductile.app import job_units
+from ductile.app.job_units import ClaimedJob
 from ductile.commands.jobs import EnqueueJob
 from ductile.events.log import EventLog, WriteTx
 from ductile.projections.registry import default_runner

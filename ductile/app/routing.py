@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from ductile.commands import job_units, jobs
+from ductile.app import job_units
+from ductile.commands import jobs
 from ductile.commands.jobs import DedupeView, EnqueueJob, JobState
 from ductile.events.log import NO_STREAM, WriteTx
 from ductile.events.record import Recorded

@@ -8,7 +8,8 @@ import uuid
 
 import msgspec
 
-from ductile.commands import breakers, job_units, jobs, schedules
+from ductile.app import job_units
+from ductile.commands import breakers, jobs, schedules
 from ductile.commands.breakers import BreakerState
 from ductile.commands.jobs import DedupeView
 from ductile.commands.schedule_plan import Spec
