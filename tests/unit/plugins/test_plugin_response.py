@@ -197,7 +197,7 @@ def test_decode_response_raises_only_protocol_error_on_arbitrary_envelopes(envel
 
 
 OUT_OF_RANGE = re.compile(
-    r"plugin spawn failed: decode response: integer out of range at (\S+) \(allowed: -2\^63 to 2\^64-1\)"
+    r"plugin spawn failed: decode response: integer out of range at (.+) \(allowed: -2\^63 to 2\^64-1\)", re.DOTALL
 )
 
 
@@ -206,6 +206,7 @@ OUT_OF_RANGE = re.compile(
     ({"state_updates": {"a": [1, {"b": -(2**63) - 1}]}}, "state_updates.a[1].b"),
     ({"events": [{"type": "t", "payload": {"n": 2**64}}]}, "events[0].payload.n"),
     ({"ductile_stopwatch_subs": [{"name": "x", "dur_ns": 10**30}]}, "ductile_stopwatch_subs[0].dur_ns"),
+    ({"state_updates": {"a b\r": 2**70}}, "state_updates.a b\r"),  # keys are any text, spaces included
 ])
 def test_an_integer_the_log_cannot_hold_is_a_protocol_error_naming_where(fields: dict, path: str) -> None:
     with pytest.raises(ProtocolError) as raised:
