@@ -27,7 +27,7 @@ from ductile.config.discovery import ConfigSource
 from ductile.config.durations import parse_duration
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
-from ductile.config.model import Config, PluginEntry
+from ductile.config.model import DEFAULT_MAX_ATTEMPTS, Config, PluginEntry
 from ductile.config.redaction import snapshot_document
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
@@ -96,10 +96,10 @@ def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline
 
     return Router(
         pipelines=pipelines,
-        max_attempts=lambda p: e.retry.max_attempts if (e := entry(p)) else 4,
+        max_attempts=lambda p: e.retry.max_attempts if (e := entry(p)) else DEFAULT_MAX_ATTEMPTS,
         plugin_config=lambda p: e.config if (e := entry(p)) else {},
         notify_on_complete=lambda p: bool(e.notify_on_complete) if (e := entry(p)) else False,
-        hook_max_depth=config.service.hook_max_depth or 4,
+        hook_max_depth=config.service.hook_max_depth,
         dedupe_ttl=int(config.service.dedupe_ttl * NS),
         unmatched=lambda job, e: route_log.debug("event matched no route", job_id=job.job_id, plugin=job.plugin,
                                                  event_type=e.get("type"), event_id=e.get("event_id")),
