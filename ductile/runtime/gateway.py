@@ -24,7 +24,6 @@ import ductile
 from ductile.commands import job_units
 from ductile.commands.routing import Router
 from ductile.config.discovery import ConfigSource
-from ductile.config.durations import parse_duration
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
 from ductile.config.model import DEFAULT_MAX_ATTEMPTS, Config, PluginEntry
@@ -75,7 +74,7 @@ async def _serve_api(server: uvicorn.Server) -> None:
 def load_pipelines(config: Config, catalog: Catalog) -> Compiled:
     """Compile ``pipelines:``; any load error refuses the config, listing every problem."""
     compiled = compile_pipelines(
-        config.pipelines, enabled=set(catalog.plugins), configured=set(config.plugins), parse_duration=parse_duration,
+        config.pipelines, enabled=set(catalog.plugins), configured=set(config.plugins),
         configured_enabled={name for name, entry in config.plugins.items() if entry.enabled},
         relay_instances=config.relay_instance_names(),
     )
