@@ -2,7 +2,7 @@
 
     duration := zero | "+"? (group+ | number ("d" | "w"))
     group    := number ("ns" | "us" | "µs" | "ms" | "s" | "m" | "h")
-    number   := digits ("." digits?)? | "." digits
+    number   := digits ("." digits?)? | "." digits      (digits: ASCII 0-9)
     zero     := any bare number equal to 0 ("0", 0, "0.0"): its unit cannot matter
 
 Decisions where the two specs are silent or differ, pinned by tests/unit/formats:
@@ -36,7 +36,7 @@ _NS_PER_UNIT: dict[str, int] = {
     "d": 86400 * NS_PER_SECOND,
     "w": 7 * 86400 * NS_PER_SECOND,
 }
-_NUMBER_TEXT = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER_TEXT = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"  # ASCII digits only, as in Go (``\d`` takes any script's)
 _GROUP = re.compile(rf"({_NUMBER_TEXT})(ns|us|µs|ms|s|m|h)")
 _WHOLE_DAYS = re.compile(rf"({_NUMBER_TEXT})([dw])")
 _BARE_NUMBER = re.compile(rf"[-+]?{_NUMBER_TEXT}")

@@ -62,6 +62,7 @@ def test_edge_cases_parse_to_exact_nanoseconds(text: str | int, ns: int) -> None
         ("1h 30m", 'invalid duration "1h 30m"'),
         ("5M", 'invalid duration "5M"'),  # units are case-sensitive, as in Go
         ("++5m", 'invalid duration "++5m"'),
+        ("١s", 'invalid duration "١s"'),  # an Arabic-Indic digit: digits are ASCII only
         (True, 'invalid duration "True"'),
         (None, 'invalid duration "None"'),
     ],
