@@ -19,7 +19,7 @@ _BYTE_UNITS: dict[str, int] = {
     "mib": 1024**2,
     "gib": 1024**3,
 }
-_BYTE_SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)")
+_BYTE_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)")  # ASCII digits, as in durations
 
 
 def parse_duration(text: str | int | float, key: str) -> float:
