@@ -27,10 +27,9 @@ import ductile
 from ductile.app import job_units
 from ductile.app.routing import Router
 from ductile.config.discovery import ConfigSource
-from ductile.config.durations import parse_duration
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
-from ductile.config.model import Config, PluginEntry
+from ductile.config.model import DEFAULT_MAX_ATTEMPTS, Config, PluginEntry
 from ductile.config.redaction import snapshot_document
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
@@ -78,7 +77,7 @@ async def _serve_api(server: uvicorn.Server) -> None:
 def load_pipelines(config: Config, catalog: Catalog) -> Compiled:
     """Compile ``pipelines:``; any load error refuses the config, listing every problem."""
     compiled = compile_pipelines(
-        config.pipelines, enabled=set(catalog.plugins), configured=set(config.plugins), parse_duration=parse_duration,
+        config.pipelines, enabled=set(catalog.plugins), configured=set(config.plugins),
         configured_enabled={name for name, entry in config.plugins.items() if entry.enabled},
         relay_instances=config.relay_instance_names(),
     )
@@ -99,10 +98,10 @@ def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline
 
     return Router(
         pipelines=pipelines,
-        max_attempts=lambda p: e.retry.max_attempts if (e := entry(p)) else 4,
+        max_attempts=lambda p: e.retry.max_attempts if (e := entry(p)) else DEFAULT_MAX_ATTEMPTS,
         plugin_config=lambda p: e.config if (e := entry(p)) else {},
         notify_on_complete=lambda p: bool(e.notify_on_complete) if (e := entry(p)) else False,
-        hook_max_depth=config.service.hook_max_depth or 4,
+        hook_max_depth=config.service.hook_max_depth,
         dedupe_ttl=int(config.service.dedupe_ttl * NS),
         unmatched=lambda job, e: route_log.debug("event matched no route", job_id=job.job_id, plugin=job.plugin,
                                                  event_type=e.get("type"), event_id=e.get("event_id")),

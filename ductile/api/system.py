@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from litestar import Request, get, post
 
 import ductile
@@ -22,6 +21,7 @@ from ductile.config.model import Config
 from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.log import verify_chain
 from ductile.events.timefmt import NS, now_ns, rfc3339
+from ductile.formats.yaml12 import YamlError, parse_document
 from ductile.projections.registry import ALL as PROJECTIONS
 from ductile.runtime.catalog import Catalog, LoadedPlugin
 from ductile.runtime.services import Services
@@ -59,8 +59,10 @@ def manifest_emits(directory: Path) -> list[tuple[str, str]]:
         return cached[1]
     found: list[tuple[str, str]] = []
     try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        doc = parse_document(path.read_bytes(), refuse_duplicate_keys=False).value
+    except (OSError, YamlError):
+        # It parsed at discovery; one edited since into bad YAML shows no emits until the next
+        # reload, which reports the error.
         doc = None
     commands = doc.get("commands") if isinstance(doc, dict) else None
     for cmd in commands if isinstance(commands, list) else []:

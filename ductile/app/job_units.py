@@ -17,6 +17,7 @@ import msgspec
 from ductile.commands import breakers, jobs
 from ductile.commands.errors import JobNotFound
 from ductile.commands.jobs import AttemptResult, DedupeView, EnqueueJob, JobState
+from ductile.config.model import DEFAULT_BREAKER_THRESHOLD
 from ductile.events.log import ANY, NO_STREAM, WriteTx, read_stream
 from ductile.events.record import Recorded
 from ductile.events.types import (
@@ -127,7 +128,7 @@ Threshold = Callable[[str], int]
 
 
 def _default_threshold(_plugin: str) -> int:
-    return 3
+    return DEFAULT_BREAKER_THRESHOLD
 
 
 def apply(tx: WriteTx, cmd: jobs.Command, threshold: Threshold = _default_threshold) -> list[Recorded]:

@@ -19,6 +19,7 @@ import msgspec
 from ductile.app import job_units
 from ductile.commands import jobs
 from ductile.commands.jobs import DedupeView, EnqueueJob, JobState
+from ductile.config.model import DEFAULT_HOOK_MAX_DEPTH
 from ductile.events.log import NO_STREAM, WriteTx
 from ductile.events.record import Recorded
 from ductile.events.timefmt import rfc3339
@@ -69,7 +70,7 @@ class Router:
     max_attempts: Callable[[str], int]
     plugin_config: Callable[[str], dict[str, Any]]
     notify_on_complete: Callable[[str], bool]
-    hook_max_depth: int = 4
+    hook_max_depth: int = DEFAULT_HOOK_MAX_DEPTH
     dedupe_ttl: int = 0  # ns
     # Told of each emitted event that matched no edge and no pipeline (the runtime logs it at
     # DEBUG, pipelines.md §3.2); routing itself does no I/O.

@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ductile.cli.output import CliFailure
+from ductile.config.model import DEFAULT_API_LISTEN
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 UNREACHABLE_HINT = "(is it running? try 'ductile system status')"
 
 
@@ -40,6 +40,9 @@ def listen_url(listen: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+DEFAULT_URL = listen_url(DEFAULT_API_LISTEN)
 
 
 def default_api_url(config: str | None = None, config_dir: str | None = None) -> str:

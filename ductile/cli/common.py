@@ -47,10 +47,10 @@ def open_readonly(state_path: Path) -> sqlite3.Connection:
 def parse_timeout(text: str, flag: str = "--timeout") -> tuple[float, str]:
     """A duration flag (``60s``, ``2m``, ``1h30m``; a bare number means seconds) -> (seconds, shown).
 
-    A malformed value is a command-line error: exit 2.
+    The grammar is the one of config and schedules; only the bare-number-as-seconds convention of
+    command-line flags is added here. A malformed value is a command-line error: exit 2.
     """
-    from ductile.config.durations import parse_duration
-    from ductile.config.errors import ConfigError
+    from ductile.formats.durations import DurationError, parse_duration_seconds
 
     raw = text.strip()
     shown = raw
@@ -59,8 +59,8 @@ def parse_timeout(text: str, flag: str = "--timeout") -> tuple[float, str]:
         shown = f"{raw}s"
     except ValueError:
         try:
-            seconds = parse_duration(raw, flag)
-        except ConfigError:
+            seconds = parse_duration_seconds(raw)
+        except DurationError:
             raise CliFailure(f'invalid {flag} "{text}" (use a duration such as 30s or 5m)', code=2) from None
     if seconds <= 0 or seconds != seconds or seconds == float("inf"):
         raise CliFailure(f'invalid {flag} "{text}": must be > 0', code=2)

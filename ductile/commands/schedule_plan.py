@@ -17,13 +17,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from croniter import croniter
 
+from ductile.formats.durations import DurationError, parse_duration_ns
+
 NS = 1_000_000_000
 MINUTE = 60 * NS
 CATCH_UP_CAP = 100
 
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": NS, "m": 60 * NS, "h": 3600 * NS}
-_GROUP = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DAYS = re.compile(r"^(\d+(?:\.\d+)?)([dw])$")
 _ALIASES = {"hourly": 3600 * NS, "daily": 86400 * NS, "weekly": 7 * 86400 * NS, "monthly": 30 * 86400 * NS}
 _WEEKDAYS = {
     "sun": 0, "sunday": 0, "mon": 1, "monday": 1, "tue": 2, "tues": 2, "tuesday": 2, "wed": 3, "wednesday": 3,
@@ -43,27 +42,6 @@ class Invalid(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-def parse_duration_ns(value: Any) -> int:
-    """Scheduler durations: ``90s``, ``1h30m``, ``1.5h``, ``1.5d``, ``2w``; bare numbers are invalid."""
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f"invalid duration {value!r}: missing unit")
-    text = value.strip()
-    m = _DAYS.match(text)
-    if m:
-        days = float(m.group(1)) * (7 if m.group(2) == "w" else 1)
-        return round(days * 86400 * NS)
-    pos = 0
-    total = 0.0
-    for g in _GROUP.finditer(text):
-        if g.start() != pos:
-            break
-        total += float(g.group(1)) * _UNITS[g.group(2)]
-        pos = g.end()
-    if pos == 0 or pos != len(text):
-        raise ValueError(f"invalid duration {value!r}")
-    return round(total)
 
 
 def host_timezone(environ: dict[str, str] | None = None) -> tuple[str, bool]:
@@ -187,14 +165,14 @@ def parse_entry(
             alias = _ALIASES.get(value.strip().lower()) if isinstance(value, str) else None
             try:
                 base["every"] = alias if alias is not None else parse_duration_ns(value)
-            except ValueError as exc:
+            except DurationError as exc:
                 raise Invalid("invalid_schedule_config", f"every: {exc}") from None
             if base["every"] <= 0:
                 raise Invalid("invalid_schedule_config", "every must be > 0")
         elif kind == "after":
             try:
                 base["after"] = parse_duration_ns(value)
-            except ValueError as exc:
+            except DurationError as exc:
                 raise Invalid("invalid_schedule_config", f"after: {exc}") from None
             if base["after"] <= 0:
                 raise Invalid("invalid_schedule_config", "after must be > 0")
@@ -204,8 +182,8 @@ def parse_entry(
             base["at"] = _parse_at(value, zone)
         if "jitter" in entry:
             try:
-                base["jitter"] = parse_duration_ns(entry["jitter"]) if entry["jitter"] not in (0, "0") else 0
-            except ValueError as exc:
+                base["jitter"] = parse_duration_ns(entry["jitter"])
+            except DurationError as exc:
                 raise Invalid("invalid_schedule_config", f"jitter: {exc}") from None
         catch_up = entry.get("catch_up", "skip")
         if catch_up not in ("skip", "run_once", "run_all"):

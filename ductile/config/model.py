@@ -11,6 +11,16 @@ import msgspec
 from ductile.config.discovery import ConfigSource
 from ductile.config.locations import KeyPath
 
+# The defaults of config.md §4 that code outside the config model also needs (a fallback for a
+# plugin missing from the catalog, a decider's default argument). They live here only; every
+# other module imports them, so a default is never written twice.
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_BACKOFF_BASE = 30.0  # seconds
+DEFAULT_BREAKER_THRESHOLD = 3
+DEFAULT_BREAKER_RESET_AFTER = 1800.0  # seconds
+DEFAULT_HOOK_MAX_DEPTH = 4
+DEFAULT_API_LISTEN = "127.0.0.1:8080"
+
 DEFAULT_TIMEOUTS: dict[str, float] = {"poll": 60.0, "handle": 120.0, "health": 10.0, "init": 30.0}
 FALLBACK_TIMEOUT = 60.0
 
@@ -20,13 +30,13 @@ def default_max_workers() -> int:
 
 
 class RetryConfig(msgspec.Struct, frozen=True):
-    max_attempts: int = 4
-    backoff_base: float = 30.0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_base: float = DEFAULT_BACKOFF_BASE
 
 
 class BreakerConfig(msgspec.Struct, frozen=True):
-    threshold: int = 3
-    reset_after: float = 1800.0
+    threshold: int = DEFAULT_BREAKER_THRESHOLD
+    reset_after: float = DEFAULT_BREAKER_RESET_AFTER
 
 
 class PluginEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,7 +70,7 @@ class TokenEntry(msgspec.Struct, frozen=True):
 
 class ApiConfig(msgspec.Struct, frozen=True):
     enabled: bool = False
-    listen: str = "127.0.0.1:8080"
+    listen: str = DEFAULT_API_LISTEN
     host: str = "127.0.0.1"
     port: int = 8080
     max_concurrent_sync: int = 10
@@ -78,7 +88,7 @@ class ServiceConfig(msgspec.Struct, frozen=True):
     durability: str = "full"
     max_workers: int = msgspec.field(default_factory=default_max_workers)
     shutdown_grace: float = 30.0
-    hook_max_depth: int = 4
+    hook_max_depth: int = DEFAULT_HOOK_MAX_DEPTH
     dedupe_ttl: float = 86400.0
     job_queue_retention: float = 86400.0
     job_log_retention: float = 2592000.0

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ductile.formats.durations import DurationError, parse_duration_seconds
 from ductile.pipelines.baggage import compile_baggage
 from ductile.pipelines.conditions import compile_condition
 from ductile.pipelines.errors import LoadProblems
 from ductile.pipelines.graph import (
+    DEFAULT_PIPELINE_TIMEOUT,
     RELAY_PLUGIN,
     SWITCH_FALSE,
     SWITCH_PLUGIN,
@@ -259,7 +261,6 @@ def compile_pipelines(
     *,
     enabled: set[str],
     configured: set[str],
-    parse_duration: Callable[[Any, str], float],
     configured_enabled: set[str] | None = None,
     relay_instances: Collection[str] = (),
 ) -> Compiled:
@@ -281,8 +282,7 @@ def compile_pipelines(
             continue
         raw_by_name.setdefault(name.strip(), raw)  # duplicates across files are refused by the loader
     for name, raw in raw_by_name.items():
-        pipeline = _compile_one(name, raw, raw_by_name, enabled, configured, parse_duration, out, configured_enabled,
-                                relay_instances)
+        pipeline = _compile_one(name, raw, raw_by_name, enabled, configured, out, configured_enabled, relay_instances)
         if pipeline is not None:
             out.pipelines[name] = pipeline
     return out
@@ -294,7 +294,6 @@ def _compile_one(
     raw_by_name: Mapping[str, dict[str, Any]],
     enabled: set[str],
     configured: set[str],
-    parse_duration: Callable[[Any, str], float],
     out: Compiled,
     configured_enabled: set[str] | None = None,
     relay_instances: Collection[str] = (),
@@ -341,13 +340,13 @@ def _compile_one(
     mode = str(raw.get("execution_mode", "async")).strip().lower()
     if mode not in ("async", "asynchronous", "sync", "synchronous"):
         b.error("execution_mode must be async or synchronous")
-    timeout = 30.0
+    timeout = DEFAULT_PIPELINE_TIMEOUT
     if "timeout" in raw:
         try:
-            timeout = parse_duration(raw["timeout"], "timeout")
-            if timeout <= 0:
-                raise ValueError
-        except Exception:
+            timeout = parse_duration_seconds(raw["timeout"])
+        except DurationError:
+            timeout = 0.0
+        if timeout <= 0:
             b.error(f'invalid timeout "{raw["timeout"]}"')
     frag = b.sequence(raw.get("steps"), prefix="", calls=(name,), where=None)
     if b.failed or b.left_out:

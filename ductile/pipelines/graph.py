@@ -46,6 +46,10 @@ class Edge:
         return self.label is None or self.label == event_type
 
 
+# pipelines.md §2: a pipeline without ``timeout`` waits this long when called synchronously.
+DEFAULT_PIPELINE_TIMEOUT = 30.0  # seconds
+
+
 @dataclass
 class Pipeline:
     name: str

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-import yaml
+
+from ductile.formats.yaml12 import YamlError, parse_document, scalar_as_written
 
 MANIFEST_SPEC = "ductile.plugin"
 MANIFEST_VERSION = 1
@@ -98,35 +99,17 @@ def parse_manifest(text: str | bytes, path: str = "manifest.yaml") -> Manifest:
 
 
 def _load_yaml(text: str | bytes, path: str) -> tuple[object, str | None]:
-    """Load one YAML document; also return the `version` scalar as written.
+    """Load one YAML document in the dialect of config files; also return `version` as written.
 
     `version: 1.10` is a float to YAML but a free string to us, so it is read from the node
-    before resolution turns it into `1.1`.
+    before resolution turns it into `1.1`. A repeated key keeps YAML's last-one-wins here, as
+    manifests always have (plugins.md §2 is lenient about their shape).
     """
-    loader = yaml.SafeLoader(text)
-    loader.name = path  # YAML error marks then name the file instead of "<unicode string>"
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, None
-        return loader.construct_document(node), _raw_scalar(node, "version")
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"invalid YAML: {exc}", path) from exc
-    except RecursionError as exc:
-        raise ManifestError("invalid YAML: nesting too deep", path) from exc
-    finally:
-        loader.dispose()
-
-
-def _raw_scalar(node: yaml.Node, key: str) -> str | None:
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    raw: str | None = None
-    for key_node, value_node in node.value:  # the last duplicate key wins, as in construction
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
-            scalar = isinstance(value_node, yaml.ScalarNode) and value_node.tag != "tag:yaml.org,2002:null"
-            raw = str(value_node.value) if scalar else None
-    return raw
+        document = parse_document(text, refuse_duplicate_keys=False)
+    except YamlError as exc:
+        raise ManifestError(f"invalid YAML: {exc} in {path}", path) from exc
+    return document.value, scalar_as_written(document.root, "version")
 
 
 def _kind(value: object) -> str:

@@ -31,6 +31,7 @@ from ductile.app.job_units import ClaimedJob
 from ductile.app.routing import Router
 from ductile.commands.errors import InvalidTransition, Refused
 from ductile.commands.jobs import AttemptResult, JobState
+from ductile.config.model import DEFAULT_BACKOFF_BASE, DEFAULT_BREAKER_THRESHOLD
 from ductile.events.log import EventLog, LogClosed, WriteTx, is_storage_error
 from ductile.events.record import Recorded
 from ductile.events.timefmt import NS, now_ns, parse_rfc3339, rfc3339
@@ -168,7 +169,7 @@ class Dispatcher:
 
     def threshold(self, plugin: str) -> int:
         loaded = self.catalog.get(plugin)
-        return loaded.entry.circuit_breaker.threshold if loaded else 3
+        return loaded.entry.circuit_breaker.threshold if loaded else DEFAULT_BREAKER_THRESHOLD
 
     def _start(self, claimed: list[ClaimedJob], killed: list[Recorded]) -> None:
         """Give each claimed job its own slot (thread-safe)."""
@@ -265,7 +266,7 @@ class Dispatcher:
         self, job: ClaimedJob, classified: Classified, claim: bool = True, route: bool = True
     ) -> Callable[[WriteTx], Completed]:
         plugin = self.catalog.get(job.plugin)
-        base = int((plugin.entry.retry.backoff_base if plugin else 30.0) * NS)
+        base = int((plugin.entry.retry.backoff_base if plugin else DEFAULT_BACKOFF_BASE) * NS)
         jitter = self._rng.random()
 
         def complete_and_claim(tx: WriteTx) -> Completed:

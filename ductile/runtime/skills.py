@@ -23,8 +23,8 @@ def plugin_entries(catalog: Catalog) -> list[dict[str, Any]]:
 
 def pipeline_entries(pipelines: list[Any]) -> list[dict[str, Any]]:
     """``/skills`` pipeline entries from the raw ``pipelines:`` lists, sorted by name."""
-    from ductile.config.durations import parse_duration
-    from ductile.config.errors import ConfigError
+    from ductile.formats.durations import DurationError, parse_duration_seconds
+    from ductile.pipelines.graph import DEFAULT_PIPELINE_TIMEOUT
 
     entries = []
     for raw in pipelines:
@@ -41,8 +41,8 @@ def pipeline_entries(pipelines: list[Any]) -> list[dict[str, Any]]:
         }
         if synchronous:
             try:
-                seconds = parse_duration(raw.get("timeout", "30s"), "timeout")
-            except ConfigError:
+                seconds = parse_duration_seconds(raw["timeout"]) if "timeout" in raw else DEFAULT_PIPELINE_TIMEOUT
+            except DurationError:
                 seconds = None
             if seconds:
                 entry["timeout_secs"] = int(seconds) if seconds == int(seconds) else seconds

@@ -89,7 +89,7 @@ def test_byte_sizes_are_1024_based(value: int | str, size: int) -> None:
     assert parse_byte_size(value, "k") == size
 
 
-@pytest.mark.parametrize("value", ["1TB", "MB", "-1MB", -1, True, "1.5"])
+@pytest.mark.parametrize("value", ["1TB", "MB", "-1MB", -1, True, "1.5", "١MB"])
 def test_bad_byte_size_names_the_key(value: object) -> None:
     with pytest.raises(ConfigError, match=r"^webhooks.endpoints\[0\].max_body_size: invalid byte size"):
         parse_byte_size(value, "webhooks.endpoints[0].max_body_size")

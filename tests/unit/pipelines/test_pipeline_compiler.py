@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from ductile.config.durations import parse_duration
 from ductile.pipelines.baggage import compile_baggage
 from ductile.pipelines.compiler import Compiled, compile_pipelines
 from ductile.pipelines.conditions import compile_condition
@@ -28,7 +27,7 @@ GO = {"path": "payload.go", "op": "eq", "value": True}
 
 def compile_(*pipelines: dict[str, Any]) -> Compiled:
     return compile_pipelines(
-        list(pipelines), enabled=set(ENABLED), configured=set(CONFIGURED), parse_duration=parse_duration
+        list(pipelines), enabled=set(ENABLED), configured=set(CONFIGURED)
     )
 
 
@@ -124,7 +123,7 @@ def test_a_step_problem_is_reported_as_pipeline_step_colon_detail(
 
 def test_a_relay_step_to_a_configured_instance_compiles_to_a_relay_node() -> None:
     out = compile_pipelines([pipe(steps=[{"id": "r", "relay": {"to": "peer1", "event": "x"}}])], enabled=set(ENABLED),
-                            configured=set(CONFIGURED), parse_duration=parse_duration, relay_instances={"peer1"})
+                            configured=set(CONFIGURED), relay_instances={"peer1"})
     assert out.errors == []
     assert out.pipelines["p"].nodes["r"].plugin == "core.relay"
 
