@@ -55,7 +55,7 @@ from ductile.runtime.attempt import Classified, classify
 from ductile.runtime.catalog import Catalog
 from ductile.runtime.observations import LiveHub
 from ductile.runtime.orphans import ProcessRegistry
-from ductile.runtime.process import kill_group, run_process
+from ductile.runtime.process import ProcessResult, kill_group, run_process
 from ductile.system.logs import Log
 
 log = Log("dispatch")
@@ -69,6 +69,8 @@ STORAGE_RETRY_MAX = 2.0
 Claim = tuple[list[ClaimedJob], list[Recorded]]
 Completed = tuple[list[Recorded], Claim]
 T = TypeVar("T")
+# run_process's shape: argv, stdin, env, timeout, cwd, on_spawn -> how the process ended.
+RunProcess = Callable[[list[str], bytes, dict[str, str], float, str | None, Callable[[int], None]], ProcessResult]
 
 
 def log_refused_result(job_id: str, exc: Refused) -> None:
@@ -94,6 +96,7 @@ class Dispatcher:
         config_snapshot_id: Callable[[], str | None] = lambda: None,
         live: LiveHub | None = None,
         router: Router | None = None,
+        run: RunProcess = run_process,
     ) -> None:
         self.events = events
         self.catalog = catalog
@@ -113,6 +116,7 @@ class Dispatcher:
         self._rng = random.Random()
         self._live = live or LiveHub()
         self.router = router
+        self._run_process = run  # a seam: unit tests pass a fake that plays the plugin's part
         events.on_commit(self._on_commit)
 
     # --- wake-ups (event loop) -----------------------------------------------------------------
@@ -341,7 +345,7 @@ class Dispatcher:
             self.procs.record(job.job_id, pid)
             self._live.publish("plugin.spawned", {"at": rfc3339(now_ns()), "pid": pid, **fields})
 
-        proc = run_process([str(plugin.entrypoint)], stdin, self._env, timeout, None, on_spawn)
+        proc = self._run_process([str(plugin.entrypoint)], stdin, self._env, timeout, None, on_spawn)
         self._pids.pop(job.job_id, None)
         if self._abandon:
             return None
