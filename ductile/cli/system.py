@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Annotated, Any
 
@@ -10,6 +9,7 @@ from cyclopts import App, Parameter
 
 from ductile.cli.common import find_source, resolve
 from ductile.cli.output import emit_json, fail, print_table
+from ductile.cli.progress import progress_bar
 
 app = App(name="system", help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
 app.command("ductile.cli.skills:skills", name="skills",
@@ -58,21 +58,17 @@ def rebuild(
         lock = PidLock(pid_path(cfg.state_path)).acquire()
     except PidLockHeld as exc:
         raise fail(str(exc), json=json) from None
-    progress = None
-    if sys.stderr.isatty() and not json:
-        def progress(done: int, total: int) -> None:
-            sys.stderr.write(f"\rrebuilding: {done}/{total} events")
-            sys.stderr.flush()
+    bar = progress_bar("rebuilding", json=json)
     try:
         conn = connect(cfg.state_path, cfg.service.durability)
         started = time.perf_counter()
-        reports = runner.rebuild(conn, projection or None, progress)
+        reports = runner.rebuild(conn, projection or None, bar)
         position = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
         conn.close()
     finally:
+        if bar is not None:
+            bar.close()
         lock.release()
-    if progress is not None:
-        sys.stderr.write("\n")
     seconds = round(time.perf_counter() - started, 3)
     if json:
         emit_json({"position": position, "seconds": seconds, "projections": [
