@@ -79,6 +79,25 @@ def heading(title: str, *, gap: bool = False) -> None:
         print(title)
 
 
+CHECK_STYLES = {"OK": "green", "FAIL": "bold red", "SKIP": "yellow"}
+
+
+def print_check(name: str, word: str, *, path: str | None = None, detail: str | None = None) -> None:
+    """One checklist line, ``- <name>: OK|FAIL|SKIP (path=…) - <detail>`` (cli.md §1), with the
+    word coloured on a colour terminal."""
+    head, tail = f"- {name}: ", (f" (path={path})" if path else "") + (f" - {detail}" if detail is not None else "")
+    if colour_enabled():
+        from rich.console import Console
+        from rich.text import Text
+
+        line = Text(head)
+        line.append(word, style=CHECK_STYLES.get(word, ""))
+        line.append(tail)
+        Console(file=sys.stdout, highlight=False, soft_wrap=True).print(line)
+    else:
+        print(head + word + tail)
+
+
 def _print_rich_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     # The layout matches table() (no box, two spaces between columns, none at the edges), so a
     # terminal shows the same columns a pipe gets, with bold headers; a row wider than the

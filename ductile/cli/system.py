@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from cyclopts import App, Parameter
 
 from ductile.cli.common import find_source, resolve
-from ductile.cli.output import emit_json, fail, print_table
+from ductile.cli.output import emit_json, fail, heading, print_check, print_table
 from ductile.cli.progress import progress_bar
 
 app = App(name="system", help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
@@ -302,17 +302,12 @@ def status(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: b
     if json:
         emit_json(report)
     else:
-        print(f"System Status: {'HEALTHY' if report['healthy'] else 'DEGRADED'}")
+        heading(f"System Status: {'HEALTHY' if report['healthy'] else 'DEGRADED'}")
         for check in report["checks"]:
             detail = str(check.get("detail", ""))
             skipped = detail.startswith(SKIPPED)
             word = "SKIP" if skipped else ("OK" if check["ok"] else "FAIL")
-            line = f"- {check['name']}: {word}"
-            if check.get("path"):
-                line += f" (path={check['path']})"
-            if detail:
-                line += f" - {detail.removeprefix(SKIPPED)}"
-            print(line)
+            print_check(check["name"], word, path=check.get("path"), detail=detail.removeprefix(SKIPPED) if detail else None)
     return 0 if report["healthy"] else 1
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from ductile.cli import output
-from ductile.cli.output import heading, print_table, table
+from ductile.cli.output import heading, print_check, print_table, table
 from ductile.cli.progress import ProgressBar, progress_bar
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -114,3 +114,19 @@ def test_progress_bar_closed_midway_gives_the_terminal_back(monkeypatch: pytest.
     assert drawn.startswith("\x1b[?25l") and drawn.endswith("\x1b[?25h")  # the cursor is shown again
     bar(5, 10)  # after close: ignored, no second bar
     assert err.getvalue() == drawn
+
+
+@pytest.mark.parametrize(("word", "path", "detail", "line"), [
+    ("OK", None, None, "- config: OK"),
+    ("FAIL", "/x/state.db", "locked", "- config: FAIL (path=/x/state.db) - locked"),
+    ("SKIP", None, "", "- config: SKIP - "),
+])
+def test_checklist_lines(
+    word: str, path: str | None, detail: str | None, line: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    print_check("config", word, path=path, detail=detail)
+    assert capsys.readouterr().out == line + "\n"
+    terminal = on_terminal(monkeypatch)
+    print_check("config", word, path=path, detail=detail)
+    assert ANSI.sub("", terminal.getvalue()) == line + "\n" and "\x1b[" in terminal.getvalue()
