@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import ductile
 from ductile.app import job_units
 from ductile.app.routing import Router
+from ductile.cli.progress import progress_bar
 from ductile.config.discovery import ConfigSource
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
@@ -128,7 +129,12 @@ class Gateway:
             self._lock = PidLock(pid_path(config.state_path)).acquire()
             events = EventLog(config.state_path, config.service.durability, default_runner())
             self.events = events
-            await events.open(progress=_progress_printer())
+            bar = progress_bar("catching up projections")
+            try:
+                await events.open(progress=bar)
+            finally:
+                if bar is not None:
+                    bar.close()
         except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error) as exc:
             return self._boot_failed(str(exc))
         try:
@@ -287,20 +293,6 @@ async def _after(first: asyncio.Task[None], run: Callable[[], Awaitable[None]]) 
     """``run()`` once ``first`` is done (a failure of ``first`` fails this task too)."""
     await first
     await run()
-
-
-def _progress_printer():  # type: ignore[no-untyped-def]
-    if not sys.stderr.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        pct = 100 * done // max(total, 1)
-        sys.stderr.write(f"\rcatching up projections: {done}/{total} events ({pct}%)")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    return show
 
 
 async def _cancel_bounded(tasks: set[asyncio.Task[None]] | list[asyncio.Task[None]]) -> None:

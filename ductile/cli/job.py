@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from cyclopts import App, Parameter
 
 from ductile.cli.common import open_readonly, resolve
-from ductile.cli.output import emit_json, fail, print_table
+from ductile.cli.output import emit_json, fail, heading, print_table
 
 app = App(name="job", help="Jobs in the ledger: inspect, logs, list.")
 
@@ -48,7 +48,7 @@ def _print_inspect(report: dict[str, Any]) -> None:
     import msgspec
 
     job = report["job"]
-    print("Job")
+    heading("Job")
     for key in ("job_id", "plugin", "command", "status", "attempt", "max_attempts", "submitted_by", "created_at",
                 "started_at", "completed_at", "next_retry_at", "last_error"):
         if job.get(key) is not None:
@@ -59,24 +59,24 @@ def _print_inspect(report: dict[str, Any]) -> None:
         print(f"  result: {msgspec.json.encode(job['result']).decode()}")
     if job.get("stderr"):
         print("  stderr: " + job["stderr"].rstrip().replace("\n", "\n          "))
-    print("\nTransitions")
+    heading("Transitions", gap=True)
     print_table(["created", "from", "to", "reason"],
                 [[t["created_at"], t["from_status"], t["to_status"], t["reason"]] for t in report["transitions"]])
-    print("\nAttempts")
+    heading("Attempts", gap=True)
     print_table(["attempt", "started", "completed", "outcome", "exit", "duration_ms", "error"],
                 [[a["attempt"], a.get("started_at"), a.get("completed_at"), a.get("outcome"), a.get("exit_code"),
                   a.get("duration_ms"), a.get("error")] for a in report["attempts"]])
     if report["context"]:
-        print("\nContext and baggage")
+        heading("Context and baggage", gap=True)
         for record in report["context"]["chain"]:
             print(f"  {record['pipeline_name']}/{record['step_id']} claims={msgspec.json.encode(record['claims']).decode()}")
         print(f"  baggage: {msgspec.json.encode(report['context']['baggage']).decode()}")
     if report["dispatches"]:
-        print("\nDispatches")
+        heading("Dispatches", gap=True)
         for d in report["dispatches"]:
             print(f"  {d.get('event_type', '-')} -> {d.get('pipeline')}/{d.get('step_id')} {d['outcome']} {d.get('job_id', '')}")
     if len(report["lineage"]) > 1 or report["children"]:
-        print("\nLineage")
+        heading("Lineage", gap=True)
         for node in report["lineage"]:
             print(f"  {node['job_id']} {node['plugin']}:{node['command']} {node['status']}")
         for child in report["children"]:
@@ -115,7 +115,7 @@ def logs(
     if json:
         emit_json({"total": data["total"], "logs": data["logs"]})
         return 0
-    print(f"Job Logs (total={data['total']})")
+    heading(f"Job Logs (total={data['total']})")
     for e in data["logs"]:
         print(f"- {e['completed_at']} {e['status']} {e['plugin']}:{e['command']} job={e['job_id']} "
               f"attempt={e['attempt']} submitted_by={e['submitted_by']}")

@@ -11,7 +11,7 @@ import msgspec
 from cyclopts import App, Parameter
 
 from ductile.cli.client import GatewayClient, default_api_url
-from ductile.cli.output import CliFailure, emit_json, fail, print_table
+from ductile.cli.output import CliFailure, emit_json, fail, heading, print_table
 
 app = App(name="plugin", help="Plugins on the running gateway: list, show, run.")
 
@@ -58,7 +58,7 @@ def show(name: str, *, api_url: ApiUrl = None, api_key: ApiKey = None, json: boo
         emit_json(data)
         return 0
     version = data.get("version") or "-"
-    print(f"{data.get('name', name)} {version} (protocol {data.get('protocol', '?')})")
+    heading(f"{data.get('name', name)} {version} (protocol {data.get('protocol', '?')})")
     if data.get("description"):
         print(data["description"])
     print()

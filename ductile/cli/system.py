@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Annotated, Any
 
 from cyclopts import App, Parameter
 
 from ductile.cli.common import find_source, resolve
-from ductile.cli.output import emit_json, fail, print_table
+from ductile.cli.output import emit_json, fail, heading, print_check, print_table
+from ductile.cli.progress import progress_bar
 
 app = App(name="system", help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
 app.command("ductile.cli.skills:skills", name="skills",
@@ -58,21 +58,17 @@ def rebuild(
         lock = PidLock(pid_path(cfg.state_path)).acquire()
     except PidLockHeld as exc:
         raise fail(str(exc), json=json) from None
-    progress = None
-    if sys.stderr.isatty() and not json:
-        def progress(done: int, total: int) -> None:
-            sys.stderr.write(f"\rrebuilding: {done}/{total} events")
-            sys.stderr.flush()
+    bar = progress_bar("rebuilding", json=json)
     try:
         conn = connect(cfg.state_path, cfg.service.durability)
         started = time.perf_counter()
-        reports = runner.rebuild(conn, projection or None, progress)
+        reports = runner.rebuild(conn, projection or None, bar)
         position = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
         conn.close()
     finally:
+        if bar is not None:
+            bar.close()
         lock.release()
-    if progress is not None:
-        sys.stderr.write("\n")
     seconds = round(time.perf_counter() - started, 3)
     if json:
         emit_json({"position": position, "seconds": seconds, "projections": [
@@ -306,17 +302,12 @@ def status(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: b
     if json:
         emit_json(report)
     else:
-        print(f"System Status: {'HEALTHY' if report['healthy'] else 'DEGRADED'}")
+        heading(f"System Status: {'HEALTHY' if report['healthy'] else 'DEGRADED'}")
         for check in report["checks"]:
             detail = str(check.get("detail", ""))
             skipped = detail.startswith(SKIPPED)
             word = "SKIP" if skipped else ("OK" if check["ok"] else "FAIL")
-            line = f"- {check['name']}: {word}"
-            if check.get("path"):
-                line += f" (path={check['path']})"
-            if detail:
-                line += f" - {detail.removeprefix(SKIPPED)}"
-            print(line)
+            print_check(check["name"], word, path=check.get("path"), detail=detail.removeprefix(SKIPPED) if detail else None)
     return 0 if report["healthy"] else 1
 
 

@@ -1,0 +1,84 @@
+"""Progress bars on stderr for long jobs: `system rebuild`, projection catch-up in `system start`.
+
+cli.md §1: a bar appears only when stderr is a TTY and ``--json`` is absent; stdout never
+carries one, so a piped or ``--json`` run prints exactly what it would without a terminal.
+``rich`` is imported only when a bar is actually drawn.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+
+class ProgressBar:
+    """A ``(done, total)`` callback drawing one bar; ``close()`` (or leaving the ``with``) ends it.
+
+    The bar is started by the first report, not on construction, so a step with nothing to do
+    (projections already caught up) draws nothing. It finishes by itself when ``done`` reaches
+    ``total``; close() finishes it otherwise (an error midway), which also gives the cursor back.
+    Reports may come from a worker thread (the event log opens in one), hence the lock.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._finished = False
+
+    def __call__(self, done: int, total: int) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            if self._progress is None:
+                self._start(done, total)
+            else:
+                assert self._task is not None
+                self._progress.update(self._task, completed=done, total=max(total, 1))
+                self._progress.refresh()
+            if done >= total:
+                self._stop()
+
+    def _start(self, done: int, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+
+        # auto_refresh off: no refresh thread; every report redraws, and reports come once a chunk.
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+            TaskProgressColumn(), console=Console(file=sys.stderr), auto_refresh=False,
+        )
+        # The task has its numbers before start() draws it, so the first frame is not an empty pulse.
+        self._task = self._progress.add_task(self.label, total=max(total, 1), completed=done)
+        self._progress.start()
+
+    def _stop(self) -> None:
+        self._finished = True
+        if self._progress is not None:
+            self._progress.stop()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._finished:
+                self._stop()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def progress_bar(label: str, *, json: bool = False) -> ProgressBar | None:
+    """A bar for ``label`` when cli.md §1 allows one (stderr is a TTY, no ``--json``), else None."""
+    if json or not sys.stderr.isatty():
+        return None
+    return ProgressBar(label)
