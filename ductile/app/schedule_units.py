@@ -24,6 +24,7 @@ from ductile.events.types import (
     job_stream,
     schedule_stream,
 )
+from ductile.vocabulary import OUTSTANDING, OUTSTANDING_SQL
 
 
 class EntrySettings(msgspec.Struct, frozen=True):
@@ -52,14 +53,14 @@ def load_state(cur: sqlite3.Cursor, plugin: str, schedule_id: str) -> ScheduleSt
 def _context(tx: WriteTx, spec: Spec, settings: EntrySettings, draw: float, n_ids: int) -> EntryContext:
     cur = tx.cur
     outstanding = [r[0] for r in cur.execute(
-        "SELECT job_id FROM schedule_jobs WHERE plugin=? AND schedule_id=? AND status IN ('queued','running')",
+        f"SELECT job_id FROM schedule_jobs WHERE plugin=? AND schedule_id=? AND status IN {OUTSTANDING_SQL}",
         (spec.plugin, spec.id),
     )]
     breaker = job_units.load_breaker(cur, spec.plugin, spec.command) or BreakerState()
     probe_outstanding = False
     if breaker.state == breakers.HALF_OPEN and breaker.last_job_id:
         row = cur.execute("SELECT status FROM job_queue WHERE job_id=?", (breaker.last_job_id,)).fetchone()
-        probe_outstanding = row is not None and row[0] in ("queued", "running")
+        probe_outstanding = row is not None and row[0] in OUTSTANDING
     return EntryContext(
         now=tx.now, jitter_draw=draw, outstanding=outstanding, breaker=breaker, reset_after=settings.reset_after,
         probe_outstanding=probe_outstanding, service_name=settings.service_name, max_attempts=settings.max_attempts,
@@ -91,7 +92,7 @@ def carry_out(tx: WriteTx, spec: Spec, intent: Intent) -> list[Recorded]:
     recs = tx.append(stream, intent.events)
     for job_id in intent.cancel:
         job = job_units.load_job(tx.cur, job_id, tx)
-        if job is not None and job.status in jobs.OUTSTANDING:
+        if job is not None and job.status in OUTSTANDING:
             recs += tx.append(job_stream(job_id), jobs.decide(
                 jobs.KillJob(job_id=job_id, reason=schedules.CANCEL_REASON, error=schedules.CANCEL_REASON), job, tx.now
             ))

@@ -6,6 +6,7 @@ import sqlite3
 from typing import Any
 
 from ductile.events.timefmt import rfc3339
+from ductile.vocabulary import OUTSTANDING_SQL
 
 STATUS_NAMES = {"active": "scheduled", "paused_invalid": "invalid", "exhausted": "exhausted"}
 
@@ -17,7 +18,7 @@ def entry_rows(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]
     ).fetchall()
     outstanding = dict(
         ((p, s), n) for p, s, n in conn.execute(
-            "SELECT plugin, schedule_id, COUNT(*) FROM schedule_jobs WHERE status IN ('queued','running')"
+            f"SELECT plugin, schedule_id, COUNT(*) FROM schedule_jobs WHERE status IN {OUTSTANDING_SQL}"
             " GROUP BY plugin, schedule_id"
         )
     )
@@ -69,7 +70,7 @@ def active_polls(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Outstanding scheduler jobs (``ductile system scheduler``)."""
     rows = conn.execute(
         "SELECT job_id, plugin, command, schedule_id, dedupe_key, status, attempt, created_at, started_at"
-        " FROM job_queue WHERE schedule_id IS NOT NULL AND status IN ('queued','running') ORDER BY created_ns"
+        f" FROM job_queue WHERE schedule_id IS NOT NULL AND status IN {OUTSTANDING_SQL} ORDER BY created_ns"
     ).fetchall()
     return [
         {k: v for k, v in zip(("job_id", "plugin", "command", "schedule_id", "dedupe_key", "status", "attempt",
