@@ -93,3 +93,11 @@ class CircuitState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+class ScheduleStatus(StrEnum):
+    """A schedule entry's stored status (``schedule_state.status``; scheduler.md)."""
+
+    ACTIVE = "active"
+    PAUSED_INVALID = "paused_invalid"
+    EXHAUSTED = "exhausted"

@@ -24,7 +24,7 @@ from ductile.events.types import (
     job_stream,
     schedule_stream,
 )
-from ductile.vocabulary import OUTSTANDING, OUTSTANDING_SQL
+from ductile.vocabulary import OUTSTANDING, OUTSTANDING_SQL, ScheduleStatus
 
 
 class EntrySettings(msgspec.Struct, frozen=True):
@@ -45,7 +45,7 @@ def load_state(cur: sqlite3.Cursor, plugin: str, schedule_id: str) -> ScheduleSt
     if row is None:
         return None
     return ScheduleState(
-        status=row[0], reason=row[1], detail=row[2], plan_key=row[3], command=row[4], next_slot_at=row[5],
+        status=ScheduleStatus(row[0]), reason=row[1], detail=row[2], plan_key=row[3], command=row[4], next_slot_at=row[5],
         next_run_at=row[6], first_seen_at=row[7], last_fired_at=row[8], last_skip_reason=row[9], last_skip_slot=row[10],
     )
 
@@ -75,7 +75,7 @@ def reconcile(tx: WriteTx, spec: Spec, draw: float) -> list[Recorded]:
 
 def evaluate(tx: WriteTx, spec: Spec, settings: EntrySettings, draw: float) -> tuple[Intent, list[Recorded]]:
     state = load_state(tx.cur, spec.plugin, spec.id)
-    if state is None or state.status != "active" or state.next_run_at is None or state.next_run_at > tx.now:
+    if state is None or state.status != ScheduleStatus.ACTIVE or state.next_run_at is None or state.next_run_at > tx.now:
         return Intent(), []  # the common case: not due, nothing read beyond the entry's row
     intent = schedules.evaluate(spec, state, _context(tx, spec, settings, draw, 1))
     return intent, carry_out(tx, spec, intent)

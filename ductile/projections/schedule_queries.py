@@ -6,9 +6,11 @@ import sqlite3
 from typing import Any
 
 from ductile.events.timefmt import rfc3339
-from ductile.vocabulary import OUTSTANDING_SQL
+from ductile.vocabulary import OUTSTANDING_SQL, CircuitState, ScheduleStatus
 
-STATUS_NAMES = {"active": "scheduled", "paused_invalid": "invalid", "exhausted": "exhausted"}
+# The API's names for the stored statuses (api.md).
+STATUS_NAMES = {ScheduleStatus.ACTIVE: "scheduled", ScheduleStatus.PAUSED_INVALID: "invalid",
+                ScheduleStatus.EXHAUSTED: "exhausted"}
 
 
 def entry_rows(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]]:
@@ -59,7 +61,7 @@ def scheduler_jobs(conn: sqlite3.Connection, specs: list[Any]) -> dict[str, Any]
         if row.get("last_success_job_id"):
             entry["last_success_job_id"] = row["last_success_job_id"]
         entry["outstanding"] = row.get("outstanding", 0)
-        entry["breaker_state"] = breakers.get((spec.plugin, spec.command), "closed")
+        entry["breaker_state"] = breakers.get((spec.plugin, spec.command), CircuitState.CLOSED)
         if row.get("last_skip_reason"):
             entry["last_skip_reason"] = row["last_skip_reason"]
         out.append(entry)

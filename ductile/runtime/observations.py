@@ -34,7 +34,7 @@ from ductile.events.types import (
     ScheduleSkipped,
     ScheduleStatusChanged,
 )
-from ductile.vocabulary import AttemptOutcome, JobStatus, RetryReason
+from ductile.vocabulary import AttemptOutcome, CircuitState, JobStatus, RetryReason
 
 Frame = tuple[str, dict[str, Any]]
 NS_PER_MS = 1_000_000
@@ -194,7 +194,7 @@ def frames(rec: Recorded) -> list[Frame]:
                 "at": at, "plugin": e.plugin, "command": e.command, "from_state": e.from_state, "to_state": e.to_state,
                 "failure_count": e.failure_count, "reason": e.reason, "job_id": e.job_id,
             }))]
-            if e.to_state == "half_open":
+            if e.to_state == CircuitState.HALF_OPEN:
                 out.append(("scheduler.circuit_half_open", {
                     "at": at, "plugin": e.plugin, "command": e.command, "opened_at": rfc3339(e.opened_at),
                 }))
