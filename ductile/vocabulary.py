@@ -80,6 +80,19 @@ class RetryReason(StrEnum):
     CRASH_RECOVERY_EXHAUSTED = "crash_recovery_exhausted"
 
 
+class PermanentReason(StrEnum):
+    """Why the gateway failed an attempt for good, whatever the plugin asked
+    (``AttemptResult.permanent_reason``; it becomes the ``JobFailed.reason``)."""
+
+    PREFLIGHT_ERROR = "preflight_error"  # a switch, a template or the step itself could not be prepared
+    INVALID_EVENT = "invalid_event"  # the stored event for ``handle`` is not an event
+    WITH_ERROR = "with_error"  # the step's ``with:`` template failed
+    INVALID_RESPONSE = "invalid_response"  # an ``ok`` answer that cannot be applied
+    ROUTE_ERROR = "route_error"  # an ``ok`` answer whose events cannot be routed
+    STATE_ERROR = "state_error"  # the plugin's state updates break its manifest's rules
+    INTERNAL_ERROR = "internal_error"  # a fault of the gateway's own while recording the result
+
+
 class DedupeReason(StrEnum):
     """Why an enqueue was answered with an existing job (``JobDeduped.dedupe_reason``)."""
 

@@ -32,7 +32,7 @@ from ductile.events.types import (
     job_stream,
     plugin_stream,
 )
-from ductile.vocabulary import OUTSTANDING_SQL, CircuitState, DeadOutcome, JobStatus
+from ductile.vocabulary import OUTSTANDING_SQL, CircuitState, DeadOutcome, JobStatus, PermanentReason
 
 _json_decode = msgspec.json.Decoder(dict[str, Any])
 
@@ -352,7 +352,7 @@ def complete(
         try:
             change = state_change(current_state(tx.cur, job.plugin))
         except StateError as exc:
-            result = msgspec.structs.replace(result, error=str(exc), permanent_reason="state_error")
+            result = msgspec.structs.replace(result, error=str(exc), permanent_reason=PermanentReason.STATE_ERROR)
     cmd = jobs.CompleteAttempt(job_id=job_id, attempt=attempt, result=result, backoff_base=backoff_base, jitter=jitter)
     outcome = jobs.decide(cmd, job, tx.now)
     recs: list[Recorded] = []

@@ -28,7 +28,15 @@ from ductile.events.types import (
     JobSucceeded,
     StopwatchSub,
 )
-from ductile.vocabulary import OUTSTANDING, AttemptOutcome, DeadOutcome, DedupeReason, JobStatus, RetryReason
+from ductile.vocabulary import (
+    OUTSTANDING,
+    AttemptOutcome,
+    DeadOutcome,
+    DedupeReason,
+    JobStatus,
+    PermanentReason,
+    RetryReason,
+)
 from ductile.vocabulary import TERMINAL as TERMINAL  # re-exported: the one set, named through the decider
 
 NS = 1_000_000_000
@@ -106,7 +114,7 @@ class AttemptResult(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: int = 0
     stderr: str = ""
     plugin_retry: bool = True  # the response's ``retry`` field
-    permanent_reason: str | None = None  # preflight_error, invalid_response, route_error, ...
+    permanent_reason: PermanentReason | None = None
     subs: list[StopwatchSub] = []  # the plugin's timing breakdown (``ductile_stopwatch_subs``)
 
 

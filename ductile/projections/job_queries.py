@@ -295,7 +295,7 @@ def dispatches(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     refused by depth) from the ledger."""
     out = [
         _compact({"event_type": _event_type(r[3]), "pipeline": r[1],
-                  "step_id": r[2], "outcome": "failed" if r[4] == "failed" and r[5] is None else "enqueued",
+                  "step_id": r[2], "outcome": "failed" if r[4] == JobStatus.FAILED and r[5] is None else "enqueued",
                   "job_id": r[0]})
         for r in conn.execute(
             "SELECT job_id, pipeline, step_id, payload, status, started_at FROM job_queue WHERE parent_job_id=?"

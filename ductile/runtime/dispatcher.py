@@ -57,7 +57,7 @@ from ductile.runtime.observations import LiveHub
 from ductile.runtime.orphans import ProcessRegistry
 from ductile.runtime.process import kill_group, run_process
 from ductile.system.logs import Log
-from ductile.vocabulary import AttemptOutcome, DeadOutcome, JobStatus, RetryReason
+from ductile.vocabulary import AttemptOutcome, DeadOutcome, JobStatus, PermanentReason, RetryReason
 
 log = Log("dispatch")
 
@@ -207,7 +207,7 @@ class Dispatcher:
             except Exception as exc:  # a fault of ours must end the job visibly, never strand it running
                 log.error("job preparation failed", exc=exc, **fields)
                 classified = Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=f"internal error: {type(exc).__name__}: {exc}",
-                                                      permanent_reason="preflight_error"))
+                                                      permanent_reason=PermanentReason.PREFLIGHT_ERROR))
             if classified is None:
                 return  # shutdown ran out of grace: the job stays running and is recovered at boot
             done = self._record(job, classified, fields)
@@ -227,7 +227,7 @@ class Dispatcher:
             log.error("job result could not be recorded; failing the job", exc=exc, **fields)
             error = f"internal error: the result could not be recorded: {type(exc).__name__}: {exc}"
         r = classified.result
-        failed = Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=error, permanent_reason="internal_error",
+        failed = Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=error, permanent_reason=PermanentReason.INTERNAL_ERROR,
                                           exit_code=r.exit_code, duration_ms=r.duration_ms, stderr=r.stderr))
         # No claim from here on: whatever failed above may have been the claim. Routing and hooks
         # go last, as they may have been the fault too.
@@ -321,7 +321,7 @@ class Dispatcher:
                 event = event_for_handle(job.payload, rfc3339(job.created_at) or "", context)
             except InvalidEvent as exc:
                 return self._preflight(job, Classified(AttemptResult(
-                    outcome=AttemptOutcome.ERROR, error=f"invalid event: {exc}", permanent_reason="invalid_event")))
+                    outcome=AttemptOutcome.ERROR, error=f"invalid event: {exc}", permanent_reason=PermanentReason.INVALID_EVENT)))
             node = self._node(job)
             if node is not None and node.with_spec is not None:
                 scope = {"payload": event["payload"], "context": context, "config": plugin.entry.config}
@@ -329,7 +329,7 @@ class Dispatcher:
                     event["payload"] = node.with_spec.apply(event["payload"], scope)
                 except TemplateEvalError as exc:
                     return self._preflight(job, Classified(AttemptResult(
-                        outcome=AttemptOutcome.ERROR, error=str(exc), permanent_reason="with_error")))
+                        outcome=AttemptOutcome.ERROR, error=str(exc), permanent_reason=PermanentReason.WITH_ERROR)))
         self._preflight(job, None)
         stdin = encode_request(
             job_id=job.job_id, command=job.command, config=plugin.entry.config, state=job.state, context=context,
@@ -382,7 +382,7 @@ class Dispatcher:
         node = self._node(job)
         if job.plugin == RELAY_PLUGIN or node is None or node.condition is None:
             error = RELAY_NOT_AVAILABLE if job.plugin == RELAY_PLUGIN else "switch node not found"
-            return Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=error, permanent_reason="preflight_error"))
+            return Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=error, permanent_reason=PermanentReason.PREFLIGHT_ERROR))
         # config is the gated plugin's for a gated uses step, and empty for steps/split/call blocks.
         target = self.router.pipelines[job.pipeline or ""].nodes.get(node.gates or "") if self.router else None
         gated = self.catalog.get(target.plugin) if target is not None and target.kind == "step" else None
@@ -391,7 +391,7 @@ class Dispatcher:
         try:
             matched = node.condition.evaluate(scope)
         except ConditionEvalError as exc:
-            return Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=str(exc), permanent_reason="preflight_error"))
+            return Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=str(exc), permanent_reason=PermanentReason.PREFLIGHT_ERROR))
         kind = "ductile.switch.true" if matched else "ductile.switch.false"
         result = msgspec.json.encode({"matched": matched, "event": kind}).decode()
         return Classified(AttemptResult(outcome=AttemptOutcome.OK, result=result), switch_matched=matched)
