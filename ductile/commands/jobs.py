@@ -43,7 +43,8 @@ NS = 1_000_000_000
 EX_CONFIG = 78
 
 # Outcomes of one attempt (job_attempts.outcome), under the short names the runner uses.
-OK, ERROR, TIMEOUT, SPAWN_ERROR = AttemptOutcome.OK, AttemptOutcome.ERROR, AttemptOutcome.TIMEOUT, AttemptOutcome.SPAWN_ERROR
+OK, ERROR = AttemptOutcome.OK, AttemptOutcome.ERROR
+TIMEOUT, SPAWN_ERROR = AttemptOutcome.TIMEOUT, AttemptOutcome.SPAWN_ERROR
 
 
 class JobState(msgspec.Struct, kw_only=True):
@@ -167,7 +168,8 @@ def retry_decision(result: AttemptResult) -> tuple[bool, str]:
         return False, result.permanent_reason
     if result.outcome == ERROR and not result.plugin_retry:
         return False, RetryReason.PLUGIN_RETRY_FALSE
-    reason = {ERROR: RetryReason.PLUGIN_ERROR, TIMEOUT: RetryReason.TIMEOUT, SPAWN_ERROR: RetryReason.SPAWN_ERROR}[result.outcome]
+    reasons = {ERROR: RetryReason.PLUGIN_ERROR, TIMEOUT: RetryReason.TIMEOUT, SPAWN_ERROR: RetryReason.SPAWN_ERROR}
+    reason = reasons[result.outcome]
     return True, reason
 
 
