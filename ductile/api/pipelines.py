@@ -14,9 +14,7 @@ from ductile.api.context import services_of
 from ductile.api.errors import ApiError, internal
 from ductile.app.routing import DispatchRefused
 from ductile.projections import analytics_queries
-
-TERMINAL = {"succeeded", "failed", "timed_out", "dead", "skipped"}
-FAILURES = {"failed", "timed_out", "dead"}
+from ductile.vocabulary import FAILURES, TERMINAL, JobStatus
 
 
 @post("/pipeline/{name:str}", status_code=202)
@@ -59,12 +57,12 @@ async def _run(
     if not job_ids:
         raise ApiError(500, "failed to enqueue job")
     if not synchronous:
-        return Response({"job_id": job_ids[0], "job_ids": job_ids, "status": "queued", "plugin": "pipeline",
+        return Response({"job_id": job_ids[0], "job_ids": job_ids, "status": JobStatus.QUEUED, "plugin": "pipeline",
                          "command": name}, status_code=202)
     timeout = min(pipeline.timeout, svc.config.api.max_sync_timeout)
     tree = await _wait_for_tree(svc, job_ids[0], started + timeout)
     if tree is None:
-        return Response({"job_id": job_ids[0], "status": "running", "timeout_exceeded": True,
+        return Response({"job_id": job_ids[0], "status": JobStatus.RUNNING, "timeout_exceeded": True,
                          "message": "Pipeline still running after timeout."}, status_code=202)
     return Response(_summary(job_ids[0], tree, pipeline.terminals, started), status_code=200)
 
@@ -83,7 +81,7 @@ async def _wait_for_tree(svc: Any, root: str, deadline: float) -> list[dict[str,
 def _summary(root: str, tree: list[dict[str, Any]], terminals: list[str], started: float) -> dict[str, Any]:
     by_completion = sorted((n for n in tree if n.get("completed_at")), key=lambda n: n["completed_at"])
     failed = [n for n in by_completion if n["status"] in FAILURES]
-    status = failed[0]["status"] if failed else "succeeded"
+    status = failed[0]["status"] if failed else JobStatus.SUCCEEDED
     # pipelines.md §9: the last-completed job on a terminal node, whatever its status; else the root.
     on_terminals = [n for n in by_completion if n.get("step_id") in terminals]
     source = on_terminals[-1] if on_terminals else next((n for n in tree if n["job_id"] == root), None)

@@ -10,6 +10,7 @@ from ductile.api.auth import require
 from ductile.api.body import json_object, payload_of
 from ductile.api.context import services_of
 from ductile.api.errors import ApiError, forbidden, internal
+from ductile.vocabulary import JobStatus
 
 
 @get("/plugins")
@@ -47,5 +48,5 @@ async def trigger(request: Request[Any, Any, Any], plugin: str, command: str) ->
     except Exception as exc:
         raise internal("failed to enqueue job", exc, plugin=plugin, command=command) from None
     return Response(
-        {"job_id": outcome.job_id, "status": "queued", "plugin": plugin, "command": command}, status_code=202
+        {"job_id": outcome.job_id, "status": JobStatus.QUEUED, "plugin": plugin, "command": command}, status_code=202
     )

@@ -12,6 +12,7 @@ from ductile.api.context import services_of
 from ductile.api.errors import ApiError, internal
 from ductile.app import schedule_units
 from ductile.projections import schedule_queries
+from ductile.vocabulary import CircuitState
 
 
 @get("/scheduler/jobs")
@@ -38,4 +39,4 @@ async def reset_breaker(request: Request[Any, Any, Any], plugin: str) -> Respons
         # Checked before any default: `false`, `0`, `[]` are refused, not read as "absent".
         raise ApiError(400, "command must be a string")
     await svc.events.submit(lambda tx: schedule_units.reset_breaker(tx, plugin, command))
-    return Response({"plugin": plugin, "command": command, "state": "closed"}, status_code=200)
+    return Response({"plugin": plugin, "command": command, "state": CircuitState.CLOSED}, status_code=200)

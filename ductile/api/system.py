@@ -25,6 +25,7 @@ from ductile.formats.yaml12 import YamlError, parse_document
 from ductile.projections.registry import ALL as PROJECTIONS
 from ductile.runtime.catalog import Catalog, LoadedPlugin
 from ductile.runtime.services import Services
+from ductile.vocabulary import TERMINAL_SQL
 
 SYSTEM_READ = ("system:ro", "system:rw")
 MANIFEST_FILE = "manifest.yaml"
@@ -312,7 +313,7 @@ def _freshness_check(conn: sqlite3.Connection, config: Config) -> dict[str, Any]
     limit = int((config.service.job_queue_retention + 2 * config.service.tick_interval) * NS)
     count, oldest = conn.execute(
         "SELECT COUNT(*), MIN(completed_at) FROM job_queue"
-        " WHERE status IN ('succeeded','failed','timed_out','dead','skipped') AND completed_ns < ?",
+        f" WHERE status IN {TERMINAL_SQL} AND completed_ns < ?",
         (newest[0] - limit,),
     ).fetchone()
     if count:

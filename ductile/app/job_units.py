@@ -32,6 +32,7 @@ from ductile.events.types import (
     job_stream,
     plugin_stream,
 )
+from ductile.vocabulary import OUTSTANDING_SQL, CircuitState, DeadOutcome, JobStatus, PermanentReason
 
 _json_decode = msgspec.json.Decoder(dict[str, Any])
 
@@ -58,7 +59,7 @@ class ClaimedJob(msgspec.Struct, frozen=True):
     max_attempts: int
     payload: dict[str, Any]
     submitted_by: str
-    created_at: str
+    created_at: int  # Unix ns, as in JobState
     schedule_id: str | None
     parent_job_id: str | None
     state: dict[str, Any]
@@ -69,7 +70,7 @@ class ClaimedJob(msgspec.Struct, frozen=True):
 
 def _row_to_state(row: tuple[Any, ...]) -> JobState:
     return JobState(
-        job_id=row[0], plugin=row[1], command=row[2], status=row[3], attempt=row[4], max_attempts=row[5],
+        job_id=row[0], plugin=row[1], command=row[2], status=JobStatus(row[3]), attempt=row[4], max_attempts=row[5],
         submitted_by=row[6], created_at=row[7], payload=_json_decode.decode(row[8]), dedupe_key=row[9],
         schedule_id=row[10], parent_job_id=row[11], next_retry_at=row[12], last_error=row[13], result=row[14],
         completed_at=row[15], pipeline=row[18], step_id=row[19], event_context_id=row[20],
@@ -90,7 +91,7 @@ def load_job(conn: sqlite3.Connection | sqlite3.Cursor, job_id: str, tx: WriteTx
 def dedupe_view(cur: sqlite3.Cursor, plugin: str, command: str, key: str) -> DedupeView:
     outstanding = cur.execute(
         "SELECT job_id FROM job_queue WHERE plugin=? AND command=? AND dedupe_key=?"
-        " AND status IN ('queued','running') ORDER BY created_ns LIMIT 1",
+        f" AND status IN {OUTSTANDING_SQL} ORDER BY created_ns LIMIT 1",
         (plugin, command, key),
     ).fetchone()
     success = cur.execute(
@@ -287,7 +288,7 @@ def claim_next(
             ClaimedJob(
                 job_id=job.job_id, plugin=job.plugin, command=job.command, attempt=job.attempt,
                 max_attempts=job.max_attempts, payload=job.payload, submitted_by=job.submitted_by,
-                created_at=row[16], schedule_id=job.schedule_id, parent_job_id=job.parent_job_id,
+                created_at=job.created_at, schedule_id=job.schedule_id, parent_job_id=job.parent_job_id,
                 state=states[job.plugin], pipeline=job.pipeline, step_id=job.step_id,
                 context=_context_record(cur, job.event_context_id),
             )
@@ -351,7 +352,7 @@ def complete(
         try:
             change = state_change(current_state(tx.cur, job.plugin))
         except StateError as exc:
-            result = msgspec.structs.replace(result, error=str(exc), permanent_reason="state_error")
+            result = msgspec.structs.replace(result, error=str(exc), permanent_reason=PermanentReason.STATE_ERROR)
     cmd = jobs.CompleteAttempt(job_id=job_id, attempt=attempt, result=result, backoff_base=backoff_base, jitter=jitter)
     outcome = jobs.decide(cmd, job, tx.now)
     recs: list[Recorded] = []
@@ -390,11 +391,11 @@ def breaker_effects(tx: WriteTx, job: JobState, recs: list[Recorded], threshold:
     for rec in recs:
         e = rec.event
         if isinstance(e, JobSucceeded):
-            status, cancelled = "succeeded", False
+            status, cancelled = JobStatus.SUCCEEDED, False
         elif isinstance(e, JobFailed):
             status, cancelled = e.status, False
         elif isinstance(e, JobDead):
-            status, cancelled = "dead", e.outcome == "cancelled" or e.reason.startswith("cancelled by scheduler")
+            status, cancelled = JobStatus.DEAD, e.outcome == DeadOutcome.CANCELLED or e.reason.startswith("cancelled by scheduler")
         else:
             continue
         state = load_breaker(tx.cur, job.plugin, job.command) or breakers.BreakerState()
@@ -413,5 +414,5 @@ def load_breaker(cur: sqlite3.Cursor, plugin: str, command: str) -> breakers.Bre
     ).fetchone()
     if row is None:
         return None
-    return breakers.BreakerState(state=row[0], failure_count=row[1], opened_at=row[2], last_failure_at=row[3],
+    return breakers.BreakerState(state=CircuitState(row[0]), failure_count=row[1], opened_at=row[2], last_failure_at=row[3],
                                  last_job_id=row[4])

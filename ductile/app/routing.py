@@ -37,9 +37,11 @@ from ductile.events.types import (
 from ductile.pipelines.baggage import CONTEXT_CAP, BaggageError, context_size, merge_context
 from ductile.pipelines.conditions import ConditionEvalError
 from ductile.pipelines.graph import STEP_SKIPPED, STEP_SUCCEEDED, SWITCH_FALSE, Node, Pipeline
+from ductile.vocabulary import JobStatus
 
 HOP_CAP = 64
-HOOK_SIGNALS = {"succeeded": "job.completed", "failed": "job.failed", "dead": "job.failed", "timed_out": "job.timed_out"}
+HOOK_SIGNALS = {JobStatus.SUCCEEDED: "job.completed", JobStatus.FAILED: "job.failed", JobStatus.DEAD: "job.failed",
+                JobStatus.TIMED_OUT: "job.timed_out"}
 _decode = msgspec.json.Decoder(dict[str, Any])
 
 

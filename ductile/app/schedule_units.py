@@ -24,6 +24,7 @@ from ductile.events.types import (
     job_stream,
     schedule_stream,
 )
+from ductile.vocabulary import OUTSTANDING, OUTSTANDING_SQL, ScheduleStatus
 
 
 class EntrySettings(msgspec.Struct, frozen=True):
@@ -44,7 +45,7 @@ def load_state(cur: sqlite3.Cursor, plugin: str, schedule_id: str) -> ScheduleSt
     if row is None:
         return None
     return ScheduleState(
-        status=row[0], reason=row[1], detail=row[2], plan_key=row[3], command=row[4], next_slot_at=row[5],
+        status=ScheduleStatus(row[0]), reason=row[1], detail=row[2], plan_key=row[3], command=row[4], next_slot_at=row[5],
         next_run_at=row[6], first_seen_at=row[7], last_fired_at=row[8], last_skip_reason=row[9], last_skip_slot=row[10],
     )
 
@@ -52,14 +53,14 @@ def load_state(cur: sqlite3.Cursor, plugin: str, schedule_id: str) -> ScheduleSt
 def _context(tx: WriteTx, spec: Spec, settings: EntrySettings, draw: float, n_ids: int) -> EntryContext:
     cur = tx.cur
     outstanding = [r[0] for r in cur.execute(
-        "SELECT job_id FROM schedule_jobs WHERE plugin=? AND schedule_id=? AND status IN ('queued','running')",
+        f"SELECT job_id FROM schedule_jobs WHERE plugin=? AND schedule_id=? AND status IN {OUTSTANDING_SQL}",
         (spec.plugin, spec.id),
     )]
     breaker = job_units.load_breaker(cur, spec.plugin, spec.command) or BreakerState()
     probe_outstanding = False
     if breaker.state == breakers.HALF_OPEN and breaker.last_job_id:
         row = cur.execute("SELECT status FROM job_queue WHERE job_id=?", (breaker.last_job_id,)).fetchone()
-        probe_outstanding = row is not None and row[0] in ("queued", "running")
+        probe_outstanding = row is not None and row[0] in OUTSTANDING
     return EntryContext(
         now=tx.now, jitter_draw=draw, outstanding=outstanding, breaker=breaker, reset_after=settings.reset_after,
         probe_outstanding=probe_outstanding, service_name=settings.service_name, max_attempts=settings.max_attempts,
@@ -74,7 +75,7 @@ def reconcile(tx: WriteTx, spec: Spec, draw: float) -> list[Recorded]:
 
 def evaluate(tx: WriteTx, spec: Spec, settings: EntrySettings, draw: float) -> tuple[Intent, list[Recorded]]:
     state = load_state(tx.cur, spec.plugin, spec.id)
-    if state is None or state.status != "active" or state.next_run_at is None or state.next_run_at > tx.now:
+    if state is None or state.status != ScheduleStatus.ACTIVE or state.next_run_at is None or state.next_run_at > tx.now:
         return Intent(), []  # the common case: not due, nothing read beyond the entry's row
     intent = schedules.evaluate(spec, state, _context(tx, spec, settings, draw, 1))
     return intent, carry_out(tx, spec, intent)
@@ -91,7 +92,7 @@ def carry_out(tx: WriteTx, spec: Spec, intent: Intent) -> list[Recorded]:
     recs = tx.append(stream, intent.events)
     for job_id in intent.cancel:
         job = job_units.load_job(tx.cur, job_id, tx)
-        if job is not None and job.status in jobs.OUTSTANDING:
+        if job is not None and job.status in OUTSTANDING:
             recs += tx.append(job_stream(job_id), jobs.decide(
                 jobs.KillJob(job_id=job_id, reason=schedules.CANCEL_REASON, error=schedules.CANCEL_REASON), job, tx.now
             ))

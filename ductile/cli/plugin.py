@@ -12,12 +12,12 @@ from cyclopts import App, Parameter
 
 from ductile.cli.client import GatewayClient, default_api_url
 from ductile.cli.output import CliFailure, emit_json, fail, heading, print_table
+from ductile.vocabulary import TERMINAL, JobStatus
 
 app = App(name="plugin", help="Plugins on the running gateway: list, show, run.")
 
 ApiUrl = Annotated[str | None, Parameter(help="Gateway URL (default: http://<api.listen> from the config).")]
 ApiKey = Annotated[str | None, Parameter(help="API token (default: $DUCTILE_API_KEY).")]
-TERMINAL = {"succeeded", "failed", "timed_out", "dead", "skipped"}
 
 
 def _client(api_url: str | None, api_key: str | None) -> GatewayClient:
@@ -130,7 +130,7 @@ def run(
     else:
         summary = job.get("last_error") or _summary(job.get("result"))
         print(f"Job {job['job_id']} {job['status']} in {_duration_ms(job)}ms: {summary}")
-    return 0 if job.get("status") == "succeeded" else 1
+    return 0 if job.get("status") == JobStatus.SUCCEEDED else 1
 
 
 def _summary(result: Any) -> str:

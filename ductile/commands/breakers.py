@@ -6,13 +6,13 @@ import msgspec
 
 from ductile.commands.errors import InvalidTransition
 from ductile.events.types import BreakerFailureCounted, BreakerProbeEnqueued, BreakerTransitioned, EventBase
+from ductile.vocabulary import FAILURES, CircuitState, JobStatus
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-FAILURES = frozenset({"failed", "timed_out", "dead"})
+CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 
 
 class BreakerState(msgspec.Struct, kw_only=True):
-    state: str = CLOSED
+    state: CircuitState = CLOSED
     failure_count: int = 0
     opened_at: int | None = None
     last_failure_at: int | None = None
@@ -24,12 +24,12 @@ class BreakerState(msgspec.Struct, kw_only=True):
 
 
 def on_terminal(
-    s: BreakerState, plugin: str, command: str, job_id: str, status: str, cancelled: bool, threshold: int, now: int
+    s: BreakerState, plugin: str, command: str, job_id: str, status: JobStatus, cancelled: bool, threshold: int, now: int
 ) -> list[EventBase]:
     """A scheduled job ended. Cancellations never count."""
     if cancelled:
         return []
-    if status == "succeeded":
+    if status == JobStatus.SUCCEEDED:
         if s.state != CLOSED:
             return [BreakerTransitioned(plugin=plugin, command=command, from_state=s.state, to_state=CLOSED,
                                         failure_count=0, reason="success", job_id=job_id, at=now)]

@@ -28,28 +28,34 @@ from ductile.events.types import (
     JobSucceeded,
     StopwatchSub,
 )
+from ductile.vocabulary import (
+    OUTSTANDING,
+    AttemptOutcome,
+    DeadOutcome,
+    DedupeReason,
+    JobStatus,
+    PermanentReason,
+    RetryReason,
+)
+from ductile.vocabulary import TERMINAL as TERMINAL  # re-exported: the one set, named through the decider
 
 NS = 1_000_000_000
-TERMINAL = frozenset({"succeeded", "failed", "timed_out", "skipped", "dead"})
-OUTSTANDING = frozenset({"queued", "running"})
 EX_CONFIG = 78
 
-# Outcomes of one attempt (job_attempts.outcome).
-OK = "ok"
-ERROR = "error"
-TIMEOUT = "timeout"
-SPAWN_ERROR = "spawn_error"
+# Outcomes of one attempt (job_attempts.outcome), under the short names the runner uses.
+OK, ERROR = AttemptOutcome.OK, AttemptOutcome.ERROR
+TIMEOUT, SPAWN_ERROR = AttemptOutcome.TIMEOUT, AttemptOutcome.SPAWN_ERROR
 
 
 class JobState(msgspec.Struct, kw_only=True):
     job_id: str
     plugin: str
     command: str
-    status: str
+    status: JobStatus
     attempt: int
     max_attempts: int
     submitted_by: str
-    created_at: int
+    created_at: int  # Unix ns
     payload: dict[str, Any] = {}
     dedupe_key: str | None = None
     schedule_id: str | None = None
@@ -102,14 +108,14 @@ class ClaimJob(msgspec.Struct, frozen=True, kw_only=True):
 class AttemptResult(msgspec.Struct, frozen=True, kw_only=True):
     """How one attempt ended, as the runner observed it."""
 
-    outcome: str  # ok | error | timeout | spawn_error
+    outcome: AttemptOutcome
     error: str = ""
     result: str | None = None  # raw stdout of the attempt
     exit_code: int | None = None
     duration_ms: int = 0
     stderr: str = ""
     plugin_retry: bool = True  # the response's ``retry`` field
-    permanent_reason: str | None = None  # preflight_error, invalid_response, route_error, ...
+    permanent_reason: PermanentReason | None = None
     subs: list[StopwatchSub] = []  # the plugin's timing breakdown (``ductile_stopwatch_subs``)
 
 
@@ -157,12 +163,13 @@ def nominal_schedule_ms(base: int, max_attempts: int) -> list[int]:
 def retry_decision(result: AttemptResult) -> tuple[bool, str]:
     """Is a failed attempt retryable, and the decision reason (jobs.md §7)."""
     if result.exit_code == EX_CONFIG:
-        return False, "exit_code_78"
+        return False, RetryReason.EXIT_CODE_78
     if result.permanent_reason is not None:
         return False, result.permanent_reason
     if result.outcome == ERROR and not result.plugin_retry:
-        return False, "plugin_retry_false"
-    reason = {ERROR: "plugin_error", TIMEOUT: "timeout", SPAWN_ERROR: "spawn_error"}[result.outcome]
+        return False, RetryReason.PLUGIN_RETRY_FALSE
+    reasons = {ERROR: RetryReason.PLUGIN_ERROR, TIMEOUT: RetryReason.TIMEOUT, SPAWN_ERROR: RetryReason.SPAWN_ERROR}
+    reason = reasons[result.outcome]
     return True, reason
 
 
@@ -175,13 +182,13 @@ def decide_enqueue(cmd: EnqueueJob, existing: JobState | None, dedupe: DedupeVie
     if cmd.dedupe_key:
         reason, other = None, None
         if dedupe.outstanding_job_id is not None:
-            reason, other = "outstanding", dedupe.outstanding_job_id
+            reason, other = DedupeReason.OUTSTANDING, dedupe.outstanding_job_id
         elif (
             cmd.dedupe_ttl > 0
             and dedupe.last_success_at is not None
             and dedupe.last_success_at >= now - cmd.dedupe_ttl
         ):
-            reason, other = "recent_success", dedupe.last_success_job_id
+            reason, other = DedupeReason.RECENT_SUCCESS, dedupe.last_success_job_id
         if reason is not None and other is not None:
             return [
                 JobDeduped(
@@ -211,21 +218,21 @@ def decide(cmd: Command, job: JobState | None, now: int) -> list[EventBase]:
     match cmd:
         case EnqueueJob():
             return decide_enqueue(cmd, job, DedupeView(), now)
-        case ClaimJob() if job is not None and job.status == "queued":
+        case ClaimJob() if job is not None and job.status == JobStatus.QUEUED:
             return [JobStarted(job_id=job.job_id, attempt=job.attempt, config_snapshot_id=cmd.config_snapshot_id,
                                max_attempts=job.max_attempts, parent_job_id=job.parent_job_id, at=now,
                                **identity(job))]
-        case CompleteAttempt() if job is not None and job.status == "running" and job.attempt == cmd.attempt:
+        case CompleteAttempt() if job is not None and job.status == JobStatus.RUNNING and job.attempt == cmd.attempt:
             return _complete(cmd, job, now)
-        case RecoverJob() if job is not None and job.status == "running":
+        case RecoverJob() if job is not None and job.status == JobStatus.RUNNING:
             return _recover(job, now)
         case KillJob() if job is not None and job.status in OUTSTANDING:
-            outcome = "cancelled" if job.status == "running" else None
+            outcome = DeadOutcome.CANCELLED if job.status == JobStatus.RUNNING else None
             return [
                 JobDead(job_id=job.job_id, attempt=job.attempt, from_status=job.status, reason=cmd.reason,
                         error=cmd.error, outcome=outcome, at=now, **identity(job))
             ]
-        case SkipJob() if job is not None and job.status == "queued":
+        case SkipJob() if job is not None and job.status == JobStatus.QUEUED:
             return [JobSkipped(job_id=job.job_id, reason=cmd.reason, attempt=job.attempt, at=now, **identity(job))]
     raise InvalidTransition(type(cmd).__name__, job.status if job else None)
 
@@ -239,13 +246,13 @@ def _complete(cmd: CompleteAttempt, job: JobState, now: int) -> list[EventBase]:
     if r.outcome == OK and r.permanent_reason is None:
         return [JobSucceeded(result=r.result or "", **common)]
     retryable, reason = retry_decision(r)
-    status = "timed_out" if r.outcome == TIMEOUT else "failed"
+    status = JobStatus.TIMED_OUT if r.outcome == TIMEOUT else JobStatus.FAILED
     failure: dict[str, Any] = {"outcome": r.outcome, "error": r.error, "max_attempts": job.max_attempts,
                                "plugin_retry": r.plugin_retry}
     if not retryable:
         return [JobFailed(status=status, reason=reason, result=r.result, **failure, **common)]
     if job.attempt >= job.max_attempts:
-        return [JobFailed(status=status, reason="attempts_exhausted", exhausted=True, result=r.result, **failure,
+        return [JobFailed(status=status, reason=RetryReason.ATTEMPTS_EXHAUSTED, exhausted=True, result=r.result, **failure,
                           **common)]
     delay = backoff_ns(cmd.backoff_base, job.attempt, cmd.jitter)
     return [
@@ -262,9 +269,9 @@ def _recover(job: JobState, now: int) -> list[EventBase]:
         ]
     return [
         JobDead(
-            job_id=job.job_id, attempt=job.attempt, from_status="running", reason="crash_recovery_exhausted",
+            job_id=job.job_id, attempt=job.attempt, from_status=JobStatus.RUNNING, reason=RetryReason.CRASH_RECOVERY_EXHAUSTED,
             error=f"Job marked dead during crash recovery: max attempts ({job.max_attempts}) reached",
-            outcome="interrupted", recovery=True, at=now, **identity(job),
+            outcome=DeadOutcome.INTERRUPTED, recovery=True, at=now, **identity(job),
         )
     ]
 
@@ -277,39 +284,39 @@ def evolve(job: JobState | None, event: EventBase) -> JobState:
     match event:
         case JobEnqueued() if job is None:
             return JobState(
-                job_id=event.job_id, plugin=event.plugin, command=event.command, status="queued", attempt=1,
+                job_id=event.job_id, plugin=event.plugin, command=event.command, status=JobStatus.QUEUED, attempt=1,
                 max_attempts=event.max_attempts, submitted_by=event.submitted_by, created_at=event.at,
                 payload=event.payload, dedupe_key=event.dedupe_key, schedule_id=event.schedule_id,
                 parent_job_id=event.parent_job_id, pipeline=event.pipeline, step_id=event.step_id,
                 event_context_id=event.event_context_id,
             )
-        case JobStarted() if job is not None and job.status == "queued":
+        case JobStarted() if job is not None and job.status == JobStatus.QUEUED:
             return msgspec.structs.replace(
-                job, status="running", attempt=event.attempt, started_at=event.at, next_retry_at=None
+                job, status=JobStatus.RUNNING, attempt=event.attempt, started_at=event.at, next_retry_at=None
             )
-        case JobSucceeded() if job is not None and job.status == "running":
+        case JobSucceeded() if job is not None and job.status == JobStatus.RUNNING:
             return msgspec.structs.replace(
-                job, status="succeeded", completed_at=event.at, result=event.result, last_error=None
+                job, status=JobStatus.SUCCEEDED, completed_at=event.at, result=event.result, last_error=None
             )
-        case JobRetryScheduled() if job is not None and job.status == "running":
+        case JobRetryScheduled() if job is not None and job.status == JobStatus.RUNNING:
             return msgspec.structs.replace(
-                job, status="queued", attempt=event.attempt + 1, next_retry_at=event.next_retry_at,
+                job, status=JobStatus.QUEUED, attempt=event.attempt + 1, next_retry_at=event.next_retry_at,
                 last_error=event.error,
             )
-        case JobFailed() if job is not None and job.status == "running":
+        case JobFailed() if job is not None and job.status == JobStatus.RUNNING:
             return msgspec.structs.replace(
                 job, status=event.status, completed_at=event.at, last_error=event.error, result=event.result
             )
-        case JobRecovered() if job is not None and job.status == "running":
+        case JobRecovered() if job is not None and job.status == JobStatus.RUNNING:
             return msgspec.structs.replace(
-                job, status="queued", attempt=event.attempt, next_retry_at=None, last_error=event.error
+                job, status=JobStatus.QUEUED, attempt=event.attempt, next_retry_at=None, last_error=event.error
             )
         case JobDead() if job is not None and job.status in OUTSTANDING:
-            return msgspec.structs.replace(job, status="dead", completed_at=event.at, last_error=event.error)
-        case JobSkipped() if job is not None and job.status == "queued":
-            return msgspec.structs.replace(job, status="skipped", completed_at=event.at, last_error=None)
-        case JobDispatchFailed() if job is not None and job.status == "queued" and job.started_at is None:
-            return msgspec.structs.replace(job, status="failed", completed_at=event.at, last_error=event.error)
+            return msgspec.structs.replace(job, status=JobStatus.DEAD, completed_at=event.at, last_error=event.error)
+        case JobSkipped() if job is not None and job.status == JobStatus.QUEUED:
+            return msgspec.structs.replace(job, status=JobStatus.SKIPPED, completed_at=event.at, last_error=None)
+        case JobDispatchFailed() if job is not None and job.status == JobStatus.QUEUED and job.started_at is None:
+            return msgspec.structs.replace(job, status=JobStatus.FAILED, completed_at=event.at, last_error=event.error)
     raise InvalidTransition(type(event).__name__, job.status if job else None)
 
 

@@ -23,12 +23,13 @@ from ductile.commands.schedule_plan import (
     rfc3339_seconds,
 )
 from ductile.events.types import EventBase, SchedulePlanned, ScheduleSkipped, ScheduleStatusChanged
+from ductile.vocabulary import ScheduleStatus
 
 CANCEL_REASON = "cancelled by scheduler (if_running=cancel)"
 
 
 class ScheduleState(msgspec.Struct, kw_only=True):
-    status: str
+    status: ScheduleStatus
     reason: str | None = None
     detail: str | None = None
     plan_key: str | None = None
@@ -77,15 +78,15 @@ def reconcile(spec: Spec, state: ScheduleState | None, now: int, jitter_draw: fl
     """Bring stored state in line with the configured entry (boot and reload)."""
     if not spec.valid:
         if state is None or (state.status, state.reason, state.detail) != (
-            "paused_invalid", spec.invalid_reason, spec.invalid_detail
+            ScheduleStatus.PAUSED_INVALID, spec.invalid_reason, spec.invalid_detail
         ):
             return [ScheduleStatusChanged(
                 plugin=spec.plugin, schedule_id=spec.id, from_status=state.status if state else None,
-                status="paused_invalid", reason=spec.invalid_reason, detail=spec.invalid_detail,
+                status=ScheduleStatus.PAUSED_INVALID, reason=spec.invalid_reason, detail=spec.invalid_detail,
                 command=spec.command, mode=spec.kind, timezone=spec.timezone, at=now,
             )]
         return []
-    if state is not None and state.plan_key == spec.plan_key and state.status in ("active", "exhausted"):
+    if state is not None and state.plan_key == spec.plan_key and state.status in (ScheduleStatus.ACTIVE, ScheduleStatus.EXHAUSTED):
         return []  # resume the stored plan (an exhausted one-shot stays exhausted)
     if spec.kind == "every" and state is not None and state.last_fired_at is not None and state.plan_key:
         slot = state.last_fired_at + spec.every
@@ -126,7 +127,7 @@ def _skip(spec: Spec, state: ScheduleState, ctx: EntryContext, reason: str, drop
 def evaluate(spec: Spec, state: ScheduleState | None, ctx: EntryContext) -> Intent:
     """One scheduler pass over one entry (scheduler.md §4); the first failing gate stops it."""
     now = ctx.now
-    if not spec.valid or state is None or state.status != "active" or state.next_run_at is None:
+    if not spec.valid or state is None or state.status != ScheduleStatus.ACTIVE or state.next_run_at is None:
         return Intent()
     if state.next_run_at > now:
         return Intent()
@@ -168,7 +169,7 @@ def evaluate(spec: Spec, state: ScheduleState | None, ctx: EntryContext) -> Inte
 def catch_up(spec: Spec, state: ScheduleState | None, ctx: EntryContext, tick: int) -> Intent:
     """Startup catch-up for ``every``/``cron`` entries that missed slots while the gateway was down."""
     now = ctx.now
-    if (not spec.valid or state is None or state.status != "active" or spec.kind not in ("every", "cron")
+    if (not spec.valid or state is None or state.status != ScheduleStatus.ACTIVE or spec.kind not in ("every", "cron")
             or state.next_slot_at is None):
         return Intent()
     first_seen = state.first_seen_at

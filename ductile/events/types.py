@@ -14,6 +14,10 @@ from typing import Any
 
 import msgspec
 
+# Statuses and outcomes decode as their StrEnum; each encodes as its string, so the bytes in the
+# log are what plain ``str`` fields wrote (tests/integration/test_release_upgrade.py replays them).
+from ductile.vocabulary import AttemptOutcome, CircuitState, DeadOutcome, DedupeReason, JobStatus
+
 
 class EventBase(msgspec.Struct, frozen=True, gc=False, tag=True, kw_only=True):
     at: int
@@ -50,7 +54,7 @@ class JobDeduped(EventBase, frozen=True, gc=False, kw_only=True):
     command: str
     submitted_by: str
     dedupe_key: str
-    dedupe_reason: str
+    dedupe_reason: DedupeReason
     existing_job_id: str
     # A routed dispatch that was dropped: the emitting job and where the event was going, so
     # that ``job inspect`` lists the drop under that job's dispatches.
@@ -99,7 +103,7 @@ class JobSucceeded(EventBase, frozen=True, gc=False, kw_only=True):
 class JobRetryScheduled(EventBase, frozen=True, gc=False, kw_only=True):
     job_id: str
     attempt: int
-    outcome: str
+    outcome: AttemptOutcome
     error: str
     reason: str
     next_retry_at: int
@@ -122,8 +126,8 @@ class JobFailed(EventBase, frozen=True, gc=False, kw_only=True):
 
     job_id: str
     attempt: int
-    status: str
-    outcome: str
+    status: JobStatus
+    outcome: AttemptOutcome
     error: str
     reason: str
     exhausted: bool = False
@@ -154,10 +158,10 @@ class JobRecovered(EventBase, frozen=True, gc=False, kw_only=True):
 class JobDead(EventBase, frozen=True, gc=False, kw_only=True):
     job_id: str
     attempt: int
-    from_status: str
+    from_status: JobStatus
     reason: str
     error: str
-    outcome: str | None = None
+    outcome: DeadOutcome | None = None  # how a running attempt ended; None if none ran
     recovery: bool = False
     plugin: str = ""
     command: str = ""
@@ -301,8 +305,8 @@ class ScheduleStatusChanged(EventBase, frozen=True, gc=False, kw_only=True):
 class BreakerTransitioned(EventBase, frozen=True, gc=False, kw_only=True):
     plugin: str
     command: str
-    from_state: str | None
-    to_state: str
+    from_state: CircuitState | None
+    to_state: CircuitState
     failure_count: int
     reason: str
     job_id: str | None = None

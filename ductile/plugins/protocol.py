@@ -16,6 +16,7 @@ import msgspec
 
 from ductile.events.types import StopwatchSub
 from ductile.json_limits import first_wide_int
+from ductile.vocabulary import PermanentReason
 
 PROTOCOL = 2
 RESERVED_EVENT_PREFIX = "ductile."
@@ -253,7 +254,7 @@ class ResponseRejected(Exception):
     `state_updates` are still applied because the plugin already acted).
     """
 
-    def __init__(self, reason: str, message: str, state_updates: dict | None = None) -> None:
+    def __init__(self, reason: PermanentReason, message: str, state_updates: dict | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -269,13 +270,13 @@ def validate_ok(
         state_updates = {}
     if not isinstance(state_updates, dict):
         raise ResponseRejected(
-            "invalid_response",
+            PermanentReason.INVALID_RESPONSE,
             f"invalid response: state_updates must be an object (got {_kind(state_updates)})",
         )
     try:
         items = _checked_events(response.events)
     except ValueError as exc:
-        raise ResponseRejected("route_error", f"failed to route events: {exc}", state_updates) from None
+        raise ResponseRejected(PermanentReason.ROUTE_ERROR, f"failed to route events: {exc}", state_updates) from None
 
     summary = response.result if response.result.strip() else None
     events: list[EmittedEvent] = []

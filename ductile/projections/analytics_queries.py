@@ -16,8 +16,9 @@ import msgspec
 from ductile.events.timefmt import NS, parse_rfc3339, rfc3339, sql_ts
 from ductile.events.types import StopwatchSub
 from ductile.projections.job_queries import decode_result
+from ductile.vocabulary import OUTSTANDING_SQL, TERMINAL, JobStatus, in_order
 
-TERMINAL_STATUSES = ("succeeded", "failed", "timed_out", "dead", "skipped")
+TERMINAL_STATUSES = in_order(TERMINAL)  # a fixed order: the summary's JSON keys
 DAY_NS = 86_400 * NS
 WINDOWS: dict[str, int] = {"5m": 300 * NS, "1h": 3_600 * NS, "24h": DAY_NS}
 TREND_SLICES = 6
@@ -63,11 +64,11 @@ def queue_partition(conn: sqlite3.Connection, now_ns: int) -> dict[str, Any]:
     running_by_plugin: dict[str, int] = {}
     rows = conn.execute(
         "SELECT plugin, status, next_retry_ns IS NOT NULL AND next_retry_ns > ? AS waiting, COUNT(*)"
-        " FROM job_queue WHERE status IN ('queued','running') GROUP BY plugin, status, waiting",
+        f" FROM job_queue WHERE status IN {OUTSTANDING_SQL} GROUP BY plugin, status, waiting",
         (now_ns,),
     ).fetchall()
     for plugin, status, waiting, count in rows:
-        if status == "running":
+        if status == JobStatus.RUNNING:
             depth["running"] += count
             running_by_plugin[plugin] = running_by_plugin.get(plugin, 0) + count
         elif waiting:

@@ -13,6 +13,7 @@ from ductile.events.types import (
     ProjectionsPruned,
 )
 from ductile.projections.projection import Projection
+from ductile.vocabulary import CircuitState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS circuit_breakers (
@@ -50,7 +51,7 @@ PROJECTION = Projection(
 
 @PROJECTION.on(BreakerTransitioned)
 def _transitioned(cur: sqlite3.Cursor, e: BreakerTransitioned, rec: Recorded) -> None:
-    opened = e.opened_at if e.to_state in ("open", "half_open") else None
+    opened = e.opened_at if e.to_state in (CircuitState.OPEN, CircuitState.HALF_OPEN) else None
     cur.execute(
         "INSERT INTO circuit_breakers(plugin, command, state, failure_count, opened_at, last_failure_at, last_job_id,"
         " updated_at, opened_ns, last_failure_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -13,9 +13,10 @@ import msgspec
 
 from ductile import json_limits
 from ductile.events.timefmt import parse_rfc3339, sql_ts
+from ductile.vocabulary import OUTSTANDING_SQL, JobStatus
 
-STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "dead", "skipped")
-STATUS_ALIASES = {"pending": "queued", "ok": "succeeded", "error": "failed"}
+STATUSES = tuple(JobStatus)
+STATUS_ALIASES = {"pending": JobStatus.QUEUED, "ok": JobStatus.SUCCEEDED, "error": JobStatus.FAILED}
 
 
 class QueryError(ValueError):
@@ -255,7 +256,7 @@ def stderr_of(conn: sqlite3.Connection, job_id: str) -> str | None:
 
 
 def queue_depth(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(*) FROM job_queue WHERE status IN ('queued','running')").fetchone()[0]
+    return conn.execute(f"SELECT COUNT(*) FROM job_queue WHERE status IN {OUTSTANDING_SQL}").fetchone()[0]
 
 
 def context_chain(conn: sqlite3.Connection, context_id: str | None) -> dict[str, Any]:
@@ -294,7 +295,7 @@ def dispatches(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     refused by depth) from the ledger."""
     out = [
         _compact({"event_type": _event_type(r[3]), "pipeline": r[1],
-                  "step_id": r[2], "outcome": "failed" if r[4] == "failed" and r[5] is None else "enqueued",
+                  "step_id": r[2], "outcome": "failed" if r[4] == JobStatus.FAILED and r[5] is None else "enqueued",
                   "job_id": r[0]})
         for r in conn.execute(
             "SELECT job_id, pipeline, step_id, payload, status, started_at FROM job_queue WHERE parent_job_id=?"

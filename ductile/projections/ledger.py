@@ -30,6 +30,7 @@ from ductile.events.types import (
     StopwatchSub,
 )
 from ductile.projections.projection import Projection
+from ductile.vocabulary import AttemptOutcome, DeadOutcome, JobStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_jobs (
@@ -162,7 +163,7 @@ def _enqueued(cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
         (e.job_id, e.plugin, e.command, e.submitted_by, sql_ts(e.at), e.parent_job_id,
          e.source_event_id, e.event_context_id, e.config_snapshot_id),
     )
-    _transition(cur, rec, e.job_id, None, "queued", None)
+    _transition(cur, rec, e.job_id, None, JobStatus.QUEUED, None)
 
 
 @PROJECTION.on(JobStarted)
@@ -174,53 +175,53 @@ def _started(cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
     cur.execute(
         "UPDATE ledger_jobs SET started_config_snapshot_id=? WHERE job_id=?", (e.config_snapshot_id, e.job_id)
     )
-    _transition(cur, rec, e.job_id, "queued", "running", None)
+    _transition(cur, rec, e.job_id, JobStatus.QUEUED, JobStatus.RUNNING, None)
 
 
 @PROJECTION.on(JobSucceeded)
 def _succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
-    _finish_attempt(cur, e.job_id, e.attempt, e.at, "ok", e.exit_code, e.duration_ms, None, e.stderr, e.subs)
-    _transition(cur, rec, e.job_id, "running", "succeeded", None)
-    _log(cur, e.job_id, e.attempt, "succeeded", e.at, e.result, None, e.stderr)
+    _finish_attempt(cur, e.job_id, e.attempt, e.at, AttemptOutcome.OK, e.exit_code, e.duration_ms, None, e.stderr, e.subs)
+    _transition(cur, rec, e.job_id, JobStatus.RUNNING, JobStatus.SUCCEEDED, None)
+    _log(cur, e.job_id, e.attempt, JobStatus.SUCCEEDED, e.at, e.result, None, e.stderr)
 
 
 @PROJECTION.on(JobRetryScheduled)
 def _retry(cur: sqlite3.Cursor, e: JobRetryScheduled, rec: Recorded) -> None:
     _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
-    _transition(cur, rec, e.job_id, "running", "queued", e.error)
+    _transition(cur, rec, e.job_id, JobStatus.RUNNING, JobStatus.QUEUED, e.error)
 
 
 @PROJECTION.on(JobFailed)
 def _failed(cur: sqlite3.Cursor, e: JobFailed, rec: Recorded) -> None:
     _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
-    _transition(cur, rec, e.job_id, "running", e.status, e.error)
+    _transition(cur, rec, e.job_id, JobStatus.RUNNING, e.status, e.error)
     _log(cur, e.job_id, e.attempt, e.status, e.at, e.result, e.error, e.stderr)
 
 
 @PROJECTION.on(JobRecovered)
 def _recovered(cur: sqlite3.Cursor, e: JobRecovered, rec: Recorded) -> None:
-    _finish_attempt(cur, e.job_id, e.attempt - 1, e.at, "interrupted", None, None, e.error, None)
-    _transition(cur, rec, e.job_id, "running", "queued", "crash_recovery")
+    _finish_attempt(cur, e.job_id, e.attempt - 1, e.at, DeadOutcome.INTERRUPTED, None, None, e.error, None)
+    _transition(cur, rec, e.job_id, JobStatus.RUNNING, JobStatus.QUEUED, "crash_recovery")
 
 
 @PROJECTION.on(JobDead)
 def _dead(cur: sqlite3.Cursor, e: JobDead, rec: Recorded) -> None:
     if e.outcome is not None:
         _finish_attempt(cur, e.job_id, e.attempt, e.at, e.outcome, None, None, e.error, None)
-    _transition(cur, rec, e.job_id, e.from_status, "dead", e.reason)
-    _log(cur, e.job_id, e.attempt, "dead", e.at, None, e.error, None)
+    _transition(cur, rec, e.job_id, e.from_status, JobStatus.DEAD, e.reason)
+    _log(cur, e.job_id, e.attempt, JobStatus.DEAD, e.at, None, e.error, None)
 
 
 @PROJECTION.on(JobSkipped)
 def _skipped(cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
-    _transition(cur, rec, e.job_id, "queued", "skipped", e.reason)
-    _log(cur, e.job_id, e.attempt, "skipped", e.at, None, None, None)
+    _transition(cur, rec, e.job_id, JobStatus.QUEUED, JobStatus.SKIPPED, e.reason)
+    _log(cur, e.job_id, e.attempt, JobStatus.SKIPPED, e.at, None, None, None)
 
 
 @PROJECTION.on(JobDispatchFailed)
 def _dispatch_failed(cur: sqlite3.Cursor, e: JobDispatchFailed, rec: Recorded) -> None:
-    _transition(cur, rec, e.job_id, "queued", "failed", e.error)
-    _log(cur, e.job_id, 1, "failed", e.at, None, e.error, None)
+    _transition(cur, rec, e.job_id, JobStatus.QUEUED, JobStatus.FAILED, e.error)
+    _log(cur, e.job_id, 1, JobStatus.FAILED, e.at, None, e.error, None)
 
 
 def _dispatch_drop(cur: sqlite3.Cursor, rec: Recorded, job_id: str, outcome: str, event_type: str | None,

@@ -26,6 +26,7 @@ from ductile.events.types import (
     ProjectionsPruned,
 )
 from ductile.projections.projection import Projection
+from ductile.vocabulary import TERMINAL_SQL
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_queue (
@@ -172,6 +173,6 @@ def _pruned(cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
     if before:
         cur.execute(
             "DELETE FROM job_queue WHERE completed_ns IS NOT NULL AND completed_ns < ?"
-            " AND status IN ('succeeded','failed','timed_out','dead','skipped')",
+            f" AND status IN {TERMINAL_SQL}",
             (before,),
         )

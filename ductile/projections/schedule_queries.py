@@ -6,8 +6,11 @@ import sqlite3
 from typing import Any
 
 from ductile.events.timefmt import rfc3339
+from ductile.vocabulary import OUTSTANDING_SQL, CircuitState, ScheduleStatus
 
-STATUS_NAMES = {"active": "scheduled", "paused_invalid": "invalid", "exhausted": "exhausted"}
+# The API's names for the stored statuses (api.md).
+STATUS_NAMES = {ScheduleStatus.ACTIVE: "scheduled", ScheduleStatus.PAUSED_INVALID: "invalid",
+                ScheduleStatus.EXHAUSTED: "exhausted"}
 
 
 def entry_rows(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]]:
@@ -17,7 +20,7 @@ def entry_rows(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]
     ).fetchall()
     outstanding = dict(
         ((p, s), n) for p, s, n in conn.execute(
-            "SELECT plugin, schedule_id, COUNT(*) FROM schedule_jobs WHERE status IN ('queued','running')"
+            f"SELECT plugin, schedule_id, COUNT(*) FROM schedule_jobs WHERE status IN {OUTSTANDING_SQL}"
             " GROUP BY plugin, schedule_id"
         )
     )
@@ -58,7 +61,7 @@ def scheduler_jobs(conn: sqlite3.Connection, specs: list[Any]) -> dict[str, Any]
         if row.get("last_success_job_id"):
             entry["last_success_job_id"] = row["last_success_job_id"]
         entry["outstanding"] = row.get("outstanding", 0)
-        entry["breaker_state"] = breakers.get((spec.plugin, spec.command), "closed")
+        entry["breaker_state"] = breakers.get((spec.plugin, spec.command), CircuitState.CLOSED)
         if row.get("last_skip_reason"):
             entry["last_skip_reason"] = row["last_skip_reason"]
         out.append(entry)
@@ -69,7 +72,7 @@ def active_polls(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Outstanding scheduler jobs (``ductile system scheduler``)."""
     rows = conn.execute(
         "SELECT job_id, plugin, command, schedule_id, dedupe_key, status, attempt, created_at, started_at"
-        " FROM job_queue WHERE schedule_id IS NOT NULL AND status IN ('queued','running') ORDER BY created_ns"
+        f" FROM job_queue WHERE schedule_id IS NOT NULL AND status IN {OUTSTANDING_SQL} ORDER BY created_ns"
     ).fetchall()
     return [
         {k: v for k, v in zip(("job_id", "plugin", "command", "schedule_id", "dedupe_key", "status", "attempt",

@@ -23,6 +23,7 @@ from ductile.plugins.protocol import (
 )
 from ductile.plugins.state import fact_rule_for, next_state
 from ductile.runtime.process import ProcessResult
+from ductile.vocabulary import PermanentReason
 
 SPAWN_FAILED = "plugin spawn failed: "
 
@@ -63,7 +64,7 @@ def classify(
         updates, events = validate_ok(response, source=plugin, now_rfc3339=now_rfc3339, new_id=lambda: str(uuid.uuid4()))
     except ResponseRejected as exc:
         result = AttemptResult(outcome=jobs.OK, error=exc.message, permanent_reason=exc.reason, result=raw, **base)
-        change = _state_change(plugin, command, manifest, exc.state_updates) if exc.reason == "route_error" else None
+        change = _state_change(plugin, command, manifest, exc.state_updates) if exc.reason == PermanentReason.ROUTE_ERROR else None
         return Classified(result, response=response, state_change=change)
     return Classified(
         AttemptResult(outcome=jobs.OK, result=raw, **base),

@@ -34,7 +34,7 @@ from ductile.commands.jobs import AttemptResult, JobState
 from ductile.config.model import DEFAULT_BACKOFF_BASE, DEFAULT_BREAKER_THRESHOLD
 from ductile.events.log import EventLog, LogClosed, WriteTx, is_storage_error
 from ductile.events.record import Recorded
-from ductile.events.timefmt import NS, now_ns, parse_rfc3339, rfc3339
+from ductile.events.timefmt import NS, now_ns, rfc3339
 from ductile.events.types import (
     BreakerTransitioned,
     EventBase,
@@ -57,6 +57,7 @@ from ductile.runtime.observations import LiveHub
 from ductile.runtime.orphans import ProcessRegistry
 from ductile.runtime.process import ProcessResult, kill_group, run_process
 from ductile.system.logs import Log
+from ductile.vocabulary import AttemptOutcome, DeadOutcome, JobStatus, PermanentReason, RetryReason
 
 log = Log("dispatch")
 
@@ -78,7 +79,7 @@ def log_refused_result(job_id: str, exc: Refused) -> None:
     (``if_running: cancel``, ``job cancel``) is expected to: it is dead, and its output is discarded
     by design. Any other refusal (the job vanished, or was completed by someone else) loses the
     result of work done, which no code path should do: an ERROR with the decider's reason."""
-    if isinstance(exc, InvalidTransition) and exc.status == "dead":
+    if isinstance(exc, InvalidTransition) and exc.status == JobStatus.DEAD:
         log.info("job result discarded: the job was cancelled while it ran", job_id=job_id, reason=str(exc))
     else:
         log.error("job result refused", job_id=job_id, refusal=type(exc).__name__, reason=str(exc))
@@ -125,7 +126,7 @@ class Dispatcher:
         for rec in records:
             if isinstance(rec.event, JobEnqueued):
                 self._wake.set()
-            elif isinstance(rec.event, JobDead) and rec.event.outcome == "cancelled":
+            elif isinstance(rec.event, JobDead) and rec.event.outcome == DeadOutcome.CANCELLED:
                 pid = self._pids.get(rec.event.job_id)
                 if pid is not None:  # cancelled while running here: the process group goes
                     self._loop.run_in_executor(None, kill_group, pid)
@@ -209,8 +210,8 @@ class Dispatcher:
                 classified = self._attempt(job, fields)
             except Exception as exc:  # a fault of ours must end the job visibly, never strand it running
                 log.error("job preparation failed", exc=exc, **fields)
-                classified = Classified(AttemptResult(outcome="error", error=f"internal error: {type(exc).__name__}: {exc}",
-                                                      permanent_reason="preflight_error"))
+                classified = Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=f"internal error: {type(exc).__name__}: {exc}",
+                                                      permanent_reason=PermanentReason.PREFLIGHT_ERROR))
             if classified is None:
                 return  # shutdown ran out of grace: the job stays running and is recovered at boot
             done = self._record(job, classified, fields)
@@ -230,7 +231,7 @@ class Dispatcher:
             log.error("job result could not be recorded; failing the job", exc=exc, **fields)
             error = f"internal error: the result could not be recorded: {type(exc).__name__}: {exc}"
         r = classified.result
-        failed = Classified(AttemptResult(outcome="error", error=error, permanent_reason="internal_error",
+        failed = Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=error, permanent_reason=PermanentReason.INTERNAL_ERROR,
                                           exit_code=r.exit_code, duration_ms=r.duration_ms, stderr=r.stderr))
         # No claim from here on: whatever failed above may have been the claim. Routing and hooks
         # go last, as they may have been the fault too.
@@ -302,7 +303,7 @@ class Dispatcher:
                     else:
                         summary = classified.response.result if classified.response is not None else ""
                         out += router.after_success(tx, job, emitted, summary)
-                    out += router.after_terminal(tx, job, "succeeded", hook_fields(e, "succeeded", classified))
+                    out += router.after_terminal(tx, job, JobStatus.SUCCEEDED, hook_fields(e, JobStatus.SUCCEEDED, classified))
                 elif isinstance(e, JobFailed) and e.job_id == job.job_id:
                     out += router.after_terminal(tx, job, e.status, hook_fields(e, e.status, classified))
             return out
@@ -314,17 +315,17 @@ class Dispatcher:
             return self._preflight(job, self._core_step(job))
         plugin = self.catalog.get(job.plugin)
         if plugin is None:  # the catalog changed between claim and run
-            return Classified(AttemptResult(outcome="spawn_error", error="plugin spawn failed: plugin not loaded"))
+            return Classified(AttemptResult(outcome=AttemptOutcome.SPAWN_ERROR, error="plugin spawn failed: plugin not loaded"))
         timeout = plugin.timeout_for(job.command)
         started = now_ns()
         context = step_context(job)
         event = None
         if job.command == "handle":
             try:
-                event = event_for_handle(job.payload, rfc3339(parse_rfc3339(job.created_at)) or "", context)
+                event = event_for_handle(job.payload, rfc3339(job.created_at) or "", context)
             except InvalidEvent as exc:
                 return self._preflight(job, Classified(AttemptResult(
-                    outcome="error", error=f"invalid event: {exc}", permanent_reason="invalid_event")))
+                    outcome=AttemptOutcome.ERROR, error=f"invalid event: {exc}", permanent_reason=PermanentReason.INVALID_EVENT)))
             node = self._node(job)
             if node is not None and node.with_spec is not None:
                 scope = {"payload": event["payload"], "context": context, "config": plugin.entry.config}
@@ -332,7 +333,7 @@ class Dispatcher:
                     event["payload"] = node.with_spec.apply(event["payload"], scope)
                 except TemplateEvalError as exc:
                     return self._preflight(job, Classified(AttemptResult(
-                        outcome="error", error=str(exc), permanent_reason="with_error")))
+                        outcome=AttemptOutcome.ERROR, error=str(exc), permanent_reason=PermanentReason.WITH_ERROR)))
         self._preflight(job, None)
         stdin = encode_request(
             job_id=job.job_id, command=job.command, config=plugin.entry.config, state=job.state, context=context,
@@ -385,7 +386,7 @@ class Dispatcher:
         node = self._node(job)
         if job.plugin == RELAY_PLUGIN or node is None or node.condition is None:
             error = RELAY_NOT_AVAILABLE if job.plugin == RELAY_PLUGIN else "switch node not found"
-            return Classified(AttemptResult(outcome="error", error=error, permanent_reason="preflight_error"))
+            return Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=error, permanent_reason=PermanentReason.PREFLIGHT_ERROR))
         # config is the gated plugin's for a gated uses step, and empty for steps/split/call blocks.
         target = self.router.pipelines[job.pipeline or ""].nodes.get(node.gates or "") if self.router else None
         gated = self.catalog.get(target.plugin) if target is not None and target.kind == "step" else None
@@ -394,10 +395,10 @@ class Dispatcher:
         try:
             matched = node.condition.evaluate(scope)
         except ConditionEvalError as exc:
-            return Classified(AttemptResult(outcome="error", error=str(exc), permanent_reason="preflight_error"))
+            return Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=str(exc), permanent_reason=PermanentReason.PREFLIGHT_ERROR))
         kind = "ductile.switch.true" if matched else "ductile.switch.false"
         result = msgspec.json.encode({"matched": matched, "event": kind}).decode()
-        return Classified(AttemptResult(outcome="ok", result=result), switch_matched=matched)
+        return Classified(AttemptResult(outcome=AttemptOutcome.OK, result=result), switch_matched=matched)
 
     def _log_outcome(self, recs: list[Recorded], classified: Classified, fields: dict) -> None:
         r = classified.result
@@ -406,7 +407,7 @@ class Dispatcher:
             if isinstance(e, JobSucceeded):
                 if r.stderr:
                     log.debug("plugin stderr", stderr=r.stderr, **fields)
-                log.info("job completed", status="succeeded", duration_ms=r.duration_ms, exit_code=r.exit_code, **fields)
+                log.info("job completed", status=JobStatus.SUCCEEDED, duration_ms=r.duration_ms, exit_code=r.exit_code, **fields)
             elif isinstance(e, JobRetryScheduled):
                 if r.stderr:
                     log.warn("plugin stderr", stderr=r.stderr, **fields)
@@ -483,17 +484,21 @@ def step_context(job: ClaimedJob) -> dict[str, Any]:
     return context
 
 
-def hook_fields(e: Any, status: str, classified: Classified) -> dict[str, Any]:
+# The retry decisions a hook names as such (pipelines.md §8); any other reason is "non_retryable".
+_HOOK_REASONS = frozenset({RetryReason.ATTEMPTS_EXHAUSTED, RetryReason.PLUGIN_RETRY_FALSE, RetryReason.EXIT_CODE_78})
+
+
+def hook_fields(e: Any, status: JobStatus, classified: Classified) -> dict[str, Any]:
     """The hook payload's extra keys (pipelines.md §8)."""
     summary = classified.response.result if classified.response is not None else ""
     out: dict[str, Any] = {"attempt": e.attempt, "duration_ms": e.duration_ms, "submitted_by": e.submitted_by}
-    if status == "succeeded":
+    if status == JobStatus.SUCCEEDED:
         text = f"Job completed [{e.plugin}]: {summary}"
         out["result"] = summary
     else:
-        text = f"Job {'timed out' if status == 'timed_out' else 'failed'} [{e.plugin}]: {e.error}"
+        text = f"Job {'timed out' if status == JobStatus.TIMED_OUT else 'failed'} [{e.plugin}]: {e.error}"
         out["error"] = e.error
-        out["reason"] = e.reason if e.reason in ("attempts_exhausted", "plugin_retry_false", "exit_code_78") \
+        out["reason"] = e.reason if e.reason in _HOOK_REASONS \
             else "non_retryable"
     out["message"] = out["text"] = text
     return out

@@ -24,6 +24,7 @@ from ductile.events.types import (
     JobSucceeded,
 )
 from ductile.projections.analytics_queries import queue_partition
+from ductile.vocabulary import JobStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -85,16 +86,16 @@ class Metrics:
                             self._remember(e.job_id, e.plugin, e.command)
                     case JobSucceeded():
                         self._duration(e.job_id, e, e.duration_ms)
-                        self._terminal(e.job_id, e, "succeeded")
+                        self._terminal(e.job_id, e, JobStatus.SUCCEEDED)
                     case JobFailed():
                         self._duration(e.job_id, e, e.duration_ms)
                         self._terminal(e.job_id, e, e.status)
                     case JobRetryScheduled():
                         self._duration(e.job_id, e, e.duration_ms)
                     case JobDead():
-                        self._terminal(e.job_id, e, "dead")
+                        self._terminal(e.job_id, e, JobStatus.DEAD)
                     case JobSkipped():
-                        self._terminal(e.job_id, e, "skipped")
+                        self._terminal(e.job_id, e, JobStatus.SKIPPED)
 
     def webhook_request(self, endpoint: str, status: int | str) -> None:
         with self._lock:

@@ -34,6 +34,7 @@ from ductile.events.types import (
     ScheduleSkipped,
     ScheduleStatusChanged,
 )
+from ductile.vocabulary import AttemptOutcome, CircuitState, JobStatus, RetryReason
 
 Frame = tuple[str, dict[str, Any]]
 NS_PER_MS = 1_000_000
@@ -96,7 +97,7 @@ def frames(rec: Recorded) -> list[Frame]:
         case JobDispatchFailed():
             text = f"Job failed [{e.plugin}]: {e.error}"
             return [("job.failed", {
-                "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "status": "failed",
+                "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "status": JobStatus.FAILED,
                 "attempt": 1, "duration_ms": 0, "error": e.error, "message": text, "text": text,
             })]
         case PipelineTriggered():
@@ -127,10 +128,10 @@ def frames(rec: Recorded) -> list[Frame]:
             return out
         case JobSucceeded():
             out = [("job.completed", {
-                "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "status": "succeeded",
+                "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "status": JobStatus.SUCCEEDED,
                 "attempt": e.attempt, "duration_ms": e.duration_ms,
             })]
-            return out + _poll_completed(e, at, "succeeded", "ok", None)
+            return out + _poll_completed(e, at, JobStatus.SUCCEEDED, AttemptOutcome.OK, None)
         case JobRetryScheduled():
             base = e.backoff_base_ms * NS_PER_MS
             out = [("job.retry_scheduled", {
@@ -140,14 +141,14 @@ def frames(rec: Recorded) -> list[Frame]:
                 "backoff_schedule": nominal_schedule_ms(base, e.max_attempts) if base else [],
                 "next_retry_at": rfc3339(e.next_retry_at), "reason": e.reason,
             })]
-            return out + _poll_completed(e, at, "queued", e.outcome, e.error)
+            return out + _poll_completed(e, at, JobStatus.QUEUED, e.outcome, e.error)
         case JobFailed():
-            kind = "job.timed_out" if e.status == "timed_out" else "job.failed"
-            text = f"Job {'timed out' if e.status == 'timed_out' else 'failed'} [{e.plugin}]: {e.error}"
+            kind = "job.timed_out" if e.status == JobStatus.TIMED_OUT else "job.failed"
+            text = f"Job {'timed out' if e.status == JobStatus.TIMED_OUT else 'failed'} [{e.plugin}]: {e.error}"
             out = [
                 ("job.retry_exhausted", _compact({
                     "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "attempts": e.attempt,
-                    "final_error": e.error, "reason": "attempts_exhausted" if e.exhausted else "non_retryable",
+                    "final_error": e.error, "reason": RetryReason.ATTEMPTS_EXHAUSTED if e.exhausted else "non_retryable",
                     "retry_policy_owner": "core", "plugin_retry_field": e.plugin_retry,
                     "retry_decision_reason": None if e.exhausted else e.reason,
                 })),
@@ -165,7 +166,7 @@ def frames(rec: Recorded) -> list[Frame]:
         case JobDead():
             text = f"Job failed [{e.plugin}]: {e.error}"
             return [("job.failed", _compact({
-                "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "status": "dead",
+                "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "status": JobStatus.DEAD,
                 "attempt": e.attempt, "duration_ms": 0, "error": e.error, "message": text, "text": text,
                 "recovery": True if e.recovery else None,
             }))]
@@ -193,7 +194,7 @@ def frames(rec: Recorded) -> list[Frame]:
                 "at": at, "plugin": e.plugin, "command": e.command, "from_state": e.from_state, "to_state": e.to_state,
                 "failure_count": e.failure_count, "reason": e.reason, "job_id": e.job_id,
             }))]
-            if e.to_state == "half_open":
+            if e.to_state == CircuitState.HALF_OPEN:
                 out.append(("scheduler.circuit_half_open", {
                     "at": at, "plugin": e.plugin, "command": e.command, "opened_at": rfc3339(e.opened_at),
                 }))

@@ -31,6 +31,7 @@ from ductile.events.types import (
 )
 from ductile.runtime.catalog import Catalog
 from ductile.system.logs import Log
+from ductile.vocabulary import ScheduleStatus
 
 log = Log("scheduler")
 
@@ -202,6 +203,6 @@ class Scheduler:
             elif isinstance(e, BreakerTransitioned):
                 log.warn("circuit breaker state changed", plugin=e.plugin, command=e.command, from_state=e.from_state,
                          to_state=e.to_state, failure_count=e.failure_count, reason=e.reason, job_id=e.job_id)
-            elif isinstance(e, ScheduleStatusChanged) and e.status == "paused_invalid":
+            elif isinstance(e, ScheduleStatusChanged) and e.status == ScheduleStatus.PAUSED_INVALID:
                 log.error("schedule entry invalid", plugin=e.plugin, schedule_id=e.schedule_id, reason=e.reason,
                           detail=e.detail)

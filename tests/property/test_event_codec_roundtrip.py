@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import types as pytypes
 import typing
 from typing import Any
@@ -39,6 +40,8 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
         return st.booleans()
     if tp is type(None):
         return st.none()
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):  # the statuses and outcomes (StrEnum)
+        return st.sampled_from(tp)
     if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
         return st.builds(tp, **{f.name: strategy_for(f.type) for f in msgspec.structs.fields(tp)})
     origin = typing.get_origin(tp)

@@ -12,6 +12,7 @@ from ductile.app import job_units
 from ductile.app.job_units import ClaimedJob
 from ductile.commands.jobs import EnqueueJob
 from ductile.events.log import EventLog, WriteTx
+from ductile.events.timefmt import parse_rfc3339, rfc3339
 from ductile.projections.registry import default_runner
 
 BACKLOG = 10_000
@@ -97,3 +98,20 @@ def test_claim_order_is_oldest_first_across_lanes_and_skips_running_duplicates(l
     claimed = _claim(log)
 
     assert [j.job_id for j in claimed] == [first.job_id, third.job_id, fourth.job_id]
+
+
+def test_a_claimed_job_carries_its_creation_instant_as_the_job_state_does(log: EventLog) -> None:
+    """Issue 10: ``ClaimedJob.created_at`` was the text column while ``JobState.created_at`` is Unix
+    ns; both are ns now, and the text column is the same instant (``handle`` events show it)."""
+    cmd = _job("other")
+    _enqueue(log, cmd)
+    (claimed,) = _claim(log)
+    conn = log.reader()
+    try:
+        state = job_units.load_job(conn, cmd.job_id)
+        (text,) = conn.execute("SELECT created_at FROM job_queue WHERE job_id=?", (cmd.job_id,)).fetchone()
+    finally:
+        conn.close()
+    assert state is not None
+    assert isinstance(claimed.created_at, int) and claimed.created_at == state.created_at
+    assert rfc3339(claimed.created_at) == rfc3339(parse_rfc3339(text))
