@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from ductile.events.log import EventLog, ProjectionApplier
+from ductile.events.log import EventLog, ProjectionApplier, connect
+from ductile.projections.registry import default_runner
 
 
 @asynccontextmanager
@@ -21,3 +22,14 @@ async def fresh_log(
             yield log
         finally:
             await log.aclose()
+
+
+def assert_rebuild_reproduces(path: Path, tables: tuple[str, ...] | list[str]) -> None:
+    """Replaying the whole log reproduces the projections the writer kept live (log closed)."""
+    conn = connect(path, "normal")
+    try:
+        live = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+        default_runner().rebuild(conn)
+        assert {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables} == live
+    finally:
+        conn.close()

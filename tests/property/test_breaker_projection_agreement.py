@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from ductile.commands import breakers
 from ductile.commands.breakers import BreakerState
 from ductile.commands.errors import Refused
-from ductile.events.log import NO_STREAM, WriteTx, connect, read_stream
+from ductile.events.log import NO_STREAM, WriteTx, read_stream
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import BreakerTransitioned, EventBase, breaker_stream
 from ductile.projections.registry import ALL, default_runner
 
-from .state_db import fresh_log
+from .state_db import assert_rebuild_reproduces, fresh_log
 
 NS = 1_000_000_000
 KEYS = [("echo", "poll"), ("echo", "sync"), ("mail", "poll")]
@@ -113,12 +113,7 @@ async def scenario(plan: list[list[tuple[str, int, dict[str, Any]]]]) -> None:
         conn.close()
         path = log.path
         await log.aclose()
-        # Replaying the whole log reproduces the projections the writer kept live.
-        conn = connect(path, "normal")
-        live = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
-        default_runner().rebuild(conn)
-        assert {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES} == live
-        conn.close()
+        assert_rebuild_reproduces(path, TABLES)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -25,7 +25,7 @@ from ductile.commands import jobs
 from ductile.commands.schedule_plan import Spec
 from ductile.commands.schedules import ScheduleState
 from ductile.events import log as log_module
-from ductile.events.log import WriteTx, connect, read_stream
+from ductile.events.log import WriteTx, read_stream
 from ductile.events.types import (
     EventBase,
     JobEnqueued,
@@ -38,7 +38,7 @@ from ductile.events.types import (
 )
 from ductile.projections.registry import ALL, default_runner
 
-from .state_db import fresh_log
+from .state_db import assert_rebuild_reproduces, fresh_log
 
 NS = 1_000_000_000
 T0 = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z
@@ -173,12 +173,7 @@ async def scenario(plan: list[tuple[tuple[str, int, int], float]]) -> None:
             conn.close()
             path = log.path
             await log.aclose()
-            # Replaying the whole log reproduces the projections the writer kept live.
-            conn = connect(path, "normal")
-            live = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES}
-            default_runner().rebuild(conn)
-            assert {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in TABLES} == live
-            conn.close()
+            assert_rebuild_reproduces(path, TABLES)
 
 
 def check_entry(conn, sid: str) -> None:
