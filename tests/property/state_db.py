@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from ductile.events.log import EventLog, ProjectionApplier, connect
+from ductile.commands.errors import Refused
+from ductile.events.log import EventLog, ProjectionApplier, WriteTx, connect
 from ductile.projections.registry import default_runner
 
 
@@ -22,6 +24,18 @@ async def fresh_log(
             yield log
         finally:
             await log.aclose()
+
+
+async def submit_wave(log: EventLog, wave: list[tuple[Hashable, Callable[[WriteTx], list]]],
+                      accepted: dict) -> None:
+    """Submit every unit of one wave at once (so they share writer batches); a unit either is
+    ``Refused`` and leaves nothing behind, or its events are added to ``accepted[key]``."""
+    results = await asyncio.gather(*(log.submit(work) for _, work in wave), return_exceptions=True)
+    for (key, _), result in zip(wave, results, strict=True):
+        if isinstance(result, BaseException):
+            assert isinstance(result, Refused), result
+        else:
+            accepted[key].extend(result)
 
 
 def assert_rebuild_reproduces(path: Path, tables: tuple[str, ...] | list[str]) -> None:

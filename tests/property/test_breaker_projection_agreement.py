@@ -17,13 +17,12 @@ from hypothesis import strategies as st
 
 from ductile.commands import breakers
 from ductile.commands.breakers import BreakerState
-from ductile.commands.errors import Refused
 from ductile.events.log import NO_STREAM, WriteTx, read_stream
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import BreakerTransitioned, EventBase, breaker_stream
 from ductile.projections.registry import ALL, default_runner
 
-from .state_db import assert_rebuild_reproduces, fresh_log
+from .state_db import assert_rebuild_reproduces, fresh_log, submit_wave
 
 NS = 1_000_000_000
 KEYS = [("echo", "poll"), ("echo", "sync"), ("mail", "poll")]
@@ -97,16 +96,11 @@ async def scenario(plan: list[list[tuple[str, int, dict[str, Any]]]]) -> None:
     seq = 0
     async with fresh_log("normal", default_runner()) as log:
         for wave in plan:
-            submitted = []
+            units = []
             for kind, n, spec in wave:
                 seq += 1
-                submitted.append((KEYS[n], log.submit(unit(kind, KEYS[n], spec, seq, seq * NS))))
-            results = await asyncio.gather(*(aw for _, aw in submitted), return_exceptions=True)
-            for (key, _), result in zip(submitted, results, strict=True):
-                if isinstance(result, BaseException):
-                    assert isinstance(result, Refused), result
-                else:
-                    accepted[key].extend(result)
+                units.append((KEYS[n], unit(kind, KEYS[n], spec, seq, seq * NS)))
+            await submit_wave(log, units, accepted)
         conn = log.reader()
         for key, events in accepted.items():
             check_breaker(conn, key, events)

@@ -14,7 +14,6 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ductile.commands.errors import Refused
 from ductile.commands.jobs import (
     ERROR,
     OK,
@@ -38,7 +37,7 @@ from ductile.events.timefmt import sql_ts
 from ductile.events.types import JOB_EVENTS, EventBase, JobStarted, job_stream
 from ductile.projections.registry import ALL, default_runner
 
-from .state_db import assert_rebuild_reproduces, fresh_log
+from .state_db import assert_rebuild_reproduces, fresh_log, submit_wave
 
 NS = 1_000_000_000
 JOBS = 4
@@ -191,16 +190,11 @@ async def scenario(plan: list[list[tuple[str, int, Any]]]) -> None:
     seq = 0
     async with fresh_log("normal", default_runner()) as log:
         for wave in plan:
-            submitted = []
+            units = []
             for kind, n, spec in wave:
                 seq += 1
-                submitted.append((job_id(n), log.submit(unit(kind, job_id(n), spec, seq, seq * NS))))
-            results = await asyncio.gather(*(aw for _, aw in submitted), return_exceptions=True)
-            for (jid, _), result in zip(submitted, results, strict=True):
-                if isinstance(result, BaseException):
-                    assert isinstance(result, Refused), result
-                else:
-                    accepted[jid].extend(result)
+                units.append((job_id(n), unit(kind, job_id(n), spec, seq, seq * NS)))
+            await submit_wave(log, units, accepted)
         conn = log.reader()
         for jid, events in accepted.items():
             check_job(conn, jid, events)
