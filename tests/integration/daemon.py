@@ -8,12 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+
+from tests.polling import wait_until as wait_until  # the one home; tests import it from here too
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_PLUGINS = REPO / "tests" / "plugins"
@@ -33,16 +34,6 @@ PORT_TAKEN = "address already in use"  # uvicorn's bind error, in the gateway's 
 
 class GatewayExited(AssertionError):
     """The gateway process ended while a test waited for it to serve."""
-
-
-def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def process_alive(pid: int) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -35,6 +34,7 @@ from ductile.runtime.catalog import load_catalog
 from ductile.runtime.dispatcher import Dispatcher
 from ductile.runtime.services import Services
 from ductile.system.logs import JsonFormatter
+from tests.polling import until
 
 TEST_PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 pytestmark = pytest.mark.anyio
@@ -62,13 +62,7 @@ class Rig:
         return job
 
     async def wait(self, what: str, check: Callable[[], Any], timeout: float = 10) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what}")
+        return await until(what, check, timeout, interval=0.02)
 
     async def health(self) -> dict[str, Any]:
         resp = await self.http.get("/healthz")

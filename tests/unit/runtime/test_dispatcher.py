@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from ductile.runtime import dispatcher as dispatcher_module
 from ductile.runtime.catalog import load_catalog
 from ductile.runtime.dispatcher import Dispatcher
 from ductile.runtime.process import ProcessResult
+from tests.polling import until
 
 TEST_PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 BACKOFF_BASE = 0.2  # seconds: a retry falls due within a test's patience
@@ -106,13 +106,7 @@ class Rig:
             conn.close()
 
     async def until(self, what: str, check: Callable[[], Awaitable[Any]], timeout: float = 10) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.01)
-        raise AssertionError(f"timed out waiting for {what}")
+        return await until(what, check, timeout)
 
     async def ended(self, job_id: str, *statuses: str) -> dict[str, Any]:
         async def check() -> dict[str, Any] | None:
