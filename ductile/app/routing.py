@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from ductile.app import job_units
+from ductile.app import jobs as app_jobs
 from ductile.commands import jobs
 from ductile.commands.jobs import DedupeView, EnqueueJob, JobState
 from ductile.config.model import DEFAULT_HOOK_MAX_DEPTH
@@ -288,7 +288,7 @@ class Router:
             if dup:
                 return []  # the same work delivered twice (jobs.md §4.2)
         if dedupe_key and node.kind == "step":
-            view = job_units.dedupe_view(tx.cur, plugin, command, dedupe_key)
+            view = app_jobs.dedupe_view(tx.cur, plugin, command, dedupe_key)
             other, reason = view.outstanding_job_id, "outstanding"
             if other is None and view.last_success_at is not None and view.last_success_at >= tx.now - self.dedupe_ttl:
                 other, reason = view.last_success_job_id, "recent_success"

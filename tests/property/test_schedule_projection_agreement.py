@@ -1,6 +1,6 @@
 """Property: random scheduler passes through the real log; the schedule projection equals the stream's fold.
 
-The schedule decider reads its state back from the projection (``schedule_units.load_state``), so
+The schedule decider reads its state back from the projection (``app_schedules.load_state``), so
 the projection *is* what every later decision sees: it must equal the fold of the entry's stream.
 The commands are the real units of work (``reconcile``, ``evaluate``, ``catch_up``, a job of the
 entry run to its end, an operator breaker reset) on a clock the test moves. ``fold`` below is the
@@ -19,8 +19,9 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ductile.app import job_units, schedule_units
-from ductile.app.schedule_units import EntrySettings
+from ductile.app import jobs as app_jobs
+from ductile.app import schedules as app_schedules
+from ductile.app.schedules import EntrySettings
 from ductile.commands import jobs
 from ductile.commands.schedule_plan import Spec
 from ductile.commands.schedules import ScheduleState
@@ -134,12 +135,12 @@ def run_one(n: int, outcome: int):
             (IDS[n],)).fetchone()
         if row is None:
             return
-        job_units.apply(tx, jobs.ClaimJob(job_id=row[0], config_snapshot_id=None))
-        job = job_units.load_job(tx.cur, row[0], tx)
+        app_jobs.apply(tx, jobs.ClaimJob(job_id=row[0], config_snapshot_id=None))
+        job = app_jobs.load_job(tx.cur, row[0], tx)
         assert job is not None
         result = jobs.AttemptResult(outcome=[jobs.OK, jobs.ERROR, jobs.TIMEOUT][outcome], error="no",
                                     result='{"status":"ok"}' if outcome == 0 else None)
-        job_units.apply(tx, jobs.CompleteAttempt(job_id=row[0], attempt=job.attempt, result=result, backoff_base=NS))
+        app_jobs.apply(tx, jobs.CompleteAttempt(job_id=row[0], attempt=job.attempt, result=result, backoff_base=NS))
 
     return work
 
@@ -148,13 +149,13 @@ def unit(kind: str, n: int, arg: int, draw: float) -> Callable[[WriteTx], object
     if kind == "run":
         return run_one(n, arg)
     if kind == "reset":
-        return lambda tx: schedule_units.reset_breaker(tx, "echo", ("poll", "sync")[arg])
+        return lambda tx: app_schedules.reset_breaker(tx, "echo", ("poll", "sync")[arg])
     entry = spec(n, arg)
     if kind == "reconcile":
-        return lambda tx: schedule_units.reconcile(tx, entry, draw)
+        return lambda tx: app_schedules.reconcile(tx, entry, draw)
     if kind == "evaluate":
-        return lambda tx: schedule_units.evaluate(tx, entry, SETTINGS, draw)
-    return lambda tx: schedule_units.catch_up(tx, entry, SETTINGS, draw, NS)
+        return lambda tx: app_schedules.evaluate(tx, entry, SETTINGS, draw)
+    return lambda tx: app_schedules.catch_up(tx, entry, SETTINGS, draw, NS)
 
 
 async def scenario(plan: list[tuple[tuple[str, int, int], float]]) -> None:
@@ -178,7 +179,7 @@ async def scenario(plan: list[tuple[tuple[str, int, int], float]]) -> None:
 
 def check_entry(conn, sid: str) -> None:
     events = [r.event for r in read_stream(conn, schedule_stream("echo", sid))]
-    assert schedule_units.load_state(conn.cursor(), "echo", sid) == fold(events)
+    assert app_schedules.load_state(conn.cursor(), "echo", sid) == fold(events)
     # schedule_jobs holds exactly the entry's outstanding jobs, with their status.
     outstanding = {}
     for fired in (e for e in events if isinstance(e, ScheduleFired)):

@@ -8,7 +8,7 @@ import uuid
 
 import msgspec
 
-from ductile.app import job_units
+from ductile.app import jobs as app_jobs
 from ductile.commands import breakers, jobs, schedules
 from ductile.commands.breakers import BreakerState
 from ductile.commands.jobs import DedupeView
@@ -56,7 +56,7 @@ def _context(tx: WriteTx, spec: Spec, settings: EntrySettings, draw: float, n_id
         f"SELECT job_id FROM schedule_jobs WHERE plugin=? AND schedule_id=? AND status IN {OUTSTANDING_SQL}",
         (spec.plugin, spec.id),
     )]
-    breaker = job_units.load_breaker(cur, spec.plugin, spec.command) or BreakerState()
+    breaker = app_jobs.load_breaker(cur, spec.plugin, spec.command) or BreakerState()
     probe_outstanding = False
     if breaker.state == breakers.HALF_OPEN and breaker.last_job_id:
         row = cur.execute("SELECT status FROM job_queue WHERE job_id=?", (breaker.last_job_id,)).fetchone()
@@ -91,7 +91,7 @@ def carry_out(tx: WriteTx, spec: Spec, intent: Intent) -> list[Recorded]:
     stream = schedule_stream(spec.plugin, spec.id)
     recs = tx.append(stream, intent.events)
     for job_id in intent.cancel:
-        job = job_units.load_job(tx.cur, job_id, tx)
+        job = app_jobs.load_job(tx.cur, job_id, tx)
         if job is not None and job.status in OUTSTANDING:
             recs += tx.append(job_stream(job_id), jobs.decide(
                 jobs.KillJob(job_id=job_id, reason=schedules.CANCEL_REASON, error=schedules.CANCEL_REASON), job, tx.now
@@ -99,7 +99,7 @@ def carry_out(tx: WriteTx, spec: Spec, intent: Intent) -> list[Recorded]:
     fired = 0
     for fire in intent.fires:
         if fire.catch_up:
-            enqueued = job_units.enqueue_recorded(tx, fire.job)
+            enqueued = app_jobs.enqueue_recorded(tx, fire.job)
             recs += enqueued
             if isinstance(enqueued[0].event, JobDeduped):
                 continue
@@ -124,5 +124,5 @@ def carry_out(tx: WriteTx, spec: Spec, intent: Intent) -> list[Recorded]:
 
 
 def reset_breaker(tx: WriteTx, plugin: str, command: str) -> list[Recorded]:
-    state = job_units.load_breaker(tx.cur, plugin, command)
+    state = app_jobs.load_breaker(tx.cur, plugin, command)
     return tx.append(breaker_stream(plugin, command), breakers.on_reset(state, plugin, command, tx.now))
