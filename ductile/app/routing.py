@@ -14,8 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from ductile.app import jobs as app_jobs
 from ductile.commands import jobs
 from ductile.commands.jobs import DedupeView, EnqueueJob, JobState
@@ -37,12 +35,12 @@ from ductile.events.types import (
 from ductile.pipelines.baggage import CONTEXT_CAP, BaggageError, context_size, merge_context
 from ductile.pipelines.conditions import ConditionEvalError
 from ductile.pipelines.graph import STEP_SKIPPED, STEP_SUCCEEDED, SWITCH_FALSE, Node, Pipeline
+from ductile.projections import contexts, queue
 from ductile.vocabulary import JobStatus
 
 HOP_CAP = 64
 HOOK_SIGNALS = {JobStatus.SUCCEEDED: "job.completed", JobStatus.FAILED: "job.failed", JobStatus.DEAD: "job.failed",
                 JobStatus.TIMED_OUT: "job.timed_out"}
-_decode = msgspec.json.Decoder(dict[str, Any])
 
 
 class DispatchRefused(Exception):
@@ -184,12 +182,11 @@ class Router:
     def lineage(self, tx: WriteTx, job: JobState) -> Lineage:
         if job.event_context_id is None:
             return Lineage(parent=job, context={}, context_id=None, hops=0, hook_depth=0)
-        row = tx.cur.execute("SELECT context, hops, hook_depth FROM event_contexts WHERE id=?",
-                             (job.event_context_id,)).fetchone()
-        if row is None:
+        found = contexts.find_context(tx.cur, job.event_context_id)
+        if found is None:
             return Lineage(parent=job, context={}, context_id=job.event_context_id, hops=0, hook_depth=0)
-        return Lineage(parent=job, context=_decode.decode(row[0]), context_id=job.event_context_id, hops=row[1],
-                       hook_depth=row[2])
+        return Lineage(parent=job, context=found.context, context_id=job.event_context_id, hops=found.hops,
+                       hook_depth=found.hook_depth)
 
     def _node(self, job: JobState) -> Node | None:
         if job.pipeline is None or job.step_id is None or job.pipeline not in self.pipelines:
@@ -280,13 +277,9 @@ class Router:
                     if event.get(k) is not None}
         dedupe_key = event.get("dedupe_key")
         plugin, command = node.plugin, node.command
-        if parent is not None and event.get("event_id"):
-            dup = tx.cur.execute(
-                "SELECT 1 FROM job_queue WHERE parent_job_id=? AND source_event_id=? AND pipeline=? AND step_id=?"
-                " AND plugin=? AND command=? LIMIT 1",
-                (parent.job_id, event["event_id"], p.name, node.id, plugin, command)).fetchone()
-            if dup:
-                return []  # the same work delivered twice (jobs.md §4.2)
+        if parent is not None and event.get("event_id") and queue.has_routed_child(
+                tx.cur, parent.job_id, event["event_id"], p.name, node.id, plugin, command):
+            return []  # the same work delivered twice (jobs.md §4.2)
         if dedupe_key and node.kind == "step":
             view = app_jobs.dedupe_view(tx.cur, plugin, command, dedupe_key)
             other, reason = view.outstanding_job_id, "outstanding"
