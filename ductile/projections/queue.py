@@ -260,16 +260,6 @@ def dedupe_match(cur: sqlite3.Cursor, plugin: str, command: str, key: str) -> De
     )
 
 
-def has_routed_child(cur: sqlite3.Cursor, parent_job_id: str, source_event_id: str, pipeline: str, step_id: str,
-                     plugin: str, command: str) -> bool:
-    """Whether this parent's event already started this step (the same work delivered twice)."""
-    return cur.execute(
-        "SELECT 1 FROM job_queue WHERE parent_job_id=? AND source_event_id=? AND pipeline=? AND step_id=?"
-        " AND plugin=? AND command=? LIMIT 1",
-        (parent_job_id, source_event_id, pipeline, step_id, plugin, command),
-    ).fetchone() is not None
-
-
 def running_job_ids(cur: sqlite3.Cursor) -> list[str]:
     """Jobs left ``running``, oldest first (what boot recovery re-queues or kills)."""
     return [job_id for (job_id,) in cur.execute("SELECT job_id FROM job_queue WHERE status='running' ORDER BY created_ns")]
@@ -329,3 +319,23 @@ def lane_next(conn: sqlite3.Connection, after: QueuedJob, now: int, limit: int) 
     """Up to ``limit`` claimable jobs of ``after``'s lane that come after it, oldest first."""
     rows = conn.execute(LANE_NEXT, (after.plugin, after.created_ns, after.enqueue_position, now, limit)).fetchall()
     return [_queued(row) for row in rows]
+
+
+class RoutedChild(msgspec.Struct, frozen=True):
+    """A child routed from one of its parent's events to a pipeline step."""
+
+    source_event_id: str
+    pipeline: str
+    step_id: str
+    plugin: str
+    command: str
+
+
+def routed_children(cur: sqlite3.Cursor, parent_job_id: str) -> list[RoutedChild]:
+    """The parent's children that a routed event started (what makes a redelivery a no-op)."""
+    rows = cur.execute(
+        "SELECT source_event_id, pipeline, step_id, plugin, command FROM job_queue WHERE parent_job_id=?"
+        " AND source_event_id IS NOT NULL AND pipeline IS NOT NULL AND step_id IS NOT NULL",
+        (parent_job_id,),
+    ).fetchall()
+    return [RoutedChild(*row) for row in rows]
