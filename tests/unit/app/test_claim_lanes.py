@@ -10,7 +10,7 @@ import pytest
 
 from ductile.app import jobs
 from ductile.app.jobs import ClaimedJob
-from ductile.commands.jobs import EnqueueJob
+from ductile.commands.jobs import DedupeView, EnqueueJob, decide_enqueue
 from ductile.events.log import EventLog, WriteTx
 from ductile.events.timefmt import parse_rfc3339, rfc3339
 from ductile.projections.registry import default_runner
@@ -90,8 +90,8 @@ def test_claim_order_is_oldest_first_across_lanes_and_skips_running_duplicates(l
     # ``dup`` shares the triple of ``first``: enqueue it behind the outstanding check, as a
     # scheduler occurrence would (regular occurrences are exempt from enqueue dedupe).
     _enqueue(log, first)
-    log.submit_sync(lambda tx: tx.append(f"job-{dup.job_id}", jobs.jobs.decide_enqueue(
-        dup, None, jobs.DedupeView(), tx.now)))
+    log.submit_sync(lambda tx: tx.append(f"job-{dup.job_id}", decide_enqueue(
+        dup, None, DedupeView(), tx.now)))
     fourth = _job("other")
     _enqueue(log, third, fourth)
 
