@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from ductile.app import job_units
+from ductile.app import jobs
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.discovery import find_config
 from ductile.config.loader import load_config
@@ -63,7 +63,7 @@ async def engine(n: int, root: Path) -> float:
     await events.open()
     cmds = [EnqueueJob(job_id=str(uuid.uuid4()), plugin="catlike", command="poll", payload={}, submitted_by="api",
                        max_attempts=4) for _ in range(n)]
-    await asyncio.gather(*(events.submit(lambda tx, c=c: job_units.enqueue(tx, c)) for c in cmds))
+    await asyncio.gather(*(events.submit(lambda tx, c=c: jobs.enqueue(tx, c)) for c in cmds))
     dispatcher = Dispatcher(events, catalog, max_workers=WORKERS, env_passthrough=[], state_dir=config.state_path.parent)
     conn = events.reader()
     started = time.perf_counter()

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import ductile
-from ductile.app import job_units
+from ductile.app import jobs
 from ductile.app.routing import Router
 from ductile.cli.progress import progress_bar
 from ductile.config.discovery import ConfigSource
@@ -269,7 +269,7 @@ class Gateway:
         recover_log = Log("dispatch")
         for job_id in await asyncio.to_thread(dispatcher.procs.kill_survivors):
             recover_log.warn("killed surviving plugin process group", job_id=job_id)
-        recs = await events.submit(lambda tx: job_units.recover_running(tx, dispatcher.threshold))
+        recs = await events.submit(lambda tx: jobs.recover_running(tx, dispatcher.threshold))
         for rec in recs:
             e = rec.event
             if isinstance(e, JobRecovered | JobDead):

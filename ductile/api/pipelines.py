@@ -12,7 +12,7 @@ from ductile.api.auth import require
 from ductile.api.body import json_object, payload_of
 from ductile.api.context import services_of
 from ductile.api.errors import ApiError, internal
-from ductile.app.routing import DispatchRefused
+from ductile.commands.errors import PayloadTooLarge, PipelineInputRefused
 from ductile.projections import analytics_queries
 from ductile.vocabulary import FAILURES, TERMINAL, JobStatus
 
@@ -48,10 +48,10 @@ async def _run(
     started = time.monotonic()
     try:
         job_ids = await svc.events.submit(lambda tx: svc.router.trigger(tx, name, payload))
-    except DispatchRefused as exc:
-        if exc.extra:
-            return Response({"error": exc.message, **exc.extra}, status_code=exc.status)
-        raise ApiError(exc.status, exc.message) from None
+    except PipelineInputRefused as exc:
+        raise ApiError(400, str(exc)) from None
+    except PayloadTooLarge as exc:
+        return Response({"error": str(exc), "bytes_actual": exc.size, "bytes_limit": exc.limit}, status_code=413)
     except Exception as exc:
         raise internal("failed to enqueue job", exc, pipeline=name) from None
     if not job_ids:

@@ -10,7 +10,7 @@ from ductile.api.auth import require
 from ductile.api.body import json_object
 from ductile.api.context import services_of
 from ductile.api.errors import ApiError, internal
-from ductile.app import schedule_units
+from ductile.app import schedules
 from ductile.projections import schedule_queries
 from ductile.vocabulary import CircuitState
 
@@ -38,5 +38,5 @@ async def reset_breaker(request: Request[Any, Any, Any], plugin: str) -> Respons
     elif not isinstance(command, str):
         # Checked before any default: `false`, `0`, `[]` are refused, not read as "absent".
         raise ApiError(400, "command must be a string")
-    await svc.events.submit(lambda tx: schedule_units.reset_breaker(tx, plugin, command))
+    await svc.events.submit(lambda tx: schedules.reset_breaker(tx, plugin, command))
     return Response({"plugin": plugin, "command": command, "state": CircuitState.CLOSED}, status_code=200)

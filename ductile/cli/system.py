@@ -157,7 +157,7 @@ def reset(
         except CliFailure as exc:
             raise fail(exc.message, json=json) from None
     else:
-        from ductile.app import schedule_units
+        from ductile.app import schedules
         from ductile.events.log import EventLog
         from ductile.events.schema import UnknownSchema
         from ductile.projections.registry import default_runner
@@ -173,7 +173,7 @@ def reset(
             except UnknownSchema as exc:
                 raise fail(str(exc), json=json) from None
             try:
-                log.submit_sync(lambda tx: schedule_units.reset_breaker(tx, plugin, command))
+                log.submit_sync(lambda tx: schedules.reset_breaker(tx, plugin, command))
             finally:
                 log.close()
         finally:

@@ -24,3 +24,21 @@ class AlreadyExists(Refused):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job already exists: {job_id}")
         self.job_id = job_id
+
+
+class PipelineInputRefused(Refused):
+    """A pipeline trigger whose payload the entry step's baggage claims cannot accept."""
+
+    def __init__(self, pipeline: str, reason: str) -> None:
+        super().__init__(reason)
+        self.pipeline = pipeline
+
+
+class PayloadTooLarge(Refused):
+    """A pipeline trigger whose entry context would exceed the context cap."""
+
+    def __init__(self, pipeline: str, size: int, limit: int) -> None:
+        super().__init__("pipeline baggage exceeds maximum context size")
+        self.pipeline = pipeline
+        self.size = size
+        self.limit = limit

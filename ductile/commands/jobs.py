@@ -176,26 +176,30 @@ def retry_decision(result: AttemptResult) -> tuple[bool, str]:
 # --- decide ------------------------------------------------------------------------------------
 
 
+def duplicate_of(dedupe: DedupeView, ttl: int, now: int) -> tuple[DedupeReason, str] | None:
+    """The dedupe rule (jobs.md §4.1), the one every enqueue and routed dispatch with a key obeys:
+    an outstanding job with the key wins; else a success within ``ttl`` ns, and a ``ttl`` of 0
+    disables that check. Returns (why, the existing job's id), or None to enqueue."""
+    if dedupe.outstanding_job_id is not None:
+        return DedupeReason.OUTSTANDING, dedupe.outstanding_job_id
+    if ttl > 0 and dedupe.last_success_at is not None and dedupe.last_success_at >= now - ttl \
+            and dedupe.last_success_job_id is not None:
+        return DedupeReason.RECENT_SUCCESS, dedupe.last_success_job_id
+    return None
+
+
 def decide_enqueue(cmd: EnqueueJob, existing: JobState | None, dedupe: DedupeView, now: int) -> list[EventBase]:
     if existing is not None:
         raise AlreadyExists(cmd.job_id)
-    if cmd.dedupe_key:
-        reason, other = None, None
-        if dedupe.outstanding_job_id is not None:
-            reason, other = DedupeReason.OUTSTANDING, dedupe.outstanding_job_id
-        elif (
-            cmd.dedupe_ttl > 0
-            and dedupe.last_success_at is not None
-            and dedupe.last_success_at >= now - cmd.dedupe_ttl
-        ):
-            reason, other = DedupeReason.RECENT_SUCCESS, dedupe.last_success_job_id
-        if reason is not None and other is not None:
-            return [
-                JobDeduped(
-                    plugin=cmd.plugin, command=cmd.command, submitted_by=cmd.submitted_by,
-                    dedupe_key=cmd.dedupe_key, dedupe_reason=reason, existing_job_id=other, at=now,
-                )
-            ]
+    duplicate = duplicate_of(dedupe, cmd.dedupe_ttl, now) if cmd.dedupe_key else None
+    if duplicate is not None:
+        reason, other = duplicate
+        return [
+            JobDeduped(
+                plugin=cmd.plugin, command=cmd.command, submitted_by=cmd.submitted_by,
+                dedupe_key=cmd.dedupe_key, dedupe_reason=reason, existing_job_id=other, at=now,
+            )
+        ]
     return [
         JobEnqueued(
             job_id=cmd.job_id, plugin=cmd.plugin, command=cmd.command, payload=cmd.payload,

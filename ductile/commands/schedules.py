@@ -22,7 +22,13 @@ from ductile.commands.schedule_plan import (
     next_slot,
     rfc3339_seconds,
 )
-from ductile.events.types import EventBase, SchedulePlanned, ScheduleSkipped, ScheduleStatusChanged
+from ductile.events.types import (
+    EventBase,
+    ScheduleFired,
+    SchedulePlanned,
+    ScheduleSkipped,
+    ScheduleStatusChanged,
+)
 from ductile.vocabulary import ScheduleStatus
 
 CANCEL_REASON = "cancelled by scheduler (if_running=cancel)"
@@ -210,3 +216,55 @@ def catch_up(spec: Spec, state: ScheduleState | None, ctx: EntryContext, tick: i
     nxt = next_slot(spec, now)
     assert nxt is not None
     return Intent(fires=fires, next_slot_at=nxt, next_run_at=nxt + jitter_ns(spec, ctx.jitter_draw), warnings=warnings)
+
+
+# --- evolve ------------------------------------------------------------------------------------
+# The decider's own reading of an entry's stream (scheduler.md §4–§9). The ``schedule_state``
+# projection must agree with it (tests/property/test_schedule_projection_agreement.py), and a
+# replay through it is what the projection is checked against.
+
+_replace = msgspec.structs.replace
+
+
+def evolve(state: ScheduleState | None, event: EventBase) -> ScheduleState | None:
+    """The entry's state after ``event``; events of other kinds leave it as it was."""
+    match event:
+        case SchedulePlanned():
+            return _replace(
+                state or ScheduleState(status=ScheduleStatus.ACTIVE), status=ScheduleStatus.ACTIVE, reason=None,
+                detail=None, plan_key=event.plan_key, command=event.command, next_slot_at=event.next_slot_at,
+                next_run_at=event.next_run_at, first_seen_at=event.first_seen_at, last_skip_reason=None,
+                last_skip_slot=None,
+            )
+        case ScheduleStatusChanged() if state is None:
+            return ScheduleState(status=event.status, reason=event.reason, detail=event.detail, command=event.command)
+        case ScheduleStatusChanged():
+            return _replace(
+                state, status=event.status, reason=event.reason, detail=event.detail, command=event.command,
+                plan_key=None if event.status == ScheduleStatus.PAUSED_INVALID else state.plan_key,
+            )
+        case ScheduleFired() if state is None:
+            raise ValueError(f"ScheduleFired before the entry was planned: {event.plugin}/{event.schedule_id}")
+        case ScheduleFired() if event.exhausted:
+            return _replace(state, status=ScheduleStatus.EXHAUSTED, reason="one_shot_exhausted", next_slot_at=None,
+                            next_run_at=None, last_fired_at=event.at, last_skip_reason=None, last_skip_slot=None)
+        case ScheduleFired() if event.next_slot_at is not None:
+            return _replace(state, next_slot_at=event.next_slot_at, next_run_at=event.next_run_at,
+                            last_fired_at=event.at, last_skip_reason=None, last_skip_slot=None)
+        case ScheduleFired():
+            return _replace(state, last_fired_at=event.at)
+        case ScheduleSkipped() if state is None:
+            raise ValueError(f"ScheduleSkipped before the entry was planned: {event.plugin}/{event.schedule_id}")
+        case ScheduleSkipped() if event.next_slot_at is not None:
+            return _replace(state, next_slot_at=event.next_slot_at, next_run_at=event.next_run_at,
+                            last_skip_reason=event.reason, last_skip_slot=event.slot)
+        case ScheduleSkipped():
+            return _replace(state, last_skip_reason=event.reason, last_skip_slot=event.slot)
+    return state
+
+
+def fold(events: list[EventBase]) -> ScheduleState | None:
+    state: ScheduleState | None = None
+    for e in events:
+        state = evolve(state, e)
+    return state

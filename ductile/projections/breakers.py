@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import msgspec
+
 from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
@@ -99,3 +101,22 @@ def _pruned(cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
     if before:
         cur.execute("DELETE FROM circuit_breaker_transitions WHERE created_ns < ?", (before,))
 
+
+
+class BreakerRecord(msgspec.Struct, frozen=True):
+    """One ``circuit_breakers`` row (times in Unix ns)."""
+
+    state: CircuitState
+    failure_count: int
+    opened_ns: int | None
+    last_failure_ns: int | None
+    last_job_id: str | None
+
+
+def find_breaker(cur: sqlite3.Cursor, plugin: str, command: str) -> BreakerRecord | None:
+    row = cur.execute(
+        "SELECT state, failure_count, opened_ns, last_failure_ns, last_job_id FROM circuit_breakers"
+        " WHERE plugin=? AND command=?",
+        (plugin, command),
+    ).fetchone()
+    return None if row is None else BreakerRecord(CircuitState(row[0]), *row[1:])

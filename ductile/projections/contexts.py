@@ -6,6 +6,7 @@ Never pruned (jobs.md §10): ``ductile job inspect`` shows the chain and the mer
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import msgspec
 
@@ -41,3 +42,19 @@ def _created(cur: sqlite3.Cursor, e: ContextCreated, rec: Recorded) -> None:
         (e.context_id, e.parent_id, e.pipeline, e.step_id, _json.encode(e.claims).decode(),
          _json.encode(e.context).decode(), e.hops, e.hook_depth, sql_ts(e.at)),
     )
+
+
+_decode_context = msgspec.json.Decoder(dict[str, Any])
+
+
+class ContextRecord(msgspec.Struct, frozen=True):
+    """An event context: the accumulated baggage (with the ``ductile`` namespace) and its lineage counters."""
+
+    context: dict[str, Any]
+    hops: int
+    hook_depth: int
+
+
+def find_context(cur: sqlite3.Cursor, context_id: str) -> ContextRecord | None:
+    row = cur.execute("SELECT context, hops, hook_depth FROM event_contexts WHERE id=?", (context_id,)).fetchone()
+    return None if row is None else ContextRecord(_decode_context.decode(row[0]), row[1], row[2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import msgspec
 
@@ -53,3 +54,24 @@ def _fact(cur: sqlite3.Cursor, e: PluginFactAppended, rec: Recorded) -> None:
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (rec.position, e.seq, e.plugin, e.fact_type, _json.encode(e.fact).decode(), e.job_id, e.command, sql_ts(e.at)),
     )
+
+
+_decode_state = msgspec.json.Decoder(dict[str, Any])
+
+
+class PluginStateRecord(msgspec.Struct, frozen=True):
+    """A plugin's current state object and the job that last set it."""
+
+    state: dict[str, Any]
+    job_id: str | None
+
+
+def find_state(cur: sqlite3.Cursor, plugin: str) -> PluginStateRecord | None:
+    row = cur.execute("SELECT state, job_id FROM plugin_state WHERE plugin=?", (plugin,)).fetchone()
+    return None if row is None else PluginStateRecord(_decode_state.decode(row[0]), row[1])
+
+
+def last_fact_seq(cur: sqlite3.Cursor, plugin: str) -> int:
+    """The sequence number of the plugin's newest fact, 0 before the first."""
+    row = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM plugin_facts WHERE plugin_name=?", (plugin,)).fetchone()
+    return int(row[0])

@@ -8,6 +8,7 @@ table also serves as the dedupe index for the whole window.
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import msgspec
 
@@ -26,7 +27,7 @@ from ductile.events.types import (
     ProjectionsPruned,
 )
 from ductile.projections.projection import Projection
-from ductile.vocabulary import TERMINAL_SQL
+from ductile.vocabulary import OUTSTANDING_SQL, TERMINAL_SQL, JobStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_queue (
@@ -176,3 +177,165 @@ def _pruned(cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
             f" AND status IN {TERMINAL_SQL}",
             (before,),
         )
+
+
+# --- typed readers ------------------------------------------------------------------------------
+# The use cases read the queue only through these, inside the writer's transaction.
+
+
+class QueuedJob(msgspec.Struct, frozen=True):
+    """One ``job_queue`` row, as the use cases need it (times in Unix ns)."""
+
+    job_id: str
+    plugin: str
+    command: str
+    status: JobStatus
+    attempt: int
+    max_attempts: int
+    submitted_by: str
+    created_ns: int
+    payload: dict[str, Any]
+    dedupe_key: str | None
+    schedule_id: str | None
+    parent_job_id: str | None
+    next_retry_ns: int | None
+    last_error: str | None
+    result: str | None
+    completed_ns: int | None
+    stream_version: int
+    pipeline: str | None
+    step_id: str | None
+    event_context_id: str | None
+    enqueue_position: int
+
+
+class DedupeMatch(msgspec.Struct, frozen=True):
+    """The jobs sharing a (plugin, command, dedupe_key): the oldest outstanding, the latest success."""
+
+    outstanding_job_id: str | None = None
+    last_success_job_id: str | None = None
+    last_success_ns: int | None = None
+
+
+_QUEUED_COLUMNS = (
+    "job_id, plugin, command, status, attempt, max_attempts, submitted_by, created_ns, payload, dedupe_key,"
+    " schedule_id, parent_job_id, next_retry_ns, last_error, result, completed_ns, stream_version, pipeline, step_id,"
+    " event_context_id, enqueue_position"
+)
+_decode_payload = msgspec.json.Decoder(dict[str, Any])
+
+
+def _queued(row: tuple[Any, ...]) -> QueuedJob:
+    return QueuedJob(
+        row[0], row[1], row[2], JobStatus(row[3]), row[4], row[5], row[6], row[7], _decode_payload.decode(row[8]),
+        *row[9:],
+    )
+
+
+def find_job(cur: sqlite3.Cursor | sqlite3.Connection, job_id: str) -> QueuedJob | None:
+    row = cur.execute(f"SELECT {_QUEUED_COLUMNS} FROM job_queue WHERE job_id = ?", (job_id,)).fetchone()
+    return None if row is None else _queued(row)
+
+
+def status_of(cur: sqlite3.Cursor, job_id: str) -> JobStatus | None:
+    row = cur.execute("SELECT status FROM job_queue WHERE job_id=?", (job_id,)).fetchone()
+    return None if row is None else JobStatus(row[0])
+
+
+def dedupe_match(cur: sqlite3.Cursor, plugin: str, command: str, key: str) -> DedupeMatch:
+    outstanding = cur.execute(
+        "SELECT job_id FROM job_queue WHERE plugin=? AND command=? AND dedupe_key=?"
+        f" AND status IN {OUTSTANDING_SQL} ORDER BY created_ns LIMIT 1",
+        (plugin, command, key),
+    ).fetchone()
+    success = cur.execute(
+        "SELECT job_id, completed_ns FROM job_queue WHERE plugin=? AND command=? AND dedupe_key=?"
+        " AND status='succeeded' ORDER BY completed_ns DESC LIMIT 1",
+        (plugin, command, key),
+    ).fetchone()
+    return DedupeMatch(
+        outstanding_job_id=outstanding[0] if outstanding else None,
+        last_success_job_id=success[0] if success else None,
+        last_success_ns=success[1] if success else None,
+    )
+
+
+def running_job_ids(cur: sqlite3.Cursor) -> list[str]:
+    """Jobs left ``running``, oldest first (what boot recovery re-queues or kills)."""
+    return [job_id for (job_id,) in cur.execute("SELECT job_id FROM job_queue WHERE status='running' ORDER BY created_ns")]
+
+
+def running_per_plugin(cur: sqlite3.Cursor) -> dict[str, int]:
+    return dict(cur.execute("SELECT plugin, COUNT(*) FROM job_queue WHERE status='running' GROUP BY plugin").fetchall())
+
+
+def running_dedupe_keys(cur: sqlite3.Cursor) -> set[tuple[str, str, str]]:
+    """(plugin, command, dedupe_key) of every running job that has a key."""
+    return set(cur.execute(
+        "SELECT plugin, command, dedupe_key FROM job_queue WHERE status='running' AND dedupe_key IS NOT NULL"
+    ).fetchall())
+
+
+# The claim reads the queue lane by lane (jobs.md §5: a full lane never stalls the others), so
+# its cost follows the number of lanes and the jobs it takes, never the depth of a backlog. Both
+# statements walk the partial index ``job_queue_lane`` (queued rows only, by plugin, then FIFO).
+_LANE_COLUMNS = ", ".join(f"j.{c.strip()}" for c in _QUEUED_COLUMNS.split(","))
+
+# One statement: every plugin with queued work (an index skip-scan, one seek per lane) and the
+# oldest claimable job of each (``plugin >= ''`` is every text: a seek, not a scan). ``INDEXED BY``: without table statistics the planner would prefer
+# ``job_queue_claim`` (status=?) and read every queued row.
+LANE_HEADS = f"""
+WITH RECURSIVE lane(plugin) AS (
+  SELECT (SELECT plugin FROM job_queue INDEXED BY job_queue_lane WHERE status='queued' AND plugin >= ''
+          ORDER BY plugin LIMIT 1)
+  UNION ALL
+  SELECT (SELECT plugin FROM job_queue INDEXED BY job_queue_lane WHERE status='queued' AND plugin > lane.plugin
+          ORDER BY plugin LIMIT 1)
+  FROM lane WHERE lane.plugin IS NOT NULL
+)
+SELECT {_LANE_COLUMNS} FROM lane JOIN job_queue j ON j.rowid = (
+  SELECT q.rowid FROM job_queue q INDEXED BY job_queue_lane
+  WHERE q.status='queued' AND q.plugin = lane.plugin AND (q.next_retry_ns IS NULL OR q.next_retry_ns <= ?1)
+  ORDER BY q.created_ns, q.enqueue_position LIMIT 1
+)
+WHERE lane.plugin IS NOT NULL
+"""
+
+# The next claimable jobs of one lane after a given one (keyset, so claimed rows need no offset).
+LANE_NEXT = f"""
+SELECT {_LANE_COLUMNS} FROM job_queue j INDEXED BY job_queue_lane
+WHERE j.status='queued' AND j.plugin = ?1 AND (j.created_ns, j.enqueue_position) > (?2, ?3)
+  AND (j.next_retry_ns IS NULL OR j.next_retry_ns <= ?4)
+ORDER BY j.created_ns, j.enqueue_position LIMIT ?5
+"""
+
+
+def lane_heads(conn: sqlite3.Connection, now: int) -> list[QueuedJob]:
+    """The oldest job of every lane that is claimable at ``now``."""
+    return [_queued(row) for row in conn.execute(LANE_HEADS, (now,)).fetchall()]
+
+
+def lane_next(conn: sqlite3.Connection, after: QueuedJob, now: int, limit: int) -> list[QueuedJob]:
+    """Up to ``limit`` claimable jobs of ``after``'s lane that come after it, oldest first."""
+    rows = conn.execute(LANE_NEXT, (after.plugin, after.created_ns, after.enqueue_position, now, limit)).fetchall()
+    return [_queued(row) for row in rows]
+
+
+class RoutedChild(msgspec.Struct, frozen=True):
+    """A child routed from one of its parent's events to a pipeline step."""
+
+    source_event_id: str
+    pipeline: str
+    step_id: str
+    plugin: str
+    command: str
+
+
+def routed_children(cur: sqlite3.Cursor, parent_job_id: str) -> list[RoutedChild]:
+    """The parent's children that a routed event started (what makes a redelivery a no-op)."""
+    rows = cur.execute(
+        "SELECT source_event_id, pipeline, step_id, plugin, command FROM job_queue WHERE parent_job_id=?"
+        " AND source_event_id IS NOT NULL AND pipeline IS NOT NULL AND step_id IS NOT NULL",
+        (parent_job_id,),
+    ).fetchall()
+    return [RoutedChild(*row) for row in rows]

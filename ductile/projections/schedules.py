@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import msgspec
+
 from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
@@ -22,6 +24,7 @@ from ductile.events.types import (
     ScheduleStatusChanged,
 )
 from ductile.projections.projection import Projection
+from ductile.vocabulary import OUTSTANDING_SQL, ScheduleStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedule_state (
@@ -161,3 +164,36 @@ def _job_succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
 @PROJECTION.on(JobFailed, JobDead, JobSkipped, JobDispatchFailed)
 def _job_ended(cur: sqlite3.Cursor, e: JobFailed | JobDead | JobSkipped | JobDispatchFailed, rec: Recorded) -> None:
     cur.execute("DELETE FROM schedule_jobs WHERE job_id=?", (e.job_id,))
+
+
+class ScheduleRecord(msgspec.Struct, frozen=True):
+    """One ``schedule_state`` row, as the schedule decider needs it (times in Unix ns)."""
+
+    status: ScheduleStatus
+    reason: str | None
+    detail: str | None
+    plan_key: str | None
+    command: str
+    next_slot_ns: int | None
+    next_run_ns: int | None
+    first_seen_ns: int | None
+    last_fired_ns: int | None
+    last_skip_reason: str | None
+    last_skip_slot: int | None
+
+
+def find_entry(cur: sqlite3.Cursor, plugin: str, schedule_id: str) -> ScheduleRecord | None:
+    row = cur.execute(
+        "SELECT status, reason, detail, plan_key, command, next_slot_ns, next_run_ns, first_seen_ns, last_fired_ns,"
+        " last_skip_reason, last_skip_slot FROM schedule_state WHERE plugin=? AND schedule_id=?",
+        (plugin, schedule_id),
+    ).fetchone()
+    return None if row is None else ScheduleRecord(ScheduleStatus(row[0]), *row[1:])
+
+
+def outstanding_job_ids(cur: sqlite3.Cursor, plugin: str, schedule_id: str) -> list[str]:
+    """The entry's jobs still queued or running."""
+    return [job_id for (job_id,) in cur.execute(
+        f"SELECT job_id FROM schedule_jobs WHERE plugin=? AND schedule_id=? AND status IN {OUTSTANDING_SQL}",
+        (plugin, schedule_id),
+    )]

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ductile.app.job_units import StateChange
+from ductile.app.jobs import StateChange
 from ductile.commands import jobs
 from ductile.commands.jobs import AttemptResult
 from ductile.config.durations import format_duration

@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from ductile.app import job_units
-from ductile.app.job_units import ClaimedJob
+from ductile.app import jobs
+from ductile.app.jobs import ClaimedJob
 from ductile.app.routing import Router
 from ductile.commands.errors import InvalidTransition, Refused
 from ductile.commands.jobs import AttemptResult, JobState
@@ -169,7 +169,7 @@ class Dispatcher:
         # In-process core steps count against max_workers only, not against a plugin lane.
         lanes = {name: p.parallelism for name, p in self.catalog.plugins.items()}
         lanes.update(dict.fromkeys(CORE_PLUGINS, self.max_workers))
-        return job_units.claim_next(tx, self.max_workers, lanes, self._unavailable, config_snapshot_id=self._snapshot(),
+        return jobs.claim_next(tx, self.max_workers, lanes, self._unavailable, config_snapshot_id=self._snapshot(),
                                     threshold=self.threshold)
 
     def threshold(self, plugin: str) -> int:
@@ -277,7 +277,7 @@ class Dispatcher:
         def complete_and_claim(tx: WriteTx) -> Completed:
             # The freed slot is claimed in the same transaction: one commit per job turnover.
             try:
-                recs = job_units.complete(tx, job.job_id, job.attempt, classified.result, base, jitter,
+                recs = jobs.complete(tx, job.job_id, job.attempt, classified.result, base, jitter,
                                           classified.state_change, self.threshold,
                                           self._after(classified) if route else None)
             except Refused as exc:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from ductile.app import schedule_units
-from ductile.app.schedule_units import EntrySettings
+from ductile.app import schedules
+from ductile.app.schedules import EntrySettings
 from ductile.commands.schedule_plan import Spec, host_timezone, parse_entry
 from ductile.config.model import Config
 from ductile.events.log import EventLog
@@ -108,13 +108,13 @@ class Scheduler:
     async def start(self) -> None:
         """Reconcile every entry with its stored state, then run startup catch-up (once)."""
         for spec in self.specs:
-            recs = await self.events.submit(lambda tx, s=spec: schedule_units.reconcile(tx, s, self.rng.random()))
+            recs = await self.events.submit(lambda tx, s=spec: schedules.reconcile(tx, s, self.rng.random()))
             self._report(spec, recs)
         for spec in self.specs:
             if not spec.valid:
                 continue
             intent, recs = await self.events.submit(
-                lambda tx, s=spec: schedule_units.catch_up(tx, s, self.settings(s.plugin), self.rng.random(), self.tick_ns)
+                lambda tx, s=spec: schedules.catch_up(tx, s, self.settings(s.plugin), self.rng.random(), self.tick_ns)
             )
             for w in intent.warnings:
                 log.warn(w, plugin=spec.plugin, schedule_id=spec.id)
@@ -126,7 +126,7 @@ class Scheduler:
         # Only due entries reach the writer; the unit re-checks inside its transaction.
         due = [s for s in self.specs if s.valid and (p := plans.get((s.plugin, s.id))) is not None and p <= now]
         results = await asyncio.gather(*(
-            self.events.submit(lambda tx, s=s: schedule_units.evaluate(tx, s, self.settings(s.plugin), self.rng.random()))
+            self.events.submit(lambda tx, s=s: schedules.evaluate(tx, s, self.settings(s.plugin), self.rng.random()))
             for s in due
         ), return_exceptions=True)
         for spec, result in zip(due, results, strict=True):

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ductile.app import job_units
-from ductile.app.job_units import EnqueueOutcome
+from ductile.app import jobs
+from ductile.app.jobs import EnqueueOutcome
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.model import Config
 from ductile.events.log import EventLog
@@ -101,7 +101,7 @@ class Services:
             max_attempts=loaded.entry.retry.max_attempts, dedupe_key=dedupe_key or None, dedupe_ttl=int(ttl * NS),
             config_snapshot_id=self.config_snapshot_id, direct=direct, **lineage,
         )
-        outcome = await self.events.submit(lambda tx: job_units.enqueue(tx, cmd))
+        outcome = await self.events.submit(lambda tx: jobs.enqueue(tx, cmd))
         if outcome.deduped:
             log.info("job deduped", plugin=plugin, command=command, dedupe_key=dedupe_key,
                      existing_job_id=outcome.existing_job_id, dedupe_reason=outcome.dedupe_reason)

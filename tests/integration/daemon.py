@@ -264,7 +264,7 @@ def enqueue_via_log(state_db: Path, plugin: str, command: str = "poll", payload:
     """Append an enqueue to the state DB the way another process would (the gateway may be running)."""
     import uuid
 
-    from ductile.app import job_units
+    from ductile.app import jobs
     from ductile.commands.jobs import EnqueueJob
     from ductile.events.log import EventLog
     from ductile.projections.registry import default_runner
@@ -274,7 +274,7 @@ def enqueue_via_log(state_db: Path, plugin: str, command: str = "poll", payload:
                      dedupe_ttl=int(dedupe_ttl * 1_000_000_000))
     log = EventLog(state_db, "full", default_runner()).open_sync()
     try:
-        return log.submit_sync(lambda tx: job_units.enqueue(tx, cmd))
+        return log.submit_sync(lambda tx: jobs.enqueue(tx, cmd))
     finally:
         log.close()
 

@@ -103,7 +103,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 def enqueue_child(gw: Daemon, plugin: str, payload: dict[str, Any], **lineage: Any) -> str:
     """Enqueue through the log from this process, with lineage the API does not take."""
-    from ductile.app import job_units
+    from ductile.app import jobs
     from ductile.commands.jobs import EnqueueJob
     from ductile.events.log import EventLog
     from ductile.projections.registry import default_runner
@@ -112,7 +112,7 @@ def enqueue_child(gw: Daemon, plugin: str, payload: dict[str, Any], **lineage: A
                      max_attempts=1, **lineage)
     log = EventLog(gw.state_db, "full", default_runner()).open_sync()
     try:
-        return log.submit_sync(lambda tx: job_units.enqueue(tx, cmd)).job_id
+        return log.submit_sync(lambda tx: jobs.enqueue(tx, cmd)).job_id
     finally:
         log.close()
 

@@ -22,7 +22,7 @@ import yaml
 
 from ductile.api.app import create_app
 from ductile.api.auth import TokenSet
-from ductile.app import job_units
+from ductile.app import jobs
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
@@ -54,7 +54,7 @@ class Rig:
     async def enqueue(self, payload: dict[str, Any]) -> str:
         cmd = EnqueueJob(job_id=str(uuid.uuid4()), plugin="quirks", command="poll", payload=payload,
                          submitted_by="test", max_attempts=1)
-        return (await self.events.submit(lambda tx: job_units.enqueue(tx, cmd))).job_id
+        return (await self.events.submit(lambda tx: jobs.enqueue(tx, cmd))).job_id
 
     async def job(self, job_id: str) -> dict[str, Any]:
         job = await self.services.read(lambda c: get_job(c, job_id))
@@ -150,7 +150,7 @@ async def test_full_disk_at_completion_degrades_health_then_records_the_result_o
 async def test_any_other_error_while_recording_a_result_fails_the_job_and_frees_the_slot(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = job_units.complete
+    real = jobs.complete
     broken = {"left": 1}
 
     def complete_once_broken(tx: WriteTx, *args: Any, **kw: Any) -> Any:
@@ -159,7 +159,7 @@ async def test_any_other_error_while_recording_a_result_fails_the_job_and_frees_
             raise OverflowError("can't serialize ints < -2**63 or > 2**64 - 1")
         return real(tx, *args, **kw)
 
-    monkeypatch.setattr(dispatcher_module.job_units, "complete", complete_once_broken)
+    monkeypatch.setattr(dispatcher_module.jobs, "complete", complete_once_broken)
     first = await rig.enqueue({"mode": "blank_result"})
     second = await rig.enqueue({"mode": "blank_result"})  # max_workers is 1: needs the slot back
     job = await rig.wait("the first job to end", lambda: _ended(rig, first))

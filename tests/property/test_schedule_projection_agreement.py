@@ -1,11 +1,10 @@
 """Property: random scheduler passes through the real log; the schedule projection equals the stream's fold.
 
-The schedule decider reads its state back from the projection (``schedule_units.load_state``), so
+The schedule decider reads its state back from the projection (``app_schedules.load_state``), so
 the projection *is* what every later decision sees: it must equal the fold of the entry's stream.
 The commands are the real units of work (``reconcile``, ``evaluate``, ``catch_up``, a job of the
-entry run to its end, an operator breaker reset) on a clock the test moves. ``fold`` below is the
-reference reading of the schedule events (scheduler.md §4–§9); the decider has no ``evolve`` of its
-own to fold with, as the job and breaker deciders do.
+entry run to its end, an operator breaker reset) on a clock the test moves. The reference reading
+of the schedule events (scheduler.md §4–§9) is the decider's own ``evolve``, as for jobs and breakers.
 """
 
 from __future__ import annotations
@@ -15,24 +14,19 @@ from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
-import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ductile.app import job_units, schedule_units
-from ductile.app.schedule_units import EntrySettings
-from ductile.commands import jobs
+from ductile.app import jobs as app_jobs
+from ductile.app import schedules as app_schedules
+from ductile.app.schedules import EntrySettings
+from ductile.commands import jobs, schedules
 from ductile.commands.schedule_plan import Spec
-from ductile.commands.schedules import ScheduleState
 from ductile.events import log as log_module
 from ductile.events.log import WriteTx, read_stream
 from ductile.events.types import (
-    EventBase,
     JobEnqueued,
     ScheduleFired,
-    SchedulePlanned,
-    ScheduleSkipped,
-    ScheduleStatusChanged,
     job_stream,
     schedule_stream,
 )
@@ -87,43 +81,6 @@ starts = st.lists(st.integers(0, 5), min_size=len(IDS), max_size=len(IDS)).map(
 plans = st.tuples(starts, st.lists(commands(), min_size=1, max_size=40)).map(lambda p: p[0] + p[1])
 
 
-def fold(events: list[EventBase]) -> ScheduleState | None:
-    s: ScheduleState | None = None
-    for e in events:
-        if isinstance(e, SchedulePlanned):
-            base = s or ScheduleState(status="active")
-            s = msgspec.structs.replace(
-                base, status="active", reason=None, detail=None, plan_key=e.plan_key, command=e.command,
-                next_slot_at=e.next_slot_at, next_run_at=e.next_run_at, first_seen_at=e.first_seen_at,
-                last_skip_reason=None, last_skip_slot=None)
-        elif isinstance(e, ScheduleStatusChanged):
-            if s is None:
-                s = ScheduleState(status=e.status, reason=e.reason, detail=e.detail, command=e.command)
-            else:
-                s = msgspec.structs.replace(
-                    s, status=e.status, reason=e.reason, detail=e.detail, command=e.command,
-                    plan_key=None if e.status == "paused_invalid" else s.plan_key)
-        elif isinstance(e, ScheduleFired):
-            assert s is not None
-            if e.exhausted:
-                s = msgspec.structs.replace(s, status="exhausted", reason="one_shot_exhausted", next_slot_at=None,
-                                            next_run_at=None, last_fired_at=e.at, last_skip_reason=None,
-                                            last_skip_slot=None)
-            elif e.next_slot_at is not None:
-                s = msgspec.structs.replace(s, next_slot_at=e.next_slot_at, next_run_at=e.next_run_at,
-                                            last_fired_at=e.at, last_skip_reason=None, last_skip_slot=None)
-            else:
-                s = msgspec.structs.replace(s, last_fired_at=e.at)
-        elif isinstance(e, ScheduleSkipped):
-            assert s is not None
-            if e.next_slot_at is not None:
-                s = msgspec.structs.replace(s, next_slot_at=e.next_slot_at, next_run_at=e.next_run_at,
-                                            last_skip_reason=e.reason, last_skip_slot=e.slot)
-            else:
-                s = msgspec.structs.replace(s, last_skip_reason=e.reason, last_skip_slot=e.slot)
-    return s
-
-
 def run_one(n: int, outcome: int):
     """Claim the entry's oldest queued job and end it: 0 succeeded, 1 failed, 2 timed out."""
 
@@ -134,12 +91,12 @@ def run_one(n: int, outcome: int):
             (IDS[n],)).fetchone()
         if row is None:
             return
-        job_units.apply(tx, jobs.ClaimJob(job_id=row[0], config_snapshot_id=None))
-        job = job_units.load_job(tx.cur, row[0], tx)
+        app_jobs.apply(tx, jobs.ClaimJob(job_id=row[0], config_snapshot_id=None))
+        job = app_jobs.load_job(tx.cur, row[0], tx)
         assert job is not None
         result = jobs.AttemptResult(outcome=[jobs.OK, jobs.ERROR, jobs.TIMEOUT][outcome], error="no",
                                     result='{"status":"ok"}' if outcome == 0 else None)
-        job_units.apply(tx, jobs.CompleteAttempt(job_id=row[0], attempt=job.attempt, result=result, backoff_base=NS))
+        app_jobs.apply(tx, jobs.CompleteAttempt(job_id=row[0], attempt=job.attempt, result=result, backoff_base=NS))
 
     return work
 
@@ -148,13 +105,13 @@ def unit(kind: str, n: int, arg: int, draw: float) -> Callable[[WriteTx], object
     if kind == "run":
         return run_one(n, arg)
     if kind == "reset":
-        return lambda tx: schedule_units.reset_breaker(tx, "echo", ("poll", "sync")[arg])
+        return lambda tx: app_schedules.reset_breaker(tx, "echo", ("poll", "sync")[arg])
     entry = spec(n, arg)
     if kind == "reconcile":
-        return lambda tx: schedule_units.reconcile(tx, entry, draw)
+        return lambda tx: app_schedules.reconcile(tx, entry, draw)
     if kind == "evaluate":
-        return lambda tx: schedule_units.evaluate(tx, entry, SETTINGS, draw)
-    return lambda tx: schedule_units.catch_up(tx, entry, SETTINGS, draw, NS)
+        return lambda tx: app_schedules.evaluate(tx, entry, SETTINGS, draw)
+    return lambda tx: app_schedules.catch_up(tx, entry, SETTINGS, draw, NS)
 
 
 async def scenario(plan: list[tuple[tuple[str, int, int], float]]) -> None:
@@ -178,7 +135,7 @@ async def scenario(plan: list[tuple[tuple[str, int, int], float]]) -> None:
 
 def check_entry(conn, sid: str) -> None:
     events = [r.event for r in read_stream(conn, schedule_stream("echo", sid))]
-    assert schedule_units.load_state(conn.cursor(), "echo", sid) == fold(events)
+    assert app_schedules.load_state(conn.cursor(), "echo", sid) == schedules.fold(events)
     # schedule_jobs holds exactly the entry's outstanding jobs, with their status.
     outstanding = {}
     for fired in (e for e in events if isinstance(e, ScheduleFired)):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ductile.app import job_units
-from ductile.app.job_units import ClaimedJob
-from ductile.commands.jobs import EnqueueJob
+from ductile.app import jobs
+from ductile.app.jobs import ClaimedJob
+from ductile.commands.jobs import DedupeView, EnqueueJob, decide_enqueue
 from ductile.events.log import EventLog, WriteTx
 from ductile.events.timefmt import parse_rfc3339, rfc3339
 from ductile.projections.registry import default_runner
@@ -36,7 +36,7 @@ def _job(plugin: str, dedupe_key: str | None = None) -> EnqueueJob:
 def _enqueue(log: EventLog, *cmds: EnqueueJob) -> None:
     def work(tx: WriteTx) -> None:
         for cmd in cmds:
-            job_units.enqueue(tx, cmd)
+            jobs.enqueue(tx, cmd)
 
     log.submit_sync(work)
 
@@ -46,7 +46,7 @@ def _claim(log: EventLog, max_workers: int = 4, statements: list[str] | None = N
         if statements is not None:
             tx.conn.set_trace_callback(statements.append)
         try:
-            return job_units.claim_next(tx, max_workers, LANES, lambda _plugin, _command: None)[0]
+            return jobs.claim_next(tx, max_workers, LANES, lambda _plugin, _command: None)[0]
         finally:
             tx.conn.set_trace_callback(None)
 
@@ -90,8 +90,8 @@ def test_claim_order_is_oldest_first_across_lanes_and_skips_running_duplicates(l
     # ``dup`` shares the triple of ``first``: enqueue it behind the outstanding check, as a
     # scheduler occurrence would (regular occurrences are exempt from enqueue dedupe).
     _enqueue(log, first)
-    log.submit_sync(lambda tx: tx.append(f"job-{dup.job_id}", job_units.jobs.decide_enqueue(
-        dup, None, job_units.DedupeView(), tx.now)))
+    log.submit_sync(lambda tx: tx.append(f"job-{dup.job_id}", decide_enqueue(
+        dup, None, DedupeView(), tx.now)))
     fourth = _job("other")
     _enqueue(log, third, fourth)
 
@@ -108,7 +108,7 @@ def test_a_claimed_job_carries_its_creation_instant_as_the_job_state_does(log: E
     (claimed,) = _claim(log)
     conn = log.reader()
     try:
-        state = job_units.load_job(conn, cmd.job_id)
+        state = jobs.load_job(conn, cmd.job_id)
         (text,) = conn.execute("SELECT created_at FROM job_queue WHERE job_id=?", (cmd.job_id,)).fetchone()
     finally:
         conn.close()

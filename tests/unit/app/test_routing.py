@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ductile.app import job_units
+from ductile.app import jobs as app_jobs
 from ductile.app.routing import Router
 from ductile.commands.jobs import EnqueueJob, JobState
 from ductile.events.log import EventLog, WriteTx
@@ -58,11 +58,11 @@ def event(type_: str, payload: dict[str, Any] | None = None, **extra: Any) -> di
 async def root_job(log: EventLog, plugin: str = "fetch") -> str:
     cmd = EnqueueJob(job_id=str(uuid.uuid4()), plugin=plugin, command="poll", payload={}, submitted_by="test",
                      max_attempts=1)
-    return (await log.submit(lambda tx: job_units.enqueue(tx, cmd))).job_id
+    return (await log.submit(lambda tx: app_jobs.enqueue(tx, cmd))).job_id
 
 
 def job(tx: WriteTx, job_id: str) -> JobState:
-    state = job_units.load_job(tx.cur, job_id, tx)
+    state = app_jobs.load_job(tx.cur, job_id, tx)
     assert state is not None
     return state
 

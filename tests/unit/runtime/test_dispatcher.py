@@ -18,7 +18,7 @@ import msgspec
 import pytest
 import yaml
 
-from ductile.app import job_units
+from ductile.app import jobs
 from ductile.commands.jobs import EnqueueJob, KillJob
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
@@ -87,7 +87,7 @@ class Rig:
     async def enqueue(self, max_attempts: int = 1, payload: dict[str, Any] | None = None) -> str:
         cmd = EnqueueJob(job_id=str(uuid.uuid4()), plugin="behave", command="poll", payload=payload or {},
                          submitted_by="test", max_attempts=max_attempts)
-        return (await self.events.submit(lambda tx: job_units.enqueue(tx, cmd))).job_id
+        return (await self.events.submit(lambda tx: jobs.enqueue(tx, cmd))).job_id
 
     async def job(self, job_id: str) -> dict[str, Any]:
         conn = self.events.reader()
@@ -238,7 +238,7 @@ async def test_cancel_while_running_kills_the_process_group_discards_the_result_
     rig = await make_rig(fake)
     job_id = await rig.enqueue(max_attempts=3)
     await rig.until("the plugin to be spawned", lambda: asyncio.sleep(0, spawned.is_set()))
-    await rig.events.submit(lambda tx: job_units.apply(tx, KillJob(job_id=job_id, reason="cancelled by user",
+    await rig.events.submit(lambda tx: jobs.apply(tx, KillJob(job_id=job_id, reason="cancelled by user",
                                                                     error="cancelled")))
     job = await rig.ended(job_id, "dead")
     await rig.until("the kill", lambda: asyncio.sleep(0, bool(killed)))

@@ -88,7 +88,7 @@ def test_an_undeterminable_host_zone_falls_back_to_utc_with_a_warning(
 def test_a_catch_up_run_dropped_by_dedupe_is_logged_at_info(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import uuid
 
-    from ductile.app import job_units
+    from ductile.app import jobs
     from ductile.commands.jobs import EnqueueJob
     from ductile.commands.schedule_plan import rfc3339_seconds
     from ductile.events.types import SchedulePlanned, schedule_stream
@@ -113,7 +113,7 @@ def test_a_catch_up_run_dropped_by_dedupe_is_logged_at_info(tmp_path: Path, capl
                     timezone=spec.timezone, next_slot_at=slot, next_run_at=slot, first_seen_at=slot,
                     reason="first_sighting", at=slot)])
                 key = f"{spec.dedupe_key}:catchup:{rfc3339_seconds(slot)}"
-                job_units.enqueue(tx, EnqueueJob(job_id=holder, plugin=PLUGIN, command="poll", payload={},
+                jobs.enqueue(tx, EnqueueJob(job_id=holder, plugin=PLUGIN, command="poll", payload={},
                                                  submitted_by="ductile", max_attempts=1, dedupe_key=key,
                                                  dedupe_ttl=hour, schedule_id="h"))
                 return key

@@ -8,7 +8,7 @@ import uuid
 
 import msgspec
 
-from ductile.app import job_units
+from ductile.app import jobs as app_jobs
 from ductile.commands import breakers, jobs, schedules
 from ductile.commands.breakers import BreakerState
 from ductile.commands.jobs import DedupeView
@@ -24,7 +24,9 @@ from ductile.events.types import (
     job_stream,
     schedule_stream,
 )
-from ductile.vocabulary import OUTSTANDING, OUTSTANDING_SQL, ScheduleStatus
+from ductile.projections import queue
+from ductile.projections import schedules as schedule_records
+from ductile.vocabulary import OUTSTANDING, ScheduleStatus
 
 
 class EntrySettings(msgspec.Struct, frozen=True):
@@ -37,30 +39,23 @@ class EntrySettings(msgspec.Struct, frozen=True):
 
 
 def load_state(cur: sqlite3.Cursor, plugin: str, schedule_id: str) -> ScheduleState | None:
-    row = cur.execute(
-        "SELECT status, reason, detail, plan_key, command, next_slot_ns, next_run_ns, first_seen_ns, last_fired_ns,"
-        " last_skip_reason, last_skip_slot FROM schedule_state WHERE plugin=? AND schedule_id=?",
-        (plugin, schedule_id),
-    ).fetchone()
-    if row is None:
+    found = schedule_records.find_entry(cur, plugin, schedule_id)
+    if found is None:
         return None
     return ScheduleState(
-        status=ScheduleStatus(row[0]), reason=row[1], detail=row[2], plan_key=row[3], command=row[4], next_slot_at=row[5],
-        next_run_at=row[6], first_seen_at=row[7], last_fired_at=row[8], last_skip_reason=row[9], last_skip_slot=row[10],
+        status=found.status, reason=found.reason, detail=found.detail, plan_key=found.plan_key, command=found.command,
+        next_slot_at=found.next_slot_ns, next_run_at=found.next_run_ns, first_seen_at=found.first_seen_ns,
+        last_fired_at=found.last_fired_ns, last_skip_reason=found.last_skip_reason, last_skip_slot=found.last_skip_slot,
     )
 
 
 def _context(tx: WriteTx, spec: Spec, settings: EntrySettings, draw: float, n_ids: int) -> EntryContext:
     cur = tx.cur
-    outstanding = [r[0] for r in cur.execute(
-        f"SELECT job_id FROM schedule_jobs WHERE plugin=? AND schedule_id=? AND status IN {OUTSTANDING_SQL}",
-        (spec.plugin, spec.id),
-    )]
-    breaker = job_units.load_breaker(cur, spec.plugin, spec.command) or BreakerState()
+    outstanding = schedule_records.outstanding_job_ids(cur, spec.plugin, spec.id)
+    breaker = app_jobs.load_breaker(cur, spec.plugin, spec.command) or BreakerState()
     probe_outstanding = False
     if breaker.state == breakers.HALF_OPEN and breaker.last_job_id:
-        row = cur.execute("SELECT status FROM job_queue WHERE job_id=?", (breaker.last_job_id,)).fetchone()
-        probe_outstanding = row is not None and row[0] in OUTSTANDING
+        probe_outstanding = queue.status_of(cur, breaker.last_job_id) in OUTSTANDING
     return EntryContext(
         now=tx.now, jitter_draw=draw, outstanding=outstanding, breaker=breaker, reset_after=settings.reset_after,
         probe_outstanding=probe_outstanding, service_name=settings.service_name, max_attempts=settings.max_attempts,
@@ -91,7 +86,7 @@ def carry_out(tx: WriteTx, spec: Spec, intent: Intent) -> list[Recorded]:
     stream = schedule_stream(spec.plugin, spec.id)
     recs = tx.append(stream, intent.events)
     for job_id in intent.cancel:
-        job = job_units.load_job(tx.cur, job_id, tx)
+        job = app_jobs.load_job(tx.cur, job_id, tx)
         if job is not None and job.status in OUTSTANDING:
             recs += tx.append(job_stream(job_id), jobs.decide(
                 jobs.KillJob(job_id=job_id, reason=schedules.CANCEL_REASON, error=schedules.CANCEL_REASON), job, tx.now
@@ -99,7 +94,7 @@ def carry_out(tx: WriteTx, spec: Spec, intent: Intent) -> list[Recorded]:
     fired = 0
     for fire in intent.fires:
         if fire.catch_up:
-            enqueued = job_units.enqueue_recorded(tx, fire.job)
+            enqueued = app_jobs.enqueue_recorded(tx, fire.job)
             recs += enqueued
             if isinstance(enqueued[0].event, JobDeduped):
                 continue
@@ -124,5 +119,5 @@ def carry_out(tx: WriteTx, spec: Spec, intent: Intent) -> list[Recorded]:
 
 
 def reset_breaker(tx: WriteTx, plugin: str, command: str) -> list[Recorded]:
-    state = job_units.load_breaker(tx.cur, plugin, command)
+    state = app_jobs.load_breaker(tx.cur, plugin, command)
     return tx.append(breaker_stream(plugin, command), breakers.on_reset(state, plugin, command, tx.now))

@@ -32,15 +32,10 @@ from ductile.events.types import (
     job_stream,
     plugin_stream,
 )
-from ductile.vocabulary import OUTSTANDING_SQL, CircuitState, DeadOutcome, JobStatus, PermanentReason
-
-_json_decode = msgspec.json.Decoder(dict[str, Any])
-
-JOB_COLUMNS = (
-    "job_id, plugin, command, status, attempt, max_attempts, submitted_by, created_ns, payload, dedupe_key,"
-    " schedule_id, parent_job_id, next_retry_ns, last_error, result, completed_ns, created_at, stream_version,"
-    " pipeline, step_id, event_context_id"
-)
+from ductile.projections import breakers as breaker_records
+from ductile.projections import contexts, plugin_state, queue
+from ductile.projections.queue import QueuedJob
+from ductile.vocabulary import DeadOutcome, JobStatus, PermanentReason
 
 
 class EnqueueOutcome(msgspec.Struct, frozen=True):
@@ -68,42 +63,31 @@ class ClaimedJob(msgspec.Struct, frozen=True):
     context: dict[str, Any] | None = None  # the job's context record (baggage + ``ductile``)
 
 
-def _row_to_state(row: tuple[Any, ...]) -> JobState:
+def _state_of(job: QueuedJob) -> JobState:
     return JobState(
-        job_id=row[0], plugin=row[1], command=row[2], status=JobStatus(row[3]), attempt=row[4], max_attempts=row[5],
-        submitted_by=row[6], created_at=row[7], payload=_json_decode.decode(row[8]), dedupe_key=row[9],
-        schedule_id=row[10], parent_job_id=row[11], next_retry_at=row[12], last_error=row[13], result=row[14],
-        completed_at=row[15], pipeline=row[18], step_id=row[19], event_context_id=row[20],
+        job_id=job.job_id, plugin=job.plugin, command=job.command, status=job.status, attempt=job.attempt,
+        max_attempts=job.max_attempts, submitted_by=job.submitted_by, created_at=job.created_ns, payload=job.payload,
+        dedupe_key=job.dedupe_key, schedule_id=job.schedule_id, parent_job_id=job.parent_job_id,
+        next_retry_at=job.next_retry_ns, last_error=job.last_error, result=job.result, completed_at=job.completed_ns,
+        pipeline=job.pipeline, step_id=job.step_id, event_context_id=job.event_context_id,
     )
 
 
 def load_job(conn: sqlite3.Connection | sqlite3.Cursor, job_id: str, tx: WriteTx | None = None) -> JobState | None:
-    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM job_queue WHERE job_id = ?", (job_id,)).fetchone()
-    if row is not None:
+    found = queue.find_job(conn, job_id)
+    if found is not None:
         if tx is not None:
-            tx.known_version(job_stream(job_id), row[17])
-        return _row_to_state(row)
+            tx.known_version(job_stream(job_id), found.stream_version)
+        return _state_of(found)
     # Pruned from the queue: the log still knows the job.
     records = read_stream(conn if isinstance(conn, sqlite3.Connection) else conn.connection, job_stream(job_id))
     return jobs.fold([r.event for r in records]) if records else None
 
 
 def dedupe_view(cur: sqlite3.Cursor, plugin: str, command: str, key: str) -> DedupeView:
-    outstanding = cur.execute(
-        "SELECT job_id FROM job_queue WHERE plugin=? AND command=? AND dedupe_key=?"
-        f" AND status IN {OUTSTANDING_SQL} ORDER BY created_ns LIMIT 1",
-        (plugin, command, key),
-    ).fetchone()
-    success = cur.execute(
-        "SELECT job_id, completed_ns FROM job_queue WHERE plugin=? AND command=? AND dedupe_key=?"
-        " AND status='succeeded' ORDER BY completed_ns DESC LIMIT 1",
-        (plugin, command, key),
-    ).fetchone()
-    return DedupeView(
-        outstanding_job_id=outstanding[0] if outstanding else None,
-        last_success_job_id=success[0] if success else None,
-        last_success_at=success[1] if success else None,
-    )
+    match = queue.dedupe_match(cur, plugin, command, key)
+    return DedupeView(outstanding_job_id=match.outstanding_job_id, last_success_job_id=match.last_success_job_id,
+                      last_success_at=match.last_success_ns)
 
 
 def enqueue_recorded(tx: WriteTx, cmd: EnqueueJob) -> list[Recorded]:
@@ -142,40 +126,7 @@ def apply(tx: WriteTx, cmd: jobs.Command, threshold: Threshold = _default_thresh
     return recs + breaker_effects(tx, job, recs, threshold(job.plugin))
 
 
-# The claim reads the queue lane by lane (jobs.md §5: a full lane never stalls the others), so
-# its cost follows the number of lanes and the jobs it takes, never the depth of a backlog. Both
-# statements walk the partial index ``job_queue_lane`` (queued rows only, by plugin, then FIFO).
-_LANE_COLUMNS = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
-_C_CREATED, _C_POSITION = 7, len(JOB_COLUMNS.split(","))  # created_ns; enqueue_position, appended below
-
-# One statement: every plugin with queued work (an index skip-scan, one seek per lane) and the
-# oldest claimable job of each (``plugin >= ''`` is every text: a seek, not a scan). ``INDEXED BY``: without table statistics the planner would prefer
-# ``job_queue_claim`` (status=?) and read every queued row.
-LANE_HEADS = f"""
-WITH RECURSIVE lane(plugin) AS (
-  SELECT (SELECT plugin FROM job_queue INDEXED BY job_queue_lane WHERE status='queued' AND plugin >= ''
-          ORDER BY plugin LIMIT 1)
-  UNION ALL
-  SELECT (SELECT plugin FROM job_queue INDEXED BY job_queue_lane WHERE status='queued' AND plugin > lane.plugin
-          ORDER BY plugin LIMIT 1)
-  FROM lane WHERE lane.plugin IS NOT NULL
-)
-SELECT {_LANE_COLUMNS}, j.enqueue_position FROM lane JOIN job_queue j ON j.rowid = (
-  SELECT q.rowid FROM job_queue q INDEXED BY job_queue_lane
-  WHERE q.status='queued' AND q.plugin = lane.plugin AND (q.next_retry_ns IS NULL OR q.next_retry_ns <= ?1)
-  ORDER BY q.created_ns, q.enqueue_position LIMIT 1
-)
-WHERE lane.plugin IS NOT NULL
-"""
-
-# The next claimable jobs of one lane after a given one (keyset, so claimed rows need no offset).
-LANE_NEXT = f"""
-SELECT {_LANE_COLUMNS}, j.enqueue_position FROM job_queue j INDEXED BY job_queue_lane
-WHERE j.status='queued' AND j.plugin = ?1 AND (j.created_ns, j.enqueue_position) > (?2, ?3)
-  AND (j.next_retry_ns IS NULL OR j.next_retry_ns <= ?4)
-ORDER BY j.created_ns, j.enqueue_position LIMIT ?5
-"""
-
+# A lane that has handed out its buffered rows fetches this many more at once.
 _LANE_PAGE = 16
 
 
@@ -185,26 +136,24 @@ class _Lanes:
     def __init__(self, conn: sqlite3.Connection, now: int) -> None:
         self._conn = conn
         self._now = now
-        self._heap: list[tuple[int, int, tuple[Any, ...]]] = []
-        self._buffered: dict[str, list[tuple[Any, ...]]] = {}
-        for row in conn.execute(LANE_HEADS, (now,)).fetchall():
-            heapq.heappush(self._heap, (row[_C_CREATED], row[_C_POSITION], row))
+        # (created_ns, enqueue_position) is unique, so the heap never compares two jobs.
+        self._heap: list[tuple[int, int, QueuedJob]] = []
+        self._buffered: dict[str, list[QueuedJob]] = {}
+        for job in queue.lane_heads(conn, now):
+            heapq.heappush(self._heap, (job.created_ns, job.enqueue_position, job))
 
-    def pop(self) -> tuple[Any, ...] | None:
+    def pop(self) -> QueuedJob | None:
         return heapq.heappop(self._heap)[2] if self._heap else None
 
-    def advance(self, row: tuple[Any, ...]) -> None:
-        """Offer the row after ``row`` in its lane (call only while that lane can take more)."""
-        plugin = row[1]
-        buffered = self._buffered.get(plugin)
+    def advance(self, job: QueuedJob) -> None:
+        """Offer the job after ``job`` in its lane (call only while that lane can take more)."""
+        buffered = self._buffered.get(job.plugin)
         if not buffered:
-            buffered = self._conn.execute(
-                LANE_NEXT, (plugin, row[_C_CREATED], row[_C_POSITION], self._now, _LANE_PAGE)
-            ).fetchall()[::-1]
-            self._buffered[plugin] = buffered
+            buffered = queue.lane_next(self._conn, job, self._now, _LANE_PAGE)[::-1]
+            self._buffered[job.plugin] = buffered
         if buffered:
             nxt = buffered.pop()
-            heapq.heappush(self._heap, (nxt[_C_CREATED], nxt[_C_POSITION], nxt))
+            heapq.heappush(self._heap, (nxt.created_ns, nxt.enqueue_position, nxt))
 
 
 def claim_next(
@@ -224,18 +173,14 @@ def claim_next(
     duplicate), to keep the writer's transaction short; a lane that hits it waits for the next claim.
     """
     cur = tx.cur
-    running: dict[str, int] = dict(
-        cur.execute("SELECT plugin, COUNT(*) FROM job_queue WHERE status='running' GROUP BY plugin").fetchall()
-    )
+    running = queue.running_per_plugin(cur)
     busy: set[tuple[str, str, str]] | None = None
 
     def busy_keys() -> set[tuple[str, str, str]]:
         # Only jobs with a dedupe key need it; most claims never do.
         nonlocal busy
         if busy is None:
-            busy = set(cur.execute(
-                "SELECT plugin, command, dedupe_key FROM job_queue WHERE status='running' AND dedupe_key IS NOT NULL"
-            ).fetchall())
+            busy = queue.running_dedupe_keys(cur)
         return busy
 
     claimed: list[ClaimedJob] = []
@@ -250,18 +195,18 @@ def claim_next(
     lanes = _Lanes(tx.conn, tx.now)
     states: dict[str, dict[str, Any]] = {}
     passed_over = 0
-    while len(claimed) < free_slots and (row := lanes.pop()) is not None:
-        plugin, command = row[1], row[2]
+    while len(claimed) < free_slots and (queued := lanes.pop()) is not None:
+        plugin, command = queued.plugin, queued.command
         if not lane_open(plugin):
             continue  # a full lane: its jobs wait, the others go on
         why = unavailable(plugin, command)
-        if why is None and row[9] and (plugin, command, row[9]) in busy_keys():
+        if why is None and queued.dedupe_key and (plugin, command, queued.dedupe_key) in busy_keys():
             passed_over += 1  # a running duplicate holds it back (jobs.md §4.1 claim rule)
             if passed_over < scan_limit:
-                lanes.advance(row)
+                lanes.advance(queued)
             continue
-        job = _row_to_state(row)
-        tx.known_version(job_stream(job.job_id), row[17])
+        job = _state_of(queued)
+        tx.known_version(job_stream(job.job_id), queued.stream_version)
         if why is not None:
             text = (
                 f"plugin {job.plugin} is not loaded or not enabled" if why == "plugin_unavailable"
@@ -273,7 +218,7 @@ def claim_next(
             killed += dead + breaker_effects(tx, job, dead, threshold(job.plugin))
             passed_over += 1
             if passed_over < scan_limit:
-                lanes.advance(row)
+                lanes.advance(queued)
             continue
         tx.append(
             job_stream(job.job_id),
@@ -294,20 +239,18 @@ def claim_next(
             )
         )
         if lane_open(plugin) and len(claimed) < free_slots:
-            lanes.advance(row)
+            lanes.advance(queued)
     return claimed, killed
 
 
 def _context_record(cur: sqlite3.Cursor, context_id: str | None) -> dict[str, Any] | None:
-    if context_id is None:
-        return None
-    row = cur.execute("SELECT context FROM event_contexts WHERE id=?", (context_id,)).fetchone()
-    return _json_decode.decode(row[0]) if row else None
+    found = contexts.find_context(cur, context_id) if context_id is not None else None
+    return found.context if found is not None else None
 
 
 def current_state(cur: sqlite3.Cursor, plugin: str) -> dict[str, Any]:
-    row = cur.execute("SELECT state FROM plugin_state WHERE plugin=?", (plugin,)).fetchone()
-    return _json_decode.decode(row[0]) if row else {}
+    found = plugin_state.find_state(cur, plugin)
+    return found.state if found is not None else {}
 
 
 class StateChange(msgspec.Struct, frozen=True):
@@ -359,11 +302,8 @@ def complete(
     if change is not None:
         stream = plugin_stream(change.plugin)
         if change.fact_type is not None and change.fact is not None:
-            seq_row = tx.cur.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM plugin_facts WHERE plugin_name=?", (change.plugin,)
-            ).fetchone()
             recs += tx.append(stream, [
-                PluginFactAppended(plugin=change.plugin, seq=seq_row[0] + 1, fact_type=change.fact_type,
+                PluginFactAppended(plugin=change.plugin, seq=plugin_state.last_fact_seq(tx.cur, change.plugin) + 1, fact_type=change.fact_type,
                                    fact=change.fact, job_id=job_id, command=change.command, at=tx.now)
             ])
         recs += tx.append(stream, [PluginStateChanged(plugin=change.plugin, state=change.state, job_id=job_id, at=tx.now)])
@@ -376,8 +316,7 @@ def complete(
 def recover_running(tx: WriteTx, threshold: Threshold = _default_threshold) -> list[Recorded]:
     """Boot crash recovery: every job left ``running`` is re-queued or marked dead."""
     recs: list[Recorded] = []
-    ids = [r[0] for r in tx.cur.execute("SELECT job_id FROM job_queue WHERE status='running' ORDER BY created_ns")]
-    for job_id in ids:
+    for job_id in queue.running_job_ids(tx.cur):
         recs += apply(tx, jobs.RecoverJob(job_id=job_id), threshold)
     return recs
 
@@ -407,12 +346,8 @@ def breaker_effects(tx: WriteTx, job: JobState, recs: list[Recorded], threshold:
 
 
 def load_breaker(cur: sqlite3.Cursor, plugin: str, command: str) -> breakers.BreakerState | None:
-    row = cur.execute(
-        "SELECT state, failure_count, opened_ns, last_failure_ns, last_job_id FROM circuit_breakers"
-        " WHERE plugin=? AND command=?",
-        (plugin, command),
-    ).fetchone()
-    if row is None:
+    found = breaker_records.find_breaker(cur, plugin, command)
+    if found is None:
         return None
-    return breakers.BreakerState(state=CircuitState(row[0]), failure_count=row[1], opened_at=row[2], last_failure_at=row[3],
-                                 last_job_id=row[4])
+    return breakers.BreakerState(state=found.state, failure_count=found.failure_count, opened_at=found.opened_ns,
+                                 last_failure_at=found.last_failure_ns, last_job_id=found.last_job_id)
