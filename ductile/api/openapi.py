@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
 
-from ductile.api.auth import require
+from ductile.api.auth import scopes
 from ductile.api.catalog import ACCEPTED_SCHEMA, ERROR_SCHEMA, openapi_document, plugin_paths
-from ductile.api.context import services_of
+from ductile.api.context import Facade
 from ductile.runtime.catalog import Catalog
 
 OBJ: dict[str, Any] = {"type": "object"}
@@ -144,8 +144,6 @@ def build(catalog: Catalog, pipelines: list[str] | None = None) -> dict[str, Any
     return doc
 
 
-@get("/openapi.json")
-async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    require(request.app.state.tokens, request.headers.get("authorization"))
-    svc = services_of(request)
-    return build(svc.catalog, list(svc.pipelines))
+@get("/openapi.json", guards=[scopes()])
+async def openapi_json(ductile: Facade) -> dict[str, Any]:
+    return build(ductile.catalog, ductile.pipelines.names())
