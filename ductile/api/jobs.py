@@ -13,7 +13,9 @@ from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError, forbidden
 
 MAX_LIMIT = 200
-Limit = Annotated[int | None, QueryParameter(ge=1, le=MAX_LIMIT, description="at most this many, newest first")]
+DEFAULT_LIMIT = 50  # api.md §4.4
+# An int, not int | None: Litestar would read ``limit=null`` as absent, where api.md refuses it.
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="at most this many, newest first")]
 # Filters stay strings: the status filter takes case-insensitive aliases (pending, ok, error) and
 # the flags are "true" or anything else, as api.md §4.3 reads them.
 Filter = Annotated[str | None, QueryParameter(required=False)]
@@ -29,7 +31,7 @@ async def get_job(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> 
 
 @get("/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")])
 async def list_jobs(ductile: Facade, plugin: Filter = None, command: Filter = None, status: Filter = None,
-                    submitted_by: Filter = None, limit: Limit = None) -> dict[str, Any]:
+                    submitted_by: Filter = None, limit: Limit = DEFAULT_LIMIT) -> dict[str, Any]:
     return await ductile.jobs.list(plugin=plugin, command=command, status=status, submitted_by=submitted_by,
                                    limit=limit)
 
@@ -38,7 +40,7 @@ async def list_jobs(ductile: Facade, plugin: Filter = None, command: Filter = No
 async def job_logs(
     ductile: Facade, caller: CallerDep, job_id: Filter = None, plugin: Filter = None, command: Filter = None,
     status: Filter = None, submitted_by: Filter = None, from_: Annotated[str | None, QueryParameter(name="from")] = None,
-    to: Filter = None, text: Annotated[str | None, QueryParameter(name="query")] = None, limit: Limit = None, include_result: Filter = None,
+    to: Filter = None, text: Annotated[str | None, QueryParameter(name="query")] = None, limit: Limit = DEFAULT_LIMIT, include_result: Filter = None,
 ) -> dict[str, Any]:
     with_result = caller.has("jobs:result:ro")
     if text and not with_result:
