@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import ductile
 from ductile.app import jobs
+from ductile.app.facade import Ductile
 from ductile.app.routing import Router
 from ductile.cli.progress import progress_bar
 from ductile.config.discovery import ConfigSource
@@ -171,20 +172,18 @@ class Gateway:
         return 1
 
     async def _serve(self, config: Config, catalog: Catalog, events: EventLog) -> int:
-        services = Services(config, catalog, events)
+        services = Services(events, api_enabled=config.api.enabled)
         services.live.bind(asyncio.get_running_loop())
-        services.pipelines = self.pipelines.pipelines if self.pipelines else {}
+        pipelines = self.pipelines.pipelines if self.pipelines else {}
         snapshot_id = str(uuid.uuid4())
         await events.append("system", [
             ConfigSnapshotted(snapshot_id=snapshot_id, reason="startup", config=snapshot_document(config), at=now_ns())
         ])
-        services.config_snapshot_id = snapshot_id
-        router = build_router(config, catalog, services.pipelines)
-        services.router = router
+        router = build_router(config, catalog, pipelines)
         dispatcher = Dispatcher(
             events, catalog, max_workers=config.service.max_workers, router=router,
             env_passthrough=config.service.plugin_env_passthrough, state_dir=config.state_path.parent,
-            config_snapshot_id=lambda: services.config_snapshot_id, live=services.live,
+            config_snapshot_id=lambda: snapshot_id, live=services.live,
         )
         self._dispatcher = dispatcher
         # Survivors that ignore SIGTERM take a 5 s grace to kill: the API comes up meanwhile, while
@@ -196,7 +195,8 @@ class Gateway:
             await retention.run(now)
 
         scheduler = Scheduler(events, config, catalog, on_tick=on_tick)
-        services.schedule_specs = scheduler.specs
+        gateway = Ductile(config, catalog, events, services, router=router, pipelines=pipelines,
+                          schedule_specs=scheduler.specs, config_snapshot_id=snapshot_id)
         scheduler_task = asyncio.create_task(_after(recovery, scheduler.run), name="scheduler")
         tasks = [asyncio.create_task(_after(recovery, dispatcher.run), name="dispatcher"), scheduler_task]
         self._tasks = tasks
@@ -216,7 +216,7 @@ class Gateway:
                 log.warn("api enabled with no tokens: every protected route will answer 401")
             host, port = split_listen(config.api.listen)
             # The access log wraps the whole app: Litestar middleware would miss 404/405 answers.
-            server = make_server(access_log(create_app(services, tokens, metrics=metrics)), host, port)
+            server = make_server(access_log(create_app(gateway, services, tokens, metrics=metrics)), host, port)
             server_task = asyncio.create_task(_serve_api(server), name="api")
             while not server.started and not server_task.done():
                 await asyncio.sleep(0.01)

@@ -9,10 +9,15 @@ import uuid
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response
-from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-import ductile
+from ductile import __version__
 from ductile.api import (
     analytics,
     catalog,
@@ -28,8 +33,12 @@ from ductile.api import (
 )
 from ductile.api.auth import TokenSet
 from ductile.api.body import MAX_BODY
+from ductile.api.context import DEPENDENCIES
 from ductile.api.cors import Cors
 from ductile.api.errors import ApiError
+from ductile.api.jobs import MAX_LIMIT
+from ductile.app.facade import CommandNotSupported, Ductile, PipelineNotFound, PluginNotFound
+from ductile.projections.job_queries import QueryError
 from ductile.runtime.metrics import Metrics
 from ductile.runtime.services import Services
 from ductile.system.logs import Log, request_context
@@ -45,7 +54,25 @@ def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, s
     return _error(exc.status, exc.message, exc.headers)
 
 
+def _domain_error(_: Request[Any, Any, Any], exc: LookupError | QueryError) -> Response[dict[str, str]]:
+    """A refusal of the facade, with the status api.md gives it (the message is the error's text)."""
+    status = 400 if isinstance(exc, QueryError | CommandNotSupported) else 404
+    return _error(status, str(exc))
+
+
+def _invalid_parameter(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, str]]:
+    """Litestar's own parameter validation, answered with api.md's texts rather than its own."""
+    keys = {e.get("key") for e in exc.extra or () if isinstance(e, dict)} if isinstance(exc.extra, list) else set()
+    if "limit" in keys:
+        raw = request.query_params.get("limit", "")
+        too_big = raw.isdigit() and int(raw) > MAX_LIMIT
+        return _error(400, f"limit must be <= {MAX_LIMIT}" if too_big else "limit must be a positive integer")
+    return _error(400, "invalid request")
+
+
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, str]]:
+    if isinstance(exc, ValidationException):
+        return _invalid_parameter(request, exc)
     if isinstance(exc, NotFoundException):
         return _error(404, "not found")
     if isinstance(exc, MethodNotAllowedException):
@@ -101,7 +128,9 @@ def access_log(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def create_app(services: Services, tokens: TokenSet, metrics: Metrics | None = None) -> Litestar:
+def create_app(ductile: Ductile, services: Services, tokens: TokenSet, metrics: Metrics | None = None) -> Litestar:
+    """The API over ``ductile`` (the use cases) and ``services`` (the running process's live state:
+    the SSE feed, uptime, the stop flag), both given to handlers by dependency injection."""
     app = Litestar(
         route_handlers=[
             health.healthz, health.root,
@@ -115,23 +144,27 @@ def create_app(services: Services, tokens: TokenSet, metrics: Metrics | None = N
             system.system_reload,
             metrics_route.metrics, pipelines.trigger_pipeline,
         ],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal},
+        dependencies=DEPENDENCIES,
+        exception_handlers={ApiError: _api_error, PluginNotFound: _domain_error, CommandNotSupported: _domain_error,
+                            PipelineNotFound: _domain_error, QueryError: _domain_error, HTTPException: _http_error,
+                            Exception: _internal},
         openapi_config=None,
         logging_config=None,
         # Litestar's own default (10,000,000 bytes) would fire before api.md's 10 MiB.
         request_max_body_size=MAX_BODY,
         debug=False,
     )
+    app.state.ductile = ductile
     app.state.services = services
-    app.state.sync_slots = asyncio.Semaphore(services.config.api.max_concurrent_sync)
+    app.state.sync_slots = asyncio.Semaphore(ductile.config.api.max_concurrent_sync)
     app.state.tokens = tokens
     if metrics is None:
         # Standalone (no registry handed in by the gateway): count from this app's own listener.
-        metrics = Metrics(services.config.service.max_workers, ductile.__version__,
+        metrics = Metrics(ductile.config.service.max_workers, __version__,
                           os.environ.get("DUCTILE_COMMIT", "unknown"))
-        services.events.on_commit(metrics.observe)
+        ductile.events.on_commit(metrics.observe)
     app.state.metrics = metrics
-    if services.config.api.allowed_origins:
+    if ductile.config.api.allowed_origins:
         # Around the whole app, like Litestar's own CORS: unknown routes and preflights included.
-        app.asgi_handler = Cors(app.asgi_handler, services.config.api.allowed_origins)
+        app.asgi_handler = Cors(app.asgi_handler, ductile.config.api.allowed_origins)
     return app

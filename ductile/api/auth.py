@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
 
 from ductile.api.errors import ApiError, forbidden, unauthorized
 
@@ -95,4 +100,23 @@ def require(tokens: TokenSet, authorization: str | None, *any_of: str) -> Caller
     return caller
 
 
-__all__ = ["KNOWN_SCOPES", "ApiError", "Caller", "TokenSet", "authenticate", "expand", "require"]
+def scopes(*any_of: str) -> Guard:
+    """A route guard: a valid bearer token (401 otherwise) carrying one of ``any_of`` (403
+    otherwise; no scopes named means any valid token). The caller is kept on the connection's
+    state for the handler (``caller`` dependency)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        connection.state.caller = require(connection.app.state.tokens, connection.headers.get("authorization"),
+                                          *any_of)
+
+    return guard
+
+
+def caller_of(request: Request[Any, Any, Any]) -> Caller:
+    """The authenticated caller that the route's ``scopes`` guard stored."""
+    caller: Caller = request.state.caller
+    return caller
+
+
+__all__ = ["KNOWN_SCOPES", "ApiError", "Caller", "TokenSet", "authenticate", "caller_of", "expand", "require",
+           "scopes"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
+from litestar.params import FromPath
 
-import ductile
-from ductile.api.auth import require
-from ductile.api.context import services_of
+from ductile import __version__
+from ductile.api.auth import scopes
+from ductile.api.context import Facade
 from ductile.api.errors import ApiError
+from ductile.app.facade import Ductile
 from ductile.runtime.catalog import LoadedPlugin
 from ductile.runtime.skills import skills as skills_of
 
@@ -39,8 +41,8 @@ _TRIGGER_ERRORS = {
 }
 
 
-def _plugin_or_404(request: Request[Any, Any, Any], plugin: str) -> LoadedPlugin:
-    loaded = services_of(request).catalog.get(plugin)
+def _plugin_or_404(ductile: Ductile, plugin: str) -> LoadedPlugin:
+    loaded = ductile.plugins.get(plugin)
     if loaded is None:
         raise ApiError(404, "plugin not found")
     return loaded
@@ -99,7 +101,7 @@ def plugin_paths(loaded: LoadedPlugin) -> dict[str, Any]:
 def openapi_document(paths: dict[str, Any]) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Ductile Gateway", "version": ductile.__version__},
+        "info": {"title": "Ductile Gateway", "version": __version__},
         "paths": paths,
         "components": {
             "securitySchemes": BEARER,
@@ -108,29 +110,24 @@ def openapi_document(paths: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@get("/plugin/{plugin:str}")
-async def get_plugin(request: Request[Any, Any, Any], plugin: str) -> dict[str, Any]:
-    require(request.app.state.tokens, request.headers.get("authorization"), "plugin:catalog:ro", "plugin:rw")
-    return describe(_plugin_or_404(request, plugin))
+@get("/plugin/{plugin:str}", guards=[scopes("plugin:catalog:ro", "plugin:rw")])
+async def get_plugin(ductile: Facade, plugin: FromPath[str]) -> dict[str, Any]:
+    return describe(_plugin_or_404(ductile, plugin))
 
 
-@get("/plugin/{plugin:str}/openapi.json")
-async def plugin_openapi(request: Request[Any, Any, Any], plugin: str) -> dict[str, Any]:
-    require(request.app.state.tokens, request.headers.get("authorization"))
-    return openapi_document(plugin_paths(_plugin_or_404(request, plugin)))
+@get("/plugin/{plugin:str}/openapi.json", guards=[scopes()])
+async def plugin_openapi(ductile: Facade, plugin: FromPath[str]) -> dict[str, Any]:
+    return openapi_document(plugin_paths(_plugin_or_404(ductile, plugin)))
 
 
-@get("/skills")
-async def skills(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    require(request.app.state.tokens, request.headers.get("authorization"))
+@get("/skills", guards=[scopes()])
+async def skills(ductile: Facade) -> dict[str, Any]:
     # Pipeline entries (pipeline.<n>) join once pipelines are compiled.
-    svc = services_of(request)
-    return {"skills": skills_of(svc.catalog, svc.config.pipelines)}
+    return {"skills": skills_of(ductile.catalog, ductile.config.pipelines)}
 
 
-@get("/.well-known/ai-plugin.json")
-async def ai_plugin(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    require(request.app.state.tokens, request.headers.get("authorization"))
+@get("/.well-known/ai-plugin.json", guards=[scopes()])
+async def ai_plugin() -> dict[str, Any]:
     return {
         "schema_version": "v1",
         "name_for_human": "Ductile Gateway",

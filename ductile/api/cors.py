@@ -3,6 +3,14 @@
 It wraps the whole application (not one route), so unknown routes and error responses get the
 same headers, and a preflight is answered before routing. A request from an origin that is not
 allowed is passed through untouched: the browser, not the gateway, enforces CORS.
+
+Hand code rather than Litestar's ``CORSConfig``, because that cannot express api.md §1:
+- its credentials and expose-headers are one setting for every origin, while the spec gives them
+  to an exact match only and answers a listed ``*`` with a bare wildcard;
+- its preflight lists the methods sorted and merges its own default headers into
+  ``Access-Control-Allow-Headers``, so neither header could carry the spec's exact value;
+- its preflight is handled by routing, while the spec answers a preflight for any path (even an
+  unknown one) before routing, and a disallowed origin's preflight goes on as an ordinary request.
 """
 
 from __future__ import annotations

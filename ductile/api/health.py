@@ -5,59 +5,46 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
 
-import ductile
-from ductile.api.context import services_of
+from ductile import __version__
+from ductile.api.context import Facade, Runtime
 from ductile.api.errors import ApiError, internal
-from ductile.projections.job_queries import queue_depth
-from ductile.projections.schedule_queries import open_breaker_plugins
-from ductile.runtime.services import Services
 
 
 @get("/healthz")
-async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    svc = services_of(request)
-    if svc.shutting_down:
+async def healthz(ductile: Facade, runtime: Runtime) -> dict[str, Any]:
+    if runtime.shutting_down:
         raise ApiError(503, "shutting down")
     try:
-        depth, circuit_open = await svc.read(lambda c: (queue_depth(c), open_breaker_plugins(c)))
+        depth, circuit_open = await ductile.system.load()
     except Exception as exc:
         raise internal("failed to compute queue depth", exc) from None
-    degraded = degraded_reasons(svc)
+    degraded = ductile.system.degraded_reasons()
     body: dict[str, Any] = {
         "status": "degraded" if degraded else "ok",
-        "uptime_seconds": svc.uptime_seconds(),
+        "uptime_seconds": runtime.uptime_seconds(),
         "queue_depth": depth,
-        "plugins_loaded": len(svc.catalog.plugins),
+        "plugins_loaded": len(ductile.catalog.plugins),
         "plugins_circuit_open": circuit_open,
-        "config_path": str(svc.config.source.root_file),
+        "config_path": str(ductile.config.source.root_file),
         "binary_path": sys.argv[0],
-        "version": ductile.__version__,
-        "posture": svc.posture,
-        "event_log_position": svc.events.head,
+        "version": __version__,
+        "posture": runtime.posture,
+        "event_log_position": ductile.events.head,
     }
     if degraded:
         body["degraded"] = degraded
     return body
 
 
-def degraded_reasons(svc: Services) -> list[str]:
-    """Why the gateway serves but is not well (operations.md §9); empty when it is."""
-    reasons = []
-    if (unwritable := svc.events.unwritable) is not None:
-        reasons.append(f"event log not writable: {unwritable}")
-    return reasons
-
-
 @get("/")
-async def root(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    svc = services_of(request)
+async def root(runtime: Runtime) -> dict[str, Any]:
     return {
         "name": "Ductile Gateway",
         "description": "Self-hosted automation gateway: durable jobs, schedules, pipelines and plugins.",
-        "version": ductile.__version__,
-        "uptime_seconds": svc.uptime_seconds(),
+        "version": __version__,
+        "uptime_seconds": runtime.uptime_seconds(),
         "discovery": {"health": "/healthz", "skills": "/skills", "plugins": "/plugins", "openapi": "/openapi.json",
                       "ai_plugin": "/.well-known/ai-plugin.json"},
     }

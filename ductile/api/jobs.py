@@ -3,78 +3,57 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Request, get
+from litestar import get
+from litestar.params import FromPath, QueryParameter
 
-from ductile.api.auth import require
-from ductile.api.context import services_of
+from ductile.api.auth import scopes
+from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError, forbidden
-from ductile.projections import analytics_queries, job_queries
-from ductile.projections.job_queries import QueryError
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50  # api.md §4.4
+# An int, not int | None: Litestar would read ``limit=null`` as absent, where api.md refuses it.
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="at most this many, newest first")]
+# Filters stay strings: the status filter takes case-insensitive aliases (pending, ok, error) and
+# the flags are "true" or anything else, as api.md §4.3 reads them.
+Filter = Annotated[str | None, QueryParameter(required=False)]
 
 
-def _limit(raw: str | None) -> int | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ApiError(400, "limit must be a positive integer") from None
-
-
-@get("/job/{job_id:str}")
-async def get_job(request: Request[Any, Any, Any], job_id: str) -> dict[str, Any]:
-    caller = require(request.app.state.tokens, request.headers.get("authorization"), "jobs:status:ro", "jobs:rw")
-    with_result = caller.has("jobs:result:ro")
-    job = await services_of(request).read(lambda c: job_queries.get_job(c, job_id, with_result=with_result))
+@get("/job/{job_id:str}", guards=[scopes("jobs:status:ro", "jobs:rw")])
+async def get_job(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> dict[str, Any]:
+    job = await ductile.jobs.get(job_id, with_result=caller.has("jobs:result:ro"))
     if job is None:
         raise ApiError(404, "job not found")
     return job
 
 
-@get("/jobs")
-async def list_jobs(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    require(request.app.state.tokens, request.headers.get("authorization"), "jobs:status:ro", "jobs:rw")
-    q = request.query_params
-    limit = _limit(q.get("limit"))
-    try:
-        return await services_of(request).read(
-            lambda c: job_queries.list_jobs(c, plugin=q.get("plugin"), command=q.get("command"), status=q.get("status"),
-                                            submitted_by=q.get("submitted_by"), limit=limit)
-        )
-    except QueryError as exc:
-        raise ApiError(400, str(exc)) from None
+@get("/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")])
+async def list_jobs(ductile: Facade, plugin: Filter = None, command: Filter = None, status: Filter = None,
+                    submitted_by: Filter = None, limit: Limit = DEFAULT_LIMIT) -> dict[str, Any]:
+    return await ductile.jobs.list(plugin=plugin, command=command, status=status, submitted_by=submitted_by,
+                                   limit=limit)
 
 
-@get("/job-logs")
-async def job_logs(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    caller = require(request.app.state.tokens, request.headers.get("authorization"), "jobs:logs:ro", "jobs:rw")
-    q = request.query_params
+@get("/job-logs", guards=[scopes("jobs:logs:ro", "jobs:rw")])
+async def job_logs(
+    ductile: Facade, caller: CallerDep, job_id: Filter = None, plugin: Filter = None, command: Filter = None,
+    status: Filter = None, submitted_by: Filter = None, from_: Annotated[str | None, QueryParameter(name="from")] = None,
+    to: Filter = None, text: Annotated[str | None, QueryParameter(name="query")] = None, limit: Limit = DEFAULT_LIMIT, include_result: Filter = None,
+) -> dict[str, Any]:
     with_result = caller.has("jobs:result:ro")
-    if q.get("query") and not with_result:
+    if text and not with_result:
         raise forbidden()
-    limit = _limit(q.get("limit"))
-    include = (q.get("include_result") or "").lower() == "true"
-    try:
-        return await services_of(request).read(
-            lambda c: job_queries.job_logs(
-                c, job_id=q.get("job_id"), plugin=q.get("plugin"), command=q.get("command"), status=q.get("status"),
-                submitted_by=q.get("submitted_by"), from_=q.get("from"), to=q.get("to"), query=q.get("query"),
-                limit=limit, include_result=include, with_result=with_result,
-            )
-        )
-    except QueryError as exc:
-        raise ApiError(400, str(exc)) from None
-
-
-@get("/job/{job_id:str}/tree")
-async def job_tree(request: Request[Any, Any, Any], job_id: str) -> list[dict[str, Any]]:
-    caller = require(request.app.state.tokens, request.headers.get("authorization"), "jobs:tree:ro", "jobs:rw")
-    with_result = caller.has("jobs:result:ro")
-    tree = await services_of(request).read(
-        lambda c: analytics_queries.job_tree(c, job_id, with_result=with_result)
+    return await ductile.jobs.logs(
+        job_id=job_id, plugin=plugin, command=command, status=status, submitted_by=submitted_by, from_=from_, to=to,
+        query=text, limit=limit, include_result=(include_result or "").lower() == "true", with_result=with_result,
     )
+
+
+@get("/job/{job_id:str}/tree", guards=[scopes("jobs:tree:ro", "jobs:rw")])
+async def job_tree(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> list[dict[str, Any]]:
+    tree = await ductile.jobs.tree(job_id, with_result=caller.has("jobs:result:ro"))
     if tree is None:
         raise ApiError(404, "job not found")
     return tree

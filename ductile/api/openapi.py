@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get
+from litestar import get
 
-from ductile.api.auth import require
+from ductile.api.auth import scopes
 from ductile.api.catalog import ACCEPTED_SCHEMA, ERROR_SCHEMA, openapi_document, plugin_paths
-from ductile.api.context import services_of
+from ductile.api.context import Facade
+from ductile.api.jobs import DEFAULT_LIMIT, MAX_LIMIT
+from ductile.projections.job_queries import STATUS_ALIASES
 from ductile.runtime.catalog import Catalog
+from ductile.vocabulary import JobStatus
 
 OBJ: dict[str, Any] = {"type": "object"}
 STR: dict[str, Any] = {"type": "string"}
@@ -64,8 +67,13 @@ JOB = _obj(["job_id", "status", "plugin", "command", "submitted_by", "attempt", 
            job_id=STR, status=STR, plugin=STR, command=STR, submitted_by=STR, attempt=INT, max_attempts=INT,
            parent_job_id=STR, pipeline=STR, step_id=STR, created_at=STR, started_at=STR, completed_at=STR,
            next_retry_at=STR, result={}, last_error=STR)
-LIST_FILTERS = [_query("plugin"), _query("command"), _query("status"), _query("submitted_by"),
-                _query("limit", {"type": "integer"})]
+# The status filter also takes "" (no filter) and the aliases of job_queries, any letter case.
+# An RFC 3339 bound, or "" for none.
+TIMESTAMP: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "maxLength": 0}]}
+STATUS_FILTER: dict[str, Any] = {"type": "string", "enum": ["", *JobStatus, *STATUS_ALIASES]}
+LIST_FILTERS = [_query("plugin"), _query("command"), _query("status", STATUS_FILTER), _query("submitted_by"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                                                                       "default": DEFAULT_LIMIT})]
 PAYLOAD_BODY = {"type": "object", "properties": {"payload": OBJ}}
 
 
@@ -94,7 +102,7 @@ def static_paths() -> dict[str, Any]:
         "/jobs": {"get": _op("Jobs, newest first", _json(jobs_list), (400, 403), parameters=LIST_FILTERS)},
         "/job-logs": {"get": _op("Terminal jobs, newest first", _json(_obj(["logs", "total"], logs={
             "type": "array", "items": OBJ}, total=INT)), (400, 403), parameters=[
-            *LIST_FILTERS, _query("job_id"), _query("from"), _query("to"), _query("query"), _query("include_result")])},
+            *LIST_FILTERS, _query("job_id"), _query("from", TIMESTAMP), _query("to", TIMESTAMP), _query("query"), _query("include_result")])},
         "/scheduler/jobs": {"get": _op("Schedule entries and their plans", _json(_obj(
             ["jobs"], jobs={"type": "array", "items": OBJ})), (403, 500))},
         "/analytics/summary": {"get": _op("Terminal jobs in the last 24 h", _json(OBJ), (403,))},
@@ -144,8 +152,6 @@ def build(catalog: Catalog, pipelines: list[str] | None = None) -> dict[str, Any
     return doc
 
 
-@get("/openapi.json")
-async def openapi_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    require(request.app.state.tokens, request.headers.get("authorization"))
-    svc = services_of(request)
-    return build(svc.catalog, list(svc.pipelines))
+@get("/openapi.json", guards=[scopes()])
+async def openapi_json(ductile: Facade) -> dict[str, Any]:
+    return build(ductile.catalog, ductile.pipelines.names())

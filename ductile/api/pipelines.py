@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, post
+from litestar.params import FromPath, QueryParameter
 
-from ductile.api.auth import require
+from ductile.api.auth import scopes
 from ductile.api.body import json_object, payload_of
-from ductile.api.context import services_of
+from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
+from ductile.app.facade import Ductile
 from ductile.commands.errors import PayloadTooLarge, PipelineInputRefused
-from ductile.projections import analytics_queries
-from ductile.vocabulary import FAILURES, TERMINAL, JobStatus
+from ductile.pipelines.graph import Pipeline
+from ductile.vocabulary import FAILURES, JobStatus
 
 
-@post("/pipeline/{name:str}", status_code=202)
-async def trigger_pipeline(request: Request[Any, Any, Any], name: str) -> Response[dict[str, Any]]:
-    require(request.app.state.tokens, request.headers.get("authorization"), "plugin:rw")
-    svc = services_of(request)
-    pipeline = svc.pipelines.get(name)
-    if pipeline is None or svc.router is None:
+@post("/pipeline/{name:str}", status_code=202, guards=[scopes("plugin:rw")])
+async def trigger_pipeline(
+    ductile: Facade, request: Request[Any, Any, Any], name: FromPath[str],
+    async_: Annotated[str | None, QueryParameter(name="async", description="true: answer 202 at once")] = None,
+) -> Response[dict[str, Any]]:
+    pipeline = ductile.pipelines.get(name)
+    if pipeline is None or ductile.router is None:
         raise ApiError(404, "pipeline not found")
     payload = payload_of(await json_object(request))
-    force_async = (request.query_params.get("async") or "").lower() == "true"
+    force_async = (async_ or "").lower() == "true"
     synchronous = pipeline.synchronous and not force_async
     if synchronous and len(pipeline.entries) != 1:
         raise ApiError(400, "synchronous pipeline trigger requires exactly one entry dispatch; "
@@ -36,18 +39,18 @@ async def trigger_pipeline(request: Request[Any, Any, Any], name: str) -> Respon
             raise ApiError(503, "too many concurrent synchronous requests")
         await semaphore.acquire()  # never blocks here: no await between the check and the take
     try:
-        return await _run(svc, name, payload, synchronous, pipeline)
+        return await _run(ductile, name, payload, synchronous, pipeline)
     finally:
         if synchronous:
             semaphore.release()
 
 
 async def _run(
-    svc: Any, name: str, payload: dict[str, Any], synchronous: bool, pipeline: Any
+    ductile: Ductile, name: str, payload: dict[str, Any], synchronous: bool, pipeline: Pipeline
 ) -> Response[dict[str, Any]]:
     started = time.monotonic()
     try:
-        job_ids = await svc.events.submit(lambda tx: svc.router.trigger(tx, name, payload))
+        job_ids = await ductile.pipelines.trigger(name, payload)
     except PipelineInputRefused as exc:
         raise ApiError(400, str(exc)) from None
     except PayloadTooLarge as exc:
@@ -59,23 +62,12 @@ async def _run(
     if not synchronous:
         return Response({"job_id": job_ids[0], "job_ids": job_ids, "status": JobStatus.QUEUED, "plugin": "pipeline",
                          "command": name}, status_code=202)
-    timeout = min(pipeline.timeout, svc.config.api.max_sync_timeout)
-    tree = await _wait_for_tree(svc, job_ids[0], started + timeout)
+    timeout = min(pipeline.timeout, ductile.config.api.max_sync_timeout)
+    tree = await ductile.jobs.wait_for_tree(job_ids[0], started + timeout)
     if tree is None:
         return Response({"job_id": job_ids[0], "status": JobStatus.RUNNING, "timeout_exceeded": True,
                          "message": "Pipeline still running after timeout."}, status_code=202)
     return Response(_summary(job_ids[0], tree, pipeline.terminals, started), status_code=200)
-
-
-async def _wait_for_tree(svc: Any, root: str, deadline: float) -> list[dict[str, Any]] | None:
-    while True:
-        tree = await svc.read(lambda c: analytics_queries.job_tree(c, root, with_result=True))
-        if tree and all(node["status"] in TERMINAL for node in tree):
-            return tree
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        await asyncio.sleep(min(0.05, remaining))
 
 
 def _summary(root: str, tree: list[dict[str, Any]], terminals: list[str], started: float) -> dict[str, Any]:

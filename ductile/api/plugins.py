@@ -4,35 +4,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get, post
+import msgspec
+from litestar import Request, get, post
+from litestar.params import FromPath
 
-from ductile.api.auth import require
+from ductile.api.auth import scopes
 from ductile.api.body import json_object, payload_of
-from ductile.api.context import services_of
+from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError, forbidden, internal
 from ductile.vocabulary import JobStatus
 
 
-@get("/plugins")
-async def list_plugins(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    svc = services_of(request)
-    require(request.app.state.tokens, request.headers.get("authorization"))
-    plugins = []
-    for name in sorted(svc.catalog.plugins):
-        p = svc.catalog.plugins[name]
-        entry: dict[str, Any] = {"name": name, "version": p.manifest.version}
-        if p.manifest.description:
-            entry["description"] = p.manifest.description
-        entry["commands"] = [c.name for c in p.manifest.commands]
-        plugins.append(entry)
-    return {"plugins": plugins}
+class PluginSummary(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    version: str
+    description: str | None = None
+    commands: list[str]
 
 
-@post("/plugin/{plugin:str}/{command:str}", status_code=202)
-async def trigger(request: Request[Any, Any, Any], plugin: str, command: str) -> Response[dict[str, Any]]:
-    svc = services_of(request)
-    caller = require(request.app.state.tokens, request.headers.get("authorization"), "plugin:invoke:ro", "plugin:rw")
-    loaded = svc.catalog.get(plugin)
+class PluginList(msgspec.Struct):
+    plugins: list[PluginSummary]
+
+
+class TriggerAccepted(msgspec.Struct):
+    job_id: str
+    status: JobStatus
+    plugin: str
+    command: str
+
+
+@get("/plugins", guards=[scopes()])
+async def list_plugins(ductile: Facade) -> PluginList:
+    catalog = ductile.catalog.plugins
+    return PluginList([
+        PluginSummary(name=name, version=p.manifest.version, description=p.manifest.description or None,
+                      commands=[c.name for c in p.manifest.commands])
+        for name, p in sorted(catalog.items())
+    ])
+
+
+@post("/plugin/{plugin:str}/{command:str}", status_code=202, guards=[scopes("plugin:invoke:ro", "plugin:rw")])
+async def trigger(ductile: Facade, caller: CallerDep, request: Request[Any, Any, Any],
+                  plugin: FromPath[str],
+                  command: FromPath[str]) -> TriggerAccepted:
+    loaded = ductile.plugins.get(plugin)
     if loaded is None:
         raise ApiError(400, "plugin not found")
     spec = loaded.command(command)
@@ -44,9 +59,7 @@ async def trigger(request: Request[Any, Any, Any], plugin: str, command: str) ->
     if command == "handle":
         payload = {"type": "api.trigger", "payload": payload}
     try:
-        outcome = await svc.enqueue(plugin, command, payload, "api", direct=True)
+        outcome = await ductile.jobs.enqueue(plugin, command, payload, "api", direct=True)
     except Exception as exc:
         raise internal("failed to enqueue job", exc, plugin=plugin, command=command) from None
-    return Response(
-        {"job_id": outcome.job_id, "status": JobStatus.QUEUED, "plugin": plugin, "command": command}, status_code=202
-    )
+    return TriggerAccepted(job_id=outcome.job_id or "", status=JobStatus.QUEUED, plugin=plugin, command=command)

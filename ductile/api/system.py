@@ -4,40 +4,27 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from litestar import Request, get, post
+from litestar import get, post
 
-import ductile
-from ductile.api.auth import require
-from ductile.api.context import services_of
+from ductile import __version__
+from ductile.api.auth import scopes
+from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
 from ductile.config.model import Config
 from ductile.config.redaction import REDACTED, display_document, redact
-from ductile.events.log import verify_chain
-from ductile.events.timefmt import NS, now_ns, rfc3339
+from ductile.events.timefmt import now_ns, rfc3339
 from ductile.formats.yaml12 import YamlError, parse_document
-from ductile.projections.registry import ALL as PROJECTIONS
 from ductile.runtime.catalog import Catalog, LoadedPlugin
-from ductile.runtime.services import Services
-from ductile.vocabulary import TERMINAL_SQL
 
-SYSTEM_READ = ("system:ro", "system:rw")
+SYSTEM_READ = scopes("system:ro", "system:rw")
 MANIFEST_FILE = "manifest.yaml"
-LOW_DISK_BYTES = 1 << 30
 PLUGIN_VIEW_KEYS = ("enabled", "uses", "schedules", "config", "retry", "timeouts", "circuit_breaker", "parallelism",
                     "notify_on_complete")
 SECRETS_PATH_KEYS = ("age_key_file", "vault_file")
-
-
-def _auth(request: Request[Any, Any, Any], *scopes: str) -> Services:
-    require(request.app.state.tokens, request.headers.get("authorization"), *scopes)
-    return services_of(request)
 
 
 # --- topology ------------------------------------------------------------------------------------
@@ -142,15 +129,14 @@ def topology(config: Config, catalog: Catalog, emits: dict[str, list[tuple[str, 
         }
         for s in sorted(set(producers) | set(consumers))
     ]
-    return {"version": ductile.__version__, "captured_at": rfc3339(now), "plugins": plugins, "signals": signals}
+    return {"version": __version__, "captured_at": rfc3339(now), "plugins": plugins, "signals": signals}
 
 
-@get("/topology")
-async def get_topology(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    svc = _auth(request, *SYSTEM_READ)
-    catalog = svc.catalog
+@get("/topology", guards=[SYSTEM_READ])
+async def get_topology(ductile: Facade) -> dict[str, Any]:
+    catalog = ductile.catalog
     emits = await asyncio.to_thread(lambda: {n: _emits(p) for n, p in catalog.plugins.items()})
-    return topology(svc.config, catalog, emits, now_ns())
+    return topology(ductile.config, catalog, emits, now_ns())
 
 
 # --- config view -----------------------------------------------------------------------------------
@@ -209,63 +195,18 @@ def config_view(config: Config, pipelines: Mapping[str, Any] | None = None) -> d
     return _scrub(redact(view), literal)
 
 
-@get("/config/view")
-async def get_config_view(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    svc = _auth(request, *SYSTEM_READ)
-    return config_view(svc.config, svc.pipelines)
+@get("/config/view", guards=[SYSTEM_READ])
+async def get_config_view(ductile: Facade) -> dict[str, Any]:
+    return config_view(ductile.config, ductile.pipelines_by_name)
 
 
 # --- doctor ------------------------------------------------------------------------------------------
 
 
-def _check(name: str, ok: bool, severity: str | None = None, detail: str | None = None,
-           field: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "ok": ok}
-    for key, value in (("severity", severity), ("detail", detail), ("field", field)):
-        if value is not None:
-            out[key] = value
-    return out
-
-
-def doctor_checks(config: Config, catalog: Catalog, conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    checks = [
-        _check("config", False, "error" if w.level == "error" else "warning", w.message, w.field or None)
-        for w in config.warnings
-    ]
-    checks.extend(
-        _check("plugins", False, "error" if p.level == "error" else "warning", p.message, p.field)
-        for p in catalog.problems
-    )
-    checks.append(_check("plugins", True, detail=f"{len(catalog.plugins)} plugin(s) loaded"))
-    for name, loaded in sorted(catalog.plugins.items()):
-        if not os.access(loaded.entrypoint, os.X_OK):
-            checks.append(_check("plugins", False, "error", f'plugin "{name}": entrypoint is not executable',
-                                 f"plugins.{name}"))
-    if config.service.durability == "normal":
-        checks.append(_check("durability", False, "warning",
-                             "service.durability is normal: a power loss may drop the last commits",
-                             "service.durability"))
+@get("/system/doctor", guards=[SYSTEM_READ])
+async def system_doctor(ductile: Facade) -> dict[str, Any]:
     try:
-        head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
-        checks.append(_check("state_db", True, detail=f"event log head {head}"))
-    except sqlite3.Error as exc:
-        checks.append(_check("state_db", False, "error", f"state DB not readable: {exc}", "state.path"))
-    try:
-        free = shutil.disk_usage(config.state_path.parent).free
-        low = free < LOW_DISK_BYTES
-        checks.append(_check("disk_space", not low, "warning" if low else None,
-                             f"{free // (1 << 20)} MiB free in {config.state_path.parent}"))
-    except OSError as exc:
-        checks.append(_check("disk_space", False, "warning", f"cannot read free space: {exc}"))
-    checks.append(_check("gateway", True, detail=f"running (pid {os.getpid()})"))
-    return checks
-
-
-@get("/system/doctor")
-async def system_doctor(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    svc = _auth(request, *SYSTEM_READ)
-    try:
-        checks = await svc.read(lambda c: doctor_checks(svc.config, svc.catalog, c))
+        checks = await ductile.system.doctor()
     except Exception as exc:
         raise internal("doctor run failed", exc) from None
     return {"ok": not any(c.get("severity") == "error" for c in checks), "captured_at": rfc3339(now_ns()),
@@ -275,106 +216,20 @@ async def system_doctor(request: Request[Any, Any, Any]) -> dict[str, Any]:
 # --- selfcheck -------------------------------------------------------------------------------------
 
 
-def _status(name: str, ok: bool | None, detail: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name, "ok": bool(ok), "status": "skipped" if ok is None else ("ok" if ok else "fail")}
-    if detail:
-        out["detail"] = detail
-    return out
-
-
-def _chain_check(conn: sqlite3.Connection) -> dict[str, Any]:
-    report = verify_chain(conn)
-    if not report.ok:
-        return _status("event_log_chain", False, f"{report.problem} (first bad position {report.position})")
-    bad = conn.execute(
-        "SELECT stream, MIN(version), MAX(version), COUNT(*) FROM events GROUP BY stream"
-        " HAVING MIN(version) != 1 OR MAX(version) != COUNT(*) LIMIT 1"
-    ).fetchone()
-    if bad is not None:
-        return _status("event_log_chain", False,
-                       f"stream {bad[0]!r} versions are not contiguous ({bad[3]} events, {bad[1]}..{bad[2]})")
-    return _status("event_log_chain", True, f"{report.events} events, head {report.head}")
-
-
-def _checkpoint_check(conn: sqlite3.Connection, head: int, names: Iterable[str]) -> dict[str, Any]:
-    stored = dict(conn.execute("SELECT name, position FROM projections").fetchall())
-    behind = [f"{n} at {stored.get(n, 'missing')}" for n in names if stored.get(n) != head]
-    if behind:
-        return _status("projection_checkpoints", False, f"head {head}; behind: " + ", ".join(behind))
-    return _status("projection_checkpoints", True, f"all at head {head}")
-
-
-def _freshness_check(conn: sqlite3.Connection, config: Config) -> dict[str, Any]:
-    newest = conn.execute("SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1").fetchone()
-    if newest is None:
-        return _status("queue_terminal_freshness", True, "empty event log")
-    if config.service.job_queue_retention <= 0:
-        return _status("queue_terminal_freshness", True, "job_queue_retention disabled")
-    limit = int((config.service.job_queue_retention + 2 * config.service.tick_interval) * NS)
-    count, oldest = conn.execute(
-        "SELECT COUNT(*), MIN(completed_at) FROM job_queue"
-        f" WHERE status IN {TERMINAL_SQL} AND completed_ns < ?",
-        (newest[0] - limit,),
-    ).fetchone()
-    if count:
-        return _status("queue_terminal_freshness", False, f"{count} stale terminal queue row(s), oldest {oldest}")
-    return _status("queue_terminal_freshness", True)
-
-
-def _unreadable(detail: str) -> list[dict[str, Any]]:
-    skipped = ("event_log_chain", "projection_checkpoints", "queue_terminal_freshness")
-    return [_status("state_db", False, detail), *(_status(n, None, "state DB not readable") for n in skipped)]
-
-
-def selfcheck_checks(open_reader: Callable[[], sqlite3.Connection], config: Config) -> list[dict[str, Any]]:
-    """The online checks, all on one read snapshot of the state DB."""
+@get("/system/selfcheck", guards=[SYSTEM_READ])
+async def system_selfcheck(ductile: Facade) -> dict[str, Any]:
     try:
-        conn = open_reader()
-    except sqlite3.Error as exc:
-        return _unreadable(f"cannot open the state DB read-only: {exc}")
-    try:
-        conn.execute("BEGIN")
-        head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
-        checks = [_status("state_db", True, f"readable, event log head {head}")]
-        runs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-            ("event_log_chain", lambda: _chain_check(conn)),
-            ("projection_checkpoints", lambda: _checkpoint_check(conn, head, [p.name for p in PROJECTIONS])),
-            ("queue_terminal_freshness", lambda: _freshness_check(conn, config)),
-        ]
-        for name, run in runs:
-            try:
-                checks.append(run())
-            except sqlite3.Error as exc:
-                checks.append(_status(name, False, f"read failed: {exc}"))
-        return checks
-    except sqlite3.Error as exc:
-        return _unreadable(f"state DB not readable: {exc}")
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        conn.close()
-
-
-@get("/system/selfcheck")
-async def system_selfcheck(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    svc = _auth(request, *SYSTEM_READ)
-    state = request.app.state
-    if state.get("selfcheck_running", False):
-        raise ApiError(409, "selfcheck already running")
-    state.selfcheck_running = True
-    try:
-        checks = await asyncio.to_thread(selfcheck_checks, svc.events.reader, svc.config)
+        checks = await ductile.system.selfcheck()
     except Exception as exc:
         raise internal("selfcheck run failed", exc) from None
-    finally:
-        state.selfcheck_running = False
+    if checks is None:
+        raise ApiError(409, "selfcheck already running")
     return {"healthy": all(c["ok"] for c in checks), "captured_at": rfc3339(now_ns()), "checks": checks}
 
 
 # --- reload --------------------------------------------------------------------------------------------
 
 
-@post("/system/reload", status_code=200)
-async def system_reload(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    _auth(request, "system:rw")
+@post("/system/reload", status_code=200, guards=[scopes("system:rw")])
+async def system_reload() -> dict[str, Any]:
     raise ApiError(501, "config reload is not available in this version")

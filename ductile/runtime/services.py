@@ -1,7 +1,9 @@
-"""What the ingresses (API, CLI through the API, later scheduler and router) call to act.
+"""The running process's live state that the API's stream, metrics and health read.
 
-Validates a request against the loaded catalog, turns it into a command and submits it to the
-writer. Reads go to per-thread read-only connections so they never wait for the writer.
+Use cases are not here: they are ``ductile.app.facade.Ductile``. This is what only a running
+gateway has (the live hub, the SSE feed, uptime, the stop flag) plus the read executor: reads go
+to per-thread read-only connections so they never wait for the writer. The composition root
+builds one and hands it to the API beside the facade.
 """
 
 from __future__ import annotations
@@ -10,47 +12,22 @@ import asyncio
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from ductile.app import jobs
-from ductile.app.jobs import EnqueueOutcome
-from ductile.commands.jobs import EnqueueJob
-from ductile.config.model import Config
 from ductile.events.log import EventLog
-from ductile.events.timefmt import NS
-from ductile.runtime.catalog import Catalog
 from ductile.runtime.event_feed import EventFeed
 from ductile.runtime.observations import LiveHub
-from ductile.system.logs import Log
 
 T = TypeVar("T")
-log = Log("dispatch")
-
-
-class PluginNotFound(LookupError):
-    def __str__(self) -> str:
-        return "plugin not found"
-
-
-class CommandNotSupported(LookupError):
-    def __str__(self) -> str:
-        return "command not supported by plugin"
 
 
 class Services:
-    def __init__(self, config: Config, catalog: Catalog, events: EventLog) -> None:
-        self.config = config
-        self.catalog = catalog
+    def __init__(self, events: EventLog, *, api_enabled: bool = True) -> None:
         self.events = events
         self.started = time.monotonic()
-        self.posture = "gateway" if config.api.enabled else "closed"
+        self.posture = "gateway" if api_enabled else "closed"
         self.shutting_down = False
-        self.config_snapshot_id: str | None = None
-        self.schedule_specs: list[Any] = []
-        self.pipelines: dict[str, Any] = {}  # name -> ductile.pipelines.graph.Pipeline
-        self.router: Any = None  # ductile.app.routing.Router
         self.live = LiveHub()
         self.feed = EventFeed(events, self.live)  # the SSE streams' one follower of the log
         self.sse_subscribers = 0
@@ -71,40 +48,3 @@ class Services:
 
     def uptime_seconds(self) -> int:
         return int(time.monotonic() - self.started)
-
-    # --- commands ----------------------------------------------------------------------------
-
-    def check_target(self, plugin: str, command: str) -> None:
-        loaded = self.catalog.get(plugin)
-        if loaded is None:
-            raise PluginNotFound(plugin)
-        if loaded.command(command) is None:
-            raise CommandNotSupported(command)
-
-    async def enqueue(
-        self,
-        plugin: str,
-        command: str,
-        payload: dict[str, Any],
-        submitted_by: str,
-        *,
-        dedupe_key: str | None = None,
-        dedupe_ttl: float | None = None,
-        direct: bool = False,
-        **lineage: Any,
-    ) -> EnqueueOutcome:
-        self.check_target(plugin, command)
-        loaded = self.catalog.plugins[plugin]
-        ttl = self.config.service.dedupe_ttl if dedupe_ttl is None else dedupe_ttl
-        cmd = EnqueueJob(
-            job_id=str(uuid.uuid4()), plugin=plugin, command=command, payload=payload, submitted_by=submitted_by,
-            max_attempts=loaded.entry.retry.max_attempts, dedupe_key=dedupe_key or None, dedupe_ttl=int(ttl * NS),
-            config_snapshot_id=self.config_snapshot_id, direct=direct, **lineage,
-        )
-        outcome = await self.events.submit(lambda tx: jobs.enqueue(tx, cmd))
-        if outcome.deduped:
-            log.info("job deduped", plugin=plugin, command=command, dedupe_key=dedupe_key,
-                     existing_job_id=outcome.existing_job_id, dedupe_reason=outcome.dedupe_reason)
-        else:
-            log.debug("job enqueued", job_id=outcome.job_id, plugin=plugin, command=command, submitted_by=submitted_by)
-        return outcome

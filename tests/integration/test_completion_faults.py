@@ -23,6 +23,7 @@ import yaml
 from ductile.api.app import create_app
 from ductile.api.auth import TokenSet
 from ductile.app import jobs
+from ductile.app.facade import Ductile
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
@@ -102,11 +103,11 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     config = load_config(ConfigSource(root_file=config_dir / "config.yaml", config_dir=config_dir, source="explicit"))
     catalog = load_catalog(config)
     events = await EventLog(config.state_path, "full", default_runner()).open()
-    services = Services(config, catalog, events)
+    services = Services(events)
     dispatcher = Dispatcher(events, catalog, max_workers=1, env_passthrough=[], state_dir=config.state_path.parent,
                             live=services.live)
     task = asyncio.create_task(dispatcher.run())
-    app = create_app(services, TokenSet([]))
+    app = create_app(Ductile(config, catalog, events, services), services, TokenSet([]))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
         try:
             yield Rig(events, services, http)

@@ -15,18 +15,23 @@ import pytest
 
 from ductile.api.app import access_log, create_app
 from ductile.api.auth import TokenSet
+from ductile.app.facade import Ductile
 from ductile.system.logs import JsonFormatter
 
 
 def _services(**overrides: Any) -> SimpleNamespace:
+    """The facade's collaborators and the runtime's live state, faked: ``read`` is the read path."""
     config = SimpleNamespace(api=SimpleNamespace(max_concurrent_sync=1, allowed_origins=[]),
-                             service=SimpleNamespace(max_workers=1))
+                             service=SimpleNamespace(max_workers=1), source=SimpleNamespace(root_file="c.yaml"))
     events = SimpleNamespace(on_commit=lambda _listener: None, head=0, unwritable=None)
-    return SimpleNamespace(config=config, events=events, shutting_down=False, **overrides)
+    defaults: dict[str, Any] = {"uptime_seconds": lambda: 1, "catalog": SimpleNamespace(plugins={}),
+                                "posture": "ok"}
+    return SimpleNamespace(config=config, events=events, shutting_down=False, **{**defaults, **overrides})
 
 
 def _get(services: SimpleNamespace, path: str, headers: dict[str, str]) -> httpx.Response:
-    app = access_log(create_app(services, TokenSet([])))  # type: ignore[arg-type]
+    gateway = Ductile(services.config, services.catalog, services.events, services)  # type: ignore[arg-type]
+    app = access_log(create_app(gateway, services, TokenSet([])))  # type: ignore[arg-type]
 
     async def call() -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:

@@ -14,8 +14,10 @@ from litestar import Litestar
 from ductile.api import system
 from ductile.api.app import _api_error
 from ductile.api.auth import TokenSet
+from ductile.api.context import DEPENDENCIES
 from ductile.api.cors import Cors
 from ductile.api.errors import ApiError
+from ductile.app.facade import Ductile
 
 
 async def _run(app: Any, method: str, headers: dict[str, str]) -> tuple[int, dict[bytes, bytes]]:
@@ -91,8 +93,9 @@ def test_a_second_selfcheck_while_one_runs_is_409() -> None:
         release.wait(10)
         raise sqlite3.OperationalError("unable to open database file")
 
-    app = Litestar(route_handlers=[system.system_selfcheck], exception_handlers={ApiError: _api_error})
-    app.state.services = SimpleNamespace(events=SimpleNamespace(reader=reader), config=None)
+    app = Litestar(route_handlers=[system.system_selfcheck], exception_handlers={ApiError: _api_error},
+                   dependencies=DEPENDENCIES)
+    app.state.ductile = Ductile(None, None, SimpleNamespace(reader=reader), None)  # type: ignore[arg-type]
     app.state.tokens = TokenSet([("t", ["system:ro"])])
     auth = {"Authorization": "Bearer t"}
 

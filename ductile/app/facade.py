@@ -1,0 +1,244 @@
+"""The one typed facade that the API, the CLI and the runtime call (ARCHITECTURE §2).
+
+``Ductile`` groups the use cases by concern (``ductile.jobs.enqueue``, ``ductile.pipelines.trigger``,
+``ductile.schedules.reset_breaker`` ...). Every write goes through the writer (``events.submit``);
+every read goes through ``Reads.read`` on a read-only connection, one call site per query, so the
+read path can change without touching a caller.
+
+Runtime things (the live hub, the SSE feed, metrics) are not here: app/ may not import runtime/,
+so the composition root hands those to the API separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from ductile.app import jobs as app_jobs
+from ductile.app import schedules as app_schedules
+from ductile.app.jobs import EnqueueOutcome
+from ductile.app.routing import Router
+from ductile.commands.jobs import EnqueueJob
+from ductile.config.model import Config
+from ductile.events.log import EventLog
+from ductile.events.timefmt import NS
+from ductile.pipelines.graph import Pipeline
+from ductile.projections import analytics_queries, job_queries, schedule_queries
+from ductile.system.doctor import doctor_checks
+from ductile.system.logs import Log
+from ductile.system.selfcheck import selfcheck_checks
+from ductile.vocabulary import TERMINAL
+
+if TYPE_CHECKING:
+    from ductile.commands.schedule_plan import Spec
+    from ductile.runtime.catalog import Catalog, LoadedPlugin
+
+T = TypeVar("T")
+log = Log("dispatch")
+
+
+class Reads(Protocol):
+    """Runs one read on a read-only connection of the state DB, off the event loop."""
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+
+class PluginNotFound(LookupError):
+    def __str__(self) -> str:
+        return "plugin not found"
+
+
+class CommandNotSupported(LookupError):
+    def __str__(self) -> str:
+        return "command not supported by plugin"
+
+
+class PipelineNotFound(LookupError):
+    def __str__(self) -> str:
+        return "pipeline not found"
+
+
+class Jobs:
+    def __init__(self, gw: Ductile) -> None:
+        self._gw = gw
+
+    async def enqueue(
+        self, plugin: str, command: str, payload: dict[str, Any], submitted_by: str, *,
+        dedupe_key: str | None = None, dedupe_ttl: float | None = None, direct: bool = False, **lineage: Any,
+    ) -> EnqueueOutcome:
+        gw = self._gw
+        loaded = gw.plugins.target(plugin, command)
+        ttl = gw.config.service.dedupe_ttl if dedupe_ttl is None else dedupe_ttl
+        cmd = EnqueueJob(
+            job_id=str(uuid.uuid4()), plugin=plugin, command=command, payload=payload, submitted_by=submitted_by,
+            max_attempts=loaded.entry.retry.max_attempts, dedupe_key=dedupe_key or None, dedupe_ttl=int(ttl * NS),
+            config_snapshot_id=gw.config_snapshot_id, direct=direct, **lineage,
+        )
+        outcome = await gw.events.submit(lambda tx: app_jobs.enqueue(tx, cmd))
+        if outcome.deduped:
+            log.info("job deduped", plugin=plugin, command=command, dedupe_key=dedupe_key,
+                     existing_job_id=outcome.existing_job_id, dedupe_reason=outcome.dedupe_reason)
+        else:
+            log.debug("job enqueued", job_id=outcome.job_id, plugin=plugin, command=command, submitted_by=submitted_by)
+        return outcome
+
+    async def get(self, job_id: str, *, with_result: bool) -> dict[str, Any] | None:
+        return await self._gw.reads.read(lambda c: job_queries.get_job(c, job_id, with_result=with_result))
+
+    async def list(self, *, plugin: str | None, command: str | None, status: str | None, submitted_by: str | None,
+                   limit: int | None) -> dict[str, Any]:
+        return await self._gw.reads.read(
+            lambda c: job_queries.list_jobs(c, plugin=plugin, command=command, status=status,
+                                            submitted_by=submitted_by, limit=limit)
+        )
+
+    async def logs(self, *, job_id: str | None, plugin: str | None, command: str | None, status: str | None,
+                   submitted_by: str | None, from_: str | None, to: str | None, query: str | None,
+                   limit: int | None, include_result: bool, with_result: bool) -> dict[str, Any]:
+        return await self._gw.reads.read(
+            lambda c: job_queries.job_logs(
+                c, job_id=job_id, plugin=plugin, command=command, status=status, submitted_by=submitted_by,
+                from_=from_, to=to, query=query, limit=limit, include_result=include_result, with_result=with_result,
+            )
+        )
+
+    async def tree(self, job_id: str, *, with_result: bool) -> list[dict[str, Any]] | None:
+        return await self._gw.reads.read(lambda c: analytics_queries.job_tree(c, job_id, with_result=with_result))
+
+    async def wait_for_tree(self, root: str, deadline: float) -> list[dict[str, Any]] | None:
+        """The tree of ``root`` once every node is terminal, or None at ``deadline`` (monotonic)."""
+        while True:
+            tree = await self.tree(root, with_result=True)
+            if tree and all(node["status"] in TERMINAL for node in tree):
+                return tree
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(0.05, remaining))
+
+
+class Plugins:
+    def __init__(self, gw: Ductile) -> None:
+        self._gw = gw
+
+    def get(self, name: str) -> LoadedPlugin | None:
+        return self._gw.catalog.get(name)
+
+    def target(self, plugin: str, command: str) -> LoadedPlugin:
+        """The loaded plugin that runs ``plugin``/``command``; refused when either is unknown."""
+        loaded = self._gw.catalog.get(plugin)
+        if loaded is None:
+            raise PluginNotFound(plugin)
+        if loaded.command(command) is None:
+            raise CommandNotSupported(command)
+        return loaded
+
+
+class Pipelines:
+    def __init__(self, gw: Ductile) -> None:
+        self._gw = gw
+
+    def get(self, name: str) -> Pipeline | None:
+        return self._gw.pipelines_by_name.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._gw.pipelines_by_name)
+
+    async def trigger(self, name: str, payload: dict[str, Any]) -> list[str]:
+        """Dispatch the entry steps of pipeline ``name`` atomically; the job ids, entry order."""
+        router = self._gw.router
+        if router is None or name not in self._gw.pipelines_by_name:
+            raise PipelineNotFound(name)
+        return await self._gw.events.submit(lambda tx: router.trigger(tx, name, payload))
+
+
+class Schedules:
+    def __init__(self, gw: Ductile) -> None:
+        self._gw = gw
+
+    async def list(self) -> dict[str, Any]:
+        specs = self._gw.schedule_specs
+        return await self._gw.reads.read(lambda c: schedule_queries.scheduler_jobs(c, specs))
+
+    async def reset_breaker(self, plugin: str, command: str) -> None:
+        if self._gw.catalog.get(plugin) is None:
+            raise PluginNotFound(plugin)
+        await self._gw.events.submit(lambda tx: app_schedules.reset_breaker(tx, plugin, command))
+
+
+class Analytics:
+    def __init__(self, gw: Ductile) -> None:
+        self._gw = gw
+
+    async def summary(self, now: int) -> dict[str, Any]:
+        return await self._gw.reads.read(lambda c: analytics_queries.summary(c, now))
+
+    async def queue(self, now: int) -> dict[str, Any]:
+        workers = self._gw.config.service.max_workers
+        return await self._gw.reads.read(lambda c: analytics_queries.queue_analytics(c, now, workers))
+
+    async def stopwatch(self, plugin: str, window: str, now: int, *, subs: bool | None) -> dict[str, Any]:
+        if self._gw.catalog.get(plugin) is None:
+            raise PluginNotFound(plugin)
+        return await self._gw.reads.read(lambda c: analytics_queries.stopwatch(c, plugin, window, now, subs=subs))
+
+
+class System:
+    def __init__(self, gw: Ductile) -> None:
+        self._gw = gw
+        self._selfcheck_running = False
+
+    async def load(self) -> tuple[int, int]:
+        """``(queue depth, plugins with an open breaker)`` for ``/healthz``."""
+        return await self._gw.reads.read(
+            lambda c: (job_queries.queue_depth(c), schedule_queries.open_breaker_plugins(c))
+        )
+
+    def degraded_reasons(self) -> list[str]:
+        """Why the gateway serves but is not well (operations.md §9); empty when it is."""
+        reasons = []
+        if (unwritable := self._gw.events.unwritable) is not None:
+            reasons.append(f"event log not writable: {unwritable}")
+        return reasons
+
+    async def doctor(self) -> list[dict[str, Any]]:
+        gw = self._gw
+        return await gw.reads.read(lambda c: doctor_checks(gw.config, gw.catalog, c))
+
+    async def selfcheck(self) -> list[dict[str, Any]] | None:
+        """The online checks, or None while another run is in flight (one at a time)."""
+        if self._selfcheck_running:
+            return None
+        self._selfcheck_running = True
+        try:
+            return await asyncio.to_thread(selfcheck_checks, self._gw.events.reader, self._gw.config)
+        finally:
+            self._selfcheck_running = False
+
+
+class Ductile:
+    """The gateway as its callers see it. Built once by the composition root, fully wired."""
+
+    def __init__(
+        self, config: Config, catalog: Catalog, events: EventLog, reads: Reads, *,
+        router: Router | None = None, pipelines: Mapping[str, Pipeline] | None = None,
+        schedule_specs: list[Spec] | None = None, config_snapshot_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.events = events
+        self.reads = reads
+        self.router = router
+        self.pipelines_by_name: Mapping[str, Pipeline] = pipelines or {}
+        self.schedule_specs: list[Spec] = schedule_specs or []
+        self.config_snapshot_id = config_snapshot_id
+        self.jobs = Jobs(self)
+        self.plugins = Plugins(self)
+        self.pipelines = Pipelines(self)
+        self.schedules = Schedules(self)
+        self.analytics = Analytics(self)
+        self.system = System(self)

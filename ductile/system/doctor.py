@@ -1,0 +1,59 @@
+"""The doctor's online findings (operations.md §6): configuration warnings, plugin problems,
+durability, the state DB, disk space."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from ductile.config.model import Config
+
+if TYPE_CHECKING:
+    from ductile.runtime.catalog import Catalog
+
+LOW_DISK_BYTES = 1 << 30
+
+
+def _check(name: str, ok: bool, severity: str | None = None, detail: str | None = None,
+           field: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "ok": ok}
+    for key, value in (("severity", severity), ("detail", detail), ("field", field)):
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def doctor_checks(config: Config, catalog: Catalog, conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    checks = [
+        _check("config", False, "error" if w.level == "error" else "warning", w.message, w.field or None)
+        for w in config.warnings
+    ]
+    checks.extend(
+        _check("plugins", False, "error" if p.level == "error" else "warning", p.message, p.field)
+        for p in catalog.problems
+    )
+    checks.append(_check("plugins", True, detail=f"{len(catalog.plugins)} plugin(s) loaded"))
+    for name, loaded in sorted(catalog.plugins.items()):
+        if not os.access(loaded.entrypoint, os.X_OK):
+            checks.append(_check("plugins", False, "error", f'plugin "{name}": entrypoint is not executable',
+                                 f"plugins.{name}"))
+    if config.service.durability == "normal":
+        checks.append(_check("durability", False, "warning",
+                             "service.durability is normal: a power loss may drop the last commits",
+                             "service.durability"))
+    try:
+        head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        checks.append(_check("state_db", True, detail=f"event log head {head}"))
+    except sqlite3.Error as exc:
+        checks.append(_check("state_db", False, "error", f"state DB not readable: {exc}", "state.path"))
+    try:
+        free = shutil.disk_usage(config.state_path.parent).free
+        low = free < LOW_DISK_BYTES
+        checks.append(_check("disk_space", not low, "warning" if low else None,
+                             f"{free // (1 << 20)} MiB free in {config.state_path.parent}"))
+    except OSError as exc:
+        checks.append(_check("disk_space", False, "warning", f"cannot read free space: {exc}"))
+    checks.append(_check("gateway", True, detail=f"running (pid {os.getpid()})"))
+    return checks
