@@ -116,6 +116,7 @@ class Gateway:
         self._force = False
         self._lock: PidLock | None = None
         self._dispatcher: Dispatcher | None = None
+        self._services: Services | None = None
         self.pipelines: Compiled | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.events: EventLog | None = None
@@ -146,6 +147,8 @@ class Gateway:
             await _cancel_bounded(self._tasks)
             return 1
         finally:
+            if self._services is not None:
+                await self._services.close()  # its read connections' threads would outlive us
             await events.aclose()
             if self._lock is not None:
                 self._lock.release()
@@ -171,7 +174,7 @@ class Gateway:
         return 1
 
     async def _serve(self, config: Config, catalog: Catalog, events: EventLog) -> int:
-        services = Services(config, catalog, events)
+        services = self._services = Services(config, catalog, events)
         services.live.bind(asyncio.get_running_loop())
         services.pipelines = self.pipelines.pipelines if self.pipelines else {}
         snapshot_id = str(uuid.uuid4())

@@ -13,14 +13,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import msgspec
 from litestar import asgi
 from litestar.types import Receive, Scope, Send
 
+if TYPE_CHECKING:
+    import aiosqlite
+
 from ductile.api.auth import authenticate
 from ductile.api.errors import ApiError
+from ductile.events.read_pool import fetch_value
 from ductile.runtime.event_feed import Mailbox, Types, backlog, frames_after
 from ductile.runtime.observations import LAST_INDEX, FrameId, WireFrame
 from ductile.runtime.services import Services
@@ -52,9 +57,9 @@ def parse_last_id(raw: str | None) -> FrameId | None:
     return FrameId(int(m.group(1)), int(m.group(2) or 0))
 
 
-def _log_head(conn: object) -> int:
-    row = conn.execute("SELECT MAX(position) FROM events").fetchone()  # type: ignore[attr-defined]
-    return row[0] or 0
+async def _log_head(conn: aiosqlite.Connection) -> int:
+    head: int | None = await fetch_value(conn, "SELECT MAX(position) FROM events")
+    return head or 0
 
 
 async def _respond_error(send: Send, exc: ApiError) -> None:

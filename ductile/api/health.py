@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request, get
 
@@ -14,6 +14,13 @@ from ductile.projections.job_queries import queue_depth
 from ductile.projections.schedule_queries import open_breaker_plugins
 from ductile.runtime.services import Services
 
+if TYPE_CHECKING:
+    import aiosqlite
+
+
+async def _depth_and_open_breakers(conn: aiosqlite.Connection) -> tuple[int, int]:
+    return await queue_depth(conn), await open_breaker_plugins(conn)
+
 
 @get("/healthz")
 async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -21,7 +28,7 @@ async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
     if svc.shutting_down:
         raise ApiError(503, "shutting down")
     try:
-        depth, circuit_open = await svc.read(lambda c: (queue_depth(c), open_breaker_plugins(c)))
+        depth, circuit_open = await svc.read(_depth_and_open_breakers)
     except Exception as exc:
         raise internal("failed to compute queue depth", exc) from None
     degraded = degraded_reasons(svc)

@@ -9,7 +9,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request, get, post
 
@@ -20,12 +20,16 @@ from ductile.api.errors import ApiError, internal
 from ductile.config.model import Config
 from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.log import verify_chain
+from ductile.events.read_pool import fetch_value
 from ductile.events.timefmt import NS, now_ns, rfc3339
 from ductile.formats.yaml12 import YamlError, parse_document
 from ductile.projections.registry import ALL as PROJECTIONS
 from ductile.runtime.catalog import Catalog, LoadedPlugin
 from ductile.runtime.services import Services
 from ductile.vocabulary import TERMINAL_SQL
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 SYSTEM_READ = ("system:ro", "system:rw")
 MANIFEST_FILE = "manifest.yaml"
@@ -227,7 +231,7 @@ def _check(name: str, ok: bool, severity: str | None = None, detail: str | None 
     return out
 
 
-def doctor_checks(config: Config, catalog: Catalog, conn: sqlite3.Connection) -> list[dict[str, Any]]:
+async def doctor_checks(config: Config, catalog: Catalog, conn: aiosqlite.Connection) -> list[dict[str, Any]]:
     checks = [
         _check("config", False, "error" if w.level == "error" else "warning", w.message, w.field or None)
         for w in config.warnings
@@ -246,7 +250,7 @@ def doctor_checks(config: Config, catalog: Catalog, conn: sqlite3.Connection) ->
                              "service.durability is normal: a power loss may drop the last commits",
                              "service.durability"))
     try:
-        head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        head = await fetch_value(conn, "SELECT COALESCE(MAX(position), 0) FROM events")
         checks.append(_check("state_db", True, detail=f"event log head {head}"))
     except sqlite3.Error as exc:
         checks.append(_check("state_db", False, "error", f"state DB not readable: {exc}", "state.path"))

@@ -84,11 +84,11 @@ def rebuild(
 @app.command
 def scheduler(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: bool = False) -> int:
     """Outstanding scheduler jobs, from the read models (gateway running or not)."""
-    from ductile.cli.common import open_readonly
+    from ductile.cli.common import read_state
     from ductile.projections.schedule_queries import active_polls
 
     cfg = resolve(config, config_dir)
-    polls = active_polls(open_readonly(cfg.state_path))
+    polls = read_state(cfg.state_path, active_polls)
     if json:
         emit_json({"service_name": cfg.service.name, "count": len(polls), "active_polls": polls})
         return 0
@@ -109,7 +109,7 @@ def breaker(
     json: bool = False,
 ) -> int:
     """Circuit breaker state of PLUGIN's COMMAND and its transitions, newest first."""
-    from ductile.cli.common import open_readonly
+    from ductile.cli.common import read_state
     from ductile.projections.schedule_queries import breaker as breaker_report
 
     if limit <= 0:
@@ -117,7 +117,7 @@ def breaker(
     cfg = resolve(config, config_dir)
     if plugin not in cfg.plugins:
         raise fail(f"plugin not found: {plugin}", json=json)
-    report = breaker_report(open_readonly(cfg.state_path), plugin, command, limit)
+    report = read_state(cfg.state_path, lambda conn: breaker_report(conn, plugin, command, limit))
     if json:
         emit_json(report)
         return 0

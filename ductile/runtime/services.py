@@ -1,24 +1,25 @@
 """What the ingresses (API, CLI through the API, later scheduler and router) call to act.
 
 Validates a request against the loaded catalog, turns it into a command and submits it to the
-writer. Reads go to per-thread read-only connections so they never wait for the writer.
+writer. Reads go to a pool of read-only aiosqlite connections so they never wait for the writer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+
+import aiosqlite
 
 from ductile.app import job_units
 from ductile.app.job_units import EnqueueOutcome
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.model import Config
 from ductile.events.log import EventLog
+from ductile.events.read_pool import ReadPool
 from ductile.events.timefmt import NS
 from ductile.runtime.catalog import Catalog
 from ductile.runtime.event_feed import EventFeed
@@ -55,19 +56,15 @@ class Services:
         self.feed = EventFeed(events, self.live)  # the SSE streams' one follower of the log
         self.sse_subscribers = 0
         self.stopping = asyncio.Event()
-        self._local = threading.local()
+        self.reads = ReadPool(events.path)  # closed by close(), once the API has drained
 
     # --- reads -----------------------------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.events.reader()
-            self._local.conn = conn
-        return conn
+    async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        return await self.reads.read(fn)
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(lambda: fn(self._conn()))
+    async def close(self) -> None:
+        await self.reads.close()
 
     def uptime_seconds(self) -> int:
         return int(time.monotonic() - self.started)
