@@ -117,6 +117,7 @@ class Gateway:
         self._force = False
         self._lock: PidLock | None = None
         self._dispatcher: Dispatcher | None = None
+        self._services: Services | None = None
         self.pipelines: Compiled | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.events: EventLog | None = None
@@ -147,6 +148,8 @@ class Gateway:
             await _cancel_bounded(self._tasks)
             return 1
         finally:
+            if self._services is not None:
+                await self._services.close()  # its read connections' threads would outlive us
             await events.aclose()
             if self._lock is not None:
                 self._lock.release()
@@ -172,7 +175,7 @@ class Gateway:
         return 1
 
     async def _serve(self, config: Config, catalog: Catalog, events: EventLog) -> int:
-        services = Services(events, api_enabled=config.api.enabled)
+        services = self._services = Services(events, api_enabled=config.api.enabled)
         services.live.bind(asyncio.get_running_loop())
         pipelines = self.pipelines.pipelines if self.pipelines else {}
         snapshot_id = str(uuid.uuid4())
@@ -195,7 +198,7 @@ class Gateway:
             await retention.run(now)
 
         scheduler = Scheduler(events, config, catalog, on_tick=on_tick)
-        gateway = Ductile(config, catalog, events, services, router=router, pipelines=pipelines,
+        gateway = Ductile(config, catalog, events, services.reads, router=router, pipelines=pipelines,
                           schedule_specs=scheduler.specs, config_snapshot_id=snapshot_id)
         scheduler_task = asyncio.create_task(_after(recovery, scheduler.run), name="scheduler")
         tasks = [asyncio.create_task(_after(recovery, dispatcher.run), name="dispatcher"), scheduler_task]

@@ -21,6 +21,7 @@ from litestar.types import Receive, Scope, Send
 
 from ductile.api.auth import authenticate
 from ductile.api.errors import ApiError
+from ductile.events.log import fetch_head
 from ductile.runtime.event_feed import Mailbox, Types, backlog, frames_after
 from ductile.runtime.observations import LAST_INDEX, FrameId, WireFrame
 from ductile.runtime.services import Services
@@ -52,11 +53,6 @@ def parse_last_id(raw: str | None) -> FrameId | None:
     return FrameId(int(m.group(1)), int(m.group(2) or 0))
 
 
-def _log_head(conn: object) -> int:
-    row = conn.execute("SELECT MAX(position) FROM events").fetchone()  # type: ignore[attr-defined]
-    return row[0] or 0
-
-
 async def _respond_error(send: Send, exc: ApiError) -> None:
     headers = [(b"content-type", b"application/json")] + [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
@@ -79,7 +75,7 @@ async def events_stream(scope: Scope, receive: Receive, send: Send) -> None:
         resume = parse_last_id(raw_id)
         # An id the log has not reached (a restored older DB, another gateway's id) would
         # silently hide every event up to it: refuse it rather than stream nothing.
-        if resume is not None and resume.position > svc.events.head and resume.position > await svc.read(_log_head):
+        if resume is not None and resume.position > svc.events.head and resume.position > await svc.read(fetch_head):
             raise ApiError(400, "invalid Last-Event-ID")
     except ApiError as exc:
         await _respond_error(send, exc)

@@ -12,11 +12,12 @@ so the composition root hands those to the API separately.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import aiosqlite
 
 from ductile.app import jobs as app_jobs
 from ductile.app import schedules as app_schedules
@@ -44,7 +45,7 @@ log = Log("dispatch")
 class Reads(Protocol):
     """Runs one read on a read-only connection of the state DB, off the event loop."""
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+    async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T: ...
 
 
 class PluginNotFound(LookupError):
@@ -194,9 +195,7 @@ class System:
 
     async def load(self) -> tuple[int, int]:
         """``(queue depth, plugins with an open breaker)`` for ``/healthz``."""
-        return await self._gw.reads.read(
-            lambda c: (job_queries.queue_depth(c), schedule_queries.open_breaker_plugins(c))
-        )
+        return await self._gw.reads.read(_depth_and_open_breakers)
 
     def degraded_reasons(self) -> list[str]:
         """Why the gateway serves but is not well (operations.md §9); empty when it is."""
@@ -218,6 +217,10 @@ class System:
             return await asyncio.to_thread(selfcheck_checks, self._gw.events.reader, self._gw.config)
         finally:
             self._selfcheck_running = False
+
+
+async def _depth_and_open_breakers(conn: aiosqlite.Connection) -> tuple[int, int]:
+    return await job_queries.queue_depth(conn), await schedule_queries.open_breaker_plugins(conn)
 
 
 class Ductile:

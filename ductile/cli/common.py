@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from ductile.cli.output import CliFailure
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+T = TypeVar("T")
 
 
 def resolve(config: str | None, config_dir: str | None):  # -> Config
@@ -30,18 +37,31 @@ def find_source(config: str | None, config_dir: str | None):  # -> ConfigSource
         raise CliFailure(str(exc), prefix="config error") from None
 
 
-def open_readonly(state_path: Path) -> sqlite3.Connection:
-    """The state DB read-only: works while the gateway runs, never modifies anything."""
-    from ductile.events.log import connect
+def read_state(state_path: Path, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    """``fn`` run on the state DB opened read-only: works while the gateway runs, never modifies
+    anything. The query functions are the API's own (async, on aiosqlite)."""
+    import asyncio
+
+    from ductile.events.log import connect_async
 
     if not state_path.exists():
         raise CliFailure(f"state database {state_path} does not exist (has the gateway ever started?)")
-    try:
-        conn = connect(state_path, readonly=True)
-        conn.execute("SELECT 1 FROM job_queue LIMIT 1")
-    except sqlite3.Error as exc:
-        raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
-    return conn
+
+    async def run() -> T:
+        try:
+            conn = await connect_async(state_path)
+        except sqlite3.Error as exc:
+            raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
+        try:
+            try:
+                await conn.execute_fetchall("SELECT 1 FROM job_queue LIMIT 1")
+            except sqlite3.Error as exc:
+                raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 def parse_timeout(text: str, flag: str = "--timeout") -> tuple[float, str]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from cyclopts import App, Parameter
 
-from ductile.cli.common import open_readonly, resolve
+from ductile.cli.common import read_state, resolve
 from ductile.cli.output import emit_json, fail, heading, print_table
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 app = App(name="job", help="Jobs in the ledger: inspect, logs, list.")
 
@@ -21,22 +24,27 @@ def inspect(job_id: str, *, config: ConfigOpt = None, config_dir: ConfigDirOpt =
     from ductile.projections import job_queries as q
 
     cfg = resolve(config, config_dir)
-    conn = open_readonly(cfg.state_path)
-    job = q.get_job(conn, job_id, full=True)
-    if job is None:
+
+    async def load(conn: aiosqlite.Connection) -> dict[str, Any] | None:
+        job = await q.get_job(conn, job_id, full=True)
+        if job is None:
+            return None
+        stderr = await q.stderr_of(conn, job_id)
+        if stderr:
+            job["stderr"] = stderr
+        return {
+            "job": job,
+            "transitions": await q.transitions(conn, job_id),
+            "attempts": await q.attempts(conn, job_id),
+            "lineage": await q.lineage(conn, job_id),
+            "children": await q.children(conn, job_id),
+            "dispatches": await q.dispatches(conn, job_id),
+            "context": await q.context_chain(conn, job.get("event_context_id")),
+        }
+
+    report = read_state(cfg.state_path, load)
+    if report is None:
         raise fail(f"job not found: {job_id}", json=json)
-    stderr = q.stderr_of(conn, job_id)
-    if stderr:
-        job["stderr"] = stderr
-    report = {
-        "job": job,
-        "transitions": q.transitions(conn, job_id),
-        "attempts": q.attempts(conn, job_id),
-        "lineage": q.lineage(conn, job_id),
-        "children": q.children(conn, job_id),
-        "dispatches": q.dispatches(conn, job_id),
-        "context": q.context_chain(conn, job.get("event_context_id")),
-    }
     if json:
         emit_json(report)
         return 0
@@ -105,10 +113,10 @@ def logs(
     if not 1 <= limit <= 200:
         raise fail("--limit must be between 1 and 200", json=json)
     cfg = resolve(config, config_dir)
-    conn = open_readonly(cfg.state_path)
     try:
-        data = q.job_logs(conn, plugin=plugin, command=command, status=status, submitted_by=submitted_by,
-                          from_=from_, to=to, query=query, limit=limit, include_result=include_result)
+        data = read_state(cfg.state_path, lambda conn: q.job_logs(
+            conn, plugin=plugin, command=command, status=status, submitted_by=submitted_by,
+            from_=from_, to=to, query=query, limit=limit, include_result=include_result))
     except q.QueryError as exc:
         message = str(exc).replace("invalid from", "invalid --from").replace("invalid to", "invalid --to")
         raise fail(message, json=json) from None
@@ -140,9 +148,9 @@ def list_(
     if not 1 <= limit <= 200:
         raise fail("--limit must be between 1 and 200", json=json)
     cfg = resolve(config, config_dir)
-    conn = open_readonly(cfg.state_path)
     try:
-        data = q.list_jobs(conn, plugin=plugin, command=command, status=status, submitted_by=submitted_by, limit=limit)
+        data = read_state(cfg.state_path, lambda conn: q.list_jobs(
+            conn, plugin=plugin, command=command, status=status, submitted_by=submitted_by, limit=limit))
     except q.QueryError as exc:
         raise fail(str(exc), json=json) from None
     if json:

@@ -36,7 +36,7 @@ def rebuild(
     json: bool = False,
 ) -> int:
     """Drop projections and rebuild them from the event log (the gateway must be stopped)."""
-    from ductile.events.log import EmptyStateDatabase, connect, refuse_empty_state_file
+    from ductile.events.log import EmptyStateDatabase, connect, read_head, refuse_empty_state_file
     from ductile.projections.registry import default_runner
     from ductile.projections.runner import UnknownProjection
     from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
@@ -63,7 +63,7 @@ def rebuild(
         conn = connect(cfg.state_path, cfg.service.durability)
         started = time.perf_counter()
         reports = runner.rebuild(conn, projection or None, bar)
-        position = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        position = read_head(conn)
         conn.close()
     finally:
         if bar is not None:
@@ -84,11 +84,11 @@ def rebuild(
 @app.command
 def scheduler(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: bool = False) -> int:
     """Outstanding scheduler jobs, from the read models (gateway running or not)."""
-    from ductile.cli.common import open_readonly
+    from ductile.cli.common import read_state
     from ductile.projections.schedule_queries import active_polls
 
     cfg = resolve(config, config_dir)
-    polls = active_polls(open_readonly(cfg.state_path))
+    polls = read_state(cfg.state_path, active_polls)
     if json:
         emit_json({"service_name": cfg.service.name, "count": len(polls), "active_polls": polls})
         return 0
@@ -109,7 +109,7 @@ def breaker(
     json: bool = False,
 ) -> int:
     """Circuit breaker state of PLUGIN's COMMAND and its transitions, newest first."""
-    from ductile.cli.common import open_readonly
+    from ductile.cli.common import read_state
     from ductile.projections.schedule_queries import breaker as breaker_report
 
     if limit <= 0:
@@ -117,7 +117,7 @@ def breaker(
     cfg = resolve(config, config_dir)
     if plugin not in cfg.plugins:
         raise fail(f"plugin not found: {plugin}", json=json)
-    report = breaker_report(open_readonly(cfg.state_path), plugin, command, limit)
+    report = read_state(cfg.state_path, lambda conn: breaker_report(conn, plugin, command, limit))
     if json:
         emit_json(report)
         return 0
@@ -366,7 +366,7 @@ def status_report(config: str | None, config_dir: str | None) -> dict[str, Any]:
 def _state_db_check(state_path: Any) -> dict[str, Any]:
     import sqlite3
 
-    from ductile.events.log import connect
+    from ductile.events.log import connect, read_head
 
     check: dict[str, Any] = {"name": "state_db", "ok": False, "path": str(state_path)}
     if not state_path.exists():
@@ -375,7 +375,7 @@ def _state_db_check(state_path: Any) -> dict[str, Any]:
     try:
         conn = connect(state_path, readonly=True)
         try:
-            head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+            head = read_head(conn)
         finally:
             conn.close()
     except sqlite3.Error as exc:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import aiosqlite
+
 from ductile.events import codec
 from ductile.events.record import GENESIS_CHAIN, SELECT_COLUMNS, Recorded, chain_hash, from_row
 from ductile.events.schema import UnknownSchema, ensure_schema
@@ -246,6 +248,12 @@ def connect(path: str | Path, durability: str = "full", readonly: bool = False) 
         conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
     conn.execute("PRAGMA busy_timeout = 10000")
     return conn
+
+
+def connect_async(path: str | Path) -> aiosqlite.Connection:
+    """A read-only aiosqlite connection set up as ``connect(readonly=True)``; await it to open it
+    and ``close()`` it once done (its thread keeps the process alive until then)."""
+    return aiosqlite.Connection(lambda: connect(path, readonly=True), iter_chunk_size=256)
 
 
 class EmptyStateDatabase(UnknownSchema):
@@ -546,12 +554,14 @@ class EventLog:
         In-process commits wake followers at once; appends by other processes are seen within
         ``poll`` seconds.
         """
-        reader = _ThreadedReader(self.reader)
+        # aiosqlite, not a worker-thread read: a cancelled follower's close is queued behind the
+        # statement still running on the connection's own thread, never run under it (SIGSEGV).
+        reader = await connect_async(self.path)
         position = from_position
         try:
             while True:
                 waiter = self._changed
-                rows = await reader.run(read_rows, position, batch)
+                rows = await fetch_rows(reader, position, batch)
                 for rec in rows:
                     position = rec.position
                     yield rec
@@ -566,63 +576,41 @@ class EventLog:
                         async with asyncio.timeout(poll):
                             await waiter.wait()
         finally:
-            reader.close()
+            await reader.close()
 
 
-class _ThreadedReader:
-    """A read-only connection used from worker threads, one call at a time.
+def _rows_sql(from_position: int, limit: int | None) -> tuple[str, tuple[Any, ...]]:
+    sql = f"SELECT {SELECT_COLUMNS} FROM events WHERE position > ? ORDER BY position"
+    if limit is None:
+        return sql, (from_position,)
+    return sql + " LIMIT ?", (from_position, limit)
 
-    sqlite3 crashes the process (SIGSEGV) when a connection is closed while another thread is
-    still running a statement on it. A cancelled ``await`` does not stop the thread doing the
-    read, so ``close`` never closes under a read still in flight: it leaves that to whichever
-    thread finishes the read.
-    """
 
-    def __init__(self, connect_reader: Callable[[], sqlite3.Connection]) -> None:
-        self._connect = connect_reader
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-        self._closed = False
+HEAD_SQL = "SELECT COALESCE(MAX(position), 0) FROM events"  # the committed head, as any reader sees it
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(self._call, fn, *args)
 
-    def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._lock:
-            if self._closed:
-                raise LogClosed("reader is closed")
-            if self._conn is None:
-                self._conn = self._connect()
-            return fn(self._conn, *args)
+def read_head(conn: sqlite3.Connection) -> int:
+    """The last committed position (0 for an empty log) on this connection's snapshot."""
+    head: int = conn.execute(HEAD_SQL).fetchone()[0]
+    return head
 
-    def close(self) -> None:
-        """Close now if idle, else as soon as the read in flight returns (in its own thread)."""
-        self._closed = True
-        if self._lock.acquire(blocking=False):
-            try:
-                self._close_conn()
-            finally:
-                self._lock.release()
-        else:
-            threading.Thread(target=self._close_when_idle, name="ductile-reader-close", daemon=True).start()
 
-    def _close_when_idle(self) -> None:
-        with self._lock:
-            self._close_conn()
-
-    def _close_conn(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+async def fetch_head(conn: aiosqlite.Connection) -> int:
+    """``read_head`` on an async connection."""
+    rows = list(await conn.execute_fetchall(HEAD_SQL))
+    head: int = rows[0][0]
+    return head
 
 
 def read_rows(conn: sqlite3.Connection, from_position: int = 0, limit: int | None = None) -> list[Recorded]:
-    sql = f"SELECT {SELECT_COLUMNS} FROM events WHERE position > ? ORDER BY position"
-    params: tuple[Any, ...] = (from_position,)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params = (from_position, limit)
+    sql, params = _rows_sql(from_position, limit)
     return [from_row(r) for r in conn.execute(sql, params).fetchall()]
+
+
+async def fetch_rows(conn: aiosqlite.Connection, from_position: int = 0, limit: int | None = None) -> list[Recorded]:
+    """``read_rows`` on an async connection."""
+    sql, params = _rows_sql(from_position, limit)
+    return [from_row(r) for r in await conn.execute_fetchall(sql, params)]
 
 
 def read_stream(conn: sqlite3.Connection, stream: str) -> list[Recorded]:

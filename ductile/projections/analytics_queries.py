@@ -1,22 +1,25 @@
 """Read-only aggregate queries over the job read models: queue depth, 24 h summary, stopwatch,
 and job trees (api.md §4.5, §4.6, §4.3).
 
-Pure functions over a read connection and an explicit ``now`` (Unix ns), so a test can pin time.
+Functions of a read connection and an explicit ``now`` (Unix ns), so a test can pin time.
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from ductile.events.read_pool import fetch_value
 from ductile.events.timefmt import NS, parse_rfc3339, rfc3339, sql_ts
 from ductile.events.types import StopwatchSub
 from ductile.projections.job_queries import decode_result
 from ductile.vocabulary import OUTSTANDING_SQL, TERMINAL, JobStatus, in_order
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 TERMINAL_STATUSES = in_order(TERMINAL)  # a fixed order: the summary's JSON keys
 DAY_NS = 86_400 * NS
@@ -57,16 +60,16 @@ def trend(samples: Sequence[tuple[int, int]], start_ns: int, window_ns: int, sli
 # --- queue -------------------------------------------------------------------------------------
 
 
-def queue_partition(conn: sqlite3.Connection, now_ns: int) -> dict[str, Any]:
+async def queue_partition(conn: aiosqlite.Connection, now_ns: int) -> dict[str, Any]:
     """Outstanding jobs split into eligible ``queued``, ``retry_wait`` and ``running``, per plugin."""
     depth = {"queued": 0, "retry_wait": 0, "running": 0}
     queued_by_plugin: dict[str, int] = {}
     running_by_plugin: dict[str, int] = {}
-    rows = conn.execute(
+    rows = await conn.execute_fetchall(
         "SELECT plugin, status, next_retry_ns IS NOT NULL AND next_retry_ns > ? AS waiting, COUNT(*)"
         f" FROM job_queue WHERE status IN {OUTSTANDING_SQL} GROUP BY plugin, status, waiting",
         (now_ns,),
-    ).fetchall()
+    )
     for plugin, status, waiting, count in rows:
         if status == JobStatus.RUNNING:
             depth["running"] += count
@@ -76,11 +79,12 @@ def queue_partition(conn: sqlite3.Connection, now_ns: int) -> dict[str, Any]:
         else:
             depth["queued"] += count
             queued_by_plugin[plugin] = queued_by_plugin.get(plugin, 0) + count
-    oldest = conn.execute(
+    oldest = await fetch_value(
+        conn,
         "SELECT MIN(created_ns) FROM job_queue WHERE status = 'queued'"
         " AND (next_retry_ns IS NULL OR next_retry_ns <= ?)",
         (now_ns,),
-    ).fetchone()[0]
+    )
     return {
         "depth": depth,
         "depth_total": sum(depth.values()),
@@ -90,8 +94,8 @@ def queue_partition(conn: sqlite3.Connection, now_ns: int) -> dict[str, Any]:
     }
 
 
-def queue_analytics(conn: sqlite3.Connection, now_ns: int, max_workers: int) -> dict[str, Any]:
-    part = queue_partition(conn, now_ns)
+async def queue_analytics(conn: aiosqlite.Connection, now_ns: int, max_workers: int) -> dict[str, Any]:
+    part = await queue_partition(conn, now_ns)
     return {
         "captured_at": _rfc(now_ns),
         **part,
@@ -102,10 +106,10 @@ def queue_analytics(conn: sqlite3.Connection, now_ns: int, max_workers: int) -> 
 # --- summary -----------------------------------------------------------------------------------
 
 
-def summary(conn: sqlite3.Connection, now_ns: int) -> dict[str, Any]:
+async def summary(conn: aiosqlite.Connection, now_ns: int) -> dict[str, Any]:
     """Terminal jobs completed in the last 24 h, by status (all five keys always present)."""
     stats = dict.fromkeys(TERMINAL_STATUSES, 0)
-    for status, count in conn.execute(
+    for status, count in await conn.execute_fetchall(
         "SELECT status, COUNT(*) FROM job_log WHERE completed_ns >= ? AND completed_ns <= ? GROUP BY status",
         (now_ns - DAY_NS, now_ns),
     ):
@@ -141,10 +145,10 @@ class StepSamples:
         self.subs: dict[str, list[int]] = {}
 
 
-def stopwatch_samples(conn: sqlite3.Connection, plugin: str, start_ns: int, end_ns: int) -> dict[str, StepSamples]:
+async def stopwatch_samples(conn: aiosqlite.Connection, plugin: str, start_ns: int, end_ns: int) -> dict[str, StepSamples]:
     """Per step: wall time from each attempt's start to its end, and the plugin's own sub-spans."""
     out: dict[str, StepSamples] = {}
-    for started, completed_at, command, pipeline, step_id, subs in conn.execute(
+    for started, completed_at, command, pipeline, step_id, subs in await conn.execute_fetchall(
         _ATTEMPTS, (sql_ts(start_ns), sql_ts(end_ns), plugin)
     ):
         ended = parse_rfc3339(completed_at)
@@ -159,8 +163,8 @@ def _percentiles(ordered: Sequence[int]) -> dict[str, int]:
     return {"p50_ms": nearest_rank(ordered, 50), "p95_ms": nearest_rank(ordered, 95), "p99_ms": nearest_rank(ordered, 99)}
 
 
-def stopwatch(
-    conn: sqlite3.Connection, plugin: str, window: str, now_ns: int, *, subs: bool | None
+async def stopwatch(
+    conn: aiosqlite.Connection, plugin: str, window: str, now_ns: int, *, subs: bool | None
 ) -> dict[str, Any]:
     """``GET /stopwatch/{plugin}``. ``subs``: True to include per-step ``subs`` (the plugin's
     ``ductile_stopwatch_subs`` aggregated by name), False to leave them out, None when the caller
@@ -168,7 +172,7 @@ def stopwatch(
     window_ns = WINDOWS[window]
     start = now_ns - window_ns
     steps = []
-    for name, samples in sorted(stopwatch_samples(conn, plugin, start, now_ns).items()):
+    for name, samples in sorted((await stopwatch_samples(conn, plugin, start, now_ns)).items()):
         ordered = sorted(ms for _, ms in samples.attempts)
         step: dict[str, Any] = {
             "step": name,
@@ -215,9 +219,9 @@ ORDER BY t.depth = 0 DESC, l.created_at, l.completed_ns
 """
 
 
-def job_tree(conn: sqlite3.Connection, job_id: str, *, with_result: bool) -> list[dict[str, Any]] | None:
+async def job_tree(conn: aiosqlite.Connection, job_id: str, *, with_result: bool) -> list[dict[str, Any]] | None:
     """The job and all its descendants: the job first, then by ``created_at``. None if unknown."""
-    rows = conn.execute(_TREE, (job_id,)).fetchall() or conn.execute(_LOG_TREE, (job_id,)).fetchall()
+    rows = list(await conn.execute_fetchall(_TREE, (job_id,))) or list(await conn.execute_fetchall(_LOG_TREE, (job_id,)))
     if not rows:
         return None
     nodes = []

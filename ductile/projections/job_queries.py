@@ -6,14 +6,17 @@ runs). Timestamps come out RFC3339 with ``Z``; ``result`` is the decoded plugin 
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ductile import json_limits
+from ductile.events.read_pool import fetch_one, fetch_value
 from ductile.events.timefmt import parse_rfc3339, sql_ts
 from ductile.vocabulary import OUTSTANDING_SQL, JobStatus
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 STATUSES = tuple(JobStatus)
 STATUS_ALIASES = {"pending": JobStatus.QUEUED, "ok": JobStatus.SUCCEEDED, "error": JobStatus.FAILED}
@@ -57,10 +60,10 @@ JOB_FIELDS = (
 )
 
 
-def get_job(conn: sqlite3.Connection, job_id: str, *, with_result: bool = True, full: bool = False) -> dict[str, Any] | None:
-    row = conn.execute(f"SELECT {JOB_FIELDS} FROM job_queue WHERE job_id=?", (job_id,)).fetchone()
+async def get_job(conn: aiosqlite.Connection, job_id: str, *, with_result: bool = True, full: bool = False) -> dict[str, Any] | None:
+    row = await fetch_one(conn, f"SELECT {JOB_FIELDS} FROM job_queue WHERE job_id=?", (job_id,))
     if row is None:
-        return _job_from_log(conn, job_id, with_result=with_result)
+        return await _job_from_log(conn, job_id, with_result=with_result)
     job = {
         "job_id": row[0], "status": row[1], "plugin": row[2], "command": row[3], "submitted_by": row[4],
         "attempt": row[5], "max_attempts": row[6], "parent_job_id": row[7], "pipeline": row[8], "step_id": row[9],
@@ -81,13 +84,14 @@ def get_job(conn: sqlite3.Connection, job_id: str, *, with_result: bool = True, 
     return _compact(job)
 
 
-def _job_from_log(conn: sqlite3.Connection, job_id: str, *, with_result: bool) -> dict[str, Any] | None:
+async def _job_from_log(conn: aiosqlite.Connection, job_id: str, *, with_result: bool) -> dict[str, Any] | None:
     """A job pruned from the queue still has its ``job_log`` row."""
-    row = conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT job_id, status, plugin, command, submitted_by, attempt, parent_job_id, created_at, completed_at,"
         " result, last_error FROM job_log WHERE job_id=? ORDER BY completed_ns DESC LIMIT 1",
         (job_id,),
-    ).fetchone()
+    )
     if row is None:
         return None
     job = {
@@ -123,19 +127,19 @@ def check_limit(limit: int | None, default: int = 50) -> int:
     return limit
 
 
-def list_jobs(
-    conn: sqlite3.Connection, *, plugin: str | None = None, command: str | None = None, status: str | None = None,
+async def list_jobs(
+    conn: aiosqlite.Connection, *, plugin: str | None = None, command: str | None = None, status: str | None = None,
     submitted_by: str | None = None, limit: int | None = None,
 ) -> dict[str, Any]:
     n = check_limit(limit)
     where, params = _filters(plugin, command, status, submitted_by)
     clause = (" WHERE " + " AND ".join(where)) if where else ""
-    total = conn.execute(f"SELECT COUNT(*) FROM job_queue{clause}", params).fetchone()[0]
-    rows = conn.execute(
+    total = await fetch_value(conn, f"SELECT COUNT(*) FROM job_queue{clause}", params)
+    rows = await conn.execute_fetchall(
         "SELECT job_id, plugin, command, status, submitted_by, attempt, created_at, started_at, completed_at"
         f" FROM job_queue{clause} ORDER BY created_ns DESC, enqueue_position DESC LIMIT ?",
         [*params, n],
-    ).fetchall()
+    )
     jobs = [
         _compact({"job_id": r[0], "plugin": r[1], "command": r[2], "status": r[3], "submitted_by": r[4],
                   "attempt": r[5], "created_at": r[6], "started_at": r[7], "completed_at": r[8]})
@@ -153,8 +157,8 @@ def _bound(value: str | None, name: str) -> str | None:
         raise QueryError(f"invalid {name} timestamp") from None
 
 
-def job_logs(
-    conn: sqlite3.Connection, *, job_id: str | None = None, plugin: str | None = None, command: str | None = None,
+async def job_logs(
+    conn: aiosqlite.Connection, *, job_id: str | None = None, plugin: str | None = None, command: str | None = None,
     status: str | None = None, submitted_by: str | None = None, from_: str | None = None, to: str | None = None,
     query: str | None = None, limit: int | None = None, include_result: bool = False, with_result: bool = True,
 ) -> dict[str, Any]:
@@ -176,12 +180,12 @@ def job_logs(
         q = query.lower()
         params += [q, q, q]
     clause = (" WHERE " + " AND ".join(where)) if where else ""
-    total = conn.execute(f"SELECT COUNT(*) FROM job_log{clause}", params).fetchone()[0]
-    rows = conn.execute(
+    total = await fetch_value(conn, f"SELECT COUNT(*) FROM job_log{clause}", params)
+    rows = await conn.execute_fetchall(
         "SELECT job_id, id, plugin, command, status, attempt, submitted_by, created_at, completed_at, last_error,"
         f" stderr, result FROM job_log{clause} ORDER BY completed_ns DESC LIMIT ?",
         [*params, n],
-    ).fetchall()
+    )
     logs = []
     for r in rows:
         entry: dict[str, Any] = {
@@ -197,21 +201,21 @@ def job_logs(
     return {"logs": logs, "total": total}
 
 
-def transitions(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+async def transitions(conn: aiosqlite.Connection, job_id: str) -> list[dict[str, Any]]:
     return [
         {"from_status": r[0], "to_status": r[1], "reason": r[2], "created_at": r[3]}
-        for r in conn.execute(
+        for r in await conn.execute_fetchall(
             "SELECT from_status, to_status, reason, created_at FROM job_transitions WHERE job_id=? ORDER BY id",
             (job_id,),
         )
     ]
 
 
-def attempts(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+async def attempts(conn: aiosqlite.Connection, job_id: str) -> list[dict[str, Any]]:
     return [
         _compact({"attempt": r[0], "started_at": r[1], "completed_at": r[2], "outcome": r[3], "exit_code": r[4],
                   "duration_ms": r[5], "error": r[6], "stderr": r[7] or None})
-        for r in conn.execute(
+        for r in await conn.execute_fetchall(
             "SELECT attempt, created_at, completed_at, outcome, exit_code, duration_ms, error, stderr"
             " FROM job_attempts WHERE job_id=? ORDER BY attempt",
             (job_id,),
@@ -219,16 +223,17 @@ def attempts(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def lineage(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+async def lineage(conn: aiosqlite.Connection, job_id: str) -> list[dict[str, Any]]:
     chain: list[dict[str, Any]] = []
     current: str | None = job_id
     seen: set[str] = set()
     while current and current not in seen:
         seen.add(current)
-        row = conn.execute(
+        row = await fetch_one(
+            conn,
             "SELECT job_id, plugin, command, status, pipeline, step_id, parent_job_id FROM job_queue WHERE job_id=?",
             (current,),
-        ).fetchone()
+        )
         if row is None:
             break
         chain.append(_compact({"job_id": row[0], "plugin": row[1], "command": row[2], "status": row[3],
@@ -238,28 +243,29 @@ def lineage(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     return chain
 
 
-def children(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+async def children(conn: aiosqlite.Connection, job_id: str) -> list[dict[str, Any]]:
     return [
         _compact({"job_id": r[0], "plugin": r[1], "command": r[2], "status": r[3], "step_id": r[4]})
-        for r in conn.execute(
+        for r in await conn.execute_fetchall(
             "SELECT job_id, plugin, command, status, step_id FROM job_queue WHERE parent_job_id=? ORDER BY created_ns",
             (job_id,),
         )
     ]
 
 
-def stderr_of(conn: sqlite3.Connection, job_id: str) -> str | None:
-    row = conn.execute(
-        "SELECT stderr FROM job_attempts WHERE job_id=? ORDER BY attempt DESC LIMIT 1", (job_id,)
-    ).fetchone()
-    return row[0] if row and row[0] else None
+async def stderr_of(conn: aiosqlite.Connection, job_id: str) -> str | None:
+    stderr = await fetch_value(
+        conn, "SELECT stderr FROM job_attempts WHERE job_id=? ORDER BY attempt DESC LIMIT 1", (job_id,)
+    )
+    return stderr or None
 
 
-def queue_depth(conn: sqlite3.Connection) -> int:
-    return conn.execute(f"SELECT COUNT(*) FROM job_queue WHERE status IN {OUTSTANDING_SQL}").fetchone()[0]
+async def queue_depth(conn: aiosqlite.Connection) -> int:
+    depth: int = await fetch_value(conn, f"SELECT COUNT(*) FROM job_queue WHERE status IN {OUTSTANDING_SQL}")
+    return depth
 
 
-def context_chain(conn: sqlite3.Connection, context_id: str | None) -> dict[str, Any]:
+async def context_chain(conn: aiosqlite.Connection, context_id: str | None) -> dict[str, Any]:
     """``job inspect`` context: the chain of records, root first, and the merged baggage."""
     if context_id is None:
         return {}
@@ -269,10 +275,11 @@ def context_chain(conn: sqlite3.Connection, context_id: str | None) -> dict[str,
     baggage: dict[str, Any] = {}
     while current and current not in seen:
         seen.add(current)
-        row = conn.execute(
+        row = await fetch_one(
+            conn,
             "SELECT id, parent_id, pipeline_name, step_id, claims, context, created_at FROM event_contexts WHERE id=?",
             (current,),
-        ).fetchone()
+        )
         if row is None:
             break
         if not chain:
@@ -290,14 +297,14 @@ def _event_type(payload: str | None) -> str | None:
     return event.get("type") if isinstance(event, dict) else None
 
 
-def dispatches(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
+async def dispatches(conn: aiosqlite.Connection, job_id: str) -> list[dict[str, Any]]:
     """What routing did with a job's events: children enqueued, then dispatches dropped (deduped,
     refused by depth) from the ledger."""
     out = [
         _compact({"event_type": _event_type(r[3]), "pipeline": r[1],
                   "step_id": r[2], "outcome": "failed" if r[4] == JobStatus.FAILED and r[5] is None else "enqueued",
                   "job_id": r[0]})
-        for r in conn.execute(
+        for r in await conn.execute_fetchall(
             "SELECT job_id, pipeline, step_id, payload, status, started_at FROM job_queue WHERE parent_job_id=?"
             " AND submitted_by IN ('route','hook') ORDER BY created_ns",
             (job_id,),
@@ -305,7 +312,7 @@ def dispatches(conn: sqlite3.Connection, job_id: str) -> list[dict[str, Any]]:
     ]
     out += [
         _compact({"event_type": r[0], "pipeline": r[1], "step_id": r[2], "outcome": r[3], "job_id": r[4]})
-        for r in conn.execute(
+        for r in await conn.execute_fetchall(
             "SELECT event_type, pipeline, step_id, outcome, existing_job_id FROM job_dispatch_drops WHERE job_id=?"
             " ORDER BY id",
             (job_id,),

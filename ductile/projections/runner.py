@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ductile.events.log import read_rows
+from ductile.events.log import read_head, read_rows
 from ductile.events.record import Recorded
 from ductile.events.types import EventBase
 from ductile.projections.projection import Handler, Projection
@@ -100,7 +100,7 @@ class ProjectionRunner:
             name: pos
             for name, pos in conn.execute("SELECT name, position FROM projections").fetchall()
         }
-        head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        head = read_head(conn)
         behind = [p for p in projections if checkpoints.get(p.name, 0) < head]
         reports: list[RebuildReport] = []
         if not behind:

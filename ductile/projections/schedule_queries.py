@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ductile.events.read_pool import fetch_one, fetch_value
 from ductile.events.timefmt import rfc3339
 from ductile.vocabulary import OUTSTANDING_SQL, CircuitState, ScheduleStatus
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 # The API's names for the stored statuses (api.md).
 STATUS_NAMES = {ScheduleStatus.ACTIVE: "scheduled", ScheduleStatus.PAUSED_INVALID: "invalid",
                 ScheduleStatus.EXHAUSTED: "exhausted"}
 
 
-def entry_rows(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]]:
-    rows = conn.execute(
+async def entry_rows(conn: aiosqlite.Connection) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = await conn.execute_fetchall(
         "SELECT plugin, schedule_id, status, reason, detail, next_run_ns, last_fired_ns, last_success_ns,"
         " last_success_job_id, last_skip_reason FROM schedule_state"
-    ).fetchall()
+    )
     outstanding = dict(
-        ((p, s), n) for p, s, n in conn.execute(
+        ((p, s), n) for p, s, n in await conn.execute_fetchall(
             f"SELECT plugin, schedule_id, COUNT(*) FROM schedule_jobs WHERE status IN {OUTSTANDING_SQL}"
             " GROUP BY plugin, schedule_id"
         )
@@ -34,14 +37,14 @@ def entry_rows(conn: sqlite3.Connection) -> dict[tuple[str, str], dict[str, Any]
     }
 
 
-def breaker_states(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
-    return {(p, c): s for p, c, s in conn.execute("SELECT plugin, command, state FROM circuit_breakers")}
+async def breaker_states(conn: aiosqlite.Connection) -> dict[tuple[str, str], str]:
+    return {(p, c): s for p, c, s in await conn.execute_fetchall("SELECT plugin, command, state FROM circuit_breakers")}
 
 
-def scheduler_jobs(conn: sqlite3.Connection, specs: list[Any]) -> dict[str, Any]:
+async def scheduler_jobs(conn: aiosqlite.Connection, specs: list[Any]) -> dict[str, Any]:
     """``GET /scheduler/jobs``: every configured entry of enabled plugins, with its stored plan."""
-    stored = entry_rows(conn)
-    breakers = breaker_states(conn)
+    stored = await entry_rows(conn)
+    breakers = await breaker_states(conn)
     out = []
     for spec in specs:
         row = stored.get((spec.plugin, spec.id), {})
@@ -68,12 +71,12 @@ def scheduler_jobs(conn: sqlite3.Connection, specs: list[Any]) -> dict[str, Any]
     return {"jobs": out}
 
 
-def active_polls(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+async def active_polls(conn: aiosqlite.Connection) -> list[dict[str, Any]]:
     """Outstanding scheduler jobs (``ductile system scheduler``)."""
-    rows = conn.execute(
+    rows = await conn.execute_fetchall(
         "SELECT job_id, plugin, command, schedule_id, dedupe_key, status, attempt, created_at, started_at"
         f" FROM job_queue WHERE schedule_id IS NOT NULL AND status IN {OUTSTANDING_SQL} ORDER BY created_ns"
-    ).fetchall()
+    )
     return [
         {k: v for k, v in zip(("job_id", "plugin", "command", "schedule_id", "dedupe_key", "status", "attempt",
                                 "created_at", "started_at"), r, strict=True) if v is not None}
@@ -81,14 +84,15 @@ def active_polls(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     ]
 
 
-def breaker(conn: sqlite3.Connection, plugin: str, command: str, limit: int) -> dict[str, Any]:
+async def breaker(conn: aiosqlite.Connection, plugin: str, command: str, limit: int) -> dict[str, Any]:
     """``ductile system breaker``: state plus transitions, newest first."""
     out: dict[str, Any] = {"plugin": plugin, "command": command, "failure_count": 0}
-    row = conn.execute(
+    row = await fetch_one(
+        conn,
         "SELECT state, failure_count, opened_at, last_failure_at, last_job_id, updated_at FROM circuit_breakers"
         " WHERE plugin=? AND command=?",
         (plugin, command),
-    ).fetchone()
+    )
     if row is not None:
         for key, value in zip(("state", "failure_count", "opened_at", "last_failure_at", "last_job_id", "updated_at"),
                               row, strict=True):
@@ -97,7 +101,7 @@ def breaker(conn: sqlite3.Connection, plugin: str, command: str, limit: int) -> 
     out["transitions"] = [
         {k: v for k, v in zip(("id", "from_state", "to_state", "failure_count", "reason", "job_id", "created_at"),
                               r, strict=True) if v is not None or k == "from_state"}
-        for r in conn.execute(
+        for r in await conn.execute_fetchall(
             "SELECT id, from_state, to_state, failure_count, reason, job_id, created_at FROM circuit_breaker_transitions"
             " WHERE plugin=? AND command=? ORDER BY id DESC LIMIT ?",
             (plugin, command, limit),
@@ -106,5 +110,6 @@ def breaker(conn: sqlite3.Connection, plugin: str, command: str, limit: int) -> 
     return out
 
 
-def open_breaker_plugins(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(DISTINCT plugin) FROM circuit_breakers WHERE state='open'").fetchone()[0]
+async def open_breaker_plugins(conn: aiosqlite.Connection) -> int:
+    count: int = await fetch_value(conn, "SELECT COUNT(DISTINCT plugin) FROM circuit_breakers WHERE state='open'")
+    return count

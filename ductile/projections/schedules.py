@@ -197,3 +197,13 @@ def outstanding_job_ids(cur: sqlite3.Cursor, plugin: str, schedule_id: str) -> l
         f"SELECT job_id FROM schedule_jobs WHERE plugin=? AND schedule_id=? AND status IN {OUTSTANDING_SQL}",
         (plugin, schedule_id),
     )]
+
+
+def planned_runs(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """``next_run_at`` of every active entry that has one, keyed by (plugin, schedule id)."""
+    return {
+        (plugin, sid): nxt
+        for plugin, sid, nxt in conn.execute(
+            "SELECT plugin, schedule_id, next_run_ns FROM schedule_state WHERE status='active' AND next_run_ns IS NOT NULL"
+        )
+    }

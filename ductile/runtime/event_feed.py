@@ -15,13 +15,13 @@ after). The subscriber drops what it already sent by comparing frame ids.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from ductile.events.log import EventLog, read_rows
+from ductile.events.log import EventLog, fetch_rows
 from ductile.events.record import SELECT_COLUMNS, Recorded, from_row
 from ductile.runtime.observations import (
     LAST_INDEX,
@@ -33,6 +33,9 @@ from ductile.runtime.observations import (
     frames,
 )
 from ductile.system.logs import Log
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 MAILBOX_BYTES = 1024 * 1024
 PAGE_BYTES = 1024 * 1024
@@ -60,8 +63,8 @@ class Page(msgspec.Struct, frozen=True, gc=False):
     complete: bool  # the read reached the head of the log
 
 
-def frames_after(
-    conn: sqlite3.Connection, cursor: FrameId, types: Types = None, max_rows: int = PAGE_ROWS,
+async def frames_after(
+    conn: aiosqlite.Connection, cursor: FrameId, types: Types = None, max_rows: int = PAGE_ROWS,
     max_bytes: int = PAGE_BYTES,
 ) -> Page:
     """The logged frames with an id after ``cursor``, in order: at most ``max_rows`` events and
@@ -71,7 +74,7 @@ def frames_after(
     last = cursor
     # A cursor inside position N (``N`` or ``N.k``) still owes N's later extra frames.
     first = cursor.position + 1 if cursor.index == LAST_INDEX else cursor.position
-    for row in conn.execute(
+    for row in await conn.execute_fetchall(
         f"SELECT {SELECT_COLUMNS} FROM events WHERE position >= ? ORDER BY position LIMIT ?", (first, max_rows)
     ):
         rows += 1
@@ -86,13 +89,13 @@ def frames_after(
     return Page(out, last, complete=rows < max_rows)
 
 
-def backlog(conn: sqlite3.Connection, head: int, types: Types = None) -> list[WireFrame]:
+async def backlog(conn: aiosqlite.Connection, head: int, types: Types = None) -> list[WireFrame]:
     """The last 100 logged frames up to ``head`` (what a client without an id starts with)."""
     window = 400
     start = max(0, head - window)
     while True:
         collected: list[tuple[FrameId, Frame]] = []
-        for rec in read_rows(conn, start):
+        for rec in await fetch_rows(conn, start):
             if rec.position > head:
                 break
             collected += [(FrameId(rec.position, i), frame) for i, frame in enumerate(frames(rec))

@@ -7,11 +7,12 @@ scrape time. ``observe`` is an ``EventLog.on_commit`` listener (it runs on the e
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
+from ductile.events.read_pool import fetch_value
 from ductile.events.record import Recorded
 from ductile.events.timefmt import now_ns
 from ductile.events.types import (
@@ -25,6 +26,9 @@ from ductile.events.types import (
 )
 from ductile.projections.analytics_queries import queue_partition
 from ductile.vocabulary import JobStatus
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -141,9 +145,9 @@ class Metrics:
 
     # --- rendering ---------------------------------------------------------------------------
 
-    def render(self, conn: sqlite3.Connection, head: int, sse_subscribers: int, uptime_seconds: int) -> str:
-        part = queue_partition(conn, now_ns())
-        breakers_open = conn.execute("SELECT COUNT(*) FROM circuit_breakers WHERE state = 'open'").fetchone()[0]
+    async def render(self, conn: aiosqlite.Connection, head: int, sse_subscribers: int, uptime_seconds: int) -> str:
+        part = await queue_partition(conn, now_ns())
+        breakers_open = await fetch_value(conn, "SELECT COUNT(*) FROM circuit_breakers WHERE state = 'open'")
         with self._lock:
             appended = self._events_appended
             completed = dict(self._completed)

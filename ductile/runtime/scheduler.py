@@ -29,6 +29,7 @@ from ductile.events.types import (
     ScheduleSkipped,
     ScheduleStatusChanged,
 )
+from ductile.projections.schedules import planned_runs
 from ductile.runtime.catalog import Catalog
 from ductile.system.logs import Log
 from ductile.vocabulary import ScheduleStatus
@@ -172,14 +173,7 @@ class Scheduler:
         if self._reader is None:
             self._reader = self.events.reader()
         keys = {(s.plugin, s.id) for s in self.specs if s.valid}
-        return {
-            (plugin, sid): nxt
-            for plugin, sid, nxt in self._reader.execute(
-                "SELECT plugin, schedule_id, next_run_ns FROM schedule_state"
-                " WHERE status='active' AND next_run_ns IS NOT NULL"
-            )
-            if (plugin, sid) in keys
-        }
+        return {key: nxt for key, nxt in planned_runs(self._reader).items() if key in keys}
 
     def close(self) -> None:
         if self._reader is not None:

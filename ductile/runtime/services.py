@@ -1,21 +1,22 @@
 """The running process's live state that the API's stream, metrics and health read.
 
 Use cases are not here: they are ``ductile.app.facade.Ductile``. This is what only a running
-gateway has (the live hub, the SSE feed, uptime, the stop flag) plus the read executor: reads go
-to per-thread read-only connections so they never wait for the writer. The composition root
+gateway has (the live hub, the SSE feed, uptime, the stop flag) plus the read pool: reads go to
+read-only aiosqlite connections so they never wait for the writer. The composition root
 builds one and hands it to the API beside the facade.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import aiosqlite
+
 from ductile.events.log import EventLog
+from ductile.events.read_pool import ReadPool
 from ductile.runtime.event_feed import EventFeed
 from ductile.runtime.observations import LiveHub
 
@@ -32,19 +33,13 @@ class Services:
         self.feed = EventFeed(events, self.live)  # the SSE streams' one follower of the log
         self.sse_subscribers = 0
         self.stopping = asyncio.Event()
-        self._local = threading.local()
+        self.reads = ReadPool(events.path)  # closed by close(), once the API has drained
 
-    # --- reads -----------------------------------------------------------------------------
+    async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        return await self.reads.read(fn)
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.events.reader()
-            self._local.conn = conn
-        return conn
-
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(lambda: fn(self._conn()))
+    async def close(self) -> None:
+        await self.reads.close()
 
     def uptime_seconds(self) -> int:
         return int(time.monotonic() - self.started)

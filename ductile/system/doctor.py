@@ -9,8 +9,11 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from ductile.config.model import Config
+from ductile.events.log import fetch_head
 
 if TYPE_CHECKING:
+    import aiosqlite
+
     from ductile.runtime.catalog import Catalog
 
 LOW_DISK_BYTES = 1 << 30
@@ -25,7 +28,7 @@ def _check(name: str, ok: bool, severity: str | None = None, detail: str | None 
     return out
 
 
-def doctor_checks(config: Config, catalog: Catalog, conn: sqlite3.Connection) -> list[dict[str, Any]]:
+async def doctor_checks(config: Config, catalog: Catalog, conn: aiosqlite.Connection) -> list[dict[str, Any]]:
     checks = [
         _check("config", False, "error" if w.level == "error" else "warning", w.message, w.field or None)
         for w in config.warnings
@@ -44,7 +47,7 @@ def doctor_checks(config: Config, catalog: Catalog, conn: sqlite3.Connection) ->
                              "service.durability is normal: a power loss may drop the last commits",
                              "service.durability"))
     try:
-        head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        head = await fetch_head(conn)
         checks.append(_check("state_db", True, detail=f"event log head {head}"))
     except sqlite3.Error as exc:
         checks.append(_check("state_db", False, "error", f"state DB not readable: {exc}", "state.path"))

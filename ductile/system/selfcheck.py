@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ductile.config.model import Config
-from ductile.events.log import verify_chain
+from ductile.events.log import read_head, verify_chain
 from ductile.events.timefmt import NS
 from ductile.projections.registry import ALL as PROJECTIONS
 from ductile.vocabulary import TERMINAL_SQL
@@ -73,7 +73,7 @@ def selfcheck_checks(open_reader: Callable[[], sqlite3.Connection], config: Conf
         return _unreadable(f"cannot open the state DB read-only: {exc}")
     try:
         conn.execute("BEGIN")
-        head = conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0]
+        head = read_head(conn)
         checks = [_status("state_db", True, f"readable, event log head {head}")]
         runs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
             ("event_log_chain", lambda: _chain_check(conn)),

@@ -115,6 +115,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             await dispatcher.stop(5)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            await services.close()
             await events.aclose()
 
 

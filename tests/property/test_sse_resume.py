@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ductile.events.log import EventLog
+from ductile.events.log import EventLog, connect_async
 from ductile.events.types import EventBase, JobEnqueued, JobFailed, JobRecovered
 from ductile.runtime.event_feed import Types, frames_after
 from ductile.runtime.observations import LAST_INDEX, FrameId, WireFrame
@@ -32,15 +33,20 @@ def event(kind: str, n: int) -> EventBase:
     return JobRecovered(at=n, job_id=job, attempt=2, max_attempts=3, error="crashed", plugin="p", command="poll")
 
 
-def read_all(conn: object, cursor: FrameId, types: Types, max_rows: int, max_bytes: int) -> list[WireFrame]:
-    out: list[WireFrame] = []
-    while True:
-        page = frames_after(conn, cursor, types, max_rows=max_rows, max_bytes=max_bytes)  # type: ignore[arg-type]
-        out += page.frames
-        assert page.cursor >= cursor
-        cursor = page.cursor
-        if page.complete:
-            return out
+def read_all(db: Path, cursor: FrameId, types: Types, max_rows: int, max_bytes: int) -> list[WireFrame]:
+    async def pages() -> list[WireFrame]:
+        out: list[WireFrame] = []
+        position = cursor
+        async with connect_async(db) as conn:
+            while True:
+                page = await frames_after(conn, position, types, max_rows=max_rows, max_bytes=max_bytes)
+                out += page.frames
+                assert page.cursor >= position
+                position = page.cursor
+                if page.complete:
+                    return out
+
+    return asyncio.run(pages())
 
 
 @settings(max_examples=40, deadline=None)
@@ -60,20 +66,16 @@ def test_resuming_at_any_frame_neither_loses_nor_repeats_a_frame(
         try:
             for n, kind in enumerate(kinds):
                 log.append_sync(f"job-{n}", [event(kind, n)])
-            conn = log.reader()
-            try:
-                everything = read_all(conn, FrameId(0), None, 1000, 1 << 30)
-                ids = [f.id for f in everything]
-                assert ids == sorted(ids) and len(set(ids)) == len(ids)
-                at = everything[cut % len(everything)].id
-                assert at is not None
-                # A client's Last-Event-ID (``N`` or ``N.k``), or "everything through N" (no id).
-                cursor = FrameId(at.position, LAST_INDEX) if whole_position else at
-                before = [f for f in everything if f.id is not None and f.id <= cursor]
-                resumed = read_all(conn, cursor, types, max_rows, max_bytes)
-                wanted = [f for f in everything if types is None or f.type in types]
-                assert [f for f in before if types is None or f.type in types] + resumed == wanted
-            finally:
-                conn.close()
+            everything = read_all(log.path, FrameId(0), None, 1000, 1 << 30)
+            ids = [f.id for f in everything]
+            assert ids == sorted(ids) and len(set(ids)) == len(ids)
+            at = everything[cut % len(everything)].id
+            assert at is not None
+            # A client's Last-Event-ID (``N`` or ``N.k``), or "everything through N" (no id).
+            cursor = FrameId(at.position, LAST_INDEX) if whole_position else at
+            before = [f for f in everything if f.id is not None and f.id <= cursor]
+            resumed = read_all(log.path, cursor, types, max_rows, max_bytes)
+            wanted = [f for f in everything if types is None or f.type in types]
+            assert [f for f in before if types is None or f.type in types] + resumed == wanted
         finally:
             log.close()

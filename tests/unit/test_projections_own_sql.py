@@ -29,15 +29,8 @@ OWNERS = ("projections", "events")
 # Modules outside OWNERS that still query sqlite themselves, and why. Remove an entry when the
 # module reads through a projection's typed reader instead.
 PENDING: dict[str, str] = {
-    "api/events_stream.py": "SSE head position: moves to the async read pool (issue 10, part 'reads')",
-    "cli/common.py": "probes that the database has a job_queue before a CLI read (issue 10, part 'reads')",
-    "cli/system.py": "log head position for `system` commands (issue 10, part 'reads')",
-    "runtime/event_feed.py": "tails the events table for the SSE feed (issue 10, part 'reads')",
-    "runtime/metrics.py": "open-breaker gauge (issue 10, part 'reads')",
     "runtime/retention.py": "asks whether a table has prunable rows before appending ProjectionsPruned",
-    "system/doctor.py": "doctor's log-head probe; issue 14 rebuilds doctor on the projections' readers",
     "system/selfcheck.py": "integrity checks over the raw tables; issue 14 replaces them with a replay of the log",
-    "runtime/scheduler.py": "the tick's due-entry scan of schedule_state on its own reader connection",
 }
 
 _EXECUTE = {"execute", "executemany", "executescript"}

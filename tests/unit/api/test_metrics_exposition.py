@@ -22,6 +22,7 @@ from ductile.events.types import (
 from ductile.projections import breakers, queue
 from ductile.runtime import metrics as metrics_module
 from ductile.runtime.metrics import BUCKETS, Exposition, Metrics
+from tests.async_reads import run_read
 from tests.prometheus_text import SPEC_METRICS, parse_exposition
 
 NS = 1_000_000_000
@@ -49,7 +50,7 @@ def enq(job_id: str, plugin: str = "enrich", command: str = "poll") -> JobEnqueu
 
 def render(m: Metrics, conn: sqlite3.Connection | None = None, **kw: Any) -> tuple[dict[str, str], dict[str, float]]:
     args = {"head": 42, "sse_subscribers": 2, "uptime_seconds": 17, **kw}
-    return parse_exposition(m.render(conn or _db(), **args))
+    return parse_exposition(run_read(conn or _db(), lambda c: m.render(c, **args)))
 
 
 def test_an_idle_gateway_exposes_every_family_with_zero_counters() -> None:

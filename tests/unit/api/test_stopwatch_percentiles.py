@@ -15,6 +15,7 @@ from ductile.projections.analytics_queries import (
     summary,
     trend,
 )
+from tests.async_reads import run_read
 
 MS = 1_000_000
 NOW = 1_800_000_000 * NS
@@ -113,7 +114,7 @@ def test_stopwatch_samples_every_attempt_that_ended_in_the_window() -> None:
     _job(conn, "other", "notify")
     _attempt(conn, "other", 1, NOW - 2 * NS, NOW - NS)
 
-    body = stopwatch(conn, "enrich", "1h", NOW, subs=False)
+    body = run_read(conn, lambda c: stopwatch(c, "enrich", "1h", NOW, subs=False))
     assert body["plugin"] == "enrich" and body["window"] == "1h"
     [step] = body["steps"]
     samples = sorted([*durations, 10, 2 * 3_600_000 - 10_000])
@@ -133,7 +134,7 @@ def test_stopwatch_names_pipeline_steps_and_falls_back_to_the_ledger_for_pruned_
     _attempt(conn, "a", 1, NOW - 2 * NS, NOW - NS)
     _logged(conn, "pruned", "enrich", "succeeded", NOW - 3 * NS, command="handle")  # no job_queue row any more
     _attempt(conn, "pruned", 1, NOW - 4 * NS, NOW - 3 * NS)
-    steps = stopwatch(conn, "enrich", "5m", NOW, subs=True)["steps"]
+    steps = run_read(conn, lambda c: stopwatch(c, "enrich", "5m", NOW, subs=True))["steps"]
     assert [(s["step"], s["sample_count"], s["p50_ms"]) for s in steps] == [("digest/fetch", 1, 1000),
                                                                            ("handle", 1, 1000)]
     assert all(s["subs"] == [] for s in steps)
@@ -143,10 +144,10 @@ def test_stopwatch_without_the_result_scope_says_subs_are_unavailable() -> None:
     conn = _db()
     _job(conn, "a", "enrich")
     _attempt(conn, "a", 1, NOW - 2 * NS, NOW - NS)
-    body = stopwatch(conn, "enrich", "24h", NOW, subs=None)
+    body = run_read(conn, lambda c: stopwatch(c, "enrich", "24h", NOW, subs=None))
     assert body["subs_unavailable"] == "insufficient_scope"
     assert "subs" not in body["steps"][0]
-    assert stopwatch(conn, "nobody", "24h", NOW, subs=None)["steps"] == []
+    assert run_read(conn, lambda c: stopwatch(c, "nobody", "24h", NOW, subs=None))["steps"] == []
 
 
 def test_queue_partition_splits_eligible_retry_wait_and_running() -> None:
@@ -157,7 +158,7 @@ def test_queue_partition_splits_eligible_retry_wait_and_running() -> None:
     _job(conn, "q3", "notify", status="queued", created=NOW - 5 * NS)
     _job(conn, "r1", "enrich", status="running")
     _job(conn, "done", "enrich", status="succeeded", completed=NOW - NS)
-    part = queue_partition(conn, NOW)
+    part = run_read(conn, lambda c: queue_partition(c, NOW))
     assert part == {
         "depth": {"queued": 3, "retry_wait": 1, "running": 1},
         "depth_total": 5,
@@ -165,7 +166,7 @@ def test_queue_partition_splits_eligible_retry_wait_and_running() -> None:
         "running_by_plugin": {"enrich": 1},
         "oldest_queued_age_seconds": 40.0,  # the retry-waiting job is older, but not eligible
     }
-    assert queue_partition(_db(), NOW)["oldest_queued_age_seconds"] is None
+    assert run_read(_db(), lambda c: queue_partition(c, NOW))["oldest_queued_age_seconds"] is None
 
 
 def test_summary_counts_the_last_24_hours_with_all_five_keys() -> None:
@@ -173,4 +174,4 @@ def test_summary_counts_the_last_24_hours_with_all_five_keys() -> None:
     _logged(conn, "a", "p", "succeeded", NOW - NS)
     _logged(conn, "b", "p", "failed", NOW - 23 * HOUR)
     _logged(conn, "c", "p", "dead", NOW - 25 * HOUR)
-    assert summary(conn, NOW)["stats"] == {"succeeded": 1, "failed": 1, "timed_out": 0, "dead": 0, "skipped": 0}
+    assert run_read(conn, lambda c: summary(c, NOW))["stats"] == {"succeeded": 1, "failed": 1, "timed_out": 0, "dead": 0, "skipped": 0}

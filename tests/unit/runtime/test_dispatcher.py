@@ -22,7 +22,7 @@ from ductile.app import jobs
 from ductile.commands.jobs import EnqueueJob, KillJob
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
-from ductile.events.log import EventLog, read_stream
+from ductile.events.log import EventLog, connect_async, read_stream
 from ductile.events.types import JobRetryScheduled, JobStarted, job_stream
 from ductile.projections.job_queries import get_job
 from ductile.projections.registry import default_runner
@@ -90,11 +90,8 @@ class Rig:
         return (await self.events.submit(lambda tx: jobs.enqueue(tx, cmd))).job_id
 
     async def job(self, job_id: str) -> dict[str, Any]:
-        conn = self.events.reader()
-        try:
-            job = get_job(conn, job_id)
-        finally:
-            conn.close()
+        async with connect_async(self.events.path) as conn:
+            job = await get_job(conn, job_id)
         assert job is not None
         return job
 
