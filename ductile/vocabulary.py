@@ -114,3 +114,31 @@ class ScheduleStatus(StrEnum):
     ACTIVE = "active"
     PAUSED_INVALID = "paused_invalid"
     EXHAUSTED = "exhausted"
+
+
+class SecretStatus(StrEnum):
+    """A vault secret's state (vault.md §2): a revoked secret has no value and its name is final."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class SecretPattern(StrEnum):
+    """Who supplies a secret's values (vault.md §2): the operator, or the daemon minting them."""
+
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
+class PrincipalKind(StrEnum):
+    """What a vault principal is (vault.md §2): a plugin receives its grants at spawn; a consumer
+    or the gateway makes a secret visible to the gateway's own ``secret_ref``s."""
+
+    PLUGIN = "plugin"
+    CONSUMER = "consumer"
+    GATEWAY = "gateway"
+
+
+class PrincipalStatus(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"

@@ -1,0 +1,1 @@
+"""The age-encrypted vault (vault.md): its document, blob file and keys. A leaf: no SQL, no log."""
