@@ -10,9 +10,10 @@ from litestar import get
 from ductile import __version__
 from ductile.api.context import Facade, Runtime
 from ductile.api.errors import ApiError, internal
+from ductile.api.schemas import errors
 
 
-@get("/healthz")
+@get("/healthz", responses=errors(500, 503))
 async def healthz(ductile: Facade, runtime: Runtime) -> dict[str, Any]:
     if runtime.shutting_down:
         raise ApiError(503, "shutting down")

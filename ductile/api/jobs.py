@@ -11,6 +11,7 @@ from litestar.params import FromPath, QueryParameter
 from ductile.api.auth import scopes
 from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError, forbidden
+from ductile.api.schemas import errors
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50  # api.md §4.4
@@ -21,7 +22,7 @@ Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="at most t
 Filter = Annotated[str | None, QueryParameter(required=False)]
 
 
-@get("/job/{job_id:str}", guards=[scopes("jobs:status:ro", "jobs:rw")])
+@get("/job/{job_id:str}", guards=[scopes("jobs:status:ro", "jobs:rw")], responses=errors(400, 401, 403, 404))
 async def get_job(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> dict[str, Any]:
     job = await ductile.jobs.get(job_id, with_result=caller.has("jobs:result:ro"))
     if job is None:
@@ -29,14 +30,14 @@ async def get_job(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> 
     return job
 
 
-@get("/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")])
+@get("/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")], responses=errors(400, 401, 403))
 async def list_jobs(ductile: Facade, plugin: Filter = None, command: Filter = None, status: Filter = None,
                     submitted_by: Filter = None, limit: Limit = DEFAULT_LIMIT) -> dict[str, Any]:
     return await ductile.jobs.list(plugin=plugin, command=command, status=status, submitted_by=submitted_by,
                                    limit=limit)
 
 
-@get("/job-logs", guards=[scopes("jobs:logs:ro", "jobs:rw")])
+@get("/job-logs", guards=[scopes("jobs:logs:ro", "jobs:rw")], responses=errors(400, 401, 403))
 async def job_logs(
     ductile: Facade, caller: CallerDep, job_id: Filter = None, plugin: Filter = None, command: Filter = None,
     status: Filter = None, submitted_by: Filter = None, from_: Annotated[str | None, QueryParameter(name="from")] = None,
@@ -51,7 +52,7 @@ async def job_logs(
     )
 
 
-@get("/job/{job_id:str}/tree", guards=[scopes("jobs:tree:ro", "jobs:rw")])
+@get("/job/{job_id:str}/tree", guards=[scopes("jobs:tree:ro", "jobs:rw")], responses=errors(400, 401, 403, 404))
 async def job_tree(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> list[dict[str, Any]]:
     tree = await ductile.jobs.tree(job_id, with_result=caller.has("jobs:result:ro"))
     if tree is None:
