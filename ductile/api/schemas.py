@@ -8,7 +8,7 @@ for Litestar to describe; its body is declared here and attached through ``opera
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgspec
@@ -131,3 +131,10 @@ EVENTS = PathItem(get=Operation(
 def describe_asgi_routes(document: OpenAPI) -> None:
     """Add the routes Litestar cannot describe from a handler's types to its generated document."""
     document.paths = {**(document.paths or {}), "/events": EVENTS}
+
+
+def query_schema(schema: Schema) -> dict[str, Any]:
+    """``schema_extra`` for a query parameter that a handler reads as a plain string (to answer
+    api.md's own refusal texts) but whose accepted values the document should state."""
+    stated = {f.name: getattr(schema, f.name) for f in fields(schema) if getattr(schema, f.name) is not None}
+    return {"one_of": None, **stated}
