@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, get
 from litestar.params import FromPath
 
@@ -70,18 +71,34 @@ async def skills(ductile: Facade) -> dict[str, Any]:
     return {"skills": skills_of(ductile.catalog, ductile.config.pipelines)}
 
 
+class ManifestAuth(msgspec.Struct, frozen=True):
+    type: str = "bearer"
+
+
+class ManifestApi(msgspec.Struct, frozen=True):
+    type: str = "openapi"
+    url: str = "/openapi.json"
+
+
+class AiPluginManifest(msgspec.Struct, frozen=True):
+    """api.md §3 ``GET /.well-known/ai-plugin.json``: fixed, so every field has its value here."""
+
+    schema_version: str = "v1"
+    name_for_human: str = "Ductile Gateway"
+    name_for_model: str = "ductile"
+    description_for_human: str = "Self-hosted automation gateway: trigger plugins and pipelines, inspect jobs."
+    description_for_model: str = (
+        "Discover plugins with GET /skills or GET /openapi.json (one plugin: /plugin/{name}/openapi.json). "
+        "Invoke a command with POST /plugin/{name}/{command} and a JSON body {\"payload\": {...}}; "
+        "the answer carries a job_id. Poll GET /job/{job_id} until its status is terminal."
+    )
+    auth: ManifestAuth = ManifestAuth()
+    api: ManifestApi = ManifestApi()
+
+
+AI_PLUGIN = AiPluginManifest()
+
+
 @get("/.well-known/ai-plugin.json", guards=[scopes()], responses=errors(401))
-async def ai_plugin() -> dict[str, Any]:
-    return {
-        "schema_version": "v1",
-        "name_for_human": "Ductile Gateway",
-        "name_for_model": "ductile",
-        "description_for_human": "Self-hosted automation gateway: trigger plugins and pipelines, inspect jobs.",
-        "description_for_model": (
-            "Discover plugins with GET /skills or GET /openapi.json (one plugin: /plugin/{name}/openapi.json). "
-            "Invoke a command with POST /plugin/{name}/{command} and a JSON body {\"payload\": {...}}; "
-            "the answer carries a job_id. Poll GET /job/{job_id} until its status is terminal."
-        ),
-        "auth": {"type": "bearer"},
-        "api": {"type": "openapi", "url": "/openapi.json"},
-    }
+async def ai_plugin() -> AiPluginManifest:
+    return AI_PLUGIN
