@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgspec
-from litestar import MediaType, Router
+from litestar import MediaType, Response, Router
 from litestar.enums import ParamType
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -82,6 +82,13 @@ def body_of(schema: Schema) -> type[Operation]:
     return WithBody
 
 
+def _json_not_found(response: Response[Any]) -> Response[Any]:
+    # Litestar's router answers an unknown path under it with an HTML page; the API's 404 is JSON.
+    if response.status_code == 404:
+        return Response({"error": "not found"}, status_code=404, media_type=MediaType.JSON)
+    return response
+
+
 def openapi_config() -> OpenAPIConfig:
     """The document's header (api.md §4.2); Litestar writes the paths from the route handlers."""
     return OpenAPIConfig(
@@ -91,7 +98,8 @@ def openapi_config() -> OpenAPIConfig:
         create_examples=False,
         use_handler_docstrings=True,
         # Served at /openapi.json behind a token, as api.md §3 has it, in place of Litestar's /schema.
-        openapi_router=Router("/openapi.json", route_handlers=[], guards=[scopes()], include_in_schema=False),
+        openapi_router=Router("/openapi.json", route_handlers=[], guards=[scopes()], include_in_schema=False,
+                              after_request=_json_not_found),
         render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"], media_type=MediaType.JSON)],
     )
 
