@@ -3,33 +3,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import get
-from litestar.params import FromPath, FromQuery
+from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from ductile.api.auth import scopes
 from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError
+from ductile.api.schemas import errors, query_schema
 from ductile.events.timefmt import now_ns
 from ductile.projections import analytics_queries
 
 JOB_STATUS = scopes("jobs:status:ro", "jobs:rw")
 
 
-@get("/analytics/summary", guards=[JOB_STATUS])
+@get("/analytics/summary", guards=[JOB_STATUS], responses=errors(401, 403))
 async def analytics_summary(ductile: Facade) -> dict[str, Any]:
     return await ductile.analytics.summary(now_ns())
 
 
-@get("/analytics/queue", guards=[JOB_STATUS])
+@get("/analytics/queue", guards=[JOB_STATUS], responses=errors(401, 403))
 async def analytics_queue(ductile: Facade) -> dict[str, Any]:
     return await ductile.analytics.queue(now_ns())
 
 
-@get("/stopwatch/{plugin:str}", guards=[JOB_STATUS])
+@get("/stopwatch/{plugin:str}", guards=[JOB_STATUS], responses=errors(400, 401, 403, 404))
 async def stopwatch(ductile: Facade, caller: CallerDep, plugin: FromPath[str],
-                    window: FromQuery[str | None] = None,
+                    window: Annotated[str | None, QueryParameter(required=False, schema_extra=query_schema(Schema(
+                        type=OpenAPIType.STRING, enum=list(analytics_queries.WINDOWS))))] = None,
                     include_subs: FromQuery[str | None] = None) -> dict[str, Any]:
     window = window or "1h"
     if window not in analytics_queries.WINDOWS:

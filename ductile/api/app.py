@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response
+from litestar import Litestar, MediaType, Request, Response, Router
 from litestar.exceptions import (
     HTTPException,
     MethodNotAllowedException,
@@ -25,7 +25,6 @@ from ductile.api import (
     health,
     jobs,
     metrics_route,
-    openapi,
     pipelines,
     plugins,
     scheduler,
@@ -37,6 +36,7 @@ from ductile.api.context import DEPENDENCIES
 from ductile.api.cors import Cors
 from ductile.api.errors import ApiError
 from ductile.api.jobs import MAX_LIMIT
+from ductile.api.schemas import SECURED, describe_asgi_routes, openapi_config
 from ductile.app.facade import CommandNotSupported, Ductile, PipelineNotFound, PluginNotFound
 from ductile.projections.job_queries import QueryError
 from ductile.runtime.metrics import Metrics
@@ -131,29 +131,31 @@ def access_log(app: ASGIApp) -> ASGIApp:
 def create_app(ductile: Ductile, services: Services, tokens: TokenSet, metrics: Metrics | None = None) -> Litestar:
     """The API over ``ductile`` (the use cases) and ``services`` (the running process's live state:
     the SSE feed, uptime, the stop flag), both given to handlers by dependency injection."""
-    app = Litestar(
-        route_handlers=[
-            health.healthz, health.root,
-            plugins.list_plugins, plugins.trigger,
+    # Every route but the two open ones (api.md §2) needs a token, and the document says so.
+    secured = Router("/", security=SECURED, route_handlers=[
+            plugins.list_plugins, plugins.trigger, *plugins.command_routes(ductile.catalog),
             jobs.get_job, jobs.list_jobs, jobs.job_logs, jobs.job_tree,
             scheduler.scheduler_jobs, scheduler.reset_breaker,
             events_stream.events_stream,
-            catalog.get_plugin, catalog.plugin_openapi, catalog.skills, catalog.ai_plugin, openapi.openapi_json,
+            catalog.get_plugin, catalog.plugin_openapi, catalog.skills, catalog.ai_plugin,
             analytics.analytics_summary, analytics.analytics_queue, analytics.stopwatch,
             system.get_topology, system.get_config_view, system.system_doctor, system.system_selfcheck,
             system.system_reload,
-            metrics_route.metrics, pipelines.trigger_pipeline,
-        ],
+            metrics_route.metrics, pipelines.trigger_pipeline, *pipelines.pipeline_routes(ductile.pipelines.names()),
+    ])
+    app = Litestar(
+        route_handlers=[health.healthz, health.root, secured],
         dependencies=DEPENDENCIES,
         exception_handlers={ApiError: _api_error, PluginNotFound: _domain_error, CommandNotSupported: _domain_error,
                             PipelineNotFound: _domain_error, QueryError: _domain_error, HTTPException: _http_error,
                             Exception: _internal},
-        openapi_config=None,
+        openapi_config=openapi_config(),
         logging_config=None,
         # Litestar's own default (10,000,000 bytes) would fire before api.md's 10 MiB.
         request_max_body_size=MAX_BODY,
         debug=False,
     )
+    describe_asgi_routes(app.openapi_schema)
     app.state.ductile = ductile
     app.state.services = services
     app.state.sync_slots = asyncio.Semaphore(ductile.config.api.max_concurrent_sync)

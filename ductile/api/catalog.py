@@ -5,40 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import get
+import msgspec
+from litestar import Request, get
 from litestar.params import FromPath
 
-from ductile import __version__
 from ductile.api.auth import scopes
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError
+from ductile.api.schemas import errors
 from ductile.app.facade import Ductile
 from ductile.runtime.catalog import LoadedPlugin
 from ductile.runtime.skills import skills as skills_of
-
-BEARER = {"BearerAuth": {"type": "http", "scheme": "bearer"}}
-ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}},
-    "required": ["error"],
-}
-ACCEPTED_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "job_id": {"type": "string"},
-        "status": {"type": "string", "enum": ["queued"]},
-        "plugin": {"type": "string"},
-        "command": {"type": "string"},
-    },
-    "required": ["job_id", "status", "plugin", "command"],
-}
-_TRIGGER_ERRORS = {
-    "400": "plugin not found, command not supported, invalid JSON body or payload",
-    "401": "missing or invalid bearer token",
-    "403": "insufficient scope",
-    "413": "request body too large",
-    "500": "failed to enqueue job",
-}
 
 
 def _plugin_or_404(ductile: Ductile, plugin: str) -> LoadedPlugin:
@@ -69,75 +46,59 @@ def describe(loaded: LoadedPlugin) -> dict[str, Any]:
     return body
 
 
-def plugin_paths(loaded: LoadedPlugin) -> dict[str, Any]:
-    """The ``POST /plugin/<p>/<c>`` path items of one plugin (api.md §4.2)."""
-    paths: dict[str, Any] = {}
-    for c in loaded.manifest.commands:
-        responses: dict[str, Any] = {
-            "202": {"description": "job queued",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TriggerAccepted"}}}},
-        }
-        for status, text in _TRIGGER_ERRORS.items():
-            responses[status] = {"description": text,
-                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-        operation: dict[str, Any] = {
-            "operationId": f"{loaded.name}__{c.name}",
-            "summary": c.description or f"{loaded.name}: {c.name}",
-            "tags": [loaded.name],
-            "security": [{"BearerAuth": []}],
-            "responses": responses,
-        }
-        if c.input_schema is not None:
-            operation["requestBody"] = {
-                "required": False,
-                "content": {"application/json": {"schema": {
-                    "type": "object", "properties": {"payload": c.input_schema},
-                }}},
-            }
-        paths[f"/plugin/{loaded.name}/{c.name}"] = {"post": operation}
-    return paths
+def plugin_document(document: dict[str, Any], plugin: str) -> dict[str, Any]:
+    """The gateway's document restricted to ``plugin``'s command operations (api.md §3)."""
+    prefix = f"/plugin/{plugin}/"
+    paths = {path: item for path, item in document["paths"].items()
+             if path.startswith(prefix) and "{" not in path and "post" in item}
+    return {**document, "paths": paths}
 
 
-def openapi_document(paths: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Ductile Gateway", "version": __version__},
-        "paths": paths,
-        "components": {
-            "securitySchemes": BEARER,
-            "schemas": {"Error": ERROR_SCHEMA, "TriggerAccepted": ACCEPTED_SCHEMA},
-        },
-    }
-
-
-@get("/plugin/{plugin:str}", guards=[scopes("plugin:catalog:ro", "plugin:rw")])
+@get("/plugin/{plugin:str}", guards=[scopes("plugin:catalog:ro", "plugin:rw")], responses=errors(400, 401, 403, 404))
 async def get_plugin(ductile: Facade, plugin: FromPath[str]) -> dict[str, Any]:
     return describe(_plugin_or_404(ductile, plugin))
 
 
-@get("/plugin/{plugin:str}/openapi.json", guards=[scopes()])
-async def plugin_openapi(ductile: Facade, plugin: FromPath[str]) -> dict[str, Any]:
-    return openapi_document(plugin_paths(_plugin_or_404(ductile, plugin)))
+@get("/plugin/{plugin:str}/openapi.json", guards=[scopes()], responses=errors(400, 401, 404))
+async def plugin_openapi(ductile: Facade, request: Request[Any, Any, Any], plugin: FromPath[str]) -> dict[str, Any]:
+    _plugin_or_404(ductile, plugin)
+    return plugin_document(request.app.openapi_schema.to_schema(), plugin)
 
 
-@get("/skills", guards=[scopes()])
+@get("/skills", guards=[scopes()], responses=errors(401))
 async def skills(ductile: Facade) -> dict[str, Any]:
     # Pipeline entries (pipeline.<n>) join once pipelines are compiled.
     return {"skills": skills_of(ductile.catalog, ductile.config.pipelines)}
 
 
-@get("/.well-known/ai-plugin.json", guards=[scopes()])
-async def ai_plugin() -> dict[str, Any]:
-    return {
-        "schema_version": "v1",
-        "name_for_human": "Ductile Gateway",
-        "name_for_model": "ductile",
-        "description_for_human": "Self-hosted automation gateway: trigger plugins and pipelines, inspect jobs.",
-        "description_for_model": (
-            "Discover plugins with GET /skills or GET /openapi.json (one plugin: /plugin/{name}/openapi.json). "
-            "Invoke a command with POST /plugin/{name}/{command} and a JSON body {\"payload\": {...}}; "
-            "the answer carries a job_id. Poll GET /job/{job_id} until its status is terminal."
-        ),
-        "auth": {"type": "bearer"},
-        "api": {"type": "openapi", "url": "/openapi.json"},
-    }
+class ManifestAuth(msgspec.Struct, frozen=True):
+    type: str = "bearer"
+
+
+class ManifestApi(msgspec.Struct, frozen=True):
+    type: str = "openapi"
+    url: str = "/openapi.json"
+
+
+class AiPluginManifest(msgspec.Struct, frozen=True):
+    """api.md §3 ``GET /.well-known/ai-plugin.json``: fixed, so every field has its value here."""
+
+    schema_version: str = "v1"
+    name_for_human: str = "Ductile Gateway"
+    name_for_model: str = "ductile"
+    description_for_human: str = "Self-hosted automation gateway: trigger plugins and pipelines, inspect jobs."
+    description_for_model: str = (
+        "Discover plugins with GET /skills or GET /openapi.json (one plugin: /plugin/{name}/openapi.json). "
+        "Invoke a command with POST /plugin/{name}/{command} and a JSON body {\"payload\": {...}}; "
+        "the answer carries a job_id. Poll GET /job/{job_id} until its status is terminal."
+    )
+    auth: ManifestAuth = ManifestAuth()
+    api: ManifestApi = ManifestApi()
+
+
+AI_PLUGIN = AiPluginManifest()
+
+
+@get("/.well-known/ai-plugin.json", guards=[scopes()], responses=errors(401))
+async def ai_plugin() -> AiPluginManifest:
+    return AI_PLUGIN

@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
+import msgspec
 from litestar import get
 
 from ductile import __version__
 from ductile.api.context import Facade, Runtime
 from ductile.api.errors import ApiError, internal
+from ductile.api.schemas import errors
 
 
-@get("/healthz")
-async def healthz(ductile: Facade, runtime: Runtime) -> dict[str, Any]:
+class Health(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """api.md §3 ``GET /healthz``; ``degraded`` only when the status is."""
+
+    status: str
+    uptime_seconds: int
+    queue_depth: int
+    plugins_loaded: int
+    plugins_circuit_open: int
+    config_path: str
+    binary_path: str
+    version: str
+    posture: str
+    event_log_position: int
+    degraded: list[str] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Discovery(msgspec.Struct, frozen=True):
+    health: str = "/healthz"
+    skills: str = "/skills"
+    plugins: str = "/plugins"
+    openapi: str = "/openapi.json"
+    ai_plugin: str = "/.well-known/ai-plugin.json"
+
+
+class Identity(msgspec.Struct, frozen=True, kw_only=True):
+    """api.md §3 ``GET /``."""
+
+    name: str = "Ductile Gateway"
+    description: str = "Self-hosted automation gateway: durable jobs, schedules, pipelines and plugins."
+    version: str
+    uptime_seconds: int
+    discovery: Discovery = Discovery()
+
+
+@get("/healthz", responses=errors(500, 503))
+async def healthz(ductile: Facade, runtime: Runtime) -> Health:
     if runtime.shutting_down:
         raise ApiError(503, "shutting down")
     try:
@@ -21,30 +56,21 @@ async def healthz(ductile: Facade, runtime: Runtime) -> dict[str, Any]:
     except Exception as exc:
         raise internal("failed to compute queue depth", exc) from None
     degraded = ductile.system.degraded_reasons()
-    body: dict[str, Any] = {
-        "status": "degraded" if degraded else "ok",
-        "uptime_seconds": runtime.uptime_seconds(),
-        "queue_depth": depth,
-        "plugins_loaded": len(ductile.catalog.plugins),
-        "plugins_circuit_open": circuit_open,
-        "config_path": str(ductile.config.source.root_file),
-        "binary_path": sys.argv[0],
-        "version": __version__,
-        "posture": runtime.posture,
-        "event_log_position": ductile.events.head,
-    }
-    if degraded:
-        body["degraded"] = degraded
-    return body
+    return Health(
+        status="degraded" if degraded else "ok",
+        uptime_seconds=runtime.uptime_seconds(),
+        queue_depth=depth,
+        plugins_loaded=len(ductile.catalog.plugins),
+        plugins_circuit_open=circuit_open,
+        config_path=str(ductile.config.source.root_file),
+        binary_path=sys.argv[0],
+        version=__version__,
+        posture=runtime.posture,
+        event_log_position=ductile.events.head,
+        degraded=degraded or msgspec.UNSET,
+    )
 
 
 @get("/")
-async def root(runtime: Runtime) -> dict[str, Any]:
-    return {
-        "name": "Ductile Gateway",
-        "description": "Self-hosted automation gateway: durable jobs, schedules, pipelines and plugins.",
-        "version": __version__,
-        "uptime_seconds": runtime.uptime_seconds(),
-        "discovery": {"health": "/healthz", "skills": "/skills", "plugins": "/plugins", "openapi": "/openapi.json",
-                      "ai_plugin": "/.well-known/ai-plugin.json"},
-    }
+async def root(runtime: Runtime) -> Identity:
+    return Identity(version=__version__, uptime_seconds=runtime.uptime_seconds())

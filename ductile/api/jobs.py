@@ -6,11 +6,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import get
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromPath, QueryParameter
 
 from ductile.api.auth import scopes
 from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError, forbidden
+from ductile.api.schemas import errors, query_schema
+from ductile.projections.job_queries import STATUS_ALIASES
+from ductile.vocabulary import JobStatus
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50  # api.md §4.4
@@ -19,9 +23,15 @@ Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="at most t
 # Filters stay strings: the status filter takes case-insensitive aliases (pending, ok, error) and
 # the flags are "true" or anything else, as api.md §4.3 reads them.
 Filter = Annotated[str | None, QueryParameter(required=False)]
+# "" is no filter; the aliases of job_queries are accepted in any letter case.
+StatusFilter = Annotated[str | None, QueryParameter(required=False, schema_extra=query_schema(Schema(
+    type=OpenAPIType.STRING, enum=["", *JobStatus, *STATUS_ALIASES])))]
+# An RFC 3339 bound, or "" for none.
+TIMESTAMP = query_schema(Schema(any_of=[Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
+                                         Schema(type=OpenAPIType.STRING, max_length=0)]))
 
 
-@get("/job/{job_id:str}", guards=[scopes("jobs:status:ro", "jobs:rw")])
+@get("/job/{job_id:str}", guards=[scopes("jobs:status:ro", "jobs:rw")], responses=errors(400, 401, 403, 404))
 async def get_job(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> dict[str, Any]:
     job = await ductile.jobs.get(job_id, with_result=caller.has("jobs:result:ro"))
     if job is None:
@@ -29,18 +39,18 @@ async def get_job(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> 
     return job
 
 
-@get("/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")])
-async def list_jobs(ductile: Facade, plugin: Filter = None, command: Filter = None, status: Filter = None,
+@get("/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")], responses=errors(400, 401, 403))
+async def list_jobs(ductile: Facade, plugin: Filter = None, command: Filter = None, status: StatusFilter = None,
                     submitted_by: Filter = None, limit: Limit = DEFAULT_LIMIT) -> dict[str, Any]:
     return await ductile.jobs.list(plugin=plugin, command=command, status=status, submitted_by=submitted_by,
                                    limit=limit)
 
 
-@get("/job-logs", guards=[scopes("jobs:logs:ro", "jobs:rw")])
+@get("/job-logs", guards=[scopes("jobs:logs:ro", "jobs:rw")], responses=errors(400, 401, 403))
 async def job_logs(
     ductile: Facade, caller: CallerDep, job_id: Filter = None, plugin: Filter = None, command: Filter = None,
-    status: Filter = None, submitted_by: Filter = None, from_: Annotated[str | None, QueryParameter(name="from")] = None,
-    to: Filter = None, text: Annotated[str | None, QueryParameter(name="query")] = None, limit: Limit = DEFAULT_LIMIT, include_result: Filter = None,
+    status: StatusFilter = None, submitted_by: Filter = None, from_: Annotated[str | None, QueryParameter(name="from", required=False, schema_extra=TIMESTAMP)] = None,
+    to: Annotated[str | None, QueryParameter(required=False, schema_extra=TIMESTAMP)] = None, text: Annotated[str | None, QueryParameter(name="query")] = None, limit: Limit = DEFAULT_LIMIT, include_result: Filter = None,
 ) -> dict[str, Any]:
     with_result = caller.has("jobs:result:ro")
     if text and not with_result:
@@ -51,7 +61,7 @@ async def job_logs(
     )
 
 
-@get("/job/{job_id:str}/tree", guards=[scopes("jobs:tree:ro", "jobs:rw")])
+@get("/job/{job_id:str}/tree", guards=[scopes("jobs:tree:ro", "jobs:rw")], responses=errors(400, 401, 403, 404))
 async def job_tree(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> list[dict[str, Any]]:
     tree = await ductile.jobs.tree(job_id, with_result=caller.has("jobs:result:ro"))
     if tree is None:

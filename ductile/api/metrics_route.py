@@ -8,10 +8,11 @@ from litestar import Request, Response, get
 
 from ductile.api.auth import require
 from ductile.api.context import services_of
+from ductile.api.schemas import errors
 from ductile.runtime.metrics import CONTENT_TYPE, Metrics
 
 
-@get("/metrics")
+@get("/metrics", responses=errors(401, 403), media_type=CONTENT_TYPE)
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     require(request.app.state.tokens, request.headers.get("authorization"), "system:ro", "system:rw")
     svc = services_of(request)

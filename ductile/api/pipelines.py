@@ -7,23 +7,53 @@ import time
 from typing import Annotated, Any
 
 from litestar import Request, Response, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from ductile.api.auth import scopes
 from ductile.api.body import json_object, payload_of
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
+from ductile.api.schemas import PAYLOAD_BODY, body_of, errors
 from ductile.app.facade import Ductile
 from ductile.commands.errors import PayloadTooLarge, PipelineInputRefused
 from ductile.pipelines.graph import Pipeline
 from ductile.vocabulary import FAILURES, JobStatus
 
+PIPELINE_RESPONSES = {
+    **errors(400, 401, 403, 404, 413, 500, 503, e413="request body too large, or the baggage over its limit"),
+    200: ResponseSpec(dict[str, Any], description="synchronous pipeline finished", generate_examples=False),
+}
+Async = Annotated[str | None, QueryParameter(name="async", description="true: answer 202 at once")]
 
-@post("/pipeline/{name:str}", status_code=202, guards=[scopes("plugin:rw")])
-async def trigger_pipeline(
-    ductile: Facade, request: Request[Any, Any, Any], name: FromPath[str],
-    async_: Annotated[str | None, QueryParameter(name="async", description="true: answer 202 at once")] = None,
-) -> Response[dict[str, Any]]:
+
+@post("/pipeline/{name:str}", status_code=202, guards=[scopes("plugin:rw")], responses=PIPELINE_RESPONSES,
+      operation_class=body_of(PAYLOAD_BODY), response_description="pipeline queued")
+async def trigger_pipeline(ductile: Facade, request: Request[Any, Any, Any], name: FromPath[str],
+                           async_: Async = None) -> Response[dict[str, Any]]:
+    """Trigger a pipeline."""
+    return await _trigger(ductile, request, name, async_)
+
+
+def pipeline_routes(names: list[str]) -> list[HTTPRouteHandler]:
+    """One ``POST /pipeline/<n>`` per compiled pipeline, so that the document names each (api.md §4.2)."""
+    return [_pipeline_route(name) for name in sorted(names)]
+
+
+def _pipeline_route(name: str) -> HTTPRouteHandler:
+    async def trigger_named(ductile: Facade, request: Request[Any, Any, Any],
+                            async_: Async = None) -> Response[dict[str, Any]]:
+        return await _trigger(ductile, request, name, async_)
+
+    return post(f"/pipeline/{name}", status_code=202, guards=[scopes("plugin:rw")], responses=PIPELINE_RESPONSES,
+                operation_class=body_of(PAYLOAD_BODY), response_description="pipeline queued",
+                operation_id=f"pipeline__{name}", summary=f"Trigger pipeline {name}", tags=["pipelines"],
+                name=f"pipeline:{name}")(trigger_named)
+
+
+async def _trigger(ductile: Ductile, request: Request[Any, Any, Any], name: str,
+                   async_: str | None) -> Response[dict[str, Any]]:
     pipeline = ductile.pipelines.get(name)
     if pipeline is None or ductile.router is None:
         raise ApiError(404, "pipeline not found")

@@ -6,12 +6,14 @@ from typing import Any
 
 import msgspec
 from litestar import Request, get, post
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import FromPath
 
 from ductile.api.auth import scopes
 from ductile.api.body import json_object
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
+from ductile.api.schemas import body_of, errors
 from ductile.vocabulary import CircuitState
 
 
@@ -21,7 +23,11 @@ class BreakerReset(msgspec.Struct):
     state: CircuitState
 
 
-@get("/scheduler/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")])
+# api.md §3: `{command?}`, default `poll`.
+BREAKER_BODY = Schema(type=OpenAPIType.OBJECT, properties={"command": Schema(type=OpenAPIType.STRING)})
+
+
+@get("/scheduler/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")], responses=errors(401, 403, 500))
 async def scheduler_jobs(ductile: Facade) -> dict[str, Any]:
     try:
         return await ductile.schedules.list()
@@ -29,7 +35,8 @@ async def scheduler_jobs(ductile: Facade) -> dict[str, Any]:
         raise internal("failed to read schedules", exc) from None
 
 
-@post("/system/breaker/{plugin:str}/reset", status_code=200, guards=[scopes("system:rw")])
+@post("/system/breaker/{plugin:str}/reset", status_code=200, guards=[scopes("system:rw")],
+      responses=errors(400, 401, 403, 404), operation_class=body_of(BREAKER_BODY))
 async def reset_breaker(ductile: Facade, request: Request[Any, Any, Any], plugin: FromPath[str]) -> BreakerReset:
     if ductile.plugins.get(plugin) is None:
         raise ApiError(404, "plugin not found")

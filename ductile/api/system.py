@@ -14,6 +14,7 @@ from ductile import __version__
 from ductile.api.auth import scopes
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
+from ductile.api.schemas import errors
 from ductile.config.model import Config
 from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.timefmt import now_ns, rfc3339
@@ -132,7 +133,7 @@ def topology(config: Config, catalog: Catalog, emits: dict[str, list[tuple[str, 
     return {"version": __version__, "captured_at": rfc3339(now), "plugins": plugins, "signals": signals}
 
 
-@get("/topology", guards=[SYSTEM_READ])
+@get("/topology", guards=[SYSTEM_READ], responses=errors(401, 403))
 async def get_topology(ductile: Facade) -> dict[str, Any]:
     catalog = ductile.catalog
     emits = await asyncio.to_thread(lambda: {n: _emits(p) for n, p in catalog.plugins.items()})
@@ -195,7 +196,7 @@ def config_view(config: Config, pipelines: Mapping[str, Any] | None = None) -> d
     return _scrub(redact(view), literal)
 
 
-@get("/config/view", guards=[SYSTEM_READ])
+@get("/config/view", guards=[SYSTEM_READ], responses=errors(401, 403))
 async def get_config_view(ductile: Facade) -> dict[str, Any]:
     return config_view(ductile.config, ductile.pipelines_by_name)
 
@@ -203,7 +204,7 @@ async def get_config_view(ductile: Facade) -> dict[str, Any]:
 # --- doctor ------------------------------------------------------------------------------------------
 
 
-@get("/system/doctor", guards=[SYSTEM_READ])
+@get("/system/doctor", guards=[SYSTEM_READ], responses=errors(401, 403, 500))
 async def system_doctor(ductile: Facade) -> dict[str, Any]:
     try:
         checks = await ductile.system.doctor()
@@ -216,7 +217,7 @@ async def system_doctor(ductile: Facade) -> dict[str, Any]:
 # --- selfcheck -------------------------------------------------------------------------------------
 
 
-@get("/system/selfcheck", guards=[SYSTEM_READ])
+@get("/system/selfcheck", guards=[SYSTEM_READ], responses=errors(401, 403, 409, 500))
 async def system_selfcheck(ductile: Facade) -> dict[str, Any]:
     try:
         checks = await ductile.system.selfcheck()
@@ -230,6 +231,6 @@ async def system_selfcheck(ductile: Facade) -> dict[str, Any]:
 # --- reload --------------------------------------------------------------------------------------------
 
 
-@post("/system/reload", status_code=200, guards=[scopes("system:rw")])
+@post("/system/reload", status_code=200, guards=[scopes("system:rw")], responses=errors(401, 403, 409, 501))
 async def system_reload() -> dict[str, Any]:
     raise ApiError(501, "config reload is not available in this version")

@@ -32,6 +32,17 @@ def test_document_lists_every_route_and_each_plugin_command(gateway: Any) -> Non
     assert op["tags"] == ["behave"]
     assert {"202", "400", "401", "403", "413", "500"} <= set(op["responses"])
     assert httpx.get(f"{gw.url}/openapi.json").status_code == 401
+    # Litestar writes the shapes from the handlers' types: api.md's, with the one error body.
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["TriggerAccepted"]["required"]) == {"job_id", "status", "plugin", "command"}
+    assert schemas["ErrorBody"]["required"] == ["error"]
+    assert op["responses"]["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/TriggerAccepted"}
+    assert op["responses"]["413"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert op["security"] == [{"BearerAuth": []}]
+    assert "security" not in doc["paths"]["/healthz"]["get"] and "security" not in doc["paths"]["/"]["get"]
+    assert "degraded" not in schemas["Health"]["required"] and "queue_depth" in schemas["Health"]["required"]
+    assert doc["paths"]["/job-logs"]["get"]["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"}
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(gateway: Any, tmp_path: Path) -> None:

@@ -66,3 +66,11 @@ def test_the_scope_guard_answers_401_then_403_with_the_spec_messages() -> None:
 def test_a_refusal_of_the_facade_gets_its_spec_status() -> None:
     resp = _get("/stopwatch/nosuch")
     assert (resp.status_code, resp.json()) == (404, {"error": "plugin not found"})
+
+
+def test_the_generated_document_is_served_behind_a_token_and_its_router_answers_json() -> None:
+    assert _get("/openapi.json", token=None).status_code == 401
+    doc = _get("/openapi.json").json()
+    assert doc["openapi"] == "3.1.0" and "/events" in doc["paths"]
+    stray = _get("/openapi.json/anything")
+    assert (stray.status_code, stray.json()) == (404, {"error": "not found"})
