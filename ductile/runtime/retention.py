@@ -9,15 +9,8 @@ from ductile.config.model import Config, ServiceConfig
 from ductile.events.log import EventLog
 from ductile.events.timefmt import NS
 from ductile.events.types import ProjectionsPruned
+from ductile.projections.pruning import tables_with_rows_before
 from ductile.system.logs import Log
-
-_CHECKS = {
-    "job_queue": "SELECT 1 FROM job_queue WHERE completed_ns IS NOT NULL AND completed_ns < ? LIMIT 1",
-    "job_log": "SELECT 1 FROM job_log WHERE completed_ns < ? LIMIT 1",
-    "job_transitions": "SELECT 1 FROM job_transitions WHERE created_ns < ? LIMIT 1",
-    "job_attempts": "SELECT 1 FROM job_attempts WHERE created_ns < ? LIMIT 1",
-    "circuit_breaker_transitions": "SELECT 1 FROM circuit_breaker_transitions WHERE created_ns < ? LIMIT 1",
-}
 
 
 def cutoffs(service: ServiceConfig, now: int) -> dict[str, int]:
@@ -34,7 +27,7 @@ def cutoffs(service: ServiceConfig, now: int) -> dict[str, int]:
 def prune_event(conn: sqlite3.Connection, service: ServiceConfig, now: int) -> ProjectionsPruned | None:
     """The prune to append now, or None when no projection row is old enough (no empty events)."""
     before = cutoffs(service, now)
-    due = {t: c for t, c in before.items() if t in _CHECKS and conn.execute(_CHECKS[t], (c,)).fetchone()}
+    due = tables_with_rows_before(conn, before)
     if not due:
         return None
     return ProjectionsPruned(before=due, at=now)
