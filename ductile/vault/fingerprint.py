@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +24,8 @@ from ductile.vault.mint import NONCE_BYTES
 
 CODE_LENGTH = 5  # hex digits of the `plugin lock --all` confirmation code
 _CHUNK = 1 << 20
+# base64url only: b64decode's altchars would quietly also accept the standard alphabet's + and /.
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 
 class FingerprintError(ValueError):
@@ -49,6 +52,8 @@ class FingerprintKey:
         """The key from the nonce's base64url text (padded or not). Fails closed on anything else."""
         if not nonce:
             raise NonceUnavailable("vault fingerprint nonce is missing")
+        if not _BASE64URL.fullmatch(nonce):
+            raise NonceUnavailable("vault fingerprint nonce is not base64url")
         try:
             key = base64.b64decode(nonce + "=" * (-len(nonce) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
