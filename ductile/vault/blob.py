@@ -166,6 +166,14 @@ class BlobFile:
         """The hash of the last blob read or written, None before the first."""
         return self._sha256
 
+    @property
+    def plaintext(self) -> bytes:
+        """The YAML of the last blob read or written, exactly as decrypted: it holds every value,
+        so it goes to ``parse`` or ``encrypt`` and nowhere else."""
+        if self._yaml is None:
+            raise VaultMissing(self.path)
+        return self._yaml
+
     def exists(self) -> bool:
         return self.path.exists()
 
@@ -186,9 +194,7 @@ class BlobFile:
     def last_written(self) -> VaultDocument:
         """The document of the last blob read or written: what memory is rebuilt from after a
         failed write, so memory never disagrees with disk."""
-        if self._yaml is None:
-            raise VaultMissing(self.path)
-        return parse(self._yaml)
+        return parse(self.plaintext)
 
     def prepare(
         self, doc: VaultDocument, recipients: Sequence[pyrage.x25519.Recipient]
@@ -202,9 +208,7 @@ class BlobFile:
 
     def reencrypt(self, recipients: Sequence[pyrage.x25519.Recipient]) -> PreparedWrite:
         """The last blob's exact plaintext encrypted to other recipients (`rotate-key`, §8)."""
-        if self._yaml is None:
-            raise VaultMissing(self.path)
-        return self._encrypt(self._yaml, recipients)
+        return self._encrypt(self.plaintext, recipients)
 
     def _encrypt(self, yaml: bytes, recipients: Sequence[pyrage.x25519.Recipient]) -> PreparedWrite:
         self._check_unmodified()
