@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pyrage
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ductile.vault import blob as blob_mod
 from ductile.vault import files
@@ -280,3 +282,14 @@ def test_parse_of_a_document_survives_the_blob_round_trip_byte_for_byte(tmp_path
     prepared = blob.reencrypt([key.to_public()])
     assert parse(prepared.yaml) == _doc()
     assert prepared.sha256 != blob.sha256  # same plaintext, fresh encryption
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.text(min_size=1, max_size=200).filter(lambda v: "\x00" not in v))
+def test_any_value_round_trips_through_the_blob_and_never_shows_in_it(tmp_path: Path, key, value: str) -> None:
+    path = tmp_path / f"{uuid.uuid4()}.age"
+    blob = _written(path, key, _doc(value=value))
+    assert BlobFile(path).read([key]).secrets["smtp_pw"].value == value
+    assert blob.prepare(_doc(value=value), [key.to_public()]) is None  # same YAML: no rewrite
+    if len(value) >= 8:
+        assert value.encode() not in path.read_bytes()

@@ -274,3 +274,13 @@ def test_a_kill_at_each_point_leaves_the_crash_tables_pair_and_a_rerun_finishes(
 
     _rotate(vault)
     _assert_finished(vault, [vault.old])
+
+
+def test_a_bad_identity_line_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    key = tmp_path / "age.key"
+    key.write_text(f"# created by test\nAGE-SECRET-KEY-1{CANARY}\n")
+    key.chmod(0o600)
+    with pytest.raises(KeyFileRefused) as err:
+        _load_key_file(key)
+    assert str(err.value) == f"age key {key} holds an invalid identity"
+    assert CANARY not in repr(err.value) and err.value.__cause__ is None and err.value.__suppress_context__
