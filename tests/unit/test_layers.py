@@ -25,12 +25,13 @@ ROOT = Path(ductile.__file__).parent
 
 # The top-level names under ductile/ that §2's table names, and their layers. A name it leaves
 # open (a new shared leaf such as a status or YAML module) is placed by what it imports: see
-# place(). ``vault`` (a leaf) and ``tui`` (events and leaves only) join when they are built.
+# place(). ``tui`` (events and leaves only) joins when it is built.
 LAYER_OF: dict[str, str] = {
     "events": "events",
     "plugins": "leaf",
     "pipelines": "leaf",
     "config": "leaf",
+    "vault": "leaf",
     "__init__": "leaf",  # ``ductile.__version__``: imports nothing
     "projections": "projections",
     "commands": "commands",
