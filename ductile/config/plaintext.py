@@ -21,13 +21,16 @@ class ConfigKeys:
     encrypted root cannot name its own key, so it needs the env variable or a default location).
     """
 
-    def __init__(self, environ: Mapping[str, str], config_dir: Path, home: Path) -> None:
+    def __init__(
+        self, environ: Mapping[str, str], config_dir: Path, home: Path, keyring: Keyring | None = None
+    ) -> None:
         self.environ = environ
         self.config_dir = config_dir
         self.home = home
         self.configured: str | None = None
-        self._resolved = False
-        self._keyring: Keyring | None = None
+        # A keyring given up front (``secrets rotate --key K``) is used as is, without resolution.
+        self._resolved = keyring is not None
+        self._keyring: Keyring | None = keyring
 
     def keyring(self) -> Keyring | None:
         if not self._resolved:
