@@ -209,10 +209,14 @@ def parse_recipient(text: str) -> Recipient:
     from pyrage import RecipientError
     from pyrage.x25519 import Recipient
 
+    given = text.strip()
     try:
-        return Recipient.from_str(text.strip())
+        return Recipient.from_str(given)
     except RecipientError:
-        raise AgeKeyError(f"invalid age recipient {text.strip()!r}") from None
+        # Quote it only when it looks like a public key: a private key pasted here by mistake
+        # must not be echoed to a terminal or a CI log.
+        shown = repr(given) if given.startswith(RECIPIENT_PREFIX) and given.isalnum() else "(not an age1… public key)"
+        raise AgeKeyError(f"invalid age recipient {shown}") from None
 
 
 def read_recipients_file(path: Path) -> list[Recipient]:

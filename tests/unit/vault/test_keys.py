@@ -221,8 +221,16 @@ def test_recipients_file_skips_comments_and_refuses_a_bad_line(tmp_path: Path) -
     path.write_text("age1nope\n")
     with pytest.raises(AgeKeyError, match=r"^invalid age recipient 'age1nope'$"):
         read_recipients_file(path)
-    with pytest.raises(AgeKeyError, match=r"^invalid age recipient 'x'$"):
+    with pytest.raises(AgeKeyError, match=r"^invalid age recipient \(not an age1… public key\)$"):
         parse_recipient("x")
+
+
+def test_a_private_key_given_as_a_recipient_is_not_echoed() -> None:
+    secret = str(generate_identity())
+    with pytest.raises(AgeKeyError) as error:
+        parse_recipient(secret)
+    assert secret not in str(error.value)
+    assert str(error.value) == "invalid age recipient (not an age1… public key)"
 
 
 @settings(max_examples=25, deadline=None)
