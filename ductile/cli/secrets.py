@@ -110,7 +110,9 @@ def rotate(
     plaintext = _keys_call(keyring.decrypt, sealed_before)
     if _is_vault_document(plaintext):
         raise CliFailure(_is_the_vault(file))
-    _keys_call(write_private_file, target, _keys_call(seal, plaintext, recipients), replace=True)
+    # Written through a symlink to the file it names, so an allowed link (service.allow_symlinks) stays a link.
+    destination = Path(os.path.realpath(target))
+    _keys_call(write_private_file, destination, _keys_call(seal, plaintext, recipients), replace=True)
     print(f"Rotated {file} to {len(recipients)} recipient(s)")
     print("run 'ductile config lock'")
 

@@ -255,3 +255,16 @@ def test_the_cli_does_not_load_age_until_a_secrets_verb_runs() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60, cwd=REPO)
     assert done.stdout.decode().splitlines()[-1] == "False", done.stderr
+
+
+def test_rotate_through_a_symlink_rewrites_the_file_it_names(home: Path, conf: Path, tmp_path: Path) -> None:
+    link = home / "secret-link.yaml"
+    link.symlink_to(conf / "secret.yaml")
+    new = key(tmp_path / "new.key")
+    done = ductile(
+        "secrets", "rotate", "--key", str(conf / "old.key"), "--file", str(link),
+        "--recipient", str(new.to_public()), "--config-dir", str(conf), home=home,
+    )
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink()
+    assert load_keyring(tmp_path / "new.key").decrypt((conf / "secret.yaml").read_bytes()).startswith(b"service:")

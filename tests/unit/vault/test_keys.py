@@ -109,6 +109,20 @@ def test_a_key_with_any_group_or_other_bit_is_refused_with_the_chmod_hint(tmp_pa
     assert str(error.value) == f"age key {path} has mode {mode:04o}; run 'chmod 600 {path}'"
 
 
+@settings(max_examples=60, deadline=None)
+@given(mode=st.integers(min_value=0o400, max_value=0o777))
+def test_the_key_is_refused_exactly_when_group_or_other_has_a_bit(tmp_path_factory: pytest.TempPathFactory, mode: int) -> None:
+    path = tmp_path_factory.mktemp("mode") / "age.key"
+    key_file(path, mode=mode)
+    refusal = f"age key {path} has mode {mode:04o}; run 'chmod 600 {path}'"
+    if mode & 0o077:
+        with pytest.raises(AgeKeyError) as error:
+            load_keyring(path)
+        assert str(error.value) == refusal
+    else:
+        assert load_keyring(path).mode == mode
+
+
 @pytest.mark.parametrize("mode", [0o600, 0o400, 0o700])
 def test_an_owner_only_key_loads(tmp_path: Path, mode: int) -> None:
     path = tmp_path / "age.key"
