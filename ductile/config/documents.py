@@ -10,7 +10,7 @@ import msgspec
 
 from ductile.config.errors import ConfigError
 from ductile.config.locations import KeyPath, Location
-from ductile.config.plaintext import read_plaintext
+from ductile.config.plaintext import ConfigKeys, read_plaintext
 from ductile.config.yaml_core import parse_yaml
 
 
@@ -55,9 +55,11 @@ class Document(msgspec.Struct):
         return ConfigError(message, file=self.name, line=self.line(path))
 
 
-def read_document(path: Path, config_dir: Path, *, is_root: bool = False) -> Document:
+def read_document(
+    path: Path, config_dir: Path, *, is_root: bool = False, keys: ConfigKeys | None = None
+) -> Document:
     name = display_name(path, config_dir)
-    value, lines = parse_yaml(read_plaintext(path), name)
+    value, lines = parse_yaml(read_plaintext(path, keys), name)
     if value is None:
         value = {}
     if not isinstance(value, dict):

@@ -20,7 +20,7 @@ from ductile.config.locations import KeyPath, dotted
 from ductile.config.merging import normalize_flat_webhooks, strip_root_only
 from ductile.config.model import Diagnostic
 from ductile.config.paths import resolve_path
-from ductile.config.plaintext import read_plaintext
+from ductile.config.plaintext import ConfigKeys, read_plaintext
 
 
 class IncludeWalk:
@@ -34,15 +34,24 @@ class IncludeWalk:
         self.files: list[Path] = []
         self.warnings: list[Diagnostic] = []
         self._seen: set[str] = set()
+        self.keys = ConfigKeys(environ, source.config_dir, home)
 
     def run(self) -> IncludeWalk:
         self._visit(self.source.root_file, is_root=True)
         return self
 
-    def _visit(self, path: Path, *, is_root: bool = False) -> None:
+    def _visit(self, path: Path, *, is_root: bool = False, named_by: tuple[Document, KeyPath] | None = None) -> None:
         self._seen.add(os.path.realpath(path))
         self.files.append(path)
-        document = read_document(path, self.source.config_dir, is_root=is_root)
+        try:
+            document = read_document(path, self.source.config_dir, is_root=is_root, keys=self.keys)
+        except ConfigError as error:
+            if named_by is None or error.file is not None:
+                raise
+            # A file that cannot be read or decrypted is reported where the include names it.
+            raise named_by[0].error(error.message, named_by[1]) from None
+        if is_root:
+            self.keys.configured = self._configured_key(document)
         self._load_env_files(document)
         document.data = interpolate(document.data, self.environ, document.templates)
         normalize_flat_webhooks(document)
@@ -60,7 +69,7 @@ class IncludeWalk:
         for target in targets:
             if os.path.realpath(target) in self._seen:
                 raise ConfigError(f"{label}: {target} is already included (circular or repeated include)")
-            self._visit(target)
+            self._visit(target, named_by=(document, ("include", index)))
 
     def _directory_files(self, document: Document, index: int, directory: Path) -> list[Path]:
         files: list[Path] = []
@@ -89,9 +98,22 @@ class IncludeWalk:
             if not path.is_file():
                 raise document.error(f"environment_vars.include[{index}]: file not found: {path}", key)
             name = display_name(path, self.source.config_dir)
-            add_missing(self.environ, parse_env_text(read_plaintext(path), name))
+            try:
+                text = read_plaintext(path, self.keys)
+            except ConfigError as error:
+                raise document.error(error.message, key) from None
+            add_missing(self.environ, parse_env_text(text, name))
             if path not in self.files:
                 self.files.append(path)
+
+    def _configured_key(self, root: Document) -> str | None:
+        """``secrets.age_key_file`` as the root writes it, for decrypting the files read after it."""
+        secrets = root.data.get("secrets")
+        value = secrets.get("age_key_file") if isinstance(secrets, dict) else None
+        if not isinstance(value, str) or not value.strip():
+            return None
+        text = interpolate_text(value, self.environ)
+        return None if isinstance(text, Unresolved) else text
 
     def _resolve(self, document: Document, key: KeyPath, text: str) -> Path:
         if isinstance(text, Unresolved):

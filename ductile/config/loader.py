@@ -12,15 +12,16 @@ import msgspec
 from ductile.config.api import build_api
 from ductile.config.context import BuildContext
 from ductile.config.discovery import ConfigSource
-from ductile.config.documents import Document
+from ductile.config.documents import Document, read_document
 from ductile.config.duplicates import check_unique_names
 from ductile.config.errors import ConfigError
 from ductile.config.includes import IncludeWalk
-from ductile.config.interpolation import find_unresolved, plain
+from ductile.config.interpolation import find_unresolved, interpolate_text, plain
 from ductile.config.locations import KeyPath, dotted
 from ductile.config.merging import merge_documents
 from ductile.config.model import Config, Diagnostic, SecretsConfig
 from ductile.config.paths import home_directory, resolve_path
+from ductile.config.plaintext import ConfigKeys
 from ductile.config.plugins import build_plugins
 from ductile.config.schema import RootSchema
 from ductile.config.service import build_service
@@ -159,6 +160,22 @@ def _plugin_roots(schema: RootSchema, ctx: BuildContext) -> list[Path]:
             raise ctx.error(f"plugin_roots[{index}]: {root} is not a directory", ("plugin_roots", index))
         roots.append(root)
     return roots
+
+
+def configured_vault_file(source: ConfigSource, environ: MutableMapping[str, str], keys: ConfigKeys) -> Path:
+    """``secrets.vault_file`` (default ``<configDir>/vault.age``) from the root file alone.
+
+    ``secrets.*`` is root-only (§2), so a caller that only needs the vault's path (``secrets
+    rotate`` refusing it) need not load, decrypt and validate the whole config. ``keys`` decrypts
+    an encrypted root.
+    """
+    home = home_directory(environ)
+    root = read_document(source.root_file, source.config_dir, is_root=True, keys=keys)
+    given = root.data.get("secrets")
+    text = given.get("vault_file") if isinstance(given, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        text = DEFAULT_VAULT_FILE
+    return resolve_path(interpolate_text(text, environ), source.config_dir, home)
 
 
 def _secrets(schema: RootSchema, ctx: BuildContext) -> SecretsConfig:

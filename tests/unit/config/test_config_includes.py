@@ -260,19 +260,6 @@ def test_webhook_path_defined_twice_is_an_error(write: Write, load: Load) -> Non
     assert str(error.value) == 'webhook path "/p" is defined twice (config.yaml, webhooks.yaml)'
 
 
-@pytest.mark.parametrize(
-    "header", ["age-encryption.org/v1\n-> X25519 abc\n", "-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n"]
-)
-def test_age_encrypted_include_without_a_key_is_an_error(
-    write: Write, load: Load, config_dir: Path, header: str
-) -> None:
-    write("config.yaml", "plugin_roots: [plugins]\ninclude: [secret.yaml]\n")
-    write("secret.yaml", header)
-    with pytest.raises(ConfigError) as error:
-        load()
-    assert str(error.value) == f"{config_dir / 'secret.yaml'} is age-encrypted but no age key is available"
-
-
 def test_included_files_and_locations_are_recorded_for_later_messages(write: Write, load: Load) -> None:
     write("config.yaml", "plugin_roots: [plugins]\ninclude: [p.yaml]\n")
     write("p.yaml", "pipelines:\n  - name: a\n  - name: b\n    steps: []\n")

@@ -194,7 +194,7 @@ def test_age_encrypted_env_file_without_a_key_is_an_error(write: Write, load: Lo
     write("config.yaml", ROOTS + "environment_vars: {include: [secret.env]}\n")
     with pytest.raises(ConfigError) as error:
         load()
-    assert str(error.value) == f"{config_dir / 'secret.env'} is age-encrypted but no age key is available"
+    assert str(error.value) == f"config.yaml:2: {config_dir / 'secret.env'} is age-encrypted but no age key is available"
 
 
 # --- environment values stay out of what is shown and logged (issue 9 item 17) --------------------
