@@ -91,6 +91,7 @@ def rotate(
 
     Refuses the vault (use 'ductile vault rotate-key'). Re-lock the config afterwards.
     """
+    from ductile.vault.document import looks_like_vault
     from ductile.vault.keys import encrypt as seal
     from ductile.vault.keys import is_age_data, load_keyring, write_private_file
 
@@ -108,7 +109,7 @@ def rotate(
     if not is_age_data(sealed_before):
         raise CliFailure(f"{file} is not age-encrypted")
     plaintext = _keys_call(keyring.decrypt, sealed_before)
-    if _is_vault_document(plaintext):
+    if looks_like_vault(plaintext):
         raise CliFailure(_is_the_vault(file))
     # Written through a symlink to the file it names, so an allowed link (service.allow_symlinks) stays a link.
     destination = Path(os.path.realpath(target))
@@ -119,19 +120,6 @@ def rotate(
 
 def _is_the_vault(file: str) -> str:
     return f"rotate: {file} is the ductile vault — use 'ductile vault rotate-key' instead"
-
-
-def _is_vault_document(plaintext: bytes) -> bool:
-    """A ``principals`` map holding ``core``: the vault's shape (vault.md §2), whatever its path."""
-    from ductile.formats.yaml12 import YamlError, parse_document
-    from ductile.vault.document import CORE
-
-    try:
-        value = parse_document(plaintext, refuse_duplicate_keys=False).value
-    except YamlError:
-        return False  # not YAML at all (an env file, say): certainly not a vault document
-    principals = value.get("principals") if isinstance(value, dict) else None
-    return isinstance(principals, dict) and CORE in principals
 
 
 def _configured_vault(config: str | None, config_dir: str | None, keyring: Keyring) -> Path | None:

@@ -26,9 +26,9 @@ import pyrage
 
 from ductile.vault import files
 from ductile.vault.document import VaultDocument, VaultDocumentError, marshal, parse
+from ductile.vault.keys import AGE_MAGIC, ARMOR_BEGIN, encrypt
 
-MAGIC = b"age-encryption.org/v1\n"  # the first line of every age file's header
-_ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
+MAGIC = AGE_MAGIC + b"\n"  # the first line of every age file's header
 _ARMOR_END = b"-----END AGE ENCRYPTED FILE-----"
 MODIFIED_EXTERNALLY = "vault: blob was modified externally"
 
@@ -84,21 +84,13 @@ def disk_sha256(path: Path) -> str | None:
         return None
 
 
-def encrypt(plaintext: bytes, recipients: Sequence[pyrage.x25519.Recipient]) -> bytes:
-    """``plaintext`` encrypted to every recipient, ASCII-armored."""
-    if not recipients:
-        raise ValueError("vault blob needs at least one recipient")
-    blob: bytes = pyrage.encrypt(plaintext, list(recipients), armored=True)
-    return blob
-
-
 def _header(blob: bytes) -> bytes | None:
     """The age header's bytes (binary or armored input), None when ``blob`` is not age data."""
     data = blob.strip()
-    if data.startswith(_ARMOR_BEGIN):
+    if data.startswith(ARMOR_BEGIN):
         if not data.endswith(_ARMOR_END):
             return None
-        body = b"".join(data[len(_ARMOR_BEGIN):-len(_ARMOR_END)].split())
+        body = b"".join(data[len(ARMOR_BEGIN):-len(_ARMOR_END)].split())
         try:
             data = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):

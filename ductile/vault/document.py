@@ -131,3 +131,14 @@ def marshal(doc: VaultDocument) -> bytes:
     }
     text: str = yaml.dump(body, Dumper=_QuotedDumper, sort_keys=False, allow_unicode=True, width=1 << 30)
     return text.encode()
+
+
+def looks_like_vault(plaintext: bytes) -> bool:
+    """A ``principals`` map holding ``core``: the vault's shape (vault.md §2), whatever the file's
+    name or path (``secrets rotate`` must never re-encrypt the vault behind its own rotation)."""
+    try:
+        value = parse_document(plaintext, refuse_duplicate_keys=False).value
+    except YamlError:
+        return False  # not YAML at all (an env file, say): certainly not a vault document
+    principals = value.get("principals") if isinstance(value, dict) else None
+    return isinstance(principals, dict) and CORE in principals

@@ -35,9 +35,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_new(path: Path, data: bytes) -> None:
-    """Create ``path`` (which must not exist) as 0600 with ``data``, fsynced, directory fsynced.
-    ``O_EXCL`` so a key file is never written over, and never through a planted symlink."""
+def _write_durable(path: Path, data: bytes) -> None:
+    """Create ``path`` (which must not exist) as 0600 with ``data`` and fsync it. ``O_EXCL`` and
+    ``O_NOFOLLOW``: never written over, never through a planted symlink."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
     try:
         os.fchmod(fd, FILE_MODE)  # the umask may only have removed bits; say the mode outright
@@ -49,19 +49,37 @@ def write_new(path: Path, data: bytes) -> None:
             os.unlink(path)
         raise
     os.close(fd)
+
+
+def _temp_beside(path: Path, prefix: str) -> Path:
+    return path.parent / f"{prefix}{secrets.token_hex(8)}"
+
+
+def write_new(path: Path, data: bytes, *, temp_prefix: str = TEMP_PREFIX) -> None:
+    """Create ``path`` as 0600 with ``data``, all or nothing; ``FileExistsError`` if anything is
+    there. The data is made durable in a temp file first and then hard-linked to ``path`` (a link
+    never replaces an existing name), so a crash leaves no torn key file under the real name."""
+    temp = _temp_beside(path, temp_prefix)
+    try:
+        _write_durable(temp, data)
+        os.link(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
     fsync_dir(path.parent)
 
 
-def replace(path: Path, data: bytes, *, before_rename: Callable[[], None] | None = None) -> None:
-    """Replace ``path`` atomically: temp `.vault-*` in the same directory, chmod 0600, write, fsync,
+def replace(path: Path, data: bytes, *, temp_prefix: str = TEMP_PREFIX,
+            before_rename: Callable[[], None] | None = None) -> None:
+    """Replace ``path`` atomically: a temp file (`.vault-*` for the blob) in the same directory, chmod 0600, write, fsync,
     rename over ``path``, fsync the directory. The result is 0600 whatever the old file's mode was.
     On any failure the temp file is removed and ``path`` is untouched.
 
     ``before_rename`` runs once the temp file is durable and before it is named: a crash test's
     hook for "during the write, before the rename" (vault.md §8's crash table)."""
-    temp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    temp = _temp_beside(path, temp_prefix)
     try:
-        write_new(temp, data)
+        _write_durable(temp, data)
         if before_rename is not None:
             before_rename()
         os.replace(temp, path)

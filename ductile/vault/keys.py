@@ -10,7 +10,6 @@ config loader does) costs nothing for ``ductile version``.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import stat
@@ -29,8 +28,8 @@ HOME_KEY_FILE = Path(".config") / "ductile" / KEY_FILE_NAME  # under the home di
 IDENTITY_PREFIX = "AGE-SECRET-KEY-1"
 RECIPIENT_PREFIX = "age1"
 _OTHERS_BITS = stat.S_IRWXG | stat.S_IRWXO
-_BINARY_HEADER = b"age-encryption.org/v1"
-_ARMOR_HEADER = b"-----BEGIN AGE ENCRYPTED FILE-----"
+AGE_MAGIC = b"age-encryption.org/v1"  # how binary age data begins
+ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"  # how armored age data begins
 
 
 class AgeKeyError(Exception):
@@ -231,66 +230,36 @@ def read_recipients_file(path: Path) -> list[Recipient]:
 
 
 def encrypt(plaintext: bytes, recipients: Iterable[Recipient]) -> bytes:
-    """ASCII-armored age data for ``recipients``."""
+    """``plaintext`` for every recipient, ASCII-armored (the vault and ``secrets encrypt`` alike)."""
     import pyrage
 
-    return pyrage.encrypt(plaintext, list(recipients), armored=True)
+    chosen = list(recipients)
+    if not chosen:
+        raise ValueError("age encryption needs at least one recipient")
+    sealed: bytes = pyrage.encrypt(plaintext, chosen, armored=True)
+    return sealed
 
 
 def is_age_data(content: bytes) -> bool:
     """age data, binary or armored, detected by content and never by file name."""
-    return content.startswith(_BINARY_HEADER) or content.lstrip().startswith(_ARMOR_HEADER)
+    return content.startswith(AGE_MAGIC) or content.lstrip().startswith(ARMOR_BEGIN)
 
 
 def write_private_file(path: Path, data: bytes, *, replace: bool) -> None:
-    """Write ``data`` to ``path`` with mode 0600 so that a crash leaves the old file or the new one.
+    """Write ``data`` to ``path`` with mode 0600 so that a crash leaves the old file or the new one,
+    never a ``.bak`` nor a temp file (``files.replace`` / ``files.write_new``); not ``replace``:
+    refuses when ``path`` exists."""
+    from ductile.vault import files
 
-    A temp file in the same directory is written, fsynced, then renamed over ``path``
-    (``replace``) or hard-linked to it (not ``replace``: the link fails when ``path`` exists, so
-    there is no window in which a concurrent writer's file is replaced); then the directory is
-    fsynced. Never leaves a ``.bak`` or the temp file behind.
-    """
-    directory = path.parent
-    if not replace and os.path.lexists(path):
-        raise AgeKeyError(f"{path} already exists; refusing to overwrite it")
-    fd, temp_name = _private_temp(directory, path.name)
-    temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         if replace:
-            os.replace(temp, path)
+            files.replace(path, data, temp_prefix=f".{path.name}-")
         else:
-            try:
-                os.link(temp, path)
-            except FileExistsError:
-                raise AgeKeyError(f"{path} already exists; refusing to overwrite it") from None
-            temp.unlink()
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
-    _fsync_directory(directory)
-
-
-def _private_temp(directory: Path, name: str) -> tuple[int, str]:
-    import tempfile
-
-    try:
-        # mkstemp creates the file 0600 from the start: the content is never readable by others.
-        return tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=directory)
+            files.write_new(path, data, temp_prefix=f".{path.name}-")
+    except FileExistsError:
+        raise AgeKeyError(f"{path} already exists; refusing to overwrite it") from None
     except OSError as error:
-        raise AgeKeyError(f"cannot write in {directory}: {error.strerror or error}") from None
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise AgeKeyError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def resolve_keyring(

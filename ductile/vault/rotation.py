@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from collections.abc import Callable, Sequence
 from enum import IntEnum, StrEnum
 from pathlib import Path
@@ -30,9 +29,10 @@ import pyrage
 
 from ductile.vault import files, mint
 from ductile.vault.blob import BlobFile, PreparedWrite, decrypt
+from ductile.vault.keys import key_file_text, load_keyring
 
 STAGED_SUFFIX = ".rotate-new"
-KEY_HEADER = "# created by ductile vault rotate-key"
+KEY_AUTHOR = "ductile vault rotate-key"  # the staged key's header: `# created by ductile vault rotate-key`
 OLD_KEY_LIVE = "(old key still live at {key} — re-run)"
 NEW_KEY_LIVE = "(new key is live at {key} — re-run or restore)"
 
@@ -93,10 +93,6 @@ class RotationAborted(Exception):
         super().__init__(message)
 
 
-class KeyFileRefused(Exception):
-    pass
-
-
 def success_lines(result: RotationResult) -> list[str]:
     """Step 6's stderr lines, in order."""
     return [
@@ -111,30 +107,8 @@ def staged_key_path(key_path: Path) -> Path:
     return key_path.with_name(key_path.name + STAGED_SUFFIX)
 
 
-def key_file_text(identity: pyrage.x25519.Identity, header: str = KEY_HEADER) -> bytes:
-    """An age key file: header, public key comment, secret key (vault.md §1)."""
-    return f"{header}\n# public key: {identity.to_public()}\n{identity}\n".encode()
-
-
-def _load_key_file(path: Path) -> list[pyrage.x25519.Identity]:
-    """A minimal age key reader (mode check, comments, identities) so this module does not depend
-    on ``vault/keys.py`` while both are written; the caller should pass ``keys``' loader."""
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    if mode & 0o077:
-        raise KeyFileRefused(f"age key {path} has mode {mode:04o}; run 'chmod 600 {path}'")
-    identities = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            identities.append(pyrage.x25519.Identity.from_str(line))
-        except pyrage.IdentityError:
-            # The line is a secret key (or garbage): never quote it.
-            raise KeyFileRefused(f"age key {path} holds an invalid identity") from None
-    if not identities:
-        raise KeyFileRefused(f"age key {path} holds no identity")
-    return identities
+def _identities(path: Path) -> Sequence[pyrage.x25519.Identity]:
+    return load_keyring(path).identities
 
 
 def _describe(exc: BaseException) -> str:
@@ -153,7 +127,7 @@ def rotate_key(
     vault_path: Path,
     identity: pyrage.x25519.Identity,
     before_write: BeforeWrite,
-    load_key: KeyLoader = _load_key_file,
+    load_key: KeyLoader = _identities,
     fault: Fault = _no_fault,
 ) -> RotationResult:
     """Rotate the vault's age key from ``identity`` (the key at ``key_path``) to a fresh one.
@@ -202,7 +176,7 @@ def rotate_key(
     step = RotationStep.STAGE
     try:  # 3 stage
         fault(CrashPoint.VERIFIED)
-        files.write_new(staged, key_file_text(new))
+        files.write_new(staged, key_file_text(new, KEY_AUTHOR).encode())
         decrypt(vault_path.read_bytes(), load_key(staged), vault_path)
         step = RotationStep.PROMOTE
         fault(CrashPoint.STAGED)

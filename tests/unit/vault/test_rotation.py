@@ -19,18 +19,16 @@ import pytest
 from ductile.vault import blob as blob_mod
 from ductile.vault.blob import BlobFile, PreparedWrite, VaultUndecryptable
 from ductile.vault.document import CORE, Principal, Secret, VaultDocument
+from ductile.vault.keys import key_file_text, load_keyring
 from ductile.vault.rotation import (
     BeforeWrite,
     BlobWrite,
     CrashPoint,
     Fault,
-    KeyFileRefused,
     KeyLoader,
     RotationAborted,
     RotationResult,
     RotationStep,
-    _load_key_file,
-    key_file_text,
     rotate_key,
     staged_key_path,
     success_lines,
@@ -50,13 +48,13 @@ class Vault(msgspec.Struct):
 
     def key_on_disk(self) -> str:
         """'old', 'new' (some other key) for the live key file."""
-        return "old" if self.key_path.read_bytes() == key_file_text(self.old, "# created by test") else "new"
+        return "old" if self.key_path.read_bytes() == key_file_text(self.old, "test").encode() else "new"
 
     def recipients(self) -> int:
         return blob_mod.recipient_count(self.vault_path.read_bytes())
 
     def opens_with_the_key_on_disk(self) -> bool:
-        plaintext = blob_mod.decrypt(self.vault_path.read_bytes(), _load_key_file(self.key_path), self.vault_path)
+        plaintext = blob_mod.decrypt(self.vault_path.read_bytes(), load_keyring(self.key_path).identities, self.vault_path)
         return plaintext == self.plaintext
 
 
@@ -64,7 +62,7 @@ class Vault(msgspec.Struct):
 def vault(tmp_path: Path) -> Vault:
     old = pyrage.x25519.Identity.generate()
     key_path = tmp_path / "age.key"
-    key_path.write_bytes(key_file_text(old, "# created by test"))
+    key_path.write_bytes(key_file_text(old, "test").encode())
     key_path.chmod(0o600)
     doc = VaultDocument(
         secrets={"smtp_pw": Secret(value=CANARY, authorized_principals=("mailer",))},
@@ -89,9 +87,9 @@ class Recorder:
         self.writes.append((which, prepared))
 
 
-def _rotate(v: Vault, before_write: BeforeWrite | None = None, load_key: KeyLoader = _load_key_file,
+def _rotate(v: Vault, before_write: BeforeWrite | None = None, load_key: KeyLoader = lambda p: load_keyring(p).identities,
             fault: Fault | None = None) -> RotationResult:
-    return rotate_key(key_path=v.key_path, vault_path=v.vault_path, identity=_load_key_file(v.key_path)[0],
+    return rotate_key(key_path=v.key_path, vault_path=v.vault_path, identity=load_keyring(v.key_path).identities[0],
                       before_write=before_write or Recorder(), load_key=load_key,
                       fault=fault or (lambda _: None))
 
@@ -164,13 +162,6 @@ def test_a_staged_key_that_does_not_load_aborts_with_the_old_key_live(vault: Vau
 
 
 
-def test_the_private_reader_refuses_a_group_readable_key(vault: Vault) -> None:
-    vault.key_path.chmod(0o644)
-    with pytest.raises(KeyFileRefused) as err:
-        _load_key_file(vault.key_path)
-    assert str(err.value) == f"age key {vault.key_path} has mode 0644; run 'chmod 600 {vault.key_path}'"
-
-
 class Injected(Exception):
     pass
 
@@ -227,7 +218,8 @@ def test_a_failure_at_each_point_leaves_a_decryptable_pair_and_a_rerun_finishes(
 CRASH_SCRIPT = textwrap.dedent("""
     import os, sys
     from pathlib import Path
-    from ductile.vault.rotation import CrashPoint, _load_key_file, rotate_key
+    from ductile.vault.keys import load_keyring
+    from ductile.vault.rotation import CrashPoint, rotate_key
     key_path, vault_path, point, events = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
 
     def before_write(which, prepared):
@@ -238,7 +230,7 @@ CRASH_SCRIPT = textwrap.dedent("""
         if at == CrashPoint(point):
             os._exit(17)
 
-    rotate_key(key_path=key_path, vault_path=vault_path, identity=_load_key_file(key_path)[0],
+    rotate_key(key_path=key_path, vault_path=vault_path, identity=load_keyring(key_path).identities[0],
                before_write=before_write, fault=fault)
     sys.exit(3)  # never reached when the point is hit
 """)
@@ -276,11 +268,3 @@ def test_a_kill_at_each_point_leaves_the_crash_tables_pair_and_a_rerun_finishes(
     _assert_finished(vault, [vault.old])
 
 
-def test_a_bad_identity_line_is_refused_without_quoting_it(tmp_path: Path) -> None:
-    key = tmp_path / "age.key"
-    key.write_text(f"# created by test\nAGE-SECRET-KEY-1{CANARY}\n")
-    key.chmod(0o600)
-    with pytest.raises(KeyFileRefused) as err:
-        _load_key_file(key)
-    assert str(err.value) == f"age key {key} holds an invalid identity"
-    assert CANARY not in repr(err.value) and err.value.__cause__ is None and err.value.__suppress_context__
