@@ -48,11 +48,13 @@ def test_every_vault_change_carries_the_actor_and_the_blob_hashes():
         assert {"actor", "blob_sha256", "prev_blob_sha256", "at"} <= {f.name for f in msgspec.structs.fields(cls)}
 
 
+class Leaky(msgspec.Struct):
+    value: str
+
+
+class Carrier(msgspec.Struct):
+    items: dict[str, list[Leaky]] | None = None
+
+
 def test_the_field_walk_finds_a_nested_value_field():
-    class Leaky(msgspec.Struct):
-        value: str
-
-    class Carrier(msgspec.Struct):
-        items: dict[str, list[Leaky]] | None = None
-
     assert "value" in field_names(Carrier)
