@@ -226,7 +226,7 @@ def test_revoke_clears_the_value_once_and_keeps_the_first_revoked_at():
 
 def test_a_revoked_name_is_final():
     doc = decide(v.RevokeSecret(name="smtp")).document
-    with pytest.raises(VaultRefused, match="^vault: secret is revoked$"):
+    with pytest.raises(VaultRefused, match=r"^vault: secret is revoked$"):
         v.decide(v.SetSecret(name="smtp", value="v1"), doc, LATER, minter())
 
 
