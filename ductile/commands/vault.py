@@ -14,8 +14,8 @@ committing (vault.md §3 order). ``evolve`` folds the events into the metadata t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -68,9 +68,15 @@ class _Command(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Valued(_Command, frozen=True, kw_only=True):
+    """A command with a ``value``: its repr (plain, rich, hypothesis) shows every field but that."""
+
+    def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
+        for f in self.__struct_fields__:
+            if f != "value":
+                yield f, getattr(self, f)
+
     def __repr__(self) -> str:
-        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__struct_fields__ if f != "value")
-        return f"{type(self).__name__}({shown})"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
 
     __str__ = __repr__
 
@@ -123,8 +129,12 @@ class ImportSecrets(_Command, frozen=True, kw_only=True):
     entries: list[tuple[str, str]]
     actor: VaultActor = VaultActor.CLI
 
+    def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
+        yield "names", [n for n, _ in self.entries]
+        yield "actor", self.actor
+
     def __repr__(self) -> str:
-        return f"ImportSecrets(names={[n for n, _ in self.entries]!r}, actor={self.actor!r})"
+        return f"ImportSecrets({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
 
     __str__ = __repr__
 
@@ -142,8 +152,13 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     rolled: list[str] = []
     skipped: list[str] = []
 
+    def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
+        yield "events", self.events
+        yield "rolled", self.rolled
+        yield "skipped", self.skipped
+
     def __repr__(self) -> str:
-        return f"Decision(events={self.events!r}, rolled={self.rolled!r}, skipped={self.skipped!r})"
+        return f"Decision({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
 
     __str__ = __repr__
 

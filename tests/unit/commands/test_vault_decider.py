@@ -7,6 +7,8 @@ import uuid
 
 import msgspec
 import pytest
+from hypothesis.vendor.pretty import pretty
+from rich.pretty import pretty_repr
 
 from ductile.commands import vault as v
 from ductile.commands.errors import VaultExists, VaultRefused
@@ -302,6 +304,11 @@ def test_adopted_lists_the_names_that_differ_from_what_the_log_knew():
     assert e.meta == v.metadata_of(on_disk)
 
 
+def shown(obj: object) -> bytes:
+    """Every way a command or a decision gets printed: repr, str, rich, a hypothesis example."""
+    return "\n".join([repr(obj), str(obj), pretty_repr(obj), pretty([obj])]).encode()
+
+
 def test_refusals_and_events_never_carry_a_value():
     canary = f"CANARY-{uuid.uuid4()}"
     other = f"CANARY-{uuid.uuid4()}"
@@ -313,13 +320,13 @@ def test_refusals_and_events_never_carry_a_value():
                 v.RotateAdminToken(), v.ImportSecrets(entries=[("imp", canary)])]:
         d = v.decide(cmd, doc, LATER, mint_canary)
         doc = d.document
-        produced += [codec.encode(e) for e in d.events] + [repr(d).encode(), repr(cmd).encode(), str(cmd).encode()]
+        produced += [codec.encode(e) for e in d.events] + [shown(d), shown(cmd)]
     for bad in [v.SetSecret(name="c", value=other), v.SetSecret(name="x", value=other, pattern="auto"),
                 v.SetSecret(name="x", value=other + "x" * 65536), v.RollSecret(name="a", value=other),
                 v.ImportSecrets(entries=[("c", other)]), v.SetSecret(name="Bad", value=other)]:
         with pytest.raises(VaultRefused) as refused:
             v.decide(bad, doc, LATER, mint_canary)
-        produced += [str(refused.value).encode(), repr(refused.value).encode(), repr(bad).encode()]
+        produced += [str(refused.value).encode(), repr(refused.value).encode(), shown(bad)]
     assert doc.secrets["imp"].value == canary and doc.secrets["a"].value == canary + "-auto"  # the canaries were used
     for blob in produced:
         assert b"CANARY-" not in blob
