@@ -192,3 +192,12 @@ class SecretDenialReason(StrEnum):
 
     SECRET_REVOKED = "secret_revoked"
     SECRET_NO_VALUE = "secret_no_value"
+
+
+class VaultAgreement(StrEnum):
+    """The on-disk blob against the log (vault.md §3; ``vault status``'s ``agreement``)."""
+
+    AGREE = "agree"
+    UNLANDED_WRITE = "unlanded_write"  # the blob is the last change's prev_blob_sha256: revert it
+    NOT_ADOPTED = "not_adopted"  # a blob but no vault event yet: adopt it (first boot after init)
+    MISMATCH = "mismatch"  # boot refuses

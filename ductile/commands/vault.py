@@ -51,7 +51,14 @@ from ductile.vault.document import (
     Secret,
     VaultDocument,
 )
-from ductile.vocabulary import PrincipalKind, PrincipalStatus, SecretPattern, SecretStatus, VaultActor
+from ductile.vocabulary import (
+    PrincipalKind,
+    PrincipalStatus,
+    SecretPattern,
+    SecretStatus,
+    VaultActor,
+    VaultAgreement,
+)
 
 Mint = Callable[[], str]
 
@@ -418,6 +425,17 @@ def aborted(state: VaultState, on_disk: VaultDocument, now: int) -> VaultWriteAb
     """``VaultWriteAborted`` for a change whose blob never landed: back to ``on_disk`` (the last
     blob written). The caller stamps it with that blob's hash (``state.prev_blob_sha256``)."""
     return VaultWriteAborted(aborted=state.last_change, meta=metadata_of(on_disk), actor=VaultActor.CORE, at=now)
+
+
+def agreement(state: VaultState, on_disk_sha256: str) -> VaultAgreement:
+    """The boot check of vault.md §3: the on-disk blob's sha256 against the last vault event."""
+    if not state.last_change:
+        return VaultAgreement.NOT_ADOPTED
+    if on_disk_sha256 == state.blob_sha256:
+        return VaultAgreement.AGREE
+    if state.prev_blob_sha256 and on_disk_sha256 == state.prev_blob_sha256:
+        return VaultAgreement.UNLANDED_WRITE
+    return VaultAgreement.MISMATCH
 
 
 # --- evolve ------------------------------------------------------------------------------------

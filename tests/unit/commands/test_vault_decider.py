@@ -24,8 +24,16 @@ from ductile.events.types import (
     VaultImported,
     VaultInitialized,
 )
+from ductile.projections.vault import VaultState
 from ductile.vault.document import ADMIN_TOKEN, CORE, Principal, Secret, VaultDocument
-from ductile.vocabulary import PrincipalKind, PrincipalStatus, SecretPattern, SecretStatus, VaultActor
+from ductile.vocabulary import (
+    PrincipalKind,
+    PrincipalStatus,
+    SecretPattern,
+    SecretStatus,
+    VaultActor,
+    VaultAgreement,
+)
 
 NS = 1_000_000_000
 T0_TEXT = "2026-11-27T10:00:00Z"
@@ -330,3 +338,21 @@ def test_refusals_and_events_never_carry_a_value():
     assert doc.secrets["imp"].value == canary and doc.secrets["a"].value == canary + "-auto"  # the canaries were used
     for blob in produced:
         assert b"CANARY-" not in blob
+
+
+A, B, C = "a" * 64, "b" * 64, "c" * 64
+
+
+@pytest.mark.parametrize(
+    ("state", "on_disk", "expected"),
+    [
+        (VaultState(), A, VaultAgreement.NOT_ADOPTED),
+        (VaultState(blob_sha256=B, prev_blob_sha256=A, last_change="SecretSet"), B, VaultAgreement.AGREE),
+        (VaultState(blob_sha256=B, prev_blob_sha256=A, last_change="SecretSet"), A, VaultAgreement.UNLANDED_WRITE),
+        (VaultState(blob_sha256=B, prev_blob_sha256=A, last_change="SecretSet"), C, VaultAgreement.MISMATCH),
+        (VaultState(blob_sha256=A, last_change="VaultInitialized"), C, VaultAgreement.MISMATCH),
+    ],
+    ids=["no vault event yet", "equal", "equal to prev", "foreign blob", "foreign blob after init"],
+)
+def test_the_boot_agreement_check(state, on_disk, expected):
+    assert v.agreement(state, on_disk) == expected
