@@ -142,3 +142,62 @@ class PrincipalKind(StrEnum):
 class PrincipalStatus(StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"
+
+
+class VaultActor(StrEnum):
+    """Who made a vault change or caused an audit fact (vault.md §12, the ``actor`` column)."""
+
+    CLI = "cli"  # a local command run by the operator (init, import, rotate-key, get, offline set)
+    ADMIN_TOKEN = "core-admin-token"  # a `/vault/*` API client holding the admin token
+    CORE = "core"  # the gateway itself (delivery, boot adoption, an aborted write)
+    UNKNOWN = "unknown"  # an unauthenticated caller
+
+
+class AuditOp(StrEnum):
+    """The ``op`` of a vault audit record (vault.md §12)."""
+
+    INIT = "init"
+    REGISTER = "register"
+    SET = "set"
+    ROLL = "roll"
+    REVOKE = "revoke"
+    REVOKE_PRINCIPAL = "revoke_principal"
+    PURGE_PRINCIPAL = "purge_principal"
+    ROLL_PRINCIPAL = "roll_principal"
+    ROTATE_ADMIN_TOKEN = "rotate-admin-token"
+    ROTATE_KEY = "rotate-key"
+    IMPORT = "import"
+    ADOPT = "adopt"
+    ABORT = "abort"
+    READ = "read"
+    DELIVER = "deliver"
+    DENY = "deny"
+    COMPOSE_DENIAL = "compose_denial"
+    FINGERPRINT_MISMATCH = "fingerprint_mismatch"
+    AUTH_FAILED = "auth_failed"
+
+
+class AuditOutcome(StrEnum):
+    """The ``outcome`` of a vault audit record (vault.md §12)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    DENIED = "denied"
+    ABORTED = "aborted"
+    SECURITY_ALERT = "security_alert"
+
+
+class SecretDenialReason(StrEnum):
+    """Why one granted secret was left out of a plugin's ``secrets`` map (vault.md §10, ``deny``)."""
+
+    SECRET_REVOKED = "secret_revoked"
+    SECRET_NO_VALUE = "secret_no_value"
+
+
+class VaultAgreement(StrEnum):
+    """The on-disk blob against the log (vault.md §3; ``vault status``'s ``agreement``)."""
+
+    AGREE = "agree"
+    UNLANDED_WRITE = "unlanded_write"  # the blob is the last change's prev_blob_sha256: revert it
+    NOT_ADOPTED = "not_adopted"  # a blob but no vault event yet: adopt it (first boot after init)
+    MISMATCH = "mismatch"  # boot refuses

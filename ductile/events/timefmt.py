@@ -56,3 +56,8 @@ def parse_rfc3339(text: str) -> int:
     dt = dt.astimezone(UTC)
     whole = int(dt.replace(microsecond=0).timestamp())
     return whole * NS + dt.microsecond * 1000
+
+
+def rfc3339_seconds(ns: int) -> str:
+    """RFC3339 UTC truncated to whole seconds: the vault document's timestamps (vault.md §2)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // NS))

@@ -5,7 +5,8 @@ column of the log. Adding a field needs a default; changing a meaning needs a ne
 (``SCHEMAS``) and an upcaster (``ductile.events.codec``). Instants are Unix nanoseconds (UTC).
 
 Streams: ``job-<uuid>``, ``dedupe``, ``plugin-<name>``, ``breaker-<plugin>/<command>``,
-``schedule-<plugin>/<id>``, ``system``.
+``schedule-<plugin>/<id>``, ``system``, ``vault`` (every change of the vault) and ``vault-audit``
+(the audit-only facts: reads, deliveries, denials).
 """
 
 from __future__ import annotations
@@ -16,7 +17,20 @@ import msgspec
 
 # Statuses and outcomes decode as their StrEnum; each encodes as its string, so the bytes in the
 # log are what plain ``str`` fields wrote (tests/integration/test_release_upgrade.py replays them).
-from ductile.vocabulary import AttemptOutcome, CircuitState, DeadOutcome, DedupeReason, JobStatus
+from ductile.vocabulary import (
+    AttemptOutcome,
+    AuditOutcome,
+    CircuitState,
+    DeadOutcome,
+    DedupeReason,
+    JobStatus,
+    PrincipalKind,
+    PrincipalStatus,
+    SecretDenialReason,
+    SecretPattern,
+    SecretStatus,
+    VaultActor,
+)
 
 
 class EventBase(msgspec.Struct, frozen=True, gc=False, tag=True, kw_only=True):
@@ -359,6 +373,195 @@ class ProjectionsPruned(EventBase, frozen=True, gc=False, kw_only=True):
     before: dict[str, int]
 
 
+# --- vault -------------------------------------------------------------------------------------
+# vault.md §3: every change of the vault appends one event carrying names, grants, pattern, status,
+# roll_count and the actor, and the sha256 of the blob written with it; NEVER a value (not even a
+# hash of one: a value may be guessable). tests/unit/events/test_vault_events.py pins that no
+# field could hold one.
+
+
+class SecretMeta(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A secret as the log and the projection know it: ``vault.document.Secret`` without its value.
+    Timestamps are the document's (UTC RFC3339, whole seconds)."""
+
+    status: SecretStatus = SecretStatus.ACTIVE
+    pattern: SecretPattern = SecretPattern.MANUAL
+    roll_count: int = 0
+    grants: list[str] = []  # authorized_principals, in the document's order
+    created_at: str = ""
+    updated_at: str = ""
+    revoked_at: str = ""
+    description: str = ""
+
+
+class PrincipalMeta(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """A principal without its nonce (only ``core`` has one, and it is key material)."""
+
+    kind: PrincipalKind
+    status: PrincipalStatus = PrincipalStatus.ACTIVE
+
+
+class VaultMeta(msgspec.Struct, frozen=True, gc=False, kw_only=True):
+    """The whole vault's metadata, by name: what a snapshot event carries."""
+
+    secrets: dict[str, SecretMeta] = {}
+    principals: dict[str, PrincipalMeta] = {}
+
+
+class VaultChange(EventBase, frozen=True, gc=False, kw_only=True):
+    """Base of the events that go with a blob write. The decider returns them with empty hashes;
+    the use case stamps them (``commands.vault.stamp``) once the new blob is encrypted, before it
+    commits the event and writes the file (vault.md §3 order)."""
+
+    actor: VaultActor
+    blob_sha256: str = ""  # hex sha256 of the vault.age written with this change
+    prev_blob_sha256: str = ""  # the blob it replaced: the boot check's "unlanded write" marker
+
+
+class VaultInitialized(VaultChange, frozen=True, gc=False, kw_only=True):
+    """``vault init``: principal ``core`` (with the nonce) and the secret ``core-admin-token``."""
+
+
+class PrincipalRegistered(VaultChange, frozen=True, gc=False, kw_only=True):
+    name: str
+    kind: PrincipalKind
+
+
+class PrincipalRevoked(VaultChange, frozen=True, gc=False, kw_only=True):
+    name: str
+
+
+class PrincipalPurged(VaultChange, frozen=True, gc=False, kw_only=True):
+    name: str
+    grants_removed: list[str] = []  # the secrets whose grants lost the name, in one step
+
+
+class PrincipalRolled(VaultChange, frozen=True, gc=False, kw_only=True):
+    """Every active auto secret granted to ``name`` rolled at once; the manual ones listed."""
+
+    name: str
+    rolled: list[str] = []
+    skipped: list[str] = []
+
+
+class SecretSet(VaultChange, frozen=True, gc=False, kw_only=True):
+    """A secret created or updated by ``set``: its pattern and grants as they are now."""
+
+    name: str
+    created: bool
+    pattern: SecretPattern
+    grants: list[str] = []
+
+
+class SecretRolled(VaultChange, frozen=True, gc=False, kw_only=True):
+    name: str
+    roll_count: int  # after this roll
+
+
+class SecretRevoked(VaultChange, frozen=True, gc=False, kw_only=True):
+    name: str
+
+
+class AdminTokenRotated(VaultChange, frozen=True, gc=False, kw_only=True):
+    roll_count: int  # of core-admin-token, after this rotation
+
+
+class VaultImported(VaultChange, frozen=True, gc=False, kw_only=True):
+    """Legacy tokens imported as manual secrets with no grants (names already present with the
+    same value are not listed: nothing changed for them)."""
+
+    names: list[str]
+
+
+class VaultReencrypted(VaultChange, frozen=True, gc=False, kw_only=True):
+    """A ``rotate-key`` blob write that changes no metadata (the bridge, a restore, the final
+    write); audited once, by the ``VaultKeyRotated`` that ends the rotation."""
+
+    step: str
+
+
+class VaultKeyRotated(VaultChange, frozen=True, gc=False, kw_only=True):
+    """The end of a ``rotate-key`` run: ok (``recipient`` is the new public key) or failed at
+    ``step`` with ``error`` (texts about files and keys, never a value)."""
+
+    outcome: AuditOutcome
+    recipient: str = ""
+    step: str = ""
+    error: str = ""
+
+
+class VaultAdopted(VaultChange, frozen=True, gc=False, kw_only=True):
+    """The on-disk blob accepted as truth: at first boot after ``vault init`` (``initial``) or by
+    ``vault adopt``. ``meta`` is the blob's metadata, so the projection follows the blob; the diff
+    against what the log knew is names only."""
+
+    initial: bool
+    meta: VaultMeta
+    added: list[str] = []
+    removed: list[str] = []
+    changed: list[str] = []
+
+
+class VaultWriteAborted(VaultChange, frozen=True, gc=False, kw_only=True):
+    """The last change's blob never landed: the metadata goes back to the blob on disk (``meta``),
+    whose hash is this event's ``blob_sha256``."""
+
+    aborted: str  # the event type of the change that did not land
+    meta: VaultMeta
+
+
+# Audit-only facts (vault.md §12): they change nothing in the vault.
+
+
+class SecretRead(EventBase, frozen=True, gc=False, kw_only=True):
+    """``vault get``: committed before the value is printed."""
+
+    name: str
+    outcome: AuditOutcome
+    actor: VaultActor = VaultActor.CLI
+
+
+class SecretsDelivered(EventBase, frozen=True, gc=False, kw_only=True):
+    """One spawn's ``secrets`` map: the names only."""
+
+    principal: str
+    names: list[str]
+    job_id: str
+
+
+class SecretDenied(EventBase, frozen=True, gc=False, kw_only=True):
+    """A granted secret left out of a spawn (revoked, or no value); the job still runs."""
+
+    principal: str
+    name: str
+    reason: SecretDenialReason
+    job_id: str
+
+
+class DeliveryRefused(EventBase, frozen=True, gc=False, kw_only=True):
+    """A spawn failed closed while composing its secrets (vault.md §10)."""
+
+    principal: str
+    reason: str
+    job_id: str
+
+
+class FingerprintMismatch(EventBase, frozen=True, gc=False, kw_only=True):
+    """A plugin whose principal is active ran with no fingerprint or changed bytes."""
+
+    principal: str
+    plugin: str
+    job_id: str
+    detail: str
+
+
+class VaultAuthFailed(EventBase, frozen=True, gc=False, kw_only=True):
+    """A 401 on ``/vault/*`` (at most one per remote address per minute, the caller's limit)."""
+
+    path: str
+    remote: str
+
+
 Event = (
     JobEnqueued
     | JobDeduped
@@ -386,6 +589,26 @@ Event = (
     | GatewayStopped
     | ConfigSnapshotted
     | ProjectionsPruned
+    | VaultInitialized
+    | PrincipalRegistered
+    | PrincipalRevoked
+    | PrincipalPurged
+    | PrincipalRolled
+    | SecretSet
+    | SecretRolled
+    | SecretRevoked
+    | AdminTokenRotated
+    | VaultImported
+    | VaultReencrypted
+    | VaultKeyRotated
+    | VaultAdopted
+    | VaultWriteAborted
+    | SecretRead
+    | SecretsDelivered
+    | SecretDenied
+    | DeliveryRefused
+    | FingerprintMismatch
+    | VaultAuthFailed
 )
 
 EVENT_TYPES: dict[str, type[EventBase]] = {cls.__name__: cls for cls in Event.__args__}  # type: ignore[attr-defined]
@@ -424,3 +647,14 @@ def context_stream(context_id: str) -> str:
 
 def schedule_stream(plugin: str, schedule_id: str) -> str:
     return f"schedule-{plugin}/{schedule_id}"
+
+
+VAULT_STREAM = "vault"  # every VaultChange, in order: the boot check reads its last blob hash
+VAULT_AUDIT_STREAM = "vault-audit"  # reads, deliveries and denials: kept apart so a delivery at
+# every spawn never contends with a vault change for the ``vault`` stream's version
+
+VAULT_CHANGES: tuple[type[VaultChange], ...] = tuple(
+    cls for cls in EVENT_TYPES.values() if issubclass(cls, VaultChange)  # type: ignore[misc]
+)
+VAULT_AUDIT_FACTS = (SecretRead, SecretsDelivered, SecretDenied, DeliveryRefused, FingerprintMismatch,
+                     VaultAuthFailed)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ductile.projections import breakers, contexts, ledger, plugin_state, queue, schedules
+from ductile.projections import audit, breakers, contexts, ledger, plugin_state, queue, schedules, vault
 from ductile.projections.runner import ProjectionRunner
 
 ALL = (queue.PROJECTION, ledger.PROJECTION, plugin_state.PROJECTION, schedules.PROJECTION, breakers.PROJECTION,
-       contexts.PROJECTION)
+       contexts.PROJECTION, vault.PROJECTION, audit.PROJECTION)
 
 
 def default_runner() -> ProjectionRunner:
