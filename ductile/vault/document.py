@@ -9,7 +9,8 @@ and written back unchanged, so a vault written by a later release survives a rew
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import msgspec
 import yaml
@@ -24,11 +25,31 @@ ADMIN_TOKEN = "core-admin-token"  # the reserved secret: the vault API credentia
 MAX_VALUE_BYTES = 65536
 
 
+class _Sealed:
+    """A repr without the fields that hold secret material, so a value never reaches a log line, a
+    traceback's locals, or a test runner's failure output (vault.md §14)."""
+
+    __slots__ = ()
+    _HIDDEN: ClassVar[frozenset[str]] = frozenset()
+
+    def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
+        for name in self.__struct_fields__:  # type: ignore[attr-defined]
+            value = getattr(self, name)
+            yield name, ("<hidden>" if name in self._HIDDEN and value else value)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
+
+    __str__ = __repr__
+
+
 class VaultDocumentError(ValueError):
     """The decrypted bytes are not a vault document. Never quotes the document (it holds values)."""
 
 
-class Secret(msgspec.Struct, frozen=True, kw_only=True):
+class Secret(_Sealed, msgspec.Struct, frozen=True, kw_only=True):
+    _HIDDEN: ClassVar[frozenset[str]] = frozenset({"value"})
+
     value: str = ""
     authorized_principals: tuple[str, ...] = ()
     status: SecretStatus = SecretStatus.ACTIVE
@@ -41,7 +62,9 @@ class Secret(msgspec.Struct, frozen=True, kw_only=True):
     extra: dict[str, Any] = {}  # unknown keys, kept on rewrite
 
 
-class Principal(msgspec.Struct, frozen=True, kw_only=True):
+class Principal(_Sealed, msgspec.Struct, frozen=True, kw_only=True):
+    _HIDDEN: ClassVar[frozenset[str]] = frozenset({"nonce"})
+
     kind: PrincipalKind
     status: PrincipalStatus = PrincipalStatus.ACTIVE
     nonce: str = ""  # only `core` has one: base64url of 32 CSPRNG bytes

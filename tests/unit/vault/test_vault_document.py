@@ -82,3 +82,15 @@ def test_errors_never_quote_a_value() -> None:
     with pytest.raises(VaultDocumentError) as caught:
         parse(b'secrets: {x: {value: "CANARY-1", roll_count: "CANARY-2"}}\n')
     assert "CANARY" not in str(caught.value)
+
+
+def test_printing_a_document_never_shows_a_value_or_the_nonce() -> None:
+    from rich.pretty import pretty_repr
+
+    doc = VaultDocument(
+        secrets={"x": Secret(value="CANARY-value")},
+        principals={"core": Principal(kind=PrincipalKind.GATEWAY, nonce="CANARY-nonce")},
+    )
+    for shown in (repr(doc), str(doc), pretty_repr(doc), repr(doc.secrets["x"]), f"{doc.principals['core']}"):
+        assert "CANARY" not in shown
+    assert doc.secrets["x"].value == "CANARY-value"  # hidden from print, not from the code
