@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +38,7 @@ from ductile.commands.vault import (
     RotateAdminToken,
     SetSecret,
 )
+from ductile.config.loader import DEFAULT_VAULT_FILE
 from ductile.events.types import (
     VAULT_AUDIT_STREAM,
     VAULT_STREAM,
@@ -53,11 +54,12 @@ from ductile.projections.vault import VaultState
 from ductile.vault import mint as minting
 from ductile.vault.blob import BlobFile, BlobWriteFailed, PreparedWrite
 from ductile.vault.document import ADMIN_TOKEN, VaultDocument
-from ductile.vault.keys import Keyring, parse_recipient
+from ductile.vault.keys import Keyring, parse_recipient, resolve_keyring
 from ductile.vault.rotation import BlobWrite, RotationAborted, RotationResult, rotate_key
 from ductile.vocabulary import AuditOutcome, SecretPattern, SecretStatus, VaultActor, VaultAgreement
 
 if TYPE_CHECKING:
+    from ductile.config.model import Config
     from ductile.events.log import EventLog, WriteTx
 
 Mint = Callable[[], str]
@@ -124,14 +126,14 @@ class VaultKeeper:
     def _recipients(self) -> list[object]:
         return [parse_recipient(r) for r in self.keyring.recipients]
 
-    def execute(self, cmd: Command) -> WriteOutcome:
+    def apply(self, cmd: Command) -> WriteOutcome:
         """Decide ``cmd`` and make it true in log and blob (vault.md §3 order); raises the
         decider's refusals, ``BlobModifiedExternally`` (nothing written) or ``BlobWriteFailed``
         (``VaultWriteAborted`` appended, memory rolled back)."""
         with self._lock:
-            return self._execute(cmd)
+            return self._apply(cmd)
 
-    def _execute(self, cmd: Command) -> WriteOutcome:
+    def _apply(self, cmd: Command) -> WriteOutcome:
         recipients = self._recipients()
         prepared_box: list[PreparedWrite] = []
 
@@ -183,21 +185,21 @@ class VaultKeeper:
 
     def set(self, name: str, value: str = "", pattern: str = "", grants: list[str] | None = None,
             actor: VaultActor = VaultActor.ADMIN_TOKEN) -> WriteOutcome:
-        return self.execute(SetSecret(name=name, value=value, pattern=pattern, grants=grants, actor=actor))
+        return self.apply(SetSecret(name=name, value=value, pattern=pattern, grants=grants, actor=actor))
 
     def roll(self, name: str, value: str = "", actor: VaultActor = VaultActor.ADMIN_TOKEN) -> WriteOutcome:
-        return self.execute(RollSecret(name=name, value=value, actor=actor))
+        return self.apply(RollSecret(name=name, value=value, actor=actor))
 
     def roll_principal(self, name: str, actor: VaultActor = VaultActor.ADMIN_TOKEN) -> WriteOutcome:
-        return self.execute(RollPrincipal(name=name, actor=actor))
+        return self.apply(RollPrincipal(name=name, actor=actor))
 
     def rotate_admin_token(self) -> str:
         """A new admin token (the old one stops working at once); returned for stdout, once."""
-        outcome = self.execute(RotateAdminToken())
+        outcome = self.apply(RotateAdminToken())
         return outcome.decision.document.secrets[ADMIN_TOKEN].value
 
     def import_secrets(self, entries: list[tuple[str, str]]) -> WriteOutcome:
-        return self.execute(ImportSecrets(entries=entries))
+        return self.apply(ImportSecrets(entries=entries))
 
     # --- local reads ---------------------------------------------------------------------------
 
@@ -310,10 +312,45 @@ def init_vault(vault_path: Path, keyring: Keyring, events: EventLog | None, *, m
         from ductile.commands.errors import VaultExists
 
         raise VaultExists(str(vault_path))
-    outcome = keeper.execute(InitVault(vault_path=str(vault_path)))
+    outcome = keeper.apply(InitVault(vault_path=str(vault_path)))
     return keeper, outcome.decision.document.secrets[ADMIN_TOKEN].value
 
 
 def read_audit(cur: object, query: AuditQuery) -> AuditPage:
     """``system vault-audit``: the audit projection, newest first."""
     return audit_projection.query(cur, query)  # type: ignore[arg-type]
+
+
+# --- boot (the composition root calls this; vault.md §1, §3) -----------------------------------
+
+
+class VaultBootRefused(Exception):
+    """A vault that stops boot: the message is the spec's text."""
+
+
+def vault_path(config: Config) -> Path:
+    """``secrets.vault_file`` (the loader fills in ``<configDir>/vault.age``)."""
+    return config.secrets.vault_file or config.source.config_dir / DEFAULT_VAULT_FILE
+
+
+def resolve_key(config: Config, environ: Mapping[str, str], home: Path) -> Keyring | None:
+    """The age key by vault.md §1's order; AgeKeyError for a named key that is missing or refused."""
+    return resolve_keyring(environ, config.secrets.age_key_file, config.source.config_dir, home)
+
+
+def boot_vault(config: Config, events: EventLog, environ: Mapping[str, str], home: Path) -> VaultKeeper | None:
+    """Load the vault for the gateway and settle it with the log; None when there is no vault.
+    Raises VaultBootRefused (no key for an existing vault, or §3's mismatch), AgeKeyError or
+    VaultBlobError (fail closed: never an empty vault)."""
+    path = vault_path(config)
+    keyring = resolve_key(config, environ, home)
+    if not path.exists():
+        return None
+    if keyring is None:
+        raise VaultBootRefused(NO_KEY_REFUSAL.format(path=path))
+    keeper = VaultKeeper.load(path, keyring, events)
+    try:
+        keeper.settle_boot()
+    except VaultMismatch as exc:
+        raise VaultBootRefused(str(exc)) from None
+    return keeper

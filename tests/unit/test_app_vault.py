@@ -79,7 +79,7 @@ def test_init_refuses_an_existing_vault_and_leaves_it_untouched(keeper: VaultKee
 
 def test_a_change_commits_its_event_before_the_blob_is_written(keeper: VaultKeeper, log: EventLog,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    keeper.execute(RegisterPrincipal(name="mailer"))
+    keeper.apply(RegisterPrincipal(name="mailer"))
     seen: list[str] = []
     real_replace = files.replace
 
@@ -172,7 +172,7 @@ def test_get_commits_its_read_record_before_returning_the_value(keeper: VaultKee
     (lambda k: None, "core-admin-token",
      "secret \"core-admin-token\" is reserved (the management-API credential) and is never printed by 'vault get'"),
     (lambda k: None, "nope", 'unknown secret "nope"'),
-    (lambda k: (k.set("gone", value=CANARY), k.execute(RevokeSecret(name="gone"))),
+    (lambda k: (k.set("gone", value=CANARY), k.apply(RevokeSecret(name="gone"))),
      "gone", 'secret "gone" is revoked (value cleared)'),
 ])
 def test_get_refuses_with_the_spec_text(keeper: VaultKeeper, prepare, name: str, text: str) -> None:
@@ -224,7 +224,7 @@ def test_boot_check_reverts_a_write_that_never_landed(keeper: VaultKeeper, log: 
 def test_boot_check_refuses_a_foreign_blob_and_adopt_accepts_it(tmp_path: Path, keeper: VaultKeeper,
                                                                 log: EventLog) -> None:
     other, _ = init_vault(tmp_path / "other.age", keeper.keyring, None)
-    other.execute(RegisterPrincipal(name="stranger"))
+    other.apply(RegisterPrincipal(name="stranger"))
     keeper.blob.path.write_bytes((tmp_path / "other.age").read_bytes())
     foreign = VaultKeeper.load(keeper.blob.path, keeper.keyring, log)
     with pytest.raises(VaultMismatch) as info:
