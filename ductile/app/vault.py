@@ -354,3 +354,70 @@ def boot_vault(config: Config, events: EventLog, environ: Mapping[str, str], hom
     except VaultMismatch as exc:
         raise VaultBootRefused(str(exc)) from None
     return keeper
+
+
+# --- vault status (vault.md §6) ------------------------------------------------------------------
+
+
+def vault_status(config: Config, environ: Mapping[str, str], home: Path) -> tuple[dict[str, object], str | None]:
+    """The status document, in the spec's key order, and the error line (``no vault at ...``).
+    Works with the gateway running: the blob and the key are read, the state DB only read-only."""
+    import sqlite3
+
+    from ductile.events.log import connect
+    from ductile.system.pidlock import holder, pid_path
+    from ductile.vault.blob import VaultBlobError, VaultMissing, recipient_count, sha256_hex
+    from ductile.vault.keys import AgeKeyError, key_mode, load_keyring, locate_key, mode_text
+
+    path = vault_path(config)
+    blob = path.read_bytes() if path.exists() else None
+    key_path: str | None = None
+    mode: str | None = None
+    decrypts: bool | None = None
+    try:
+        location = locate_key(environ, config.secrets.age_key_file, config.source.config_dir, home)
+    except AgeKeyError:
+        location = None
+        decrypts = False if blob is not None else None
+    if location is not None:
+        key_path = str(location.path)
+        try:
+            mode = mode_text(key_mode(location.path))
+            if blob is not None:
+                BlobFile(path).read(load_keyring(location.path).identities)
+                decrypts = True
+        except (AgeKeyError, VaultBlobError):
+            decrypts = False
+    recipients: int | None = None
+    if blob is not None:
+        try:
+            recipients = recipient_count(blob, path)
+        except VaultBlobError:
+            recipients = None
+    counts: vault_projection.VaultCounts | None = None
+    agreement: VaultAgreement | None = None
+    if config.state_path.exists():
+        conn = connect(config.state_path, readonly=True)
+        try:
+            cur = conn.cursor()
+            counts = vault_projection.counts(cur)
+            if blob is not None:
+                agreement = decider.agreement(vault_projection.load_state(cur), sha256_hex(blob))
+        except sqlite3.Error:
+            counts, agreement = None, None
+        finally:
+            conn.close()
+    elif blob is not None:
+        agreement = VaultAgreement.NOT_ADOPTED
+    pid = holder(pid_path(config.state_path))
+    exists = blob is not None
+    report: dict[str, object] = {
+        "vault_path": str(path), "exists": exists, "key_path": key_path, "key_mode": mode, "decrypts": decrypts,
+        "recipients": recipients,
+        "principals": counts.principals if counts is not None and exists else None,
+        "secrets": counts.secrets if counts is not None and exists else None,
+        "agreement": agreement,
+        "management_socket": str(config.api.management_socket) if config.api.management_socket else None,
+        "gateway_running": pid is not None, "pid": pid if pid is not None and pid > 0 else None,
+    }
+    return report, None if exists else str(VaultMissing(path))
