@@ -4,7 +4,7 @@ It sits above ``runtime/`` and ``api/`` (ARCHITECTURE §2) so that it alone wire
 servers; nothing below it imports it.
 
 Boot order: config → plugin discovery and pipelines → PID lock → state DB (projections caught up)
-→ config snapshot → crash recovery, beside the API's start → ``GatewayStarted``; the dispatcher and
+→ the vault (age key, blob, the agreement check of vault.md §3) → config snapshot → crash recovery, beside the API's start → ``GatewayStarted``; the dispatcher and
 the scheduler start once recovery is done. Any boot failure is one ERROR line plus the same text on
 stderr, everything opened is closed, and the exit code is 1.
 """
@@ -21,12 +21,14 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ductile
 from ductile.app import jobs
 from ductile.app.facade import Ductile
 from ductile.app.routing import Router
+from ductile.app.vault import VaultBootRefused, VaultKeeper, boot_vault
 from ductile.cli.progress import progress_bar
 from ductile.config.discovery import ConfigSource
 from ductile.config.errors import ConfigError
@@ -49,6 +51,8 @@ from ductile.runtime.services import Services
 from ductile.system import logs
 from ductile.system.logs import Log
 from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
+from ductile.vault.blob import VaultBlobError
+from ductile.vault.keys import AgeKeyError
 
 if TYPE_CHECKING:
     import uvicorn
@@ -121,6 +125,7 @@ class Gateway:
         self.pipelines: Compiled | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.events: EventLog | None = None
+        self.vault: VaultKeeper | None = None  # the loaded vault; None when there is none
 
     async def run(self) -> int:
         # Before anything else: a SIGHUP during boot must not kill the gateway, and a SIGTERM
@@ -137,7 +142,10 @@ class Gateway:
             finally:
                 if bar is not None:
                     bar.close()
-        except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error) as exc:
+            # After the log is open: the boot check of vault.md §3 may append (revert or adopt).
+            self.vault = await asyncio.to_thread(boot_vault, config, events, os.environ, Path.home())
+        except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error,
+                VaultBootRefused, AgeKeyError, VaultBlobError) as exc:
             return self._boot_failed(str(exc))
         try:
             return await self._serve(config, catalog, events)
@@ -199,7 +207,7 @@ class Gateway:
 
         scheduler = Scheduler(events, config, catalog, on_tick=on_tick)
         gateway = Ductile(config, catalog, events, services.reads, router=router, pipelines=pipelines,
-                          schedule_specs=scheduler.specs, config_snapshot_id=snapshot_id)
+                          schedule_specs=scheduler.specs, config_snapshot_id=snapshot_id, vault=self.vault)
         scheduler_task = asyncio.create_task(_after(recovery, scheduler.run), name="scheduler")
         tasks = [asyncio.create_task(_after(recovery, dispatcher.run), name="dispatcher"), scheduler_task]
         self._tasks = tasks

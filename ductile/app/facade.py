@@ -23,12 +23,17 @@ from ductile.app import jobs as app_jobs
 from ductile.app import schedules as app_schedules
 from ductile.app.jobs import EnqueueOutcome
 from ductile.app.routing import Router
+from ductile.app.vault import VaultKeeper, WriteOutcome
 from ductile.commands.jobs import EnqueueJob
+from ductile.commands.vault import Command as VaultCommand
 from ductile.config.model import Config
 from ductile.events.log import EventLog
 from ductile.events.timefmt import NS
 from ductile.pipelines.graph import Pipeline
 from ductile.projections import analytics_queries, job_queries, schedule_queries
+from ductile.projections import audit as audit_projection
+from ductile.projections import vault as vault_projection
+from ductile.projections.audit import AuditPage, AuditQuery
 from ductile.system.doctor import doctor_checks
 from ductile.system.logs import Log
 from ductile.system.selfcheck import selfcheck_checks
@@ -188,6 +193,40 @@ class Analytics:
         return await self._gw.reads.read(lambda c: analytics_queries.stopwatch(c, plugin, window, now, subs=subs))
 
 
+class VaultUnavailable(LookupError):
+    def __str__(self) -> str:
+        return "vault not available"
+
+
+class Vault:
+    """The vault's use cases for the API (``/vault/*``) and the runtime. Writes run the keeper's
+    one serialised write path off the event loop; reads go through the projections."""
+
+    def __init__(self, gw: Ductile, keeper: VaultKeeper | None) -> None:
+        self._gw = gw
+        self.keeper = keeper
+
+    @property
+    def loaded(self) -> bool:
+        return self.keeper is not None
+
+    def _keeper(self) -> VaultKeeper:
+        if self.keeper is None:
+            raise VaultUnavailable()
+        return self.keeper
+
+    async def apply(self, cmd: VaultCommand) -> WriteOutcome:
+        """Any ``commands.vault`` command, committed (event, then blob) before it returns."""
+        keeper = self._keeper()
+        return await asyncio.to_thread(keeper.apply, cmd)
+
+    async def state(self) -> vault_projection.VaultState:
+        return await self._gw.reads.read(vault_projection.fetch_state)
+
+    async def audit(self, query: AuditQuery) -> AuditPage:
+        return await self._gw.reads.read(lambda c: audit_projection.fetch_query(c, query))
+
+
 class System:
     def __init__(self, gw: Ductile) -> None:
         self._gw = gw
@@ -230,6 +269,7 @@ class Ductile:
         self, config: Config, catalog: Catalog, events: EventLog, reads: Reads, *,
         router: Router | None = None, pipelines: Mapping[str, Pipeline] | None = None,
         schedule_specs: list[Spec] | None = None, config_snapshot_id: str | None = None,
+        vault: VaultKeeper | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog
@@ -245,3 +285,4 @@ class Ductile:
         self.schedules = Schedules(self)
         self.analytics = Analytics(self)
         self.system = System(self)
+        self.vault = Vault(self, vault)

@@ -426,3 +426,19 @@ def _health_check(cfg: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     check["detail"] = (f"posture={body.get('posture', '?')} uptime={body.get('uptime_seconds', '?')}s "
                        f"queue_depth={body.get('queue_depth', '?')}")
     return check, body
+
+
+@app.command(name="vault-audit")
+def vault_audit(
+    *,
+    principal: Annotated[str | None, Parameter(help="Rows about this principal and the secrets ever granted to it.")] = None,
+    secret: Annotated[str | None, Parameter(help="Rows about this secret.")] = None,
+    limit: Annotated[int, Parameter(help="Rows to show, newest first (default 50).")] = 50,
+    json: bool = False,
+    config: ConfigOpt = None,
+    config_dir: ConfigDirOpt = None,
+) -> None:
+    """The vault audit trail (vault.md §12), newest first; works with the gateway running."""
+    from ductile.cli.vault import vault_audit as show
+
+    show(principal=principal, secret=secret, limit=limit, json=json, config=config, config_dir=config_dir)

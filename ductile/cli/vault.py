@@ -1,0 +1,378 @@
+"""``ductile vault ...``: the local vault commands (vault.md §4, §6, §8, §12).
+
+Key-touching commands (``init``, ``rotate-key``, ``rotate-admin-token``, ``adopt``, offline ``set``)
+run with the daemon stopped: they take its PID lock for the whole run and append their events to
+the state DB as another process (ARCHITECTURE §3) when it exists. ``get``, ``list``, ``status`` and
+``audit`` work with the gateway running. Values come only from stdin and leave only through
+``get``'s stdout (and a new admin token's); every message goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from cyclopts import App, Parameter
+
+from ductile.cli.output import CliFailure, emit_json, fail
+
+if TYPE_CHECKING:
+    from ductile.app.vault import VaultKeeper
+    from ductile.config.model import Config
+    from ductile.events.log import EventLog
+    from ductile.projections.audit import AuditPage
+    from ductile.vault.keys import Keyring
+
+app = App(name="vault", help="The secrets vault: init, get, list, status, set (offline), rotate-key, audit.")
+
+ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
+ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]
+NameOpt = Annotated[str | None, Parameter(name="--name", help="The secret's name.")]
+
+NOT_LOGGED = "no state database yet; the change is not logged (the next boot adopts the vault)"
+LIMIT_HELP = "Rows to show, newest first (default 50)."
+
+
+def _config(config: str | None, config_dir: str | None) -> Config | None:
+    """The config, or None when none is found anywhere (then no daemon can clash with us)."""
+    from ductile.cli.common import resolve
+    from ductile.config.discovery import NOTHING_FOUND
+
+    try:
+        return resolve(config, config_dir)
+    except CliFailure as exc:
+        if exc.message == NOTHING_FOUND and config is None and config_dir is None:
+            return None
+        raise
+
+
+def _require_config(config: str | None, config_dir: str | None) -> Config:
+    from ductile.cli.common import resolve
+
+    cfg: Config = resolve(config, config_dir)
+    return cfg
+
+
+@contextlib.contextmanager
+def _local(action: str, cfg: Config | None) -> Iterator[EventLog | None]:
+    """The daemon's PID lock held for the whole command, and the state DB opened as another
+    writer when it exists (None, with a note on stderr, when it does not)."""
+    from ductile.events.log import EventLog
+    from ductile.projections.registry import default_runner
+    from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
+
+    if cfg is None:
+        print(NOT_LOGGED, file=sys.stderr)
+        yield None
+        return
+    lock_path = pid_path(cfg.state_path)
+    try:
+        lock = PidLock(lock_path).acquire()
+    except PidLockHeld:
+        raise CliFailure(f"vault {action}: the daemon appears to be running (could not take the lock {lock_path})"
+                         ) from None
+    events: EventLog | None = None
+    try:
+        if cfg.state_path.exists():
+            events = EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync()
+        else:
+            print(NOT_LOGGED, file=sys.stderr)
+        yield events
+    finally:
+        if events is not None:
+            events.close()
+        lock.release()
+
+
+def _keyring(cfg: Config | None, key: str | None, action: str) -> Keyring:
+    from ductile.app.vault import resolve_key
+    from ductile.vault.keys import AgeKeyError, load_keyring
+
+    try:
+        if key is not None:
+            return load_keyring(Path(key).absolute())
+        found = resolve_key(cfg, os.environ, Path.home()) if cfg is not None else None
+    except AgeKeyError as exc:
+        raise CliFailure(str(exc)) from None
+    if found is None:
+        raise CliFailure(f"vault {action}: no age key was found (set secrets.age_key_file or DUCTILE_AGE_KEY_FILE)")
+    return found
+
+
+def _vault_path(cfg: Config | None, given: str | None) -> Path:
+    from ductile.app.vault import vault_path
+
+    if given is not None:
+        return Path(given).absolute()
+    assert cfg is not None
+    return vault_path(cfg)
+
+
+def _load(path: Path, keyring: Keyring, events: EventLog | None) -> VaultKeeper:
+    from ductile.app.vault import VaultKeeper
+    from ductile.vault.blob import VaultBlobError
+
+    try:
+        return VaultKeeper.load(path, keyring, events)
+    except VaultBlobError as exc:
+        raise CliFailure(str(exc)) from None
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """What a vault command may refuse with: each message is safe to show (never a value)."""
+    from ductile.app.vault import VaultReadRefused
+    from ductile.commands.errors import Refused
+    from ductile.vault.blob import VaultBlobError
+    from ductile.vault.keys import AgeKeyError
+    from ductile.vault.rotation import RotationAborted
+
+    return (Refused, VaultBlobError, AgeKeyError, RotationAborted, VaultReadRefused)
+
+
+# --- local, key-touching -------------------------------------------------------------------------
+
+
+@app.command
+def init(*, vault: Annotated[str | None, Parameter(help="The vault file to create.")] = None,
+         key: Annotated[str | None, Parameter(help="The age key to encrypt it to.")] = None,
+         config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Create the vault: principal core with the fingerprint nonce, and the admin token (printed once)."""
+    from ductile.app.vault import init_vault
+    from ductile.vault.keys import load_keyring, locate_key
+
+    cfg = _config(config, config_dir)
+    if cfg is None and (vault is None or key is None):
+        raise CliFailure("vault init: --vault and --key are required (no config found)")
+    path = _vault_path(cfg, vault)
+    if key is not None:
+        key_path = Path(key).absolute()
+    else:
+        assert cfg is not None
+        found = _call(locate_key, os.environ, cfg.secrets.age_key_file, cfg.source.config_dir, Path.home())
+        key_path = found.path if found is not None else (cfg.secrets.age_key_file
+                                                          or cfg.source.config_dir / "age.key")
+    if path.exists():
+        raise CliFailure(f'vault: refusing to init — "{path}" already exists')
+    if not key_path.exists():
+        raise CliFailure(f"vault init: age key {key_path} not found (create one with "
+                         f"'ductile secrets keygen --out {key_path}')")
+    keyring = _call(load_keyring, key_path)
+    with _local("init", cfg) as events:
+        _, token = _call(init_vault, path, keyring, events)
+    print(f"Wrote vault to {path} (encrypted; core principal + fingerprint nonce seeded)", file=sys.stderr)
+    print("Initial admin token (shown once — store it now; it is the vault API credential):", file=sys.stderr)
+    sys.stdout.write(token + "\n")
+    sys.stdout.flush()
+
+
+@app.command(name="rotate-admin-token")
+def rotate_admin_token(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Mint a new admin token (printed once); the old one stops working at once."""
+    cfg = _config(config, config_dir)
+    if cfg is None:
+        raise CliFailure("vault rotate-admin-token: no config found")
+    keyring = _keyring(cfg, None, "rotate-admin-token")
+    with _local("rotate-admin-token", cfg) as events:
+        keeper = _load(_vault_path(cfg, None), keyring, events)
+        token = _call(keeper.rotate_admin_token)
+    sys.stdout.write(token + "\n")
+    sys.stdout.flush()
+
+
+@app.command(name="rotate-key")
+def rotate_key(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Re-encrypt the vault to a new age key, crash-safe (vault.md §8). Stop the gateway first."""
+    from ductile.vault.rotation import success_lines
+
+    cfg = _config(config, config_dir)
+    if cfg is None:
+        raise CliFailure("vault rotate-key: no config found")
+    keyring = _keyring(cfg, None, "rotate-key")
+    with _local("rotate-key", cfg) as events:
+        keeper = _load(_vault_path(cfg, None), keyring, events)
+        result = _call(keeper.rotate_key)
+    for line in success_lines(result):
+        print(line, file=sys.stderr)
+
+
+@app.command
+def adopt(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Accept the on-disk vault.age as truth after the boot check refused it (vault.md §3)."""
+    from ductile.vocabulary import VaultActor
+
+    cfg = _require_config(config, config_dir)
+    keyring = _keyring(cfg, None, "adopt")
+    with _local("adopt", cfg) as events:
+        if events is None:
+            return  # nothing to adopt into: the next boot adopts the blob
+        keeper = _load(_vault_path(cfg, None), keyring, events)
+        _call(keeper.adopt, initial=False, actor=VaultActor.CLI)
+    print(f"Adopted {keeper.blob.path} as the vault of record", file=sys.stderr)
+
+
+@app.command(name="set")
+def set_(*, name: NameOpt = None,
+        pattern: Annotated[str, Parameter(help="manual (default) or auto.")] = "",
+        principal: Annotated[str | None, Parameter(help="Grants, comma-separated; \"\" clears them.")] = None,
+        vault: Annotated[str | None, Parameter(help="Offline mode: the vault file.")] = None,
+        key: Annotated[str | None, Parameter(help="Offline mode: the age key.")] = None,
+        api_url: Annotated[str | None, Parameter(help="The daemon's API (not in this release's CLI).")] = None,
+        config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Create or update a secret; a manual value is read from stdin (never argv)."""
+    from ductile.vocabulary import VaultActor
+
+    if name is None:
+        raise CliFailure("vault set: --name is required")
+    if api_url is not None and (vault is not None or key is not None):
+        raise CliFailure("choose one mode: --api-url or --vault/--key")
+    if vault is None or key is None:
+        raise CliFailure("offline mode requires BOTH --vault and --key")
+    value = "" if pattern == "auto" else sys.stdin.read().rstrip("\r\n")
+    grants = None if principal is None else [p.strip() for p in principal.split(",") if p.strip()]
+    cfg = _config(config, config_dir)
+    keyring = _keyring(None, key, "set")
+    with _local("set", cfg) as events:
+        keeper = _load(Path(vault).absolute(), keyring, events)
+        _call(keeper.set, name, value=value, pattern=pattern, grants=grants, actor=VaultActor.CLI)
+    print(f'Set secret "{name}"', file=sys.stderr)
+
+
+# --- local reads ----------------------------------------------------------------------------------
+
+
+@app.command
+def get(*, name: NameOpt = None, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Print a secret's value; its read is audited before the value is printed."""
+    from ductile.app.vault import NOT_AUDITED
+    from ductile.events.log import EventLog
+    from ductile.projections.registry import default_runner
+
+    if name is None:
+        raise CliFailure("vault get: --name is required")
+    cfg = _require_config(config, config_dir)
+    keyring = _keyring(cfg, None, "get")
+    events = None
+    if cfg.state_path.exists():
+        events = _call(EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync)
+    try:
+        keeper = _load(_vault_path(cfg, None), keyring, events)
+        if events is None:
+            print(NOT_AUDITED, file=sys.stderr)
+        value = _call(keeper.read_secret, name)
+    finally:
+        if events is not None:
+            events.close()
+    if sys.stdout.isatty():
+        print("warning: printing a secret value to a terminal", file=sys.stderr)
+    sys.stdout.write(value + "\n")
+    sys.stdout.flush()
+
+
+@app.command(name="list")
+def list_(*, principals: bool = False, json: bool = False, config: ConfigOpt = None,
+          config_dir: ConfigDirOpt = None) -> None:
+    """Secrets (or principals) as the event log knows them: metadata only, never values."""
+    from ductile.cli.common import read_state
+    from ductile.cli.output import print_table
+    from ductile.projections.vault import fetch_state
+
+    cfg = _require_config(config, config_dir)
+    state = read_state(cfg.state_path, fetch_state)
+    if principals:
+        rows = [{"name": n, "kind": p.kind, "status": p.status} for n, p in sorted(state.meta.principals.items())]
+        if json:
+            emit_json({"principals": rows})
+            return
+        print_table(["name", "kind", "status"], [[r["name"], r["kind"], r["status"]] for r in rows])
+        return
+    secrets = [{"name": n, "status": s.status, "pattern": s.pattern, "roll_count": s.roll_count,
+                "grants": s.grants, "created_at": s.created_at, "updated_at": s.updated_at,
+                "revoked_at": s.revoked_at} for n, s in sorted(state.meta.secrets.items())]
+    if json:
+        emit_json({"secrets": secrets})
+        return
+    print_table(["name", "status", "pattern", "roll_count", "grants", "created_at", "updated_at", "revoked_at"],
+                [[s["name"], s["status"], s["pattern"], s["roll_count"], ",".join(s["grants"]) or "-",
+                  s["created_at"], s["updated_at"], s["revoked_at"] or "-"] for s in secrets])
+
+
+@app.command
+def status(*, json: bool = False, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
+    """The vault's health (vault.md §6): file, key, recipients, counts, agreement, gateway. Never values."""
+    from ductile.app.vault import vault_status
+
+    cfg = _require_config(config, config_dir)
+    report, error = vault_status(cfg, os.environ, Path.home())
+    document: dict[str, Any] = dict(report)
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        if json:
+            document["error"] = error
+    if json:
+        emit_json(document)
+    else:
+        for field, value in report.items():
+            print(f"{field}: {_human(value)}")
+    healthy = (error is None and report["exists"] and report["agreement"] != "mismatch"
+               and report["decrypts"] is not False)
+    return 0 if healthy else 1
+
+
+def _human(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+# --- audit ----------------------------------------------------------------------------------------
+
+
+@app.command
+def audit(*, principal: str | None = None, secret: str | None = None,
+          limit: Annotated[int, Parameter(help=LIMIT_HELP)] = 50, json: bool = False,
+          config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """The vault audit trail (same as ``ductile system vault-audit``)."""
+    vault_audit(principal=principal, secret=secret, limit=limit, json=json, config=config, config_dir=config_dir)
+
+
+def vault_audit(*, principal: str | None, secret: str | None, limit: int, json: bool, config: str | None,
+                config_dir: str | None) -> None:
+    """vault.md §12: newest first, filtered by principal (with the secrets ever granted to it) and secret."""
+    from ductile.cli.common import read_state
+    from ductile.projections.audit import LIMIT_NOT_POSITIVE, AuditQuery, fetch_query
+
+    if limit <= 0:
+        raise fail(LIMIT_NOT_POSITIVE, json=json)
+    query = AuditQuery(principal=principal, secret=secret, limit=limit)
+    cfg = _require_config(config, config_dir)
+    page: AuditPage = read_state(cfg.state_path, lambda conn: fetch_query(conn, query))
+    if json:
+        emit_json(page)
+        return
+    if not page.rows:
+        print("No audit facts found.")
+        return
+    print("Vault audit facts (newest first)")
+    if principal:
+        print(f"Principal filter: {principal}")
+    for row in page.rows:
+        about = f" secret={row.secret_name}" if row.secret_name else ""
+        print(f"{row.created_at}  {row.op}  {row.principal or ''}{about}  actor={row.actor or ''}  -> {row.outcome}")
+        if row.detail:
+            print(f"    {row.detail}")
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn`` with the vault's refusals turned into one stderr line and exit 1."""
+    try:
+        return fn(*args, **kwargs)
+    except _refusals() as exc:
+        raise CliFailure(str(exc)) from None
