@@ -16,6 +16,7 @@ from ductile.api.errors import ApiError
 from ductile.api.schemas import errors
 from ductile.app.facade import Ductile
 from ductile.runtime.catalog import LoadedPlugin
+from ductile.runtime.skills import Skill, SkillList
 from ductile.runtime.skills import skills as skills_of
 
 
@@ -66,29 +67,6 @@ def describe(loaded: LoadedPlugin) -> PluginDetail:
             for c in m.commands
         ],
     )
-
-
-class Skill(msgspec.Struct, kw_only=True):
-    """A ``/skills`` entry (api.md §4.1): a plugin command (``tier``, ``plugin``, ``command``) or a
-    pipeline (``pipeline``, ``trigger``, ``execution_mode``, and ``timeout_secs`` when synchronous).
-    One Struct with the keys of both, in the order each kind answers them, so the bytes are the ones
-    each kind has always had."""
-
-    name: str
-    kind: Literal["plugin", "pipeline"]
-    description: str | UnsetType = UNSET
-    endpoint: str
-    tier: Literal["READ", "WRITE"] | UnsetType = UNSET
-    plugin: str | UnsetType = UNSET
-    command: str | UnsetType = UNSET
-    pipeline: str | UnsetType = UNSET
-    trigger: str | UnsetType = UNSET
-    execution_mode: Literal["asynchronous", "synchronous"] | UnsetType = UNSET
-    timeout_secs: int | float | UnsetType = UNSET
-
-
-class SkillList(msgspec.Struct):
-    skills: list[Skill]
 
 
 def plugin_document(document: dict[str, Any], plugin: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from litestar import get, post
@@ -22,6 +22,8 @@ from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.timefmt import now_ns, rfc3339
 from ductile.formats.yaml12 import YamlError, parse_document
 from ductile.runtime.catalog import Catalog, LoadedPlugin
+from ductile.system.doctor import DoctorCheck
+from ductile.system.selfcheck import SelfcheckCheck
 
 SYSTEM_READ = scopes("system:ro", "system:rw")
 MANIFEST_FILE = "manifest.yaml"
@@ -276,27 +278,12 @@ async def get_config_view(ductile: Facade) -> ConfigView:
 # --- doctor ------------------------------------------------------------------------------------------
 
 
-class DoctorCheck(msgspec.Struct, kw_only=True):
-    name: str
-    ok: bool
-    severity: Literal["error", "warning"] | UnsetType = UNSET
-    detail: str | UnsetType = UNSET
-    field: str | UnsetType = UNSET
-
-
 class DoctorReport(msgspec.Struct, kw_only=True):
     """``GET /system/doctor``: ``ok`` unless some check is an error."""
 
     ok: bool
     captured_at: str
     checks: list[DoctorCheck]
-
-
-class SelfcheckCheck(msgspec.Struct, kw_only=True):
-    name: str
-    ok: bool
-    status: Literal["ok", "fail", "skipped"]
-    detail: str | UnsetType = UNSET
 
 
 class SelfcheckReport(msgspec.Struct, kw_only=True):
