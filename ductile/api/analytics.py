@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import get
 from litestar.openapi.spec import OpenAPIType, Schema
@@ -15,17 +15,18 @@ from ductile.api.errors import ApiError
 from ductile.api.schemas import errors, query_schema
 from ductile.events.timefmt import now_ns
 from ductile.projections import analytics_queries
+from ductile.projections.analytics_queries import QueueReport, Stopwatch, Summary
 
 JOB_STATUS = scopes("jobs:status:ro", "jobs:rw")
 
 
 @get("/analytics/summary", guards=[JOB_STATUS], responses=errors(401, 403))
-async def analytics_summary(ductile: Facade) -> dict[str, Any]:
+async def analytics_summary(ductile: Facade) -> Summary:
     return await ductile.analytics.summary(now_ns())
 
 
 @get("/analytics/queue", guards=[JOB_STATUS], responses=errors(401, 403))
-async def analytics_queue(ductile: Facade) -> dict[str, Any]:
+async def analytics_queue(ductile: Facade) -> QueueReport:
     return await ductile.analytics.queue(now_ns())
 
 
@@ -33,7 +34,7 @@ async def analytics_queue(ductile: Facade) -> dict[str, Any]:
 async def stopwatch(ductile: Facade, caller: CallerDep, plugin: FromPath[str],
                     window: Annotated[str | None, QueryParameter(required=False, schema_extra=query_schema(Schema(
                         type=OpenAPIType.STRING, enum=list(analytics_queries.WINDOWS))))] = None,
-                    include_subs: FromQuery[str | None] = None) -> dict[str, Any]:
+                    include_subs: FromQuery[str | None] = None) -> Stopwatch:
     window = window or "1h"
     if window not in analytics_queries.WINDOWS:
         raise ApiError(400, "invalid window (use 5m, 1h, or 24h)")

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from litestar import Request, get
 from litestar.params import FromPath
+from msgspec import UNSET, UnsetType
 
 from ductile.api.auth import scopes
 from ductile.api.context import Facade
@@ -15,6 +16,7 @@ from ductile.api.errors import ApiError
 from ductile.api.schemas import errors
 from ductile.app.facade import Ductile
 from ductile.runtime.catalog import LoadedPlugin
+from ductile.runtime.skills import Skill, SkillList
 from ductile.runtime.skills import skills as skills_of
 
 
@@ -25,25 +27,46 @@ def _plugin_or_404(ductile: Ductile, plugin: str) -> LoadedPlugin:
     return loaded
 
 
-def describe(loaded: LoadedPlugin) -> dict[str, Any]:
+class CommandDetail(msgspec.Struct, kw_only=True):
+    """A manifest command; the keys the manifest leaves out are left out. Its schemas are the
+    manifest's own JSON Schema documents."""
+
+    name: str
+    type: Literal["read", "write"]
+    description: str | UnsetType = UNSET
+    idempotent: bool | UnsetType = UNSET
+    retry_safe: bool | UnsetType = UNSET
+    input_schema: dict[str, Any] | UnsetType = UNSET
+    output_schema: dict[str, Any] | UnsetType = UNSET
+
+
+class PluginDetail(msgspec.Struct, kw_only=True):
+    """``GET /plugin/{plugin}`` (api.md §3)."""
+
+    name: str
+    version: str
+    description: str | UnsetType = UNSET
+    protocol: int
+    concurrency_safe: bool
+    commands: list[CommandDetail]
+
+
+def _unset_if_none(value: Any) -> Any:
+    return UNSET if value is None else value
+
+
+def describe(loaded: LoadedPlugin) -> PluginDetail:
     m = loaded.manifest
-    body: dict[str, Any] = {"name": loaded.name, "version": m.version}
-    if m.description:
-        body["description"] = m.description
-    body["protocol"] = m.protocol
-    body["concurrency_safe"] = m.concurrency_safe
-    commands = []
-    for c in m.commands:
-        entry: dict[str, Any] = {"name": c.name, "type": c.type}
-        if c.description:
-            entry["description"] = c.description
-        for key in ("idempotent", "retry_safe", "input_schema", "output_schema"):
-            value = getattr(c, key)
-            if value is not None:
-                entry[key] = value
-        commands.append(entry)
-    body["commands"] = commands
-    return body
+    return PluginDetail(
+        name=loaded.name, version=m.version, description=m.description or UNSET, protocol=m.protocol,
+        concurrency_safe=m.concurrency_safe,
+        commands=[
+            CommandDetail(name=c.name, type=c.type, description=c.description or UNSET,
+                          idempotent=_unset_if_none(c.idempotent), retry_safe=_unset_if_none(c.retry_safe),
+                          input_schema=_unset_if_none(c.input_schema), output_schema=_unset_if_none(c.output_schema))
+            for c in m.commands
+        ],
+    )
 
 
 def plugin_document(document: dict[str, Any], plugin: str) -> dict[str, Any]:
@@ -55,7 +78,7 @@ def plugin_document(document: dict[str, Any], plugin: str) -> dict[str, Any]:
 
 
 @get("/plugin/{plugin:str}", guards=[scopes("plugin:catalog:ro", "plugin:rw")], responses=errors(400, 401, 403, 404))
-async def get_plugin(ductile: Facade, plugin: FromPath[str]) -> dict[str, Any]:
+async def get_plugin(ductile: Facade, plugin: FromPath[str]) -> PluginDetail:
     return describe(_plugin_or_404(ductile, plugin))
 
 
@@ -66,9 +89,9 @@ async def plugin_openapi(ductile: Facade, request: Request[Any, Any, Any], plugi
 
 
 @get("/skills", guards=[scopes()], responses=errors(401))
-async def skills(ductile: Facade) -> dict[str, Any]:
+async def skills(ductile: Facade) -> SkillList:
     # Pipeline entries (pipeline.<n>) join once pipelines are compiled.
-    return {"skills": skills_of(ductile.catalog, ductile.config.pipelines)}
+    return SkillList(msgspec.convert(skills_of(ductile.catalog, ductile.config.pipelines), list[Skill]))
 
 
 class ManifestAuth(msgspec.Struct, frozen=True):

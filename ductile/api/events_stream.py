@@ -59,7 +59,10 @@ async def _respond_error(send: Send, exc: ApiError) -> None:
     await send({"type": "http.response.body", "body": _encoder.encode({"error": exc.message})})
 
 
-@asgi("/events")
+# copy_scope=True (Litestar 3's default): the stream only reads its scope and never means to
+# hand a change back to the middleware around it, so it gets its own copy; one shallow dict copy
+# per connection costs nothing next to a stream's life.
+@asgi("/events", copy_scope=True)
 async def events_stream(scope: Scope, receive: Receive, send: Send) -> None:
     app = scope["app"]
     svc: Services = app.state.services

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import get
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
@@ -13,7 +13,8 @@ from ductile.api.auth import scopes
 from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError, forbidden
 from ductile.api.schemas import errors, query_schema
-from ductile.projections.job_queries import STATUS_ALIASES
+from ductile.projections.analytics_queries import TreeNode
+from ductile.projections.job_queries import STATUS_ALIASES, Job, JobLogPage, JobPage
 from ductile.vocabulary import JobStatus
 
 MAX_LIMIT = 200
@@ -32,7 +33,7 @@ TIMESTAMP = query_schema(Schema(any_of=[Schema(type=OpenAPIType.STRING, format=O
 
 
 @get("/job/{job_id:str}", guards=[scopes("jobs:status:ro", "jobs:rw")], responses=errors(400, 401, 403, 404))
-async def get_job(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> dict[str, Any]:
+async def get_job(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> Job:
     job = await ductile.jobs.get(job_id, with_result=caller.has("jobs:result:ro"))
     if job is None:
         raise ApiError(404, "job not found")
@@ -41,7 +42,7 @@ async def get_job(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> 
 
 @get("/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")], responses=errors(400, 401, 403))
 async def list_jobs(ductile: Facade, plugin: Filter = None, command: Filter = None, status: StatusFilter = None,
-                    submitted_by: Filter = None, limit: Limit = DEFAULT_LIMIT) -> dict[str, Any]:
+                    submitted_by: Filter = None, limit: Limit = DEFAULT_LIMIT) -> JobPage:
     return await ductile.jobs.list(plugin=plugin, command=command, status=status, submitted_by=submitted_by,
                                    limit=limit)
 
@@ -51,7 +52,7 @@ async def job_logs(
     ductile: Facade, caller: CallerDep, job_id: Filter = None, plugin: Filter = None, command: Filter = None,
     status: StatusFilter = None, submitted_by: Filter = None, from_: Annotated[str | None, QueryParameter(name="from", required=False, schema_extra=TIMESTAMP)] = None,
     to: Annotated[str | None, QueryParameter(required=False, schema_extra=TIMESTAMP)] = None, text: Annotated[str | None, QueryParameter(name="query")] = None, limit: Limit = DEFAULT_LIMIT, include_result: Filter = None,
-) -> dict[str, Any]:
+) -> JobLogPage:
     with_result = caller.has("jobs:result:ro")
     if text and not with_result:
         raise forbidden()
@@ -62,7 +63,7 @@ async def job_logs(
 
 
 @get("/job/{job_id:str}/tree", guards=[scopes("jobs:tree:ro", "jobs:rw")], responses=errors(400, 401, 403, 404))
-async def job_tree(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> list[dict[str, Any]]:
+async def job_tree(ductile: Facade, caller: CallerDep, job_id: FromPath[str]) -> list[TreeNode]:
     tree = await ductile.jobs.tree(job_id, with_result=caller.has("jobs:result:ro"))
     if tree is None:
         raise ApiError(404, "job not found")

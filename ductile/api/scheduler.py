@@ -14,6 +14,7 @@ from ductile.api.body import json_object
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
 from ductile.api.schemas import body_of, errors
+from ductile.projections.schedule_queries import ScheduleList
 from ductile.vocabulary import CircuitState
 
 
@@ -28,7 +29,7 @@ BREAKER_BODY = Schema(type=OpenAPIType.OBJECT, properties={"command": Schema(typ
 
 
 @get("/scheduler/jobs", guards=[scopes("jobs:status:ro", "jobs:rw")], responses=errors(401, 403, 500))
-async def scheduler_jobs(ductile: Facade) -> dict[str, Any]:
+async def scheduler_jobs(ductile: Facade) -> ScheduleList:
     try:
         return await ductile.schedules.list()
     except Exception as exc:

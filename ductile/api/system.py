@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import get, post
+from msgspec import UNSET, UnsetType
 
 from ductile import __version__
 from ductile.api.auth import scopes
@@ -20,6 +22,8 @@ from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.timefmt import now_ns, rfc3339
 from ductile.formats.yaml12 import YamlError, parse_document
 from ductile.runtime.catalog import Catalog, LoadedPlugin
+from ductile.system.doctor import DoctorCheck
+from ductile.system.selfcheck import SelfcheckCheck
 
 SYSTEM_READ = scopes("system:ro", "system:rw")
 MANIFEST_FILE = "manifest.yaml"
@@ -94,7 +98,42 @@ def pipeline_entry_plugins(pipeline: dict[str, Any], by_name: dict[str, dict[str
     return entries(pipeline.get("steps"), frozenset({name}) if isinstance(name, str) else frozenset())
 
 
-def topology(config: Config, catalog: Catalog, emits: dict[str, list[tuple[str, str]]], now: int) -> dict[str, Any]:
+class SignalUse(msgspec.Struct):
+    signal: str
+    command: str
+
+
+class PluginNode(msgspec.Struct, kw_only=True):
+    """A configured or loaded plugin; ``version`` only when its manifest states one."""
+
+    name: str
+    version: str | UnsetType = UNSET
+    active: bool
+    inputs: list[SignalUse]
+    outputs: list[SignalUse]
+
+
+class Endpoint(msgspec.Struct):
+    plugin: str
+    command: str
+
+
+class SignalNode(msgspec.Struct):
+    name: str
+    producers: list[Endpoint]
+    consumers: list[Endpoint]
+
+
+class Topology(msgspec.Struct, kw_only=True):
+    """``GET /topology`` (api.md §4.7)."""
+
+    version: str
+    captured_at: str
+    plugins: list[PluginNode]
+    signals: list[SignalNode]
+
+
+def topology(config: Config, catalog: Catalog, emits: dict[str, list[tuple[str, str]]], now: int) -> Topology:
     pipelines = [p for p in config.pipelines if isinstance(p, dict)]
     by_name = {p["name"]: p for p in pipelines if isinstance(p.get("name"), str)}
     inputs: dict[str, set[tuple[str, str]]] = {}
@@ -115,26 +154,23 @@ def topology(config: Config, catalog: Catalog, emits: dict[str, list[tuple[str, 
     plugins = []
     for name in sorted(set(config.plugins) | set(catalog.plugins)):
         loaded = catalog.get(name)
-        entry: dict[str, Any] = {"name": name}
-        if loaded is not None and loaded.manifest.version:
-            entry["version"] = loaded.manifest.version
-        entry["active"] = loaded is not None
-        entry["inputs"] = [{"signal": s, "command": c} for s, c in sorted(inputs.get(name, ()))]
-        entry["outputs"] = [{"signal": s, "command": c} for s, c in sorted(set(emits.get(name, ())))]
-        plugins.append(entry)
+        plugins.append(PluginNode(
+            name=name,
+            version=loaded.manifest.version if loaded is not None and loaded.manifest.version else UNSET,
+            active=loaded is not None,
+            inputs=[SignalUse(s, c) for s, c in sorted(inputs.get(name, ()))],
+            outputs=[SignalUse(s, c) for s, c in sorted(set(emits.get(name, ())))],
+        ))
     signals = [
-        {
-            "name": s,
-            "producers": [{"plugin": p, "command": c} for p, c in sorted(producers.get(s, ()))],
-            "consumers": [{"plugin": p, "command": c} for p, c in sorted(consumers.get(s, ()))],
-        }
+        SignalNode(name=s, producers=[Endpoint(p, c) for p, c in sorted(producers.get(s, ()))],
+                   consumers=[Endpoint(p, c) for p, c in sorted(consumers.get(s, ()))])
         for s in sorted(set(producers) | set(consumers))
     ]
-    return {"version": __version__, "captured_at": rfc3339(now), "plugins": plugins, "signals": signals}
+    return Topology(version=__version__, captured_at=rfc3339(now) or "", plugins=plugins, signals=signals)
 
 
 @get("/topology", guards=[SYSTEM_READ], responses=errors(401, 403))
-async def get_topology(ductile: Facade) -> dict[str, Any]:
+async def get_topology(ductile: Facade) -> Topology:
     catalog = ductile.catalog
     emits = await asyncio.to_thread(lambda: {n: _emits(p) for n, p in catalog.plugins.items()})
     return topology(ductile.config, catalog, emits, now_ns())
@@ -167,6 +203,44 @@ def _scrub(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
+class TokenView(msgspec.Struct, kw_only=True):
+    """An API token as the view shows it: its vault name, never a literal value."""
+
+    secret_ref: str | UnsetType = UNSET
+    scopes: list[str]
+
+
+class PluginView(msgspec.Struct, kw_only=True):
+    """A plugin's entry; the keys it does not set are left out (api.md §4.8)."""
+
+    enabled: bool
+    uses: Any = UNSET
+    schedules: Any = UNSET
+    config: Any = UNSET
+    retry: Any = UNSET
+    timeouts: Any = UNSET
+    circuit_breaker: Any = UNSET
+    parallelism: Any = UNSET
+    notify_on_complete: Any = UNSET
+
+
+class ConfigView(msgspec.Struct, kw_only=True):
+    """``GET /config/view`` (api.md §4.8): the config's own keys, redacted. The sections stay
+    free-form: they are the config as written, with durations as given."""
+
+    service: dict[str, Any]
+    state: dict[str, Any]
+    secrets: dict[str, Any]
+    plugin_roots: list[Any]
+    api: dict[str, Any]
+    plugins: dict[str, PluginView]
+    pipelines: list[Any]
+    webhooks: Any
+    instances: Any
+    remote_ingress: dict[str, Any]
+    compiled_routes: dict[str, Any]
+
+
 def config_view(config: Config, pipelines: Mapping[str, Any] | None = None) -> dict[str, Any]:
     raw = display_document(config)
     api = dict(raw.get("api") or {})
@@ -197,35 +271,52 @@ def config_view(config: Config, pipelines: Mapping[str, Any] | None = None) -> d
 
 
 @get("/config/view", guards=[SYSTEM_READ], responses=errors(401, 403))
-async def get_config_view(ductile: Facade) -> dict[str, Any]:
-    return config_view(ductile.config, ductile.pipelines_by_name)
+async def get_config_view(ductile: Facade) -> ConfigView:
+    return msgspec.convert(config_view(ductile.config, ductile.pipelines_by_name), ConfigView)
 
 
 # --- doctor ------------------------------------------------------------------------------------------
 
 
+class DoctorReport(msgspec.Struct, kw_only=True):
+    """``GET /system/doctor``: ``ok`` unless some check is an error."""
+
+    ok: bool
+    captured_at: str
+    checks: list[DoctorCheck]
+
+
+class SelfcheckReport(msgspec.Struct, kw_only=True):
+    """``GET /system/selfcheck`` (operations.md §5)."""
+
+    healthy: bool
+    captured_at: str
+    checks: list[SelfcheckCheck]
+
+
 @get("/system/doctor", guards=[SYSTEM_READ], responses=errors(401, 403, 500))
-async def system_doctor(ductile: Facade) -> dict[str, Any]:
+async def system_doctor(ductile: Facade) -> DoctorReport:
     try:
         checks = await ductile.system.doctor()
     except Exception as exc:
         raise internal("doctor run failed", exc) from None
-    return {"ok": not any(c.get("severity") == "error" for c in checks), "captured_at": rfc3339(now_ns()),
-            "checks": checks}
+    return DoctorReport(ok=not any(c.get("severity") == "error" for c in checks), captured_at=rfc3339(now_ns()) or "",
+                        checks=msgspec.convert(checks, list[DoctorCheck]))
 
 
 # --- selfcheck -------------------------------------------------------------------------------------
 
 
 @get("/system/selfcheck", guards=[SYSTEM_READ], responses=errors(401, 403, 409, 500))
-async def system_selfcheck(ductile: Facade) -> dict[str, Any]:
+async def system_selfcheck(ductile: Facade) -> SelfcheckReport:
     try:
         checks = await ductile.system.selfcheck()
     except Exception as exc:
         raise internal("selfcheck run failed", exc) from None
     if checks is None:
         raise ApiError(409, "selfcheck already running")
-    return {"healthy": all(c["ok"] for c in checks), "captured_at": rfc3339(now_ns()), "checks": checks}
+    return SelfcheckReport(healthy=all(c["ok"] for c in checks), captured_at=rfc3339(now_ns()) or "",
+                           checks=msgspec.convert(checks, list[SelfcheckCheck]))
 
 
 # --- reload --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiosqlite
+import msgspec
 
 from ductile.app import jobs as app_jobs
 from ductile.app import schedules as app_schedules
@@ -33,7 +34,10 @@ from ductile.pipelines.graph import Pipeline
 from ductile.projections import analytics_queries, job_queries, schedule_queries
 from ductile.projections import audit as audit_projection
 from ductile.projections import vault as vault_projection
+from ductile.projections.analytics_queries import QueueReport, Stopwatch, Summary, TreeNode
 from ductile.projections.audit import AuditPage, AuditQuery
+from ductile.projections.job_queries import Job, JobLogPage, JobPage
+from ductile.projections.schedule_queries import ScheduleList
 from ductile.system.doctor import doctor_checks
 from ductile.system.logs import Log
 from ductile.system.selfcheck import selfcheck_checks
@@ -92,34 +96,40 @@ class Jobs:
             log.debug("job enqueued", job_id=outcome.job_id, plugin=plugin, command=command, submitted_by=submitted_by)
         return outcome
 
-    async def get(self, job_id: str, *, with_result: bool) -> dict[str, Any] | None:
-        return await self._gw.reads.read(lambda c: job_queries.get_job(c, job_id, with_result=with_result))
+    # The readers answer plain dicts (the CLI prints them as they are); here each becomes its
+    # record type once, so the API's answers have declared shapes.
+    async def get(self, job_id: str, *, with_result: bool) -> Job | None:
+        job = await self._gw.reads.read(lambda c: job_queries.get_job(c, job_id, with_result=with_result))
+        return None if job is None else msgspec.convert(job, Job)
 
     async def list(self, *, plugin: str | None, command: str | None, status: str | None, submitted_by: str | None,
-                   limit: int | None) -> dict[str, Any]:
-        return await self._gw.reads.read(
+                   limit: int | None) -> JobPage:
+        page = await self._gw.reads.read(
             lambda c: job_queries.list_jobs(c, plugin=plugin, command=command, status=status,
                                             submitted_by=submitted_by, limit=limit)
         )
+        return msgspec.convert(page, JobPage)
 
     async def logs(self, *, job_id: str | None, plugin: str | None, command: str | None, status: str | None,
                    submitted_by: str | None, from_: str | None, to: str | None, query: str | None,
-                   limit: int | None, include_result: bool, with_result: bool) -> dict[str, Any]:
-        return await self._gw.reads.read(
+                   limit: int | None, include_result: bool, with_result: bool) -> JobLogPage:
+        page = await self._gw.reads.read(
             lambda c: job_queries.job_logs(
                 c, job_id=job_id, plugin=plugin, command=command, status=status, submitted_by=submitted_by,
                 from_=from_, to=to, query=query, limit=limit, include_result=include_result, with_result=with_result,
             )
         )
+        return msgspec.convert(page, JobLogPage)
 
-    async def tree(self, job_id: str, *, with_result: bool) -> list[dict[str, Any]] | None:
-        return await self._gw.reads.read(lambda c: analytics_queries.job_tree(c, job_id, with_result=with_result))
+    async def tree(self, job_id: str, *, with_result: bool) -> list[TreeNode] | None:
+        tree = await self._gw.reads.read(lambda c: analytics_queries.job_tree(c, job_id, with_result=with_result))
+        return None if tree is None else msgspec.convert(tree, list[TreeNode])
 
-    async def wait_for_tree(self, root: str, deadline: float) -> list[dict[str, Any]] | None:
+    async def wait_for_tree(self, root: str, deadline: float) -> list[TreeNode] | None:
         """The tree of ``root`` once every node is terminal, or None at ``deadline`` (monotonic)."""
         while True:
             tree = await self.tree(root, with_result=True)
-            if tree and all(node["status"] in TERMINAL for node in tree):
+            if tree and all(node.status in TERMINAL for node in tree):
                 return tree
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -166,9 +176,10 @@ class Schedules:
     def __init__(self, gw: Ductile) -> None:
         self._gw = gw
 
-    async def list(self) -> dict[str, Any]:
+    async def list(self) -> ScheduleList:
         specs = self._gw.schedule_specs
-        return await self._gw.reads.read(lambda c: schedule_queries.scheduler_jobs(c, specs))
+        return msgspec.convert(await self._gw.reads.read(lambda c: schedule_queries.scheduler_jobs(c, specs)),
+                               ScheduleList)
 
     async def reset_breaker(self, plugin: str, command: str) -> None:
         if self._gw.catalog.get(plugin) is None:
@@ -180,17 +191,19 @@ class Analytics:
     def __init__(self, gw: Ductile) -> None:
         self._gw = gw
 
-    async def summary(self, now: int) -> dict[str, Any]:
-        return await self._gw.reads.read(lambda c: analytics_queries.summary(c, now))
+    async def summary(self, now: int) -> Summary:
+        return msgspec.convert(await self._gw.reads.read(lambda c: analytics_queries.summary(c, now)), Summary)
 
-    async def queue(self, now: int) -> dict[str, Any]:
+    async def queue(self, now: int) -> QueueReport:
         workers = self._gw.config.service.max_workers
-        return await self._gw.reads.read(lambda c: analytics_queries.queue_analytics(c, now, workers))
+        report = await self._gw.reads.read(lambda c: analytics_queries.queue_analytics(c, now, workers))
+        return msgspec.convert(report, QueueReport)
 
-    async def stopwatch(self, plugin: str, window: str, now: int, *, subs: bool | None) -> dict[str, Any]:
+    async def stopwatch(self, plugin: str, window: str, now: int, *, subs: bool | None) -> Stopwatch:
         if self._gw.catalog.get(plugin) is None:
             raise PluginNotFound(plugin)
-        return await self._gw.reads.read(lambda c: analytics_queries.stopwatch(c, plugin, window, now, subs=subs))
+        report = await self._gw.reads.read(lambda c: analytics_queries.stopwatch(c, plugin, window, now, subs=subs))
+        return msgspec.convert(report, Stopwatch)
 
 
 class VaultUnavailable(LookupError):

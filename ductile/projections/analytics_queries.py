@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from ductile.events.read_pool import fetch_value
 from ductile.events.timefmt import NS, parse_rfc3339, rfc3339, sql_ts
@@ -30,6 +31,98 @@ _subs_decoder = msgspec.json.Decoder(list[StopwatchSub])
 
 
 # --- percentiles -------------------------------------------------------------------------------
+
+
+class QueueDepth(msgspec.Struct):
+    """The outstanding jobs, partitioned (api.md §4.5)."""
+
+    queued: int
+    retry_wait: int
+    running: int
+
+
+class Workers(msgspec.Struct):
+    busy: int
+    total: int
+
+
+class QueueReport(msgspec.Struct, kw_only=True):
+    """``GET /analytics/queue`` (api.md §4.5)."""
+
+    captured_at: str
+    depth: QueueDepth
+    depth_total: int
+    queued_by_plugin: dict[str, int]
+    running_by_plugin: dict[str, int]
+    oldest_queued_age_seconds: float | None
+    workers: Workers
+
+
+class TerminalCounts(msgspec.Struct):
+    """Every terminal status, always present."""
+
+    succeeded: int
+    failed: int
+    timed_out: int
+    dead: int
+    skipped: int
+
+
+class Summary(msgspec.Struct):
+    """``GET /analytics/summary``: terminal jobs completed in the last 24 h."""
+
+    window: str
+    captured_at: str
+    stats: TerminalCounts
+
+
+class SubTiming(msgspec.Struct, kw_only=True):
+    """A plugin-reported sub-span, aggregated by name."""
+
+    name: str
+    sample_count: int
+    p50_ms: int
+    p95_ms: int
+    p99_ms: int
+
+
+class StepTiming(msgspec.Struct, kw_only=True):
+    step: str
+    sample_count: int
+    p50_ms: int
+    p95_ms: int
+    p99_ms: int
+    trend_p95_ms: list[int]
+    subs: list[SubTiming] | UnsetType = UNSET
+
+
+class Stopwatch(msgspec.Struct, kw_only=True):
+    """``GET /stopwatch/{plugin}`` (api.md §4.6); ``subs_unavailable`` only for a caller who may
+    not see sub-spans."""
+
+    plugin: str
+    window: str
+    captured_at: str
+    steps: list[StepTiming]
+    subs_unavailable: str | UnsetType = UNSET
+
+
+class TreeNode(msgspec.Struct, kw_only=True):
+    """One job of ``GET /job/{id}/tree`` (api.md §4.3) and of a synchronous pipeline's answer."""
+
+    job_id: str
+    parent_job_id: str | UnsetType = UNSET
+    plugin: str
+    command: str
+    status: JobStatus
+    pipeline: str | UnsetType = UNSET
+    step_id: str | UnsetType = UNSET
+    attempt: int
+    created_at: str
+    started_at: str | UnsetType = UNSET
+    completed_at: str | UnsetType = UNSET
+    result: Any = UNSET
+    last_error: str | UnsetType = UNSET
 
 
 def nearest_rank(ordered: Sequence[int], percentile: float) -> int:
@@ -108,7 +201,7 @@ async def queue_analytics(conn: aiosqlite.Connection, now_ns: int, max_workers: 
 
 async def summary(conn: aiosqlite.Connection, now_ns: int) -> dict[str, Any]:
     """Terminal jobs completed in the last 24 h, by status (all five keys always present)."""
-    stats = dict.fromkeys(TERMINAL_STATUSES, 0)
+    stats = dict.fromkeys((s.value for s in TERMINAL_STATUSES), 0)
     for status, count in await conn.execute_fetchall(
         "SELECT status, COUNT(*) FROM job_log WHERE completed_ns >= ? AND completed_ns <= ? GROUP BY status",
         (now_ns - DAY_NS, now_ns),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from ductile import json_limits
 from ductile.events.read_pool import fetch_one, fetch_value
@@ -47,6 +48,79 @@ def decode_result(raw: str | None) -> Any:
         return json_limits.decode(raw)
     except (msgspec.DecodeError, json_limits.TooDeep):
         return raw
+
+
+# The answers' record types (api.md §4.3, §4.4), written once here beside the queries that fill
+# them. A key that api.md marks optional is UNSET when absent, so it is left out of the answer
+# rather than sent as null; field order is the answer's key order. ``result`` is the plugin's own
+# JSON, so it stays ``Any``.
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """``GET /job/{id}``. A job pruned from the queue (read from ``job_log``) has no
+    ``max_attempts``, ``pipeline``, ``step_id``, ``started_at`` or ``next_retry_at``."""
+
+    job_id: str
+    status: JobStatus
+    plugin: str
+    command: str
+    submitted_by: str
+    attempt: int
+    max_attempts: int | UnsetType = UNSET
+    parent_job_id: str | UnsetType = UNSET
+    pipeline: str | UnsetType = UNSET
+    step_id: str | UnsetType = UNSET
+    created_at: str
+    started_at: str | UnsetType = UNSET
+    completed_at: str | UnsetType = UNSET
+    next_retry_at: str | UnsetType = UNSET
+    result: Any = UNSET
+    last_error: str | UnsetType = UNSET
+
+
+class JobSummary(msgspec.Struct, kw_only=True):
+    """One entry of ``GET /jobs``."""
+
+    job_id: str
+    plugin: str
+    command: str
+    status: JobStatus
+    submitted_by: str
+    attempt: int
+    created_at: str
+    started_at: str | UnsetType = UNSET
+    completed_at: str | UnsetType = UNSET
+
+
+class JobPage(msgspec.Struct):
+    """``GET /jobs``: newest first; ``total`` counts every match, not just this page."""
+
+    jobs: list[JobSummary]
+    total: int
+
+
+class JobLogEntry(msgspec.Struct, kw_only=True):
+    """One terminal attempt of ``GET /job-logs``; ``log_id`` is ``<job_id>-<attempt>``."""
+
+    job_id: str
+    log_id: str
+    plugin: str
+    command: str
+    status: JobStatus
+    attempt: int
+    submitted_by: str
+    created_at: str
+    completed_at: str
+    last_error: str | UnsetType = UNSET
+    stderr: str | UnsetType = UNSET
+    result: Any = UNSET
+
+
+class JobLogPage(msgspec.Struct):
+    """``GET /job-logs``: newest ``completed_at`` first."""
+
+    logs: list[JobLogEntry]
+    total: int
 
 
 def _compact(d: dict[str, Any]) -> dict[str, Any]:

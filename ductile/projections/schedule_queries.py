@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 from ductile.events.read_pool import fetch_one, fetch_value
 from ductile.events.timefmt import rfc3339
@@ -14,6 +17,32 @@ if TYPE_CHECKING:
 # The API's names for the stored statuses (api.md).
 STATUS_NAMES = {ScheduleStatus.ACTIVE: "scheduled", ScheduleStatus.PAUSED_INVALID: "invalid",
                 ScheduleStatus.EXHAUSTED: "exhausted"}
+
+
+class ScheduleEntry(msgspec.Struct, kw_only=True):
+    """One configured entry of ``GET /scheduler/jobs`` (scheduler.md §10). ``timezone`` is always
+    sent (null when the entry names none); ``reason``/``detail`` only for an invalid entry, where
+    they may be null."""
+
+    plugin: str
+    schedule_id: str
+    command: str
+    mode: str
+    status: Literal["scheduled", "invalid", "exhausted"]
+    timezone: str | None
+    reason: str | UnsetType | None = UNSET
+    detail: str | UnsetType | None = UNSET
+    next_run_at: str | UnsetType = UNSET
+    last_fired_at: str | UnsetType = UNSET
+    last_success_at: str | UnsetType = UNSET
+    last_success_job_id: str | UnsetType = UNSET
+    outstanding: int
+    breaker_state: CircuitState
+    last_skip_reason: str | UnsetType = UNSET
+
+
+class ScheduleList(msgspec.Struct):
+    jobs: list[ScheduleEntry]
 
 
 async def entry_rows(conn: aiosqlite.Connection) -> dict[tuple[str, str], dict[str, Any]]:

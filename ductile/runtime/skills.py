@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 from ductile.runtime.catalog import Catalog
+
+
+class Skill(msgspec.Struct, kw_only=True):
+    """A ``/skills`` entry (api.md §4.1): a plugin command (``tier``, ``plugin``, ``command``) or a
+    pipeline (``pipeline``, ``trigger``, ``execution_mode``, and ``timeout_secs`` when synchronous).
+    One Struct with the keys of both, in the order each kind answers them, so the bytes are the ones
+    each kind has always had."""
+
+    name: str
+    kind: Literal["plugin", "pipeline"]
+    description: str | UnsetType = UNSET
+    endpoint: str
+    tier: Literal["READ", "WRITE"] | UnsetType = UNSET
+    plugin: str | UnsetType = UNSET
+    command: str | UnsetType = UNSET
+    pipeline: str | UnsetType = UNSET
+    trigger: str | UnsetType = UNSET
+    execution_mode: Literal["asynchronous", "synchronous"] | UnsetType = UNSET
+    timeout_secs: int | float | UnsetType = UNSET
+
+
+class SkillList(msgspec.Struct):
+    skills: list[Skill]
 
 
 def plugin_entries(catalog: Catalog) -> list[dict[str, Any]]:

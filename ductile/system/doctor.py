@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 from ductile.config.model import Config
 from ductile.events.log import fetch_head
@@ -17,6 +20,16 @@ if TYPE_CHECKING:
     from ductile.runtime.catalog import Catalog
 
 LOW_DISK_BYTES = 1 << 30
+
+
+class DoctorCheck(msgspec.Struct, kw_only=True):
+    """One finding as ``/system/doctor`` answers it; ``_check`` builds its keys."""
+
+    name: str
+    ok: bool
+    severity: Literal["error", "warning"] | UnsetType = UNSET
+    detail: str | UnsetType = UNSET
+    field: str | UnsetType = UNSET
 
 
 def _check(name: str, ok: bool, severity: str | None = None, detail: str | None = None,

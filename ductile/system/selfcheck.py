@@ -5,13 +5,25 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 from ductile.config.model import Config
 from ductile.events.log import read_head, verify_chain
 from ductile.events.timefmt import NS
 from ductile.projections.registry import ALL as PROJECTIONS
 from ductile.vocabulary import TERMINAL_SQL
+
+
+class SelfcheckCheck(msgspec.Struct, kw_only=True):
+    """One check as ``/system/selfcheck`` answers it; ``_status`` builds its keys."""
+
+    name: str
+    ok: bool
+    status: Literal["ok", "fail", "skipped"]
+    detail: str | UnsetType = UNSET
 
 
 def _status(name: str, ok: bool | None, detail: str | None = None) -> dict[str, Any]:
