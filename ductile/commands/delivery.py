@@ -14,7 +14,8 @@ the principal is registered and active, and answers None (attested) or the misma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import msgspec
 
@@ -48,7 +49,12 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     secrets: dict[str, str] = {}
     facts: list[EventBase] = []
 
-    def __repr__(self) -> str:  # the map holds values: only its names may reach a log or a test failure
+    # The map holds values: only its names may reach a log line, rich, or a test runner's output.
+    def __rich_repr__(self) -> Iterator[tuple[str, Any]]:
+        yield "secrets", sorted(self.secrets)
+        yield "facts", self.facts
+
+    def __repr__(self) -> str:
         return f"Delivery(secrets={sorted(self.secrets)!r}, facts={self.facts!r})"
 
     __str__ = __repr__
@@ -78,26 +84,27 @@ def compose(
     principal: str,
     requires_vault: bool,
     job_id: str,
+    now: int,
     attest: Callable[[VaultDocument], str | None],
 ) -> Delivery | DeliveryRefusal:
-    """vault.md §10's table, row by row. A plugin the vault does not know and that does not
+    """vault.md §10's table, row by row (``now`` stamps the facts). A plugin the vault does not know and that does not
     require it costs two lookups and produces nothing (the common case stays free)."""
     if doc is None:
         if requires_vault:
-            return _denied(principal, CompositionDenialReason.NO_VAULT, NO_VAULT, job_id)
+            return _denied(principal, CompositionDenialReason.NO_VAULT, NO_VAULT, job_id, now)
         return NOTHING
     registered = doc.principals.get(principal)
     if registered is None:
         if requires_vault:
             return _denied(principal, CompositionDenialReason.PRINCIPAL_NOT_REGISTERED,
-                           PRINCIPAL_NOT_REGISTERED.format(principal=principal), job_id)
+                           PRINCIPAL_NOT_REGISTERED.format(principal=principal), job_id, now)
         return NOTHING
     if registered.status != PrincipalStatus.ACTIVE:
         return _denied(principal, CompositionDenialReason.PRINCIPAL_NOT_ACTIVE,
-                       PRINCIPAL_NOT_ACTIVE.format(principal=principal), job_id)
+                       PRINCIPAL_NOT_ACTIVE.format(principal=principal), job_id, now)
     detail = attest(doc)
     if detail is not None:
-        fact = FingerprintMismatch(principal=principal, plugin=plugin, job_id=job_id, detail=detail)
+        fact = FingerprintMismatch(at=now, principal=principal, plugin=plugin, job_id=job_id, detail=detail)
         return DeliveryRefusal(reason=PermanentReason.FINGERPRINT_MISMATCH,
                                error=FINGERPRINT_MISMATCH.format(detail=detail), facts=[fact], mismatch_detail=detail)
     secrets: dict[str, str] = {}
@@ -107,19 +114,19 @@ def compose(
         if name == ADMIN_TOKEN or principal not in secret.authorized_principals:
             continue  # the admin token is never delivered, whatever a hand-edited vault grants
         if secret.status != SecretStatus.ACTIVE:
-            facts.append(SecretDenied(principal=principal, name=name, reason=SecretDenialReason.SECRET_REVOKED, job_id=job_id))
+            facts.append(SecretDenied(at=now, principal=principal, name=name, reason=SecretDenialReason.SECRET_REVOKED, job_id=job_id))
         elif not secret.value:
-            facts.append(SecretDenied(principal=principal, name=name, reason=SecretDenialReason.SECRET_NO_VALUE, job_id=job_id))
+            facts.append(SecretDenied(at=now, principal=principal, name=name, reason=SecretDenialReason.SECRET_NO_VALUE, job_id=job_id))
         else:
             secrets[name] = secret.value
     if secrets:
-        facts.insert(0, SecretsDelivered(principal=principal, names=list(secrets), job_id=job_id))
+        facts.insert(0, SecretsDelivered(at=now, principal=principal, names=list(secrets), job_id=job_id))
     return Delivery(secrets=secrets, facts=facts)
 
 
-def _denied(principal: str, reason: CompositionDenialReason, error: str, job_id: str) -> DeliveryRefusal:
+def _denied(principal: str, reason: CompositionDenialReason, error: str, job_id: str, now: int) -> DeliveryRefusal:
     return DeliveryRefusal(reason=PermanentReason.SECRETS_DENIED, error=error,
-                           facts=[DeliveryRefused(principal=principal, reason=reason, job_id=job_id)])
+                           facts=[DeliveryRefused(at=now, principal=principal, reason=reason, job_id=job_id)])
 
 
 class Redactor:

@@ -51,7 +51,7 @@ class SecretsAtSpawn:
         doc = self._vault.document() if self._vault is not None else None
         principal = principal_of(plugin.name, entry.vault_principal)
         decision = compose(doc, plugin=plugin.name, principal=principal, requires_vault=entry.requires_vault,
-                           job_id=job_id, attest=lambda d: mismatch(catalog, plugin, d))
+                           job_id=job_id, now=now_ns(), attest=lambda d: mismatch(catalog, plugin, d))
         if decision.facts:
             facts = decision.facts
             self._events.submit_sync(lambda tx: tx.append(VAULT_AUDIT_STREAM, facts))
