@@ -35,7 +35,7 @@ from ductile.vault.document import CORE, Principal, Secret, VaultDocument
 from ductile.vault.fingerprint import FingerprintKey, plugin_fingerprint
 from ductile.vault.mint import nonce
 from ductile.vocabulary import PrincipalKind, PrincipalStatus, SecretStatus
-from tests.unit.runtime.test_dispatcher import TEST_PLUGINS, FakePlugin, Rig, ok
+from tests.unit.runtime.test_dispatcher import TEST_PLUGINS, FakePlugin, Rig
 
 pytestmark = pytest.mark.anyio
 
@@ -191,7 +191,7 @@ async def test_an_unattested_plugin_fails_closed_with_a_security_alert_and_an_ss
     assert fake.requests == []
     assert await rig.failed_reason(job_id) == "fingerprint_mismatch"
     assert await rig.audit() == [("fingerprint_mismatch", "mailer", None, f"plugin=behave job_id={job_id} {detail}")]
-    [(kind, frame)] = [f for f in rig.frames if f[0] == "plugin.fingerprint_mismatch"]
+    [(_kind, frame)] = [f for f in rig.frames if f[0] == "plugin.fingerprint_mismatch"]
     assert (frame["plugin"], frame["job_id"], frame["detail"]) == ("behave", job_id, detail)
 
 
