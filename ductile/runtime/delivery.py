@@ -17,12 +17,11 @@ import msgspec
 from ductile.commands.delivery import Delivery, DeliveryRefusal, Redactor, compose, principal_of
 from ductile.commands.jobs import AttemptResult
 from ductile.events.log import EventLog
-from ductile.events.timefmt import now_ns, rfc3339
+from ductile.events.timefmt import now_ns
 from ductile.events.types import VAULT_AUDIT_STREAM
 from ductile.runtime.attempt import Classified
 from ductile.runtime.attestation import mismatch
 from ductile.runtime.catalog import Catalog, LoadedPlugin
-from ductile.runtime.observations import LiveHub
 from ductile.system.logs import Log
 from ductile.vault.document import VaultDocument
 from ductile.vocabulary import AttemptOutcome
@@ -40,10 +39,9 @@ class VaultSource(Protocol):
 
 
 class SecretsAtSpawn:
-    def __init__(self, events: EventLog, vault: VaultSource | None, live: LiveHub) -> None:
+    def __init__(self, events: EventLog, vault: VaultSource | None) -> None:
         self._events = events
         self._vault = vault
-        self._live = live
 
     def prepare(self, catalog: Catalog, plugin: LoadedPlugin, job_id: str) -> Delivery | Classified:
         """The plugin's secrets for this attempt, or the fail-closed attempt result."""
@@ -62,10 +60,9 @@ class SecretsAtSpawn:
     def _refused(self, refusal: DeliveryRefusal, plugin: str, principal: str, job_id: str) -> Classified:
         if refusal.mismatch_detail is not None:
             detail = refusal.mismatch_detail
+            # The SSE frame comes from the logged FingerprintMismatch fact (observations.frames).
             log.warn("plugin fingerprint mismatch; job failed closed", event=FINGERPRINT_EVENT, plugin=plugin,
                      principal=principal, job_id=job_id, detail=detail)
-            self._live.publish(FINGERPRINT_EVENT, {"at": rfc3339(now_ns()), "plugin": plugin, "job_id": job_id,
-                                                   "detail": detail})
         else:
             log.warn("plugin secrets denied; job failed closed", plugin=plugin, principal=principal, job_id=job_id,
                      error=refusal.error)

@@ -121,7 +121,7 @@ class Dispatcher:
         self._live = live or LiveHub()
         self.router = router
         self._run_process = run  # a seam: unit tests pass a fake that plays the plugin's part
-        self._secrets = SecretsAtSpawn(events, vault, self._live)
+        self._secrets = SecretsAtSpawn(events, vault)
         events.on_commit(self._on_commit)
 
     # --- wake-ups (event loop) -----------------------------------------------------------------

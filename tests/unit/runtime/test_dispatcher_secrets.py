@@ -23,13 +23,13 @@ from ductile.commands.jobs import EnqueueJob
 from ductile.config.checksums import Checksums, PluginFingerprintEntry, write_checksums
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
-from ductile.events.log import EventLog, connect_async
-from ductile.events.types import JobFailed
+from ductile.events.log import EventLog, connect_async, read_stream
+from ductile.events.types import VAULT_AUDIT_STREAM, JobFailed
 from ductile.projections.audit import AuditQuery, fetch_query
 from ductile.projections.registry import default_runner
 from ductile.runtime.catalog import load_catalog
 from ductile.runtime.dispatcher import Dispatcher
-from ductile.runtime.observations import LiveHub
+from ductile.runtime.observations import frames
 from ductile.runtime.process import ProcessResult
 from ductile.vault.document import CORE, Principal, Secret, VaultDocument
 from ductile.vault.fingerprint import FingerprintKey, plugin_fingerprint
@@ -80,10 +80,6 @@ def attest(config_dir: Path, name: str = "behave") -> None:
 
 
 class SecretsRig(Rig):
-    def __init__(self, events: EventLog, dispatcher: Dispatcher, frames: list[tuple[str, dict[str, Any]]]) -> None:
-        super().__init__(events, dispatcher)
-        self.frames = frames
-
     async def run_one(self) -> tuple[str, dict[str, Any]]:
         cmd = EnqueueJob(job_id=str(uuid.uuid4()), plugin="behave", command="poll", payload={},
                          submitted_by="test", max_attempts=3)
@@ -118,14 +114,10 @@ async def make(tmp_path: Path) -> AsyncIterator[Factory]:
             attest(config_dir)
         config = load_config(ConfigSource(root_file=config_dir / "config.yaml", config_dir=config_dir, source="explicit"))
         events = await EventLog(config.state_path, "full", default_runner()).open()
-        live = LiveHub()
-        live.bind(asyncio.get_running_loop())
-        frames: list[tuple[str, dict[str, Any]]] = []
-        live.subscribe(frames.append)
         dispatcher = Dispatcher(events, load_catalog(config), max_workers=1, env_passthrough=[],
-                                state_dir=config.state_path.parent, run=fake, vault=vault, live=live)
+                                state_dir=config.state_path.parent, run=fake, vault=vault)
         started.append((events, dispatcher, asyncio.create_task(dispatcher.run())))
-        return SecretsRig(events, dispatcher, frames)
+        return SecretsRig(events, dispatcher)
 
     yield factory
     for events, dispatcher, task in started:
@@ -191,8 +183,13 @@ async def test_an_unattested_plugin_fails_closed_with_a_security_alert_and_an_ss
     assert fake.requests == []
     assert await rig.failed_reason(job_id) == "fingerprint_mismatch"
     assert await rig.audit() == [("fingerprint_mismatch", "mailer", None, f"plugin=behave job_id={job_id} {detail}")]
-    [(_kind, frame)] = [f for f in rig.frames if f[0] == "plugin.fingerprint_mismatch"]
-    assert (frame["plugin"], frame["job_id"], frame["detail"]) == ("behave", job_id, detail)
+    conn = rig.events.reader()
+    try:
+        sse = [f for rec in read_stream(conn, VAULT_AUDIT_STREAM) for f in frames(rec)]
+    finally:
+        conn.close()
+    assert [(kind, {k: v for k, v in frame.items() if k != "at"}) for kind, frame in sse] == [
+        ("plugin.fingerprint_mismatch", {"plugin": "behave", "job_id": job_id, "detail": detail})]
 
 
 async def test_a_fingerprint_recorded_with_another_nonce_is_a_mismatch(make: Factory) -> None:
