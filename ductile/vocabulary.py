@@ -91,6 +91,8 @@ class PermanentReason(StrEnum):
     ROUTE_ERROR = "route_error"  # an ``ok`` answer whose events cannot be routed
     STATE_ERROR = "state_error"  # the plugin's state updates break its manifest's rules
     INTERNAL_ERROR = "internal_error"  # a fault of the gateway's own while recording the result
+    SECRETS_DENIED = "secrets_denied"  # the plugin's secrets could not be composed (vault.md §10)
+    FINGERPRINT_MISMATCH = "fingerprint_mismatch"  # its bytes do not match `plugin lock` (vault.md §9)
 
 
 class DedupeReason(StrEnum):
@@ -192,6 +194,14 @@ class SecretDenialReason(StrEnum):
 
     SECRET_REVOKED = "secret_revoked"
     SECRET_NO_VALUE = "secret_no_value"
+
+
+class CompositionDenialReason(StrEnum):
+    """Why a spawn's ``secrets`` map could not be composed at all (vault.md §10, ``compose_denial``)."""
+
+    NO_VAULT = "no_vault"  # requires_vault, and no vault is loaded
+    PRINCIPAL_NOT_REGISTERED = "principal_not_registered"  # requires_vault, and the principal is unknown
+    PRINCIPAL_NOT_ACTIVE = "principal_not_active"  # the principal is revoked
 
 
 class VaultAgreement(StrEnum):

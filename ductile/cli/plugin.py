@@ -14,7 +14,7 @@ from ductile.cli.client import GatewayClient, default_api_url
 from ductile.cli.output import CliFailure, emit_json, fail, heading, print_table
 from ductile.vocabulary import TERMINAL, JobStatus
 
-app = App(name="plugin", help="Plugins on the running gateway: list, show, run.")
+app = App(name="plugin", help="Plugins on the running gateway: list, show, run; attest them: lock.")
 
 ApiUrl = Annotated[str | None, Parameter(help="Gateway URL (default: http://<api.listen> from the config).")]
 ApiKey = Annotated[str | None, Parameter(help="API token (default: $DUCTILE_API_KEY).")]
@@ -146,3 +146,47 @@ def _duration_ms(job: dict[str, Any]) -> int:
         return (parse_rfc3339(job["completed_at"]) - parse_rfc3339(job.get("started_at") or job["created_at"])) // 1_000_000
     except (KeyError, ValueError):
         return 0
+
+
+@app.command
+def lock(
+    name: Annotated[str | None, Parameter(help="The configured plugin to attest (or --all).")] = None,
+    code: Annotated[str | None, Parameter(help="With --all: the confirmation code of the previewed change set.")] = None,
+    *,
+    all_: Annotated[bool, Parameter(name="--all", help="Attest every configured plugin (preview, then confirm).")] = False,
+    dry_run: Annotated[bool, Parameter(name="--dry-run", help="Show what would be attested; write nothing.")] = False,
+    config: Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")] = None,
+    config_dir: Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")] = None,
+) -> int:
+    """Record plugin fingerprints (keyed with the vault nonce) in .checksums; effective at the next reload."""
+    import os
+
+    from ductile.app import plugin_lock as pl
+    from ductile.cli.common import resolve
+
+    if all_:
+        code, name = code or name, None
+    elif name is None:
+        raise CliFailure("plugin lock: give a plugin name or --all")
+    cfg = resolve(config, config_dir)
+    environ = dict(os.environ)
+    try:
+        if name is not None:
+            entry = pl.lock_one(cfg, name, environ, dry_run=dry_run)
+            print(("Dry-run: " if dry_run else "") + pl.attested_line(entry))
+            return 0
+        plan = pl.plan_all(cfg, environ)
+        if not plan.changes:
+            print(pl.NOTHING)
+            return 0
+        if code is None or dry_run:
+            for change in plan.changes:
+                print(f"{change.mark} {change.name}")
+            print(pl.PREVIEW_HINT.format(code=plan.code))
+            return 0
+        pl.commit_all(cfg, plan, code)
+    except pl.PluginLockError as exc:
+        raise CliFailure(str(exc)) from None
+    for change in plan.changes:
+        print(f"Removed plugin \"{change.name}\" from .checksums." if change.mark == "-" else pl.attested_line(change.entry))
+    return 0

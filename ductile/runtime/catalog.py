@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 
+from ductile.config.checksums import Checksums, ChecksumsError, read_checksums
 from ductile.config.errors import ConfigError
 from ductile.config.model import Config, PluginEntry
 from ductile.plugins.discovery import DiscoveredPlugin, discover
@@ -27,6 +28,7 @@ class LoadedPlugin(msgspec.Struct, frozen=True):
     entrypoint: Path
     entry: PluginEntry
     parallelism: int
+    manifest_path: Path | None = None  # what `plugin lock` fingerprints with the entrypoint
 
     def command(self, name: str) -> CommandSpec | None:
         return self.manifest.command(name)
@@ -44,6 +46,11 @@ class Problem(msgspec.Struct, frozen=True):
 class Catalog(msgspec.Struct, frozen=True):
     plugins: dict[str, LoadedPlugin]
     problems: list[Problem]
+    # The attested fingerprints (`.checksums`, vault.md §9), read with the catalog: new ones take
+    # effect at the next reload. A lock that cannot be read leaves ``lock`` None and says why in
+    # ``lock_error``, so every fingerprint check fails closed with that reason.
+    lock: Checksums | None = None
+    lock_error: str | None = None
 
     def get(self, name: str) -> LoadedPlugin | None:
         return self.plugins.get(name)
@@ -91,6 +98,7 @@ def build_catalog(config: Config, discovered: Mapping[str, DiscoveredPlugin]) ->
             entrypoint=found.entrypoint,
             entry=entry,
             parallelism=effective_parallelism(entry, found.manifest, config.service.max_workers),
+            manifest_path=found.manifest_path,
         )
     for name in sorted(discovered):
         if name not in entries:
@@ -107,6 +115,11 @@ def load_catalog(config: Config) -> Catalog:
     for note in notes:
         plugin_log.at(note.level.lower(), note.msg, **note.fields)
     catalog = build_catalog(config, discovered)
+    try:
+        catalog = msgspec.structs.replace(catalog, lock=read_checksums(config.source.config_dir))
+    except ChecksumsError as exc:
+        plugin_log.error("plugin fingerprints unavailable: .checksums cannot be read", error=str(exc))
+        catalog = msgspec.structs.replace(catalog, lock_error=str(exc))
     for problem in catalog.problems:
         if problem.level == "error":
             plugin_log.error(problem.message, field=problem.field)

@@ -29,6 +29,7 @@ import msgspec
 from ductile.app import jobs
 from ductile.app.jobs import ClaimedJob
 from ductile.app.routing import Router
+from ductile.commands.delivery import Redactor
 from ductile.commands.errors import InvalidTransition, Refused
 from ductile.commands.jobs import AttemptResult, JobState
 from ductile.config.model import DEFAULT_BACKOFF_BASE, DEFAULT_BREAKER_THRESHOLD
@@ -53,6 +54,7 @@ from ductile.plugins.environment import plugin_environment
 from ductile.plugins.protocol import InvalidEvent, encode_request, event_for_handle
 from ductile.runtime.attempt import Classified, classify
 from ductile.runtime.catalog import Catalog
+from ductile.runtime.delivery import SecretsAtSpawn, VaultSource, redact
 from ductile.runtime.observations import LiveHub
 from ductile.runtime.orphans import ProcessRegistry
 from ductile.runtime.process import ProcessResult, kill_group, run_process
@@ -98,6 +100,7 @@ class Dispatcher:
         live: LiveHub | None = None,
         router: Router | None = None,
         run: RunProcess = run_process,
+        vault: VaultSource | None = None,
     ) -> None:
         self.events = events
         self.catalog = catalog
@@ -118,6 +121,7 @@ class Dispatcher:
         self._live = live or LiveHub()
         self.router = router
         self._run_process = run  # a seam: unit tests pass a fake that plays the plugin's part
+        self._secrets = SecretsAtSpawn(events, vault)
         events.on_commit(self._on_commit)
 
     # --- wake-ups (event loop) -----------------------------------------------------------------
@@ -334,10 +338,15 @@ class Dispatcher:
                 except TemplateEvalError as exc:
                     return self._preflight(job, Classified(AttemptResult(
                         outcome=AttemptOutcome.ERROR, error=str(exc), permanent_reason=PermanentReason.WITH_ERROR)))
+        # Composed right before each spawn (each attempt), so a roll reaches the next attempt.
+        delivery = self._secrets.prepare(self.catalog, plugin, job.job_id)
+        if isinstance(delivery, Classified):
+            return self._preflight(job, delivery)
         self._preflight(job, None)
         stdin = encode_request(
             job_id=job.job_id, command=job.command, config=plugin.entry.config, state=job.state, context=context,
             deadline_at=rfc3339(started + int(timeout * NS)) or "", payload=job.payload or None, event=event,
+            secrets=delivery.secrets or None,
         )
         log.info("job started", **fields)
 
@@ -355,6 +364,8 @@ class Dispatcher:
             proc, plugin=job.plugin, command=job.command, manifest=plugin.manifest, timeout=timeout,
             now_rfc3339=rfc3339(now_ns()) or "",
         )
+        if delivery.secrets:
+            classified = redact(classified, Redactor(delivery.secrets))
         if classified.response is not None:
             for line in classified.response.logs:
                 log.at(line.level, "plugin log", plugin=job.plugin, job_id=job.job_id, command=job.command, message=line.message)

@@ -18,6 +18,7 @@ from ductile.events.record import Recorded
 from ductile.events.timefmt import rfc3339
 from ductile.events.types import (
     BreakerTransitioned,
+    FingerprintMismatch,
     JobDead,
     JobDeduped,
     JobDispatchFailed,
@@ -199,6 +200,9 @@ def frames(rec: Recorded) -> list[Frame]:
                     "at": at, "plugin": e.plugin, "command": e.command, "opened_at": rfc3339(e.opened_at),
                 }))
             return out
+        case FingerprintMismatch():  # vault.md §10: a logged frame, so a resumed stream still shows it
+            return [("plugin.fingerprint_mismatch", {"at": at, "plugin": e.plugin, "job_id": e.job_id,
+                                                     "detail": e.detail})]
     return []
 
 
