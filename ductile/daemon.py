@@ -194,7 +194,7 @@ class Gateway:
         dispatcher = Dispatcher(
             events, catalog, max_workers=config.service.max_workers, router=router,
             env_passthrough=config.service.plugin_env_passthrough, state_dir=config.state_path.parent,
-            config_snapshot_id=lambda: snapshot_id, live=services.live,
+            config_snapshot_id=lambda: snapshot_id, live=services.live, vault=self.vault,
         )
         self._dispatcher = dispatcher
         # Survivors that ignore SIGTERM take a 5 s grace to kill: the API comes up meanwhile, while
