@@ -41,13 +41,15 @@ from ductile.commands.vault import (
     SetSecret,
 )
 from ductile.projections.audit import DEFAULT_LIMIT, AuditPage, AuditQuery
-from ductile.vault.blob import BlobModifiedExternally, BlobWriteFailed
+from ductile.vault.blob import MODIFIED_EXTERNALLY, BlobModifiedExternally, BlobWriteFailed
 from ductile.vault.document import ADMIN_TOKEN, VaultDocument
 from ductile.vocabulary import PrincipalKind, SecretStatus
 
 INVALID_ADMIN_TOKEN = "invalid vault admin token"
 VAULT_WRITE_FAILED = "vault write failed"
 VAULT_UNAVAILABLE = str(VaultUnavailable())
+# The API's 409 adds what to do about it (vault.md §7): the daemon cannot fix the file itself.
+MODIFIED_ANSWER = f"{MODIFIED_EXTERNALLY}; stop the gateway and run 'ductile vault adopt'"
 # Stands in for the admin token when there is none (or it is not active): the comparison still
 # runs, so a missing token costs the same time as a wrong one.
 _DUMMY_TOKEN = b"\x00" * 43
@@ -131,7 +133,7 @@ _SECRET = Schema(type=OpenAPIType.OBJECT, required=["name"], properties={
     "authorized_principals": Schema(type=OpenAPIType.ARRAY, items=_STRING)})
 _ROLL = Schema(type=OpenAPIType.OBJECT, properties={"name": _STRING, "value": _STRING}, required=["name"])
 _WRITE_ERRORS = errors(400, 401, 409, 413, 500, 503, e400="a vault.md §5 refusal or a malformed body",
-                       e401="not the vault admin token", e409="vault: blob was modified externally",
+                       e401="not the vault admin token", e409=MODIFIED_EXTERNALLY,
                        e503="vault not available")
 
 
@@ -155,8 +157,8 @@ async def _apply(ductile: Any, cmd: Command) -> Any:
         raise ApiError(503, VAULT_UNAVAILABLE) from None
     except VaultRefused as exc:
         raise ApiError(400, str(exc)) from None
-    except BlobModifiedExternally as exc:
-        raise ApiError(409, str(exc)) from None
+    except BlobModifiedExternally:
+        raise ApiError(409, MODIFIED_ANSWER) from None
     except BlobWriteFailed as exc:
         raise internal(VAULT_WRITE_FAILED, exc) from None
 
