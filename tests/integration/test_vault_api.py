@@ -192,3 +192,80 @@ def test_management_socket_refuses_a_group_writable_directory(gw: Daemon, tmp_pa
     gw.start(wait=False)
     assert gw.proc is not None and gw.proc.wait(30) != 0
     assert f"management socket directory {shared} is group/other-writable without the sticky bit" in gw.log_text()
+
+
+def test_keyless_cli_verbs_over_tcp_and_the_socket_and_the_canary_stays_in_the_vault(gw: Daemon) -> None:
+    token = init_vault(gw)
+    env = {"DUCTILE_VAULT_TOKEN": f"  {token}\n"}
+    cfg = ("--config", str(gw.root))
+    missing = cli(gw, "vault", "roll", *cfg, env=env)
+    assert (missing.returncode, missing.stderr) == (1, "error: vault roll: --name is required\n")
+    gw.start()
+    assert sock_path(gw).exists()
+    tcp = ("--api-url", gw.url)
+    unix = ("--api-url", f"unix://{sock_path(gw)}")
+
+    reg = cli(gw, "vault", "register-principal", "--name", "mailer", *cfg, env=env)  # default: the socket
+    assert reg.returncode == 0, reg.stderr
+    setting = cli(gw, "vault", "set", "--name", "smtp_pw", "--principal", "mailer", *tcp, env=env,
+                  stdin=CANARY + "\r\n")
+    assert (setting.returncode, setting.stderr) == (0, 'Set secret "smtp_pw"\n')
+    auto = cli(gw, "vault", "set", "--name", "hook", "--pattern", "auto", "--principal", "mailer", *unix, env=env)
+    assert auto.returncode == 0, auto.stderr
+    got = cli(gw, "vault", "get", "--name", "smtp_pw", *cfg)
+    assert got.stdout == CANARY + "\n"  # the trailing CR/LF is not part of the value
+
+    roll = cli(gw, "vault", "roll-principal", "--name", "mailer", *unix, env=env)
+    assert roll.returncode == 0, roll.stderr
+    assert roll.stderr.splitlines() == ["Rolled 1 secret(s): hook", "Skipped (manual — roll each with a value): smtp_pw"]
+    rolled = cli(gw, "vault", "roll", "--name", "smtp_pw", *tcp, env=env, stdin=CANARY + "-2\n")
+    assert rolled.returncode == 0, rolled.stderr
+    for verb in ("revoke", "revoke-principal", "purge-principal"):
+        name = "hook" if verb == "revoke" else "mailer"
+        done = cli(gw, "vault", verb, "--name", name, *unix, env=env)
+        assert done.returncode == 0, (verb, done.stderr)
+
+    refused = cli(gw, "vault", "set", "--name", "smtp_pw", *tcp, env=env, stdin="another\n")
+    assert (refused.returncode, refused.stderr) == (
+        1, "error: /vault/secret failed (400): vault: secret value is immutable via set; use roll\n")
+    wrong = cli(gw, "vault", "revoke", "--name", "smtp_pw", *tcp, "--token", TOKEN)
+    assert wrong.stderr == "error: /vault/secret/revoke failed (401): invalid vault admin token\n"
+    no_token = cli(gw, "vault", "revoke", "--name", "smtp_pw", *tcp)
+    assert no_token.stderr == "error: vault admin token required (--token or DUCTILE_VAULT_TOKEN)\n"
+    bare = cli(gw, "vault", "revoke", "--name", "smtp_pw", "--api-url", "unix://", env=env)
+    assert bare.returncode == 1 and "unix://" in bare.stderr
+    both = cli(gw, "vault", "set", "--name", "x", *tcp, "--vault", "v.age", env=env)
+    assert both.stderr == "error: choose one mode: --api-url or --vault/--key\n"
+
+    gw.stop()
+    # The daemon stopped: no socket, the API address from the config is the default.
+    down = cli(gw, "vault", "revoke", "--name", "smtp_pw", *cfg, env=env)
+    assert down.returncode == 1 and down.stderr.startswith("error: /vault/secret/revoke failed")
+    gw.config["api"]["enabled"] = False
+    gw.write_config()
+    nowhere = cli(gw, "vault", "revoke", "--name", "smtp_pw", *cfg, env=env)
+    assert nowhere.stderr == "error: --api-url is required (vault writes go through the daemon)\n"
+
+    # The canary: in the encrypted blob only, never in the state DB (and its WAL) or the log.
+    for leftover in gw.state_db.parent.iterdir():
+        if leftover.is_file():
+            assert CANARY.encode() not in leftover.read_bytes(), leftover
+    assert CANARY not in gw.log_text()
+
+
+def test_roll_of_a_manual_secret_from_a_terminal_refuses_without_blocking(gw: Daemon) -> None:
+    import pty
+
+    token = init_vault(gw)
+    gw.start()
+    env = {**os.environ, "DUCTILE_VAULT_TOKEN": token}
+    assert cli(gw, "vault", "set", "--name", "pw", "--config", str(gw.root), env=env, stdin="v1\n").returncode == 0
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ductile.cli.main", "vault", "roll", "--name", "pw", "--config",
+                               str(gw.root)], stdin=follower, capture_output=True, text=True, timeout=30,
+                              cwd=gw.root, env=env)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert (proc.returncode, proc.stderr) == (1, 'error: vault roll: "pw" is manual; pipe the new value on stdin\n')
