@@ -3,8 +3,11 @@
 Key-touching commands (``init``, ``rotate-key``, ``rotate-admin-token``, ``adopt``, offline ``set``)
 run with the daemon stopped: they take its PID lock for the whole run and append their events to
 the state DB as another process (ARCHITECTURE §3) when it exists. ``get``, ``list``, ``status`` and
-``audit`` work with the gateway running. Values come only from stdin and leave only through
-``get``'s stdout (and a new admin token's); every message goes to stderr.
+``audit`` work with the gateway running. The keyless verbs (``set`` without ``--vault/--key``,
+``roll``, ``revoke``, ``register-principal``, ``revoke-principal``, ``purge-principal``,
+``roll-principal``) need it running: they POST to its ``/vault/*`` with the admin token
+(``vault_client``). Values come only from stdin and leave only through ``get``'s stdout (and a new
+admin token's); every message goes to stderr.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from ductile.projections.audit import AuditPage
     from ductile.vault.keys import Keyring
 
-app = App(name="vault", help="The secrets vault: init, get, list, status, set (offline), rotate-key, audit.")
+app = App(name="vault", help="The secrets vault: init, get, list, status, set, roll, revoke, principals, rotate-key, audit.")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]
