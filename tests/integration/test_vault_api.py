@@ -128,6 +128,8 @@ def test_only_the_admin_token_opens_the_vault_routes_and_refusals_are_audited(gw
     assert (basic.status_code, error_of(basic)) == (401, "invalid Authorization header format")
     assert post(gw, "/vault/principal", {"name": "p"}, token[:-1]).status_code == 401
     assert call(gw, "GET", "/vault/audit", token=TOKEN).status_code == 401
+    elsewhere = call(gw, "GET", "/jobs", token=token)  # the admin token is no API token (api.md §2.3)
+    assert (elsewhere.status_code, error_of(elsewhere)) == (401, "invalid token")
 
     rows = call(gw, "GET", "/vault/audit", token=token).json()["rows"]
     failed = [r for r in rows if r["op"] == "auth_failed"]
