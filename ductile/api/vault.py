@@ -13,14 +13,14 @@ decider's texts, which never quote a value.
 from __future__ import annotations
 
 import hmac
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request, Router, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import OpenAPIType, Schema
-from litestar.params import Parameter
+from litestar.params import FromQuery, QueryParameter
 
 from ductile.api.auth import extract_bearer
 from ductile.api.body import json_object
@@ -215,8 +215,9 @@ async def roll_principal(ductile: Facade, request: Request[Any, Any, Any]) -> Pr
 
 @get("/vault/audit", responses=errors(400, 401, 500, 503, e401="not the vault admin token",
                                       e503="vault not available"))
-async def audit(ductile: Facade, principal: str | None = None, secret: str | None = None,
-                limit: str | None = Parameter(default=None, description="rows, newest first (default 50)"),
+async def audit(ductile: Facade, principal: FromQuery[str | None] = None, secret: FromQuery[str | None] = None,
+                limit: Annotated[str | None, QueryParameter(required=False,
+                                                            description="rows, newest first (default 50)")] = None,
                 ) -> AuditPage:
     """vault.md §12's filters: ``principal`` (its rows and those of any secret ever granted to
     it), ``secret``; both must hold when both are given."""
