@@ -211,6 +211,19 @@ class Gateway:
         scheduler_task = asyncio.create_task(_after(recovery, scheduler.run), name="scheduler")
         tasks = [asyncio.create_task(_after(recovery, dispatcher.run), name="dispatcher"), scheduler_task]
         self._tasks = tasks
+        servers: list[uvicorn.Server] = []
+        if self.vault is not None and config.api.management_socket is not None:
+            # vault.md §7: whenever a vault is loaded, whatever the API's posture.
+            from ductile.api.server import ManagementSocketRefused
+
+            try:
+                servers.append(await self._serve_management(gateway, config.api.management_socket, tasks))
+            except (ManagementSocketRefused, OSError) as exc:
+                await dispatcher.stop(0)
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                return self._boot_failed(f"vault: management socket: {exc}")
         server = None
         if config.api.enabled:
             from ductile.api.app import access_log, create_app
@@ -247,8 +260,8 @@ class Gateway:
         log.info("shutdown requested")
         services.shutting_down = True
         services.stopping.set()  # ends SSE streams so the API can drain
-        if server is not None:
-            server.should_exit = True
+        for running in [*servers, *([server] if server is not None else [])]:
+            running.should_exit = True
         await dispatcher.stop(0 if self._force else config.service.shutdown_grace)
         scheduler.stop()
         # The API server drains in-flight requests for up to 10 s. asyncio.wait, never a
@@ -263,6 +276,30 @@ class Gateway:
         await events.append("system", [GatewayStopped(pid=os.getpid(), at=now_ns())])
         log.info("gateway stopped")
         return 1 if failed else 0
+
+    async def _serve_management(self, gateway: Ductile, path: Path, tasks: list[asyncio.Task[None]]) -> uvicorn.Server:
+        """Bind the management socket and serve ``/vault/*`` on it; the task joins ``tasks``."""
+        from ductile.api.app import access_log, create_management_app
+        from ductile.api.server import bind_management_socket, make_socket_server
+
+        sock = bind_management_socket(path)
+        server = make_socket_server(access_log(create_management_app(gateway)))
+
+        async def serve() -> None:
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                sock.close()
+                path.unlink(missing_ok=True)  # a clean stop leaves no stale socket behind
+
+        task = asyncio.create_task(serve(), name="management-socket")
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            raise OSError(f"could not serve on {path}")
+        tasks.append(task)
+        log.info("management socket listening", path=str(path))
+        return server
 
     async def _wait(self, tasks: list[asyncio.Task[None]]) -> bool:
         stop = asyncio.create_task(self.stop_requested.wait())

@@ -37,6 +37,7 @@ from ductile.api.cors import Cors
 from ductile.api.errors import ApiError
 from ductile.api.jobs import MAX_LIMIT
 from ductile.api.schemas import SECURED, describe_asgi_routes, openapi_config
+from ductile.api.vault import vault_router
 from ductile.app.facade import CommandNotSupported, Ductile, PipelineNotFound, PluginNotFound
 from ductile.projections.job_queries import QueryError
 from ductile.runtime.metrics import Metrics
@@ -128,6 +129,20 @@ def access_log(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+_EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ApiError: _api_error, PluginNotFound: _domain_error, CommandNotSupported: _domain_error,
+    PipelineNotFound: _domain_error, QueryError: _domain_error, HTTPException: _http_error, Exception: _internal}
+
+
+def create_management_app(ductile: Ductile) -> Litestar:
+    """The management socket's app (vault.md §7): ``/vault/*`` and ``/healthz`` only, whatever
+    the API's posture; the admin token is its only credential."""
+    app = Litestar(route_handlers=[vault_router()], dependencies=DEPENDENCIES, exception_handlers=_EXCEPTION_HANDLERS,
+                   openapi_config=None, logging_config=None, request_max_body_size=MAX_BODY, debug=False)
+    app.state.ductile = ductile
+    return app
+
+
 def create_app(ductile: Ductile, services: Services, tokens: TokenSet, metrics: Metrics | None = None) -> Litestar:
     """The API over ``ductile`` (the use cases) and ``services`` (the running process's live state:
     the SSE feed, uptime, the stop flag), both given to handlers by dependency injection."""
@@ -144,11 +159,9 @@ def create_app(ductile: Ductile, services: Services, tokens: TokenSet, metrics: 
             metrics_route.metrics, pipelines.trigger_pipeline, *pipelines.pipeline_routes(ductile.pipelines.names()),
     ])
     app = Litestar(
-        route_handlers=[health.healthz, health.root, secured],
+        route_handlers=[health.healthz, health.root, secured, vault_router()],
         dependencies=DEPENDENCIES,
-        exception_handlers={ApiError: _api_error, PluginNotFound: _domain_error, CommandNotSupported: _domain_error,
-                            PipelineNotFound: _domain_error, QueryError: _domain_error, HTTPException: _http_error,
-                            Exception: _internal},
+        exception_handlers=_EXCEPTION_HANDLERS,
         openapi_config=openapi_config(),
         logging_config=None,
         # Litestar's own default (10,000,000 bytes) would fire before api.md's 10 MiB.

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
+import stat
+from pathlib import Path
 from typing import Any, ClassVar
 
 import h11
@@ -146,3 +150,61 @@ def make_server(app: Litestar | Any, host: str, port: int, timeouts: HttpTimeout
     # signal would reach the gateway twice.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
     return server
+
+
+# --- the management socket (vault.md §7) ---------------------------------------------------------
+
+
+class ManagementSocketRefused(Exception):
+    """The management socket's path cannot be used safely; boot stops with this text."""
+
+
+def bind_management_socket(path: Path) -> socket.socket:
+    """A listening unix socket at ``path``, mode 0600, in a directory only its owner may write.
+
+    The parent is created 0700; an existing one that group or others may write without the sticky
+    bit is refused (anyone could swap the socket). An existing non-socket file is never replaced;
+    a socket nobody listens on (a crashed gateway's) is; one with a listener is refused.
+    """
+    parent = path.parent
+    if not parent.exists():
+        parent.mkdir(mode=0o700, parents=True)
+        parent.chmod(0o700)  # mkdir's mode is filtered by the umask
+    mode = parent.stat().st_mode
+    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+        raise ManagementSocketRefused(f"management socket directory {parent} is group/other-writable without the "
+                                      "sticky bit")
+    if path.is_symlink() or path.exists():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ManagementSocketRefused(f"management socket {path} exists and is not a socket; refusing to "
+                                          "replace it")
+        if _listening(path):
+            raise ManagementSocketRefused(f"management socket {path} is in use by another process")
+        path.unlink()  # stale: its gateway is gone
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # The 0700 parent keeps others out until the chmod below narrows the socket itself.
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _listening(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def make_socket_server(app: Litestar | Any, timeouts: HttpTimeouts | None = None) -> uvicorn.Server:
+    """A uvicorn server for sockets handed to ``serve(sockets=[...])``, with the API's timeouts."""
+    return make_server(app, "127.0.0.1", 0, timeouts)

@@ -30,6 +30,7 @@ from ductile.commands.vault import Command as VaultCommand
 from ductile.config.model import Config
 from ductile.events.log import EventLog
 from ductile.events.timefmt import NS
+from ductile.events.types import VAULT_AUDIT_STREAM, VaultAuthFailed
 from ductile.pipelines.graph import Pipeline
 from ductile.projections import analytics_queries, job_queries, schedule_queries
 from ductile.projections import audit as audit_projection
@@ -215,9 +216,13 @@ class Vault:
     """The vault's use cases for the API (``/vault/*``) and the runtime. Writes run the keeper's
     one serialised write path off the event loop; reads go through the projections."""
 
+    # vault.md §12: at most one ``auth_failed`` record per remote address per minute.
+    AUTH_FAILED_EVERY_NS = 60 * NS
+
     def __init__(self, gw: Ductile, keeper: VaultKeeper | None) -> None:
         self._gw = gw
         self.keeper = keeper
+        self._auth_failed_at: dict[str, int] = {}
 
     @property
     def loaded(self) -> bool:
@@ -238,6 +243,20 @@ class Vault:
 
     async def audit(self, query: AuditQuery) -> AuditPage:
         return await self._gw.reads.read(lambda c: audit_projection.fetch_query(c, query))
+
+    async def auth_failed(self, path: str, remote: str) -> bool:
+        """Audit a refused ``/vault/*`` request unless ``remote`` had one recorded in the last
+        minute; whether a record was appended."""
+        now = time.time_ns()
+        last = self._auth_failed_at.get(remote)
+        if last is not None and now - last < self.AUTH_FAILED_EVERY_NS:
+            return False
+        # Forget addresses quiet for a minute, so a scan from many addresses cannot grow this map.
+        self._auth_failed_at = {r: t for r, t in self._auth_failed_at.items() if now - t < self.AUTH_FAILED_EVERY_NS}
+        self._auth_failed_at[remote] = now
+        await self._gw.events.submit(lambda tx: tx.append(VAULT_AUDIT_STREAM, [
+            VaultAuthFailed(path=path, remote=remote, at=tx.now)]))
+        return True
 
 
 class System:

@@ -3,8 +3,11 @@
 Key-touching commands (``init``, ``rotate-key``, ``rotate-admin-token``, ``adopt``, offline ``set``)
 run with the daemon stopped: they take its PID lock for the whole run and append their events to
 the state DB as another process (ARCHITECTURE §3) when it exists. ``get``, ``list``, ``status`` and
-``audit`` work with the gateway running. Values come only from stdin and leave only through
-``get``'s stdout (and a new admin token's); every message goes to stderr.
+``audit`` work with the gateway running. The keyless verbs (``set`` without ``--vault/--key``,
+``roll``, ``revoke``, ``register-principal``, ``revoke-principal``, ``purge-principal``,
+``roll-principal``) need it running: they POST to its ``/vault/*`` with the admin token
+(``vault_client``). Values come only from stdin and leave only through ``get``'s stdout (and a new
+admin token's); every message goes to stderr.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ if TYPE_CHECKING:
     from ductile.projections.audit import AuditPage
     from ductile.vault.keys import Keyring
 
-app = App(name="vault", help="The secrets vault: init, get, list, status, set (offline), rotate-key, audit.")
+app = App(name="vault", help="The secrets vault: init, get, list, status, set, roll, revoke, principals, rotate-key, audit.")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]
 NameOpt = Annotated[str | None, Parameter(name="--name", help="The secret's name.")]
+ApiUrlOpt = Annotated[str | None, Parameter(name="--api-url", help=(
+    "The daemon: unix:///path.sock or http://host:port (default: the management socket, else api.listen)."))]
+TokenOpt = Annotated[str | None, Parameter(name="--token", help="The vault admin token (else $DUCTILE_VAULT_TOKEN).")]
 
 NOT_LOGGED = "no state database yet; the change is not logged (the next boot adopts the vault)"
 LIMIT_HELP = "Rows to show, newest first (default 50)."
@@ -216,29 +222,140 @@ def adopt(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
 
 @app.command(name="set")
 def set_(*, name: NameOpt = None,
-        pattern: Annotated[str, Parameter(help="manual (default) or auto.")] = "",
-        principal: Annotated[str | None, Parameter(help="Grants, comma-separated; \"\" clears them.")] = None,
-        vault: Annotated[str | None, Parameter(help="Offline mode: the vault file.")] = None,
-        key: Annotated[str | None, Parameter(help="Offline mode: the age key.")] = None,
-        api_url: Annotated[str | None, Parameter(help="The daemon's API (not in this release's CLI).")] = None,
-        config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Create or update a secret; a manual value is read from stdin (never argv)."""
+         pattern: Annotated[str, Parameter(help="manual (default) or auto.")] = "",
+         principal: Annotated[str | None, Parameter(help="Grants, comma-separated; \"\" clears them.")] = None,
+         vault: Annotated[str | None, Parameter(help="Offline mode: the vault file.")] = None,
+         key: Annotated[str | None, Parameter(help="Offline mode: the age key.")] = None,
+         api_url: ApiUrlOpt = None, token: TokenOpt = None,
+         config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Create or update a secret; a manual value is read from stdin (never argv). Through the
+    daemon, or offline (daemon stopped) with --vault and --key."""
     from ductile.vocabulary import VaultActor
 
     if name is None:
         raise CliFailure("vault set: --name is required")
     if api_url is not None and (vault is not None or key is not None):
         raise CliFailure("choose one mode: --api-url or --vault/--key")
+    grants = None if principal is None else [p.strip() for p in principal.split(",") if p.strip()]
+    if vault is None and key is None:
+        body: dict[str, Any] = {"name": name, "pattern": pattern}
+        if pattern != "auto":
+            body["value"] = _stdin_value()
+        if grants is not None:
+            body["authorized_principals"] = grants
+        _post(api_url, token, config, config_dir, "/vault/secret", body)
+        print(f'Set secret "{name}"', file=sys.stderr)
+        return
     if vault is None or key is None:
         raise CliFailure("offline mode requires BOTH --vault and --key")
-    value = "" if pattern == "auto" else sys.stdin.read().rstrip("\r\n")
-    grants = None if principal is None else [p.strip() for p in principal.split(",") if p.strip()]
+    value = "" if pattern == "auto" else _stdin_value()
     cfg = _config(config, config_dir)
     keyring = _keyring(None, key, "set")
     with _local("set", cfg) as events:
         keeper = _load(Path(vault).absolute(), keyring, events)
         _call(keeper.set, name, value=value, pattern=pattern, grants=grants, actor=VaultActor.CLI)
     print(f'Set secret "{name}"', file=sys.stderr)
+
+
+# --- keyless, through the daemon (vault.md §4) ---------------------------------------------------
+
+
+def _stdin_value() -> str:
+    """All of stdin, less its trailing CR/LF: the only way a value enters (never argv)."""
+    return sys.stdin.read().rstrip("\r\n")
+
+
+def _post(api_url: str | None, token: str | None, config: str | None, config_dir: str | None, path: str,
+          body: dict[str, Any]) -> dict[str, Any]:
+    from ductile.cli import vault_client
+
+    # The config only supplies the default address: with --api-url none is needed.
+    url = vault_client.api_url(api_url, None if api_url else _config(config, config_dir))
+    return vault_client.post(url, vault_client.admin_token(token), path, body)
+
+
+def _is_manual(cfg: Config | None, name: str) -> bool:
+    """Whether the event log knows ``name`` as a manual secret (False when it cannot tell: the
+    daemon then refuses an empty value itself)."""
+    from ductile.cli.common import read_state
+    from ductile.projections.vault import fetch_state
+    from ductile.vocabulary import SecretPattern
+
+    if cfg is None or not cfg.state_path.exists():
+        return False
+    secret = read_state(cfg.state_path, fetch_state).meta.secrets.get(name)
+    return secret is not None and secret.pattern == SecretPattern.MANUAL
+
+
+@app.command
+def roll(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None, config: ConfigOpt = None,
+         config_dir: ConfigDirOpt = None) -> None:
+    """Roll a secret: a manual one takes its new value from piped stdin, an auto one is minted."""
+    if name is None:
+        raise CliFailure("vault roll: --name is required")
+    body: dict[str, Any] = {"name": name}
+    if sys.stdin.isatty():
+        # Never block on a terminal: a manual secret needs a piped value, an auto one none.
+        if _is_manual(_config(config, config_dir), name):
+            raise CliFailure(f'vault roll: "{name}" is manual; pipe the new value on stdin')
+    elif value := _stdin_value():
+        body["value"] = value
+    _post(api_url, token, config, config_dir, "/vault/secret/roll", body)
+    print(f'Rolled secret "{name}"', file=sys.stderr)
+
+
+def _named(action: str, path: str, done: str, name: str | None, api_url: str | None, token: str | None,
+           config: str | None, config_dir: str | None, **extra: str) -> None:
+    if name is None:
+        raise CliFailure(f"vault {action}: --name is required")
+    _post(api_url, token, config, config_dir, path, {"name": name, **extra})
+    print(done.format(name=name), file=sys.stderr)
+
+
+@app.command
+def revoke(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None, config: ConfigOpt = None,
+           config_dir: ConfigDirOpt = None) -> None:
+    """Revoke a secret: its value is cleared and its name can never be reused."""
+    _named("revoke", "/vault/secret/revoke", 'Revoked secret "{name}"', name, api_url, token, config, config_dir)
+
+
+@app.command(name="register-principal")
+def register_principal(*, name: NameOpt = None,
+                       kind: Annotated[str, Parameter(help="plugin (default), consumer or gateway.")] = "plugin",
+                       api_url: ApiUrlOpt = None, token: TokenOpt = None, config: ConfigOpt = None,
+                       config_dir: ConfigDirOpt = None) -> None:
+    """Register a principal that secrets can be granted to."""
+    _named("register-principal", "/vault/principal", 'Registered principal "{name}"', name, api_url, token, config,
+           config_dir, kind=kind)
+
+
+@app.command(name="revoke-principal")
+def revoke_principal(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None,
+                     config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Revoke a principal: its grants stay, delivery to it fails closed."""
+    _named("revoke-principal", "/vault/principal/revoke", 'Revoked principal "{name}"', name, api_url, token, config,
+           config_dir)
+
+
+@app.command(name="purge-principal")
+def purge_principal(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None,
+                    config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Delete a principal and strip its name from every grant."""
+    _named("purge-principal", "/vault/principal/purge", 'Purged principal "{name}"', name, api_url, token, config,
+           config_dir)
+
+
+@app.command(name="roll-principal")
+def roll_principal(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None,
+                   config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
+    """Roll every auto secret granted to a principal; manual ones are listed to roll by hand."""
+    if name is None:
+        raise CliFailure("vault roll-principal: --name is required")
+    answer = _post(api_url, token, config, config_dir, "/vault/principal/roll", {"name": name})
+    rolled, skipped = answer.get("rolled", []), answer.get("skipped", [])
+    print(f"Rolled {len(rolled)} secret(s): {', '.join(rolled)}", file=sys.stderr)
+    if skipped:
+        print(f"Skipped (manual — roll each with a value): {', '.join(skipped)}", file=sys.stderr)
 
 
 # --- local reads ----------------------------------------------------------------------------------
