@@ -166,6 +166,9 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
 
     revoked = run.cli("vault", "revoke", "--name", "smtp_pw", "--config", str(gw.root))
     assert revoked.returncode == 0, revoked.stderr
+    after = gw.wait_job(gw.trigger("secretsha"))  # a spawn after the revoke: the value is gone for good
+    run.get(f"/jobs/{after['job_id']}")
+    assert after["result"]["result"] == "names=hook_key sha256=- echo=", json.dumps(after)
     for args in (("vault", "list", "--json"), ("vault", "list", "--principals"), ("vault", "status", "--json"),
                  ("vault", "audit"), ("system", "vault-audit", "--json")):
         done = run.cli(*args, "--config", str(gw.root))
