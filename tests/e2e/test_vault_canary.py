@@ -31,6 +31,18 @@ from tests.integration.daemon import TOKEN, Daemon, call, error_of, wait_until
 IMMUTABLE = "vault: secret value is immutable via set; use roll"
 
 
+# A plugin that fails and spills the value everywhere it can: stderr, a log line, its error.
+LEAKY = """#!/usr/bin/env python3
+import json
+import sys
+
+value = (json.load(sys.stdin).get("secrets") or {}).get("smtp_pw", "")
+print(f"cannot log in with {value}", file=sys.stderr)
+print(json.dumps({"status": "error", "error": f"login refused for {value}",
+                  "logs": [{"level": "error", "message": f"password {value} rejected"}]}))
+"""
+
+
 def canary() -> str:
     return f"CANARY-{uuid.uuid4()}"
 
@@ -88,6 +100,7 @@ class Run:
 
     def get(self, path: str) -> httpx.Response:
         resp = call(self.gw, "GET", path)
+        assert resp.status_code == 200, (path, resp.text)
         self.seen.append((f"GET {path}", resp.content))
         return resp
 
@@ -104,8 +117,14 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
     root = tmp_path / "gw"
     shutil.copytree(Path(__file__).parents[1] / "plugins" / "secretsha", root / "plugins" / "secretsha")
-    gw = Daemon(root, plugins={"secretsha": {"enabled": True, "retry": {"max_attempts": 1}}},
-                plugin_roots=[str(root / "plugins")])
+    leaky = root / "plugins" / "secretleak"
+    leaky.mkdir()
+    (leaky / "manifest.yaml").write_text((root / "plugins" / "secretsha" / "manifest.yaml").read_text()
+                                         .replace("name: secretsha", "name: secretleak"))
+    (leaky / "run.py").write_text(LEAKY)
+    (leaky / "run.py").chmod(0o755)
+    once = {"enabled": True, "retry": {"max_attempts": 1}}
+    gw = Daemon(root, plugins={"secretsha": once, "secretleak": once}, plugin_roots=[str(root / "plugins")])
     try:
         yield Run(gw)
     finally:
@@ -121,15 +140,17 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
     assert init.returncode == 0, init.stderr
     run.admin_token = init.stdout.strip()  # an admin token is a credential, not a canary: its stdout is searched too
     write_checksums(gw.root, Checksums(generated_at="2026-12-06T00:00:00Z"))  # `config lock` is issue 12's
-    locked = run.cli("plugin", "lock", "secretsha", "--config-dir", str(gw.root))
-    assert locked.returncode == 0, locked.stderr
+    for plugin in ("secretsha", "secretleak"):
+        locked = run.cli("plugin", "lock", plugin, "--config-dir", str(gw.root))
+        assert locked.returncode == 0, locked.stderr
     gw.start()
     sse = SseTap(gw.url)
     wait_until(lambda: sse.status == 200, 10, what="the SSE stream")
 
     steps = [
         (("vault", "register-principal", "--name", "secretsha"), None),
-        (("vault", "set", "--name", "smtp_pw", "--principal", "secretsha"), manual + "\n"),
+        (("vault", "register-principal", "--name", "secretleak"), None),
+        (("vault", "set", "--name", "smtp_pw", "--principal", "secretsha,secretleak"), manual + "\n"),
         (("vault", "set", "--name", "hook_key", "--pattern", "auto", "--principal", "secretsha"), None),
         (("vault", "roll", "--name", "smtp_pw"), rolled + "\n"),
         (("vault", "roll", "--name", "hook_key"), ""),
@@ -162,12 +183,16 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
     assert job["status"] == "succeeded", json.dumps(job)
     digest = hashlib.sha256(rolled.encode()).hexdigest()
     assert job["result"]["result"] == f"names=hook_key,smtp_pw sha256={digest} echo=[REDACTED:smtp_pw]"
-    run.get(f"/jobs/{job_id}")
+    run.get(f"/job/{job_id}")
+    spilled = gw.wait_job(gw.trigger("secretleak"))
+    assert spilled["status"] == "failed", json.dumps(spilled)
+    assert "[REDACTED:smtp_pw]" in spilled["last_error"], json.dumps(spilled)
+    run.get(f"/job/{spilled['job_id']}")
 
     revoked = run.cli("vault", "revoke", "--name", "smtp_pw", "--config", str(gw.root))
     assert revoked.returncode == 0, revoked.stderr
     after = gw.wait_job(gw.trigger("secretsha"))  # a spawn after the revoke: the value is gone for good
-    run.get(f"/jobs/{after['job_id']}")
+    run.get(f"/job/{after['job_id']}")
     assert after["result"]["result"] == "names=hook_key sha256=- echo=", json.dumps(after)
     for args in (("vault", "list", "--json"), ("vault", "list", "--principals"), ("vault", "status", "--json"),
                  ("vault", "audit"), ("system", "vault-audit", "--json")):
@@ -179,8 +204,16 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
     sse.join()
     run.seen.append(("the SSE stream", bytes(sse.body)))
     run.files("after stop:")
+    # Every other file the gateway and the CLI left in the config dir (.checksums, config, state dir).
+    for path in sorted(gw.root.rglob("*")):
+        if path.is_file() and path.name != "vault.age":
+            run.seen.append((f"file {path.relative_to(gw.root)}", path.read_bytes()))
     # Backups (issue 14) join the searched bytes here: each member except config/vault.age, at every scope.
 
+    # The search looks where a leak would land: the plugins' echoed and spilled values reached the
+    # log, the job bodies and the SSE stream, redacted.
+    redacted = {what.split(" ")[-1] for what, data in run.seen if b"[REDACTED:smtp_pw]" in data}
+    assert {"gateway.log", "stream", f"/job/{job_id}", f"/job/{spilled['job_id']}"} <= redacted, redacted
     leaks = [(what, c) for what, data in run.seen for c in canaries if c.encode() in data]
     assert not leaks, leaks
     blob = (gw.root / "vault.age").read_bytes()
