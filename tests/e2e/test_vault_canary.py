@@ -32,13 +32,16 @@ IMMUTABLE = "vault: secret value is immutable via set; use roll"
 
 
 # A plugin that fails and spills the value everywhere it can: stderr, a log line, its error.
+# It also says whether the value reached it by argv or the environment (§14: never).
 LEAKY = """#!/usr/bin/env python3
 import json
+import os
 import sys
 
 value = (json.load(sys.stdin).get("secrets") or {}).get("smtp_pw", "")
+outside = any(value in v for v in [*sys.argv, *os.environ.values()])
 print(f"cannot log in with {value}", file=sys.stderr)
-print(json.dumps({"status": "error", "error": f"login refused for {value}",
+print(json.dumps({"status": "error", "error": f"login refused for {value} (argv/env: {outside})",
                   "logs": [{"level": "error", "message": f"password {value} rejected"}]}))
 """
 
@@ -186,7 +189,7 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
     run.get(f"/job/{job_id}")
     spilled = gw.wait_job(gw.trigger("secretleak"))
     assert spilled["status"] == "failed", json.dumps(spilled)
-    assert "[REDACTED:smtp_pw]" in spilled["last_error"], json.dumps(spilled)
+    assert "login refused for [REDACTED:smtp_pw] (argv/env: False)" in spilled["last_error"], json.dumps(spilled)
     run.get(f"/job/{spilled['job_id']}")
 
     revoked = run.cli("vault", "revoke", "--name", "smtp_pw", "--config", str(gw.root))
@@ -200,6 +203,9 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
         assert done.returncode == 0, (args, done.stderr)
     wait_until(lambda: job_id.encode() in sse.body, 10, what="the delivery's job on the SSE stream")
     run.files("while running:")
+    assert gw.proc is not None
+    for part in ("cmdline", "environ"):  # the gateway's own argv and environment
+        run.seen.append((f"gateway {part}", Path(f"/proc/{gw.proc.pid}/{part}").read_bytes()))
     gw.stop()
     sse.join()
     run.seen.append(("the SSE stream", bytes(sse.body)))
