@@ -3,9 +3,11 @@
 Random canaries go through every path a value takes or could stray into: set (manual, through the
 CLI), roll (manual with a new canary, auto with the minted value read back by ``vault get`` as a
 further canary), a refused set of a different canary (CLI and API), invalid JSON and a wrong admin
-token carrying one, a delivery to an attested plugin that echoes it, and revoke; an SSE stream is
-captured throughout. Then the raw bytes of everything the gateway and the CLI wrote or said are
-searched: zero hits. The real daemon, the real CLI in subprocesses, real HTTP.
+token carrying one, a delivery to an attested plugin that echoes it, a failing plugin that spills it
+to stderr, its logs and its error, and revoke; an SSE stream is captured throughout. Then the raw
+bytes of the state DB and its WAL (running and stopped), the daemon's log, every file in the config
+dir but vault.age, every CLI stdout/stderr, every HTTP body, the SSE stream and the gateway's own
+argv/environment are searched: zero hits. The real daemon, the real CLI in subprocesses, real HTTP.
 """
 
 from __future__ import annotations
@@ -223,4 +225,4 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
     leaks = [(what, c) for what, data in run.seen for c in canaries if c.encode() in data]
     assert not leaks, leaks
     blob = (gw.root / "vault.age").read_bytes()
-    assert not any(c.encode() in blob for c in canaries)  # armored and encrypted: the search itself is sound
+    assert not any(c.encode() in blob for c in canaries)  # even vault.age holds them only encrypted
