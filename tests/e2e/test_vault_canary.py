@@ -1,0 +1,228 @@
+"""The canary test of vault.md §14: secret values never leave ``vault.age``.
+
+Random canaries go through every path a value takes or could stray into: set (manual, through the
+CLI), roll (manual with a new canary, auto with the minted value read back by ``vault get`` as a
+further canary), a refused set of a different canary (CLI and API), invalid JSON and a wrong admin
+token carrying one, a delivery to an attested plugin that echoes it, a failing plugin that spills it
+to stderr, its logs and its error, and revoke; an SSE stream is captured throughout. Then the raw
+bytes of the state DB and its WAL (running and stopped), the daemon's log, every file in the config
+dir but vault.age, every CLI stdout/stderr, every HTTP body, the SSE stream and the gateway's own
+argv/environment are searched: zero hits. The real daemon, the real CLI in subprocesses, real HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ductile.config.checksums import Checksums, write_checksums
+from ductile.vault.keys import generate_identity, write_key_file
+from tests.integration.daemon import TOKEN, Daemon, call, error_of, wait_until
+
+IMMUTABLE = "vault: secret value is immutable via set; use roll"
+
+
+# A plugin that fails and spills the value everywhere it can: stderr, a log line, its error.
+# It also says whether the value reached it by argv or the environment (§14: never).
+LEAKY = """#!/usr/bin/env python3
+import json
+import os
+import sys
+
+value = (json.load(sys.stdin).get("secrets") or {}).get("smtp_pw", "")
+outside = any(value in v for v in [*sys.argv, *os.environ.values()])
+print(f"cannot log in with {value}", file=sys.stderr)
+print(json.dumps({"status": "error", "error": f"login refused for {value} (argv/env: {outside})",
+                  "logs": [{"level": "error", "message": f"password {value} rejected"}]}))
+"""
+
+
+def canary() -> str:
+    return f"CANARY-{uuid.uuid4()}"
+
+
+class SseTap:
+    """The raw bytes of one ``GET /events`` stream, as a client receives them, until the gateway stops."""
+
+    def __init__(self, url: str) -> None:
+        self.body = bytearray()
+        self.status: int | None = None
+        self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
+        self._thread.start()
+
+    def _run(self, url: str) -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        try:
+            with httpx.Client(timeout=httpx.Timeout(30, read=None)) as client, \
+                    client.stream("GET", url + "/events", headers=headers) as resp:
+                self.status = resp.status_code
+                for chunk in resp.iter_raw():
+                    self.body += chunk
+        except httpx.HTTPError:
+            return  # the gateway stopped: the stream ends here
+
+    def join(self) -> None:
+        self._thread.join(timeout=10)
+
+
+class Run:
+    """The gateway plus every byte the test saw come out of it: CLI output and HTTP bodies."""
+
+    def __init__(self, gw: Daemon) -> None:
+        self.gw = gw
+        self.admin_token = ""
+        self.seen: list[tuple[str, bytes]] = []  # (what, bytes) to search
+
+    def cli(self, *args: str, stdin: str | None = None, shows_value: bool = False) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "DUCTILE_VAULT_TOKEN"}
+        if self.admin_token:
+            env["DUCTILE_VAULT_TOKEN"] = self.admin_token  # the token by environment, never argv
+        done = subprocess.run([sys.executable, "-m", "ductile.cli.main", *args], input=stdin, capture_output=True,
+                              text=True, timeout=60, cwd=self.gw.root, env=env)
+        what = " ".join(args[:3])
+        # `vault get` exists to print the value on stdout: that one stream is exempt (§14 is about
+        # values escaping where they were not asked for). Its stderr is searched like any other.
+        if not shows_value:
+            self.seen.append((f"stdout of {what}", done.stdout.encode()))
+        self.seen.append((f"stderr of {what}", done.stderr.encode()))
+        return done
+
+    def post(self, path: str, content: bytes, token: str) -> httpx.Response:
+        resp = call(self.gw, "POST", path, token=token, content=content, headers={"content-type": "application/json"})
+        self.seen.append((f"POST {path}", resp.content))
+        return resp
+
+    def get(self, path: str) -> httpx.Response:
+        resp = call(self.gw, "GET", path)
+        assert resp.status_code == 200, (path, resp.text)
+        self.seen.append((f"GET {path}", resp.content))
+        return resp
+
+    def files(self, label: str) -> None:
+        db = self.gw.state_db
+        for path in (db, db.with_name(db.name + "-wal"), self.gw.log_path):
+            if path.exists():
+                self.seen.append((f"{label} {path.name}", path.read_bytes()))
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
+    root = tmp_path / "gw"
+    shutil.copytree(Path(__file__).parents[1] / "plugins" / "secretsha", root / "plugins" / "secretsha")
+    leaky = root / "plugins" / "secretleak"
+    leaky.mkdir()
+    (leaky / "manifest.yaml").write_text((root / "plugins" / "secretsha" / "manifest.yaml").read_text()
+                                         .replace("name: secretsha", "name: secretleak"))
+    (leaky / "run.py").write_text(LEAKY)
+    (leaky / "run.py").chmod(0o755)
+    once = {"enabled": True, "retry": {"max_attempts": 1}}
+    gw = Daemon(root, plugins={"secretsha": once, "secretleak": once}, plugin_roots=[str(root / "plugins")])
+    try:
+        yield Run(gw)
+    finally:
+        gw.close()
+
+
+def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
+    gw = run.gw
+    manual, rolled, refused_cli, refused_api, in_bad_json, with_bad_token = (canary() for _ in range(6))
+
+    write_key_file(gw.root / "age.key", generate_identity(), "test")
+    init = run.cli("vault", "init", "--config", str(gw.root))
+    assert init.returncode == 0, init.stderr
+    run.admin_token = init.stdout.strip()  # an admin token is a credential, not a canary: its stdout is searched too
+    write_checksums(gw.root, Checksums(generated_at="2026-12-06T00:00:00Z"))  # `config lock` is issue 12's
+    for plugin in ("secretsha", "secretleak"):
+        locked = run.cli("plugin", "lock", plugin, "--config-dir", str(gw.root))
+        assert locked.returncode == 0, locked.stderr
+    gw.start()
+    sse = SseTap(gw.url)
+    wait_until(lambda: sse.status == 200, 10, what="the SSE stream")
+
+    steps = [
+        (("vault", "register-principal", "--name", "secretsha"), None),
+        (("vault", "register-principal", "--name", "secretleak"), None),
+        (("vault", "set", "--name", "smtp_pw", "--principal", "secretsha,secretleak"), manual + "\n"),
+        (("vault", "set", "--name", "hook_key", "--pattern", "auto", "--principal", "secretsha"), None),
+        (("vault", "roll", "--name", "smtp_pw"), rolled + "\n"),
+        (("vault", "roll", "--name", "hook_key"), ""),
+    ]
+    for args, stdin in steps:
+        done = run.cli(*args, "--config", str(gw.root), stdin=stdin)
+        assert done.returncode == 0, (args, done.stderr)
+    got = run.cli("vault", "get", "--name", "hook_key", "--config", str(gw.root), shows_value=True)
+    assert got.returncode == 0, got.stderr
+    minted = got.stdout.strip()
+    assert len(minted) == 43
+    canaries = [manual, rolled, refused_cli, refused_api, in_bad_json, with_bad_token, minted]
+
+    # Refusals that carry a value: a set of an existing secret with another value, through the CLI
+    # and the API; a body that is not JSON; a right body under a wrong admin token.
+    again = run.cli("vault", "set", "--name", "smtp_pw", "--config", str(gw.root), stdin=refused_cli + "\n")
+    assert (again.returncode, again.stderr.strip()) == (1, f"error: /vault/secret failed (400): {IMMUTABLE}")
+    resp = run.post("/vault/secret", json.dumps({"name": "smtp_pw", "value": refused_api}).encode(), run.admin_token)
+    assert (resp.status_code, error_of(resp)) == (400, IMMUTABLE)
+    resp = run.post("/vault/secret", b'{"name": "smtp_pw", "value": "' + in_bad_json.encode() + b'"',
+                    run.admin_token)
+    assert (resp.status_code, error_of(resp)) == (400, "invalid JSON body")
+    resp = run.post("/vault/secret", json.dumps({"name": "other", "value": with_bad_token}).encode(),
+                    "not-the-admin-token")
+    assert (resp.status_code, error_of(resp)) == (401, "invalid vault admin token")
+
+    # A delivery: the plugin receives the rolled value and echoes it; the gateway redacts it.
+    job_id = gw.trigger("secretsha")
+    job = gw.wait_job(job_id)
+    assert job["status"] == "succeeded", json.dumps(job)
+    digest = hashlib.sha256(rolled.encode()).hexdigest()
+    assert job["result"]["result"] == f"names=hook_key,smtp_pw sha256={digest} echo=[REDACTED:smtp_pw]"
+    run.get(f"/job/{job_id}")
+    spilled = gw.wait_job(gw.trigger("secretleak"))
+    assert spilled["status"] == "failed", json.dumps(spilled)
+    assert "login refused for [REDACTED:smtp_pw] (argv/env: False)" in spilled["last_error"], json.dumps(spilled)
+    run.get(f"/job/{spilled['job_id']}")
+
+    revoked = run.cli("vault", "revoke", "--name", "smtp_pw", "--config", str(gw.root))
+    assert revoked.returncode == 0, revoked.stderr
+    after = gw.wait_job(gw.trigger("secretsha"))  # a spawn after the revoke: the value is gone for good
+    run.get(f"/job/{after['job_id']}")
+    assert after["result"]["result"] == "names=hook_key sha256=- echo=", json.dumps(after)
+    for args in (("vault", "list", "--json"), ("vault", "list", "--principals"), ("vault", "status", "--json"),
+                 ("vault", "audit"), ("system", "vault-audit", "--json")):
+        done = run.cli(*args, "--config", str(gw.root))
+        assert done.returncode == 0, (args, done.stderr)
+    wait_until(lambda: job_id.encode() in sse.body, 10, what="the delivery's job on the SSE stream")
+    run.files("while running:")
+    assert gw.proc is not None
+    for part in ("cmdline", "environ"):  # the gateway's own argv and environment
+        run.seen.append((f"gateway {part}", Path(f"/proc/{gw.proc.pid}/{part}").read_bytes()))
+    gw.stop()
+    sse.join()
+    run.seen.append(("the SSE stream", bytes(sse.body)))
+    run.files("after stop:")
+    # Every other file the gateway and the CLI left in the config dir (.checksums, config, state dir).
+    for path in sorted(gw.root.rglob("*")):
+        if path.is_file() and path.name != "vault.age":
+            run.seen.append((f"file {path.relative_to(gw.root)}", path.read_bytes()))
+    # Backups (issue 14) join the searched bytes here: each member except config/vault.age, at every scope.
+
+    # The search looks where a leak would land: the plugins' echoed and spilled values reached the
+    # log, the job bodies and the SSE stream, redacted.
+    redacted = {what.split(" ")[-1] for what, data in run.seen if b"[REDACTED:smtp_pw]" in data}
+    assert {"gateway.log", "stream", f"/job/{job_id}", f"/job/{spilled['job_id']}"} <= redacted, redacted
+    leaks = [(what, c) for what, data in run.seen for c in canaries if c.encode() in data]
+    assert not leaks, leaks
+    blob = (gw.root / "vault.age").read_bytes()
+    assert not any(c.encode() in blob for c in canaries)  # even vault.age holds them only encrypted
