@@ -230,6 +230,7 @@ def import_(*, tokens: Annotated[str | None, Parameter(help="The legacy tokens.y
     """Import legacy tokens.yaml entries as manual secrets with no grants (all or nothing), or
     --verify: a read-only parity report. Key values are never printed."""
     from ductile.commands import vault_import
+    from ductile.events.types import VaultImported
 
     if tokens is None:
         raise CliFailure("vault import: --tokens is required")
@@ -262,7 +263,7 @@ def import_(*, tokens: Annotated[str | None, Parameter(help="The legacy tokens.y
         before = vault_import.parity(offer, document)
         outcome = _call(keeper.import_secrets, offer.entries())
     # The decider's event names what was new; the rest of the file was already there, same value.
-    imported = [name for event in outcome.decision.events for name in getattr(event, "names", [])]
+    imported = [name for event in outcome.decision.events if isinstance(event, VaultImported) for name in event.names]
     unchanged = [row.name for row in before if row.state == vault_import.Parity.MATCH]
     if json:
         emit_json({"imported": imported, "unchanged": unchanged,
