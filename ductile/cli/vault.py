@@ -132,11 +132,12 @@ def _refusals() -> tuple[type[Exception], ...]:
     """What a vault command may refuse with: each message is safe to show (never a value)."""
     from ductile.app.vault import VaultReadRefused
     from ductile.commands.errors import Refused
+    from ductile.commands.vault_import import TokensFileError
     from ductile.vault.blob import VaultBlobError
     from ductile.vault.keys import AgeKeyError
     from ductile.vault.rotation import RotationAborted
 
-    return (Refused, VaultBlobError, AgeKeyError, RotationAborted, VaultReadRefused)
+    return (Refused, VaultBlobError, AgeKeyError, RotationAborted, VaultReadRefused, TokensFileError)
 
 
 # --- local, key-touching -------------------------------------------------------------------------
@@ -218,6 +219,75 @@ def adopt(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
         keeper = _load(_vault_path(cfg, None), keyring, events)
         _call(keeper.adopt, initial=False, actor=VaultActor.CLI)
     print(f"Adopted {keeper.blob.path} as the vault of record", file=sys.stderr)
+
+
+@app.command(name="import")
+def import_(*, tokens: Annotated[str | None, Parameter(help="The legacy tokens.yaml to import.")] = None,
+            resolve_env: Annotated[bool, Parameter(help="Read ${ENV} keys from the environment.")] = False,
+            verify: Annotated[bool, Parameter(help="Only report parity with the vault (exit 2 unless all match).")
+                              ] = False,
+            json: bool = False, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
+    """Import legacy tokens.yaml entries as manual secrets with no grants (all or nothing), or
+    --verify: a read-only parity report. Key values are never printed."""
+    from ductile.commands import vault_import
+    from ductile.events.types import VaultImported
+
+    if tokens is None:
+        raise CliFailure("vault import: --tokens is required")
+    cfg = _config(config, config_dir)
+    if cfg is None:
+        raise CliFailure("vault import: no config found")
+    path = Path(tokens)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliFailure(f"vault import: cannot read {path}: {getattr(exc, 'strerror', None) or 'not UTF-8'}"
+                         ) from None
+    parsed = _call(vault_import.parse_tokens, text, str(path))
+    offer = _call(vault_import.plan, parsed, os.environ, resolve_env)
+    keyring = _keyring(cfg, None, "import")
+    if verify:
+        # Read-only: works with the gateway running, takes no lock, writes nothing.
+        keeper = _load(_vault_path(cfg, None), keyring, None)
+        document = keeper.document()
+        assert document is not None
+        rows = vault_import.parity(offer, document)
+        _parity_report(rows, json)
+        return 0 if vault_import.all_match(rows) else 2
+    for skip in offer.skipped:
+        print(f'Skipped "{skip.name}": {skip.reason()}', file=sys.stderr)
+    with _local("import", cfg) as events:
+        keeper = _load(_vault_path(cfg, None), keyring, events)
+        document = keeper.document()
+        assert document is not None
+        before = vault_import.parity(offer, document)
+        outcome = _call(keeper.import_secrets, offer.entries())
+    # The decider's event names what was new; the rest of the file was already there, same value.
+    imported = [name for event in outcome.decision.events if isinstance(event, VaultImported) for name in event.names]
+    unchanged = [row.name for row in before if row.state == vault_import.Parity.MATCH]
+    if json:
+        emit_json({"imported": imported, "unchanged": unchanged,
+                   "skipped": [{"name": s.name, "variables": s.variables, "reason": s.reason()}
+                               for s in offer.skipped]})
+    print(f"Imported {len(imported)} secret(s){': ' + ', '.join(imported) if imported else ''}", file=sys.stderr)
+    if unchanged:
+        print(f"Already in the vault (same value): {', '.join(unchanged)}", file=sys.stderr)
+    return 0
+
+
+def _parity_report(rows: list[Any], json: bool) -> None:
+    """``import --verify``: one ``<state>  <name>`` line per entry (file order, then vault-only),
+    then the counts; ``--json``: ``{rows: [{name, state, detail}], all_match}``."""
+    from ductile.commands.vault_import import Parity, all_match
+
+    if json:
+        emit_json({"rows": rows, "all_match": all_match(rows)})
+        return
+    width = max(len(p) for p in Parity)
+    for row in rows:
+        print(f"{row.state:<{width}}  {row.name}{'  (' + row.detail + ')' if row.detail else ''}")
+    counts = ", ".join(f"{sum(r.state == p for r in rows)} {p}" for p in Parity)
+    print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}: {counts}")
 
 
 @app.command(name="set")
