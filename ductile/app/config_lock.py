@@ -1,0 +1,141 @@
+"""`ductile config lock` (config.md §6.4): hash every config file into a fresh ``.checksums``.
+
+The load here is the include walk only — no integrity check and no validation — so a config that
+drifted or does not validate yet can still be locked; a file that does not parse is an error.
+``plugin_fingerprints`` are carried forward for plugins still under ``plugins:`` and dropped for the
+rest: plugin bytes are never re-hashed here (only `plugin lock` approves plugin bytes, keyed with
+the vault nonce, vault.md §9).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from enum import StrEnum
+from pathlib import Path
+
+import blake3
+import msgspec
+
+from ductile.config.checksums import Checksums, ChecksumsError, read_checksums, write_checksums
+from ductile.config.discovery import ConfigSource
+from ductile.config.includes import IncludeWalk
+from ductile.config.merging import merge_documents
+from ductile.config.paths import home_directory
+from ductile.events.timefmt import now_ns, rfc3339_seconds
+
+# Hashed when present in configDir even when nothing includes them (§6.1).
+ALWAYS_HASHED = ("webhooks.yaml", "tokens.yaml", "routes.yaml", "relay-instances.yaml", "relay-ingress.yaml")
+HIGH_SECURITY_NAMES = frozenset({"webhooks.yaml", "tokens.yaml"})
+SCOPES_DIR = "scopes"
+
+DISCOVER = "DISCOVER [{tier}] {path}"
+PRESERVE = "PRESERVE [plugin] {name}"
+PRUNE = "PRUNE [plugin] {name}"
+WROTE = "WROTE .checksums: {path}"
+LOCKED = "Successfully locked configuration in 1 directory:\n  {dir}"
+DRY_RUN = "Dry-run: would lock {count} file(s) in {dir}"
+
+
+class Tier(StrEnum):
+    """How a mismatch of the file is treated at verification (§6.1's table)."""
+
+    HIGH_SECURITY = "high-security"
+    OPERATIONAL = "operational"
+
+
+class ConfigLockError(Exception):
+    """`config lock` could not read the config or the existing lock (exit 1)."""
+
+
+class LockedFile(msgspec.Struct, frozen=True, kw_only=True):
+    path: str  # absolute, as recorded in ``hashes``
+    tier: Tier
+    blake3: str
+
+
+class LockPlan(msgspec.Struct, frozen=True, kw_only=True):
+    """The manifest `config lock` would write, with what it found on the way (for ``--verbose``)."""
+
+    config_dir: Path
+    files: list[LockedFile]
+    preserved: list[str]  # plugin_fingerprints carried forward
+    pruned: list[str]  # plugin_fingerprints dropped: their plugin is no longer under ``plugins:``
+    lock: Checksums
+
+
+def tier_of(path: Path, config_dir: Path) -> Tier:
+    if path.name in HIGH_SECURITY_NAMES:
+        return Tier.HIGH_SECURITY
+    if path.suffix == ".json" and path.parent.name == SCOPES_DIR and path.parent.parent == config_dir:
+        return Tier.HIGH_SECURITY
+    return Tier.OPERATIONAL
+
+
+def _hash(path: Path) -> str:
+    try:
+        return blake3.blake3(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigLockError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _files(walk: IncludeWalk, config_dir: Path) -> list[Path]:
+    """§6.1's set in the order it was found: what the loader read, then the always-hashed files."""
+    found = [Path(os.path.abspath(p)) for p in walk.files]
+    found += [config_dir / name for name in ALWAYS_HASHED if (config_dir / name).is_file()]
+    scopes = config_dir / SCOPES_DIR
+    if scopes.is_dir():
+        found += sorted(p for p in scopes.iterdir() if p.suffix == ".json" and p.is_file())
+    unique: dict[Path, None] = {}
+    for path in found:
+        unique.setdefault(path, None)
+    return list(unique)
+
+
+def _configured_plugins(walk: IncludeWalk) -> set[str]:
+    plugins = merge_documents(walk.documents).data.get("plugins")
+    return {str(name) for name in plugins} if isinstance(plugins, dict) else set()
+
+
+def plan_lock(source: ConfigSource, environ: MutableMapping[str, str], *, now: int | None = None) -> LockPlan:
+    """Read the config the way the loader does and compute the fresh manifest. Writes nothing.
+
+    ``environ`` receives the variables of ``environment_vars.include`` files, as in a load. Raises
+    ConfigError when a file cannot be read or parsed, ConfigLockError when the existing lock cannot."""
+    config_dir = Path(os.path.abspath(source.config_dir))
+    walk = IncludeWalk(source, environ, home_directory(environ)).run()
+    try:
+        previous = read_checksums(config_dir)
+    except ChecksumsError as exc:  # its fingerprints cannot be carried forward: never drop them silently
+        raise ConfigLockError(str(exc)) from None
+    files = [LockedFile(path=str(p), tier=tier_of(p, config_dir), blake3=_hash(p)) for p in _files(walk, config_dir)]
+    configured = _configured_plugins(walk)
+    recorded = previous.plugin_fingerprints if previous else ()
+    kept = [e for e in recorded if e.name in configured]
+    lock = Checksums(
+        generated_at=rfc3339_seconds(now_ns() if now is None else now),
+        hashes={f.path: f.blake3 for f in files},
+    ).with_fingerprints(kept)
+    return LockPlan(
+        config_dir=config_dir, files=files,
+        preserved=sorted(e.name for e in kept),
+        pruned=sorted(e.name for e in recorded if e.name not in configured),
+        lock=lock,
+    )
+
+
+def write_lock(plan: LockPlan) -> Path:
+    """Write the planned manifest atomically (0600, previous owner kept); returns its path."""
+    try:
+        return write_checksums(plan.config_dir, plan.lock)
+    except OSError as exc:
+        raise ConfigLockError(f"{plan.config_dir / '.checksums'}: cannot write: {exc.strerror or exc}") from None
+
+
+def verbose_lines(plan: LockPlan) -> list[str]:
+    """The ``--verbose`` lines before the write, in §6.4's words."""
+    return [
+        *(DISCOVER.format(tier=f.tier, path=f.path) for f in plan.files),
+        *(PRESERVE.format(name=n) for n in plan.preserved),
+        *(PRUNE.format(name=n) for n in plan.pruned),
+    ]
