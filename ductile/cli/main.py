@@ -31,6 +31,8 @@ app.command("ductile.cli.skills:skills", name="skills",
             help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
 app.command("ductile.cli.secrets:app", name="secrets",
             help="age keys and age-encrypted config files (not the vault): keygen, encrypt, rotate.")
+app.command("ductile.cli.config:app", name="config",
+            help="The configuration: scoped API tokens (token create, list, revoke).")
 app.command("ductile.cli.vault:app", name="vault",
             help="The secrets vault: init, get, list, status, set (offline), rotate-key, audit.")
 app.command("ductile.cli.relay:app", name="relay", help="Send an event to a peer gateway (later phase).")
@@ -81,7 +83,7 @@ def normalise_argv(argv: list[str]) -> list[str]:
     return out
 
 
-NOUNS_WITH_VERBS = {"system", "job", "plugin", "api", "relay", "secrets", "vault"}  # bare: usage on stderr, exit 2
+NOUNS_WITH_VERBS = {"system", "job", "plugin", "api", "relay", "secrets", "vault", "config"}  # bare: usage on stderr, exit 2
 
 
 def run(argv: list[str] | None = None) -> None:
