@@ -3,13 +3,18 @@ may name, and that an API token's value is read fresh on every request."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ductile.api.auth import SecretRef, TokenSet
+from ductile.app.vault import init_vault
+from ductile.commands.vault import RevokeSecret
 from ductile.config.errors import ConfigError
 from ductile.config.secret_refs import resolve
 from ductile.vault.document import Principal, Secret, VaultDocument
-from ductile.vocabulary import PrincipalKind, SecretStatus
+from ductile.vault.keys import generate_identity, load_keyring, write_key_file
+from ductile.vocabulary import PrincipalKind, SecretStatus, VaultActor
 
 LABEL = "api.auth.tokens[0]"
 VALUE = "v" * 43
@@ -65,3 +70,17 @@ def test_a_roll_or_revoke_takes_effect_on_the_next_request() -> None:
     assert tokens.match("w" * 43) is None and tokens.match("") is None
     assert tokens.match("literal-token") is not None  # literals are untouched
 
+
+
+def test_a_roll_through_the_keeper_is_refused_from_its_commit_on(tmp_path: Path) -> None:
+    key = tmp_path / "age.key"
+    write_key_file(key, generate_identity(), "test")
+    keeper, _ = init_vault(tmp_path / "vault.age", load_keyring(key), None)
+    keeper.set("api-token-ci", value=VALUE, grants=["core"], actor=VaultActor.CLI)
+    tokens = TokenSet([(SecretRef(resolve(keeper.document(), "api-token-ci", LABEL).name), ["jobs:ro"])],
+                      keeper.document)
+    assert tokens.match(VALUE) is not None
+    keeper.roll("api-token-ci", value="n" * 43)
+    assert tokens.match(VALUE) is None and tokens.match("n" * 43) is not None
+    keeper.apply(RevokeSecret(name="api-token-ci"))
+    assert tokens.match("n" * 43) is None
