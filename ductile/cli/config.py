@@ -34,7 +34,7 @@ app.command(token_app)
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]
-NameOpt = Annotated[str | None, Parameter(name="--name", help="The token's name (its secret is api-token-<name>).")]
+NameOpt = Annotated[str | None, Parameter(name="--name", help="The token's name (its secret is api-token-NAME).")]
 ApiUrlOpt = Annotated[str | None, Parameter(name="--api-url", help="The daemon's vault API (default: its socket).")]
 AdminTokenOpt = Annotated[str | None, Parameter(name="--token", help="The vault admin token "
                                                 "(default: $DUCTILE_VAULT_TOKEN).")]
@@ -60,7 +60,7 @@ def create(*, name: NameOpt = None,
                                                         help='JSON {"scopes": [...]}, or - for stdin.')] = None,
            api_url: ApiUrlOpt = None, token: AdminTokenOpt = None, json: bool = False,
            config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Mint a token, store it in the vault as api-token-<name> and add it to api.auth.tokens."""
+    """Mint a token, store it in the vault as api-token-NAME and add it to api.auth.tokens."""
     from ductile.config.api import KNOWN_SCOPES
     from ductile.vault import mint
 
@@ -148,7 +148,7 @@ def list_(*, json: bool = False, config: ConfigOpt = None, config_dir: ConfigDir
 @token_app.command
 def revoke(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: AdminTokenOpt = None, json: bool = False,
            config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Remove the api.auth.tokens entry of api-token-<name> and revoke that secret."""
+    """Remove the api.auth.tokens entry of api-token-NAME and revoke that secret."""
     if name is None:
         raise CliFailure("config token revoke: --name is required")
     cfg = _config(config, config_dir)
