@@ -35,6 +35,7 @@ from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
 from ductile.config.model import DEFAULT_MAX_ATTEMPTS, Config, PluginEntry
 from ductile.config.redaction import snapshot_document
+from ductile.config.secret_refs import resolve as resolve_secret_ref
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
 from ductile.events.timefmt import NS, now_ns, rfc3339
@@ -56,6 +57,8 @@ from ductile.vault.keys import AgeKeyError
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from ductile.api.auth import TokenSet
 
 log = Log("main")
 route_log = Log("router")
@@ -95,6 +98,24 @@ def load_pipelines(config: Config, catalog: Catalog) -> Compiled:
     for warning in compiled.warnings:
         cfg_log.warn(warning)
     return compiled
+
+
+def api_tokens(config: Config, vault: VaultKeeper | None) -> TokenSet:
+    """``api.auth.tokens`` for the API: literals as they are, each ``secret_ref`` checked against
+    the gateway-visible vault secrets now (config.md §4.3) and read fresh per request after."""
+    from ductile.api.auth import SecretRef, TokenSet  # litestar loads only with the API
+
+    entries: list[tuple[str | SecretRef, list[str]]] = []
+    document = vault.document() if vault is not None else None
+    for index, entry in enumerate(config.api.tokens):
+        if entry.secret_ref is None:
+            entries.append((entry.token or "", entry.scopes))
+            continue
+        resolved = resolve_secret_ref(document, entry.secret_ref, f"api.auth.tokens[{index}]")
+        for warning in resolved.warnings:
+            Log("config").warn(warning)
+        entries.append((SecretRef(resolved.name), entry.scopes))
+    return TokenSet(entries, vault.document if vault is not None else lambda: None)
 
 
 def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline]) -> Router:
@@ -144,11 +165,12 @@ class Gateway:
                     bar.close()
             # After the log is open: the boot check of vault.md §3 may append (revert or adopt).
             self.vault = await asyncio.to_thread(boot_vault, config, events, os.environ, Path.home())
+            tokens = api_tokens(config, self.vault)  # a secret_ref not in the vault refuses boot
         except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error,
                 VaultBootRefused, AgeKeyError, VaultBlobError) as exc:
             return self._boot_failed(str(exc))
         try:
-            return await self._serve(config, catalog, events)
+            return await self._serve(config, catalog, events, tokens)
         except Exception as exc:
             # A fault inside the gateway: one ERROR line, exit 1, so a service manager restarts it.
             log.error("gateway failed", exc=exc)
@@ -182,7 +204,7 @@ class Gateway:
             self._lock.release()
         return 1
 
-    async def _serve(self, config: Config, catalog: Catalog, events: EventLog) -> int:
+    async def _serve(self, config: Config, catalog: Catalog, events: EventLog, tokens: TokenSet) -> int:
         services = self._services = Services(events, api_enabled=config.api.enabled)
         services.live.bind(asyncio.get_running_loop())
         pipelines = self.pipelines.pipelines if self.pipelines else {}
@@ -232,10 +254,8 @@ class Gateway:
 
             metrics = Metrics(config.service.max_workers, ductile.__version__, build_info()["commit"])
             events.on_commit(metrics.observe)
-            from ductile.api.auth import TokenSet
             from ductile.api.server import make_server, split_listen
 
-            tokens = TokenSet([(t.token or "", t.scopes) for t in config.api.tokens if t.token])
             if not len(tokens):
                 log.warn("api enabled with no tokens: every protected route will answer 401")
             host, port = split_listen(config.api.listen)

@@ -2,13 +2,18 @@
 
 Tokens are compared in constant time against every configured token, whatever matches first,
 so the time taken says nothing about which token or how much of it matched.
+
+A token is a literal from the config or a vault ``secret_ref`` (config.md §4.3). Which secret a
+``SecretRef`` names was fixed when the config was loaded; its value is read from the vault's
+current document on every check, so a roll or revoke answers 401 ``invalid token`` to the old
+value from the moment it is committed, without a reload (vault.md §11).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request
@@ -17,6 +22,10 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
 from ductile.api.errors import ApiError, forbidden, unauthorized
+from ductile.config.secret_refs import current_value
+
+if TYPE_CHECKING:
+    from ductile.vault.document import VaultDocument
 
 IMPLIES: dict[str, tuple[str, ...]] = {
     "plugin:rw": ("plugin:ro", "plugin:catalog:ro", "plugin:invoke:ro"),
@@ -51,17 +60,38 @@ class Caller(msgspec.Struct, frozen=True):
             raise forbidden()
 
 
+class SecretRef(msgspec.Struct, frozen=True):
+    """A token held in the vault: the secret's name, never its value."""
+
+    name: str
+
+
+def _no_vault() -> VaultDocument | None:
+    return None
+
+
 class TokenSet:
-    def __init__(self, tokens: Sequence[tuple[str, Sequence[str]]]) -> None:
-        self._tokens = [(t.encode(), expand(scopes)) for t, scopes in tokens if t]
+    """The configured tokens: ``(literal, scopes)`` or ``(SecretRef, scopes)``; ``document`` gives
+    the vault's current document (the keeper's) for the references."""
+
+    def __init__(self, tokens: Sequence[tuple[str | SecretRef, Sequence[str]]],
+                 document: Callable[[], VaultDocument | None] = _no_vault) -> None:
+        self._tokens = [(t.encode() if isinstance(t, str) else t, expand(scopes)) for t, scopes in tokens if t]
+        self._document = document
 
     def __len__(self) -> int:
         return len(self._tokens)
 
     def match(self, presented: str) -> Caller | None:
         given = presented.encode()
+        document = self._document() if any(isinstance(t, SecretRef) for t, _ in self._tokens) else None
         found: Caller | None = None
         for token, scopes in self._tokens:
+            if isinstance(token, SecretRef):
+                value = current_value(document, token.name)
+                if value is None:
+                    continue  # revoked or gone: nothing matches it
+                token = value.encode()
             if hmac.compare_digest(token, given) and found is None:
                 found = Caller(scopes)
         return found
@@ -118,5 +148,5 @@ def caller_of(request: Request[Any, Any, Any]) -> Caller:
     return caller
 
 
-__all__ = ["KNOWN_SCOPES", "ApiError", "Caller", "TokenSet", "authenticate", "caller_of", "expand", "require",
+__all__ = ["KNOWN_SCOPES", "ApiError", "Caller", "SecretRef", "TokenSet", "authenticate", "caller_of", "expand", "require",
            "scopes"]

@@ -31,9 +31,10 @@ app.command("ductile.cli.skills:skills", name="skills",
             help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
 app.command("ductile.cli.secrets:app", name="secrets",
             help="age keys and age-encrypted config files (not the vault): keygen, encrypt, rotate.")
+app.command("ductile.cli.config:app", name="config",
+            help="The configuration: the integrity lock (lock) and scoped API tokens (token create, list, revoke).")
 app.command("ductile.cli.vault:app", name="vault",
-            help="The secrets vault: init, get, list, status, set (offline), rotate-key, audit.")
-app.command("ductile.cli.config:app", name="config", help="The configuration: lock (integrity manifest).")
+            help="The secrets vault: init, get, list, status, set, roll, revoke, principals, rotate-key, import, audit.")
 app.command("ductile.cli.relay:app", name="relay", help="Send an event to a peer gateway (later phase).")
 
 

@@ -293,3 +293,19 @@ def error_of(resp: httpx.Response) -> str:
     body = resp.json()
     assert list(body) == ["error"], body
     return body["error"]
+
+
+def seed_vault(config_dir: Path, secrets: dict[str, str]) -> tuple[Path, str]:
+    """A vault beside ``config_dir``'s config (``age.key`` + ``vault.age``) holding ``secrets``
+    (granted to nobody, so the gateway may name them); written before the state DB exists, so the
+    first boot adopts it. Returns the key file and the admin token."""
+    from ductile.app.vault import init_vault
+    from ductile.vault.keys import generate_identity, load_keyring, write_key_file
+    from ductile.vocabulary import VaultActor
+
+    key = config_dir / "age.key"
+    write_key_file(key, generate_identity(), "test")
+    keeper, admin = init_vault(config_dir / "vault.age", load_keyring(key), None)
+    for name, value in secrets.items():
+        keeper.set(name, value=value, actor=VaultActor.CLI)
+    return key, admin

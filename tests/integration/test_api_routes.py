@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from ductile.events.timefmt import NS, now_ns, parse_rfc3339
-from tests.integration.daemon import TEST_PLUGINS, TOKEN, Daemon, call, error_of, wait_until
+from tests.integration.daemon import TEST_PLUGINS, TOKEN, Daemon, call, error_of, seed_vault, wait_until
 from tests.prometheus_text import SPEC_METRICS, parse_exposition
 
 ORIGIN = "https://ui.example"
@@ -93,6 +93,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     tokens.append({"secret_ref": "dashboard-token", "scopes": ["jobs:ro"]})
     d = Daemon(root / "gw", PLUGINS, service={"shutdown_grace": "1s"}, tokens=tokens,
                plugin_roots=[str(TEST_PLUGINS), str(root / "plugins")])
+    seed_vault(d.root, {"dashboard-token": "d" * 43})  # the secret_ref must resolve, or boot refuses
     d.config["api"]["allowed_origins"] = [ORIGIN]
     d.config["pipelines"] = PIPELINES
     d.write_config()
