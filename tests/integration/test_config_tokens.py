@@ -6,6 +6,7 @@ never values; `config token revoke` makes the token answer 401; no value reaches
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -112,3 +113,30 @@ def test_a_secret_ref_missing_from_the_vault_stops_boot(gw: Daemon) -> None:
     gw.start(wait=False)
     assert gw.proc is not None and gw.proc.wait(30) == 1
     assert 'api.auth.tokens[1]: secret_ref "nope" not found in vault' in gw.log_text()
+
+
+def test_create_and_revoke_through_the_running_gateway_and_revoke_takes_effect_at_once(gw: Daemon) -> None:
+    write_key_file(gw.root / "age.key", generate_identity(), "test")
+    init = cli(gw, "vault", "init")
+    assert init.returncode == 0, init.stderr
+    admin = {"DUCTILE_VAULT_TOKEN": init.stdout.strip()}
+    gw.start()
+
+    created = cli_env(gw, admin, "config", "token", "create", "--name", "ops", "--scopes", "jobs:ro")
+    assert created.returncode == 0, created.stderr  # stored through /vault/secret: the daemon holds the lock
+    token = created.stdout.strip()
+    secrets = {s["name"]: s["status"] for s in json.loads(cli(gw, "vault", "list", "--json").stdout)["secrets"]}
+    assert secrets["api-token-ops"] == "active"
+    assert status(gw, "/jobs", token) == 401  # the entry joins the running gateway at the next load
+
+    assert gw.stop() == 0
+    gw.start()
+    assert status(gw, "/jobs", token) == 200
+    revoked = cli_env(gw, admin, "config", "token", "revoke", "--name", "ops")
+    assert revoked.returncode == 0, revoked.stderr
+    assert status(gw, "/jobs", token) == 401  # no reload: the value is read fresh on every request (vault.md §11)
+
+
+def cli_env(gw: Daemon, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ductile.cli.main", *args, "--config", str(gw.root)],
+                          capture_output=True, text=True, timeout=60, cwd=gw.root, env={**os.environ, **env})
