@@ -10,6 +10,19 @@ from tests.integration.daemon import Daemon
 
 
 @pytest.fixture
+def vault_gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
+    """A daemon (not started, no plugins) for vault tests, with a HOME of its own so that no
+    ``~/.config/ductile/age.key`` and no ``$DUCTILE_AGE_KEY_FILE`` of the tester's is found."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
+    d = Daemon(tmp_path / "gw", plugins={})
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Any]:
     """Factory: ``gateway(plugins={...}, service={...})`` starts a real daemon; all are stopped after."""
     started: list[Daemon] = []

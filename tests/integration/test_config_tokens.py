@@ -9,8 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -32,14 +30,8 @@ def status(gw: Daemon, path: str, token: str) -> int:
 
 
 @pytest.fixture
-def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
-    d = Daemon(tmp_path / "gw", plugins={})
-    try:
-        yield d
-    finally:
-        d.close()
+def gw(vault_gw: Daemon) -> Daemon:
+    return vault_gw
 
 
 def test_create_use_list_and_revoke_a_scoped_token(gw: Daemon) -> None:

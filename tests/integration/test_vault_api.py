@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +40,8 @@ def init_vault(gw: Daemon) -> str:
 
 
 @pytest.fixture
-def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
-    d = Daemon(tmp_path / "gw", plugins={})
-    try:
-        yield d
-    finally:
-        d.close()
+def gw(vault_gw: Daemon) -> Daemon:
+    return vault_gw
 
 
 def sock_path(gw: Daemon) -> Path:

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,14 +28,8 @@ def cli(gw: Daemon, *args: str, stdin: str | None = None) -> subprocess.Complete
 
 
 @pytest.fixture
-def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.config/ductile/age.key of the tester's
-    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
-    d = Daemon(tmp_path / "gw", plugins={})
-    try:
-        yield d
-    finally:
-        d.close()
+def gw(vault_gw: Daemon) -> Daemon:
+    return vault_gw
 
 
 def test_init_boot_get_and_audit(gw: Daemon) -> None:

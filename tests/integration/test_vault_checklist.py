@@ -68,14 +68,8 @@ def vault_with_a_secret(gw: Daemon) -> Path:
 
 
 @pytest.fixture
-def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
-    d = Daemon(tmp_path / "gw", plugins={})
-    try:
-        yield d
-    finally:
-        d.close()
+def gw(vault_gw: Daemon) -> Daemon:
+    return vault_gw
 
 
 def test_init_and_rotate_key_refuse_while_the_gateway_runs_and_touch_nothing(gw: Daemon) -> None:

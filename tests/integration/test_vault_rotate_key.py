@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,14 +65,8 @@ def boots_and_reads(gw: Daemon, recipients: int) -> None:
 
 
 @pytest.fixture
-def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
-    d = Daemon(tmp_path / "gw", plugins={})
-    try:
-        yield d
-    finally:
-        d.close()
+def gw(vault_gw: Daemon) -> Daemon:
+    return vault_gw
 
 
 def test_rotate_key_retires_the_old_key_and_the_gateway_still_reads_the_vault(gw: Daemon) -> None:
