@@ -35,6 +35,7 @@ from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
 from ductile.config.model import DEFAULT_MAX_ATTEMPTS, Config, PluginEntry
 from ductile.config.redaction import snapshot_document
+from ductile.config.secret_refs import SecretRef
 from ductile.config.secret_refs import resolve as resolve_secret_ref
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
@@ -58,7 +59,6 @@ from ductile.vault.keys import AgeKeyError
 if TYPE_CHECKING:
     import uvicorn
 
-    from ductile.api.auth import TokenSet
 
 log = Log("main")
 route_log = Log("router")
@@ -100,11 +100,10 @@ def load_pipelines(config: Config, catalog: Catalog) -> Compiled:
     return compiled
 
 
-def api_tokens(config: Config, vault: VaultKeeper | None) -> TokenSet:
-    """``api.auth.tokens`` for the API: literals as they are, each ``secret_ref`` checked against
-    the gateway-visible vault secrets now (config.md §4.3) and read fresh per request after."""
-    from ductile.api.auth import SecretRef, TokenSet  # litestar loads only with the API
-
+def token_entries(config: Config, vault: VaultKeeper | None) -> list[tuple[str | SecretRef, list[str]]]:
+    """``api.auth.tokens`` as ``(literal | SecretRef, scopes)``: each ``secret_ref`` checked against
+    the gateway-visible vault secrets now (config.md §4.3; a missing one refuses boot, whether or
+    not the API is served) and read fresh per request after."""
     entries: list[tuple[str | SecretRef, list[str]]] = []
     document = vault.document() if vault is not None else None
     for index, entry in enumerate(config.api.tokens):
@@ -115,7 +114,7 @@ def api_tokens(config: Config, vault: VaultKeeper | None) -> TokenSet:
         for warning in resolved.warnings:
             Log("config").warn(warning)
         entries.append((SecretRef(resolved.name), entry.scopes))
-    return TokenSet(entries, vault.document if vault is not None else lambda: None)
+    return entries
 
 
 def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline]) -> Router:
@@ -165,7 +164,7 @@ class Gateway:
                     bar.close()
             # After the log is open: the boot check of vault.md §3 may append (revert or adopt).
             self.vault = await asyncio.to_thread(boot_vault, config, events, os.environ, Path.home())
-            tokens = api_tokens(config, self.vault)  # a secret_ref not in the vault refuses boot
+            tokens = token_entries(config, self.vault)  # a secret_ref not in the vault refuses boot
         except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error,
                 VaultBootRefused, AgeKeyError, VaultBlobError) as exc:
             return self._boot_failed(str(exc))
@@ -204,7 +203,8 @@ class Gateway:
             self._lock.release()
         return 1
 
-    async def _serve(self, config: Config, catalog: Catalog, events: EventLog, tokens: TokenSet) -> int:
+    async def _serve(self, config: Config, catalog: Catalog, events: EventLog,
+                     tokens: list[tuple[str | SecretRef, list[str]]]) -> int:
         services = self._services = Services(events, api_enabled=config.api.enabled)
         services.live.bind(asyncio.get_running_loop())
         pipelines = self.pipelines.pipelines if self.pipelines else {}
@@ -249,6 +249,7 @@ class Gateway:
         server = None
         if config.api.enabled:
             from ductile.api.app import access_log, create_app
+            from ductile.api.auth import TokenSet
             from ductile.runtime.metrics import Metrics
             from ductile.system.build_info import build_info
 
@@ -256,11 +257,12 @@ class Gateway:
             events.on_commit(metrics.observe)
             from ductile.api.server import make_server, split_listen
 
-            if not len(tokens):
+            if not tokens:
                 log.warn("api enabled with no tokens: every protected route will answer 401")
+            token_set = TokenSet(tokens, self.vault.document if self.vault is not None else lambda: None)
             host, port = split_listen(config.api.listen)
             # The access log wraps the whole app: Litestar middleware would miss 404/405 answers.
-            server = make_server(access_log(create_app(gateway, services, tokens, metrics=metrics)), host, port)
+            server = make_server(access_log(create_app(gateway, services, token_set, metrics=metrics)), host, port)
             server_task = asyncio.create_task(_serve_api(server), name="api")
             while not server.started and not server_task.done():
                 await asyncio.sleep(0.01)

@@ -22,7 +22,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
 from ductile.api.errors import ApiError, forbidden, unauthorized
-from ductile.config.secret_refs import current_value
+from ductile.config.secret_refs import SecretRef, current_value
 
 if TYPE_CHECKING:
     from ductile.vault.document import VaultDocument
@@ -58,12 +58,6 @@ class Caller(msgspec.Struct, frozen=True):
     def require(self, *any_of: str) -> None:
         if not self.has(*any_of):
             raise forbidden()
-
-
-class SecretRef(msgspec.Struct, frozen=True):
-    """A token held in the vault: the secret's name, never its value."""
-
-    name: str
 
 
 def _no_vault() -> VaultDocument | None:

@@ -6,9 +6,6 @@ Its own module so that route modules depend on the app's state, not on one anoth
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
@@ -22,10 +19,6 @@ from ductile.runtime.services import Services
 Facade = NamedDependency[SkipValidation[Ductile]]
 Runtime = NamedDependency[SkipValidation[Services]]
 CallerDep = NamedDependency[SkipValidation[Caller]]
-
-
-def services_of(request: Request[Any, Any, Any]) -> Services:
-    return request.app.state.services
 
 
 def ductile_of(state: State) -> Ductile:

@@ -22,6 +22,12 @@ NOT_FOUND = 'secret_ref "{name}" not found in vault'
 UNREGISTERED_GRANT = 'secret_ref "{name}" is granted to unregistered principal(s) {who}; the gateway may use it'
 
 
+class SecretRef(msgspec.Struct, frozen=True):
+    """A gateway credential held in the vault: the secret's name, never its value."""
+
+    name: str
+
+
 class Resolved(msgspec.Struct, frozen=True):
     """A ``secret_ref`` that resolved at load, and what its resolution warns about."""
 
