@@ -10,6 +10,13 @@ from tests.integration.daemon import Daemon
 
 
 @pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty HOME for a CLI run, so nothing of the tester's (~/.config/ductile) is found."""
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"
+
+
+@pytest.fixture
 def vault_gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
     """A daemon (not started, no plugins) for vault tests, with a HOME of its own so that no
     ``~/.config/ductile/age.key`` and no ``$DUCTILE_AGE_KEY_FILE`` of the tester's is found."""

@@ -12,12 +12,6 @@ from tests.integration.test_secrets_cli import ductile
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    (tmp_path / "home").mkdir()
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def conf(tmp_path: Path) -> Path:
     d = tmp_path / "conf"
     d.mkdir()

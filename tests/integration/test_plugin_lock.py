@@ -22,12 +22,6 @@ from tests.integration.test_secrets_cli import ductile, key
 PLUGINS = REPO / "tests" / "plugins"
 
 
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    (tmp_path / "home").mkdir()
-    return tmp_path / "home"
-
-
 def make_vault(conf: Path, nonce_text: str) -> None:
     identity = key(conf / "age.key")
     doc = VaultDocument(principals={CORE: Principal(kind=PrincipalKind.GATEWAY, nonce=nonce_text)})

@@ -38,12 +38,6 @@ def key(path: Path) -> x25519.Identity:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
-    (tmp_path / "home").mkdir()
-    return tmp_path / "home"
-
-
-@pytest.fixture
 def conf(tmp_path: Path) -> Path:
     """A config dir whose config.yaml includes an encrypted secret.yaml (old.key) and names a vault."""
     directory = tmp_path / "conf"
