@@ -14,11 +14,9 @@ from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError, forbidden
 from ductile.api.schemas import errors, query_schema
 from ductile.projections.analytics_queries import TreeNode
-from ductile.projections.job_queries import STATUS_ALIASES, Job, JobLogPage, JobPage
+from ductile.projections.job_queries import DEFAULT_LIMIT, MAX_LIMIT, STATUS_ALIASES, Job, JobLogPage, JobPage
 from ductile.vocabulary import JobStatus
 
-MAX_LIMIT = 200
-DEFAULT_LIMIT = 50  # api.md §4.4
 # An int, not int | None: Litestar would read ``limit=null`` as absent, where api.md refuses it.
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="at most this many, newest first")]
 # Filters stay strings: the status filter takes case-insensitive aliases (pending, ok, error) and

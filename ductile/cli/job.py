@@ -110,8 +110,8 @@ def logs(
     """Terminal jobs from the ledger, newest first."""
     from ductile.projections import job_queries as q
 
-    if not 1 <= limit <= 200:
-        raise fail("--limit must be between 1 and 200", json=json)
+    if not 1 <= limit <= q.MAX_LIMIT:
+        raise fail(f"--limit must be between 1 and {q.MAX_LIMIT}", json=json)
     cfg = resolve(config, config_dir)
     try:
         data = read_state(cfg.state_path, lambda conn: q.job_logs(
@@ -145,8 +145,8 @@ def list_(
     """Jobs in the queue (outstanding, and terminal ones inside retention), newest first."""
     from ductile.projections import job_queries as q
 
-    if not 1 <= limit <= 200:
-        raise fail("--limit must be between 1 and 200", json=json)
+    if not 1 <= limit <= q.MAX_LIMIT:
+        raise fail(f"--limit must be between 1 and {q.MAX_LIMIT}", json=json)
     cfg = resolve(config, config_dir)
     try:
         data = read_state(cfg.state_path, lambda conn: q.list_jobs(

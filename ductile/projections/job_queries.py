@@ -191,13 +191,17 @@ def _filters(
     return where, params
 
 
-def check_limit(limit: int | None, default: int = 50) -> int:
+DEFAULT_LIMIT = 50  # api.md §4.4: the page size of /jobs and /job-logs, and its bound
+MAX_LIMIT = 200
+
+
+def check_limit(limit: int | None, default: int = DEFAULT_LIMIT) -> int:
     if limit is None:
         return default
     if limit <= 0:
         raise QueryError("limit must be a positive integer")
-    if limit > 200:
-        raise QueryError("limit must be <= 200")
+    if limit > MAX_LIMIT:
+        raise QueryError(f"limit must be <= {MAX_LIMIT}")
     return limit
 
 
