@@ -41,9 +41,7 @@ def lookup(document: Any, path: KeyPath) -> Any:
     """The value at ``path``; a missing step raises KeyPathError naming what its parent has."""
     value = document
     for depth, part in enumerate(path):
-        if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
-            value = value[part]
-        elif isinstance(part, str) and isinstance(value, dict) and part in value:
+        if (isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value)) or (isinstance(part, str) and isinstance(value, dict) and part in value):
             value = value[part]
         else:
             raise KeyPathError(missing_message(path, path[:depth], value))

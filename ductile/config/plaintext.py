@@ -47,13 +47,13 @@ class ConfigKeys:
 
 # Path -> the bytes a load reads instead of the file's: how ``config set --dry-run`` validates an
 # edit without writing it (editing.substituted). Empty in every other load.
-_SUBSTITUTED: ContextVar[Mapping[Path, bytes]] = ContextVar("config_substituted", default={})
+_SUBSTITUTED: ContextVar[Mapping[Path, bytes] | None] = ContextVar("config_substituted", default=None)
 
 
 @contextlib.contextmanager
 def substituted(path: Path, content: bytes) -> Iterator[None]:
     """Loads inside this block read ``content`` for ``path`` instead of the file."""
-    token = _SUBSTITUTED.set({**_SUBSTITUTED.get(), Path(os.path.abspath(path)): content})
+    token = _SUBSTITUTED.set({**(_SUBSTITUTED.get() or {}), Path(os.path.abspath(path)): content})
     try:
         yield
     finally:
@@ -63,7 +63,7 @@ def substituted(path: Path, content: bytes) -> Iterator[None]:
 def read_plaintext(path: Path, keys: ConfigKeys | None = None) -> str:
     """The file's text; age data is decrypted with ``keys`` (none, or no key found: refused)."""
     try:
-        substituted = _SUBSTITUTED.get().get(Path(os.path.abspath(path)))
+        substituted = (_SUBSTITUTED.get() or {}).get(Path(os.path.abspath(path)))
         content = path.read_bytes() if substituted is None else substituted
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None

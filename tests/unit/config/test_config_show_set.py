@@ -117,7 +117,7 @@ def test_a_dry_run_validates_the_edit_and_writes_nothing(write: Write, load: Loa
     assert after.service.name == "other"
     assert (config_dir / "config.yaml").read_text() == ROOT
     assert not (config_dir / "config.yaml.bak").exists()
-    with pytest.raises(ConfigEditFailed, match="^validation failed: .*tick_interval"):
+    with pytest.raises(ConfigEditFailed, match=r"^validation failed: .*tick_interval"):
         set_key(load(), parse_key_path("service.tick_interval"), "soon", dry_run=True)
     assert (config_dir / "config.yaml").read_text() == ROOT
 
@@ -149,5 +149,5 @@ def test_an_encrypted_file_is_refused(write: Write, load: Load, config_dir: Path
     write("plugins.yaml", PLUGINS)
     config = load()
     (config_dir / "plugins.yaml").write_bytes(b"age-encryption.org/v1\n-> X25519 abc\n")
-    with pytest.raises(ConfigEditFailed, match="plugins.yaml is encrypted"):
+    with pytest.raises(ConfigEditFailed, match=r"plugins\.yaml is encrypted"):
         set_key(config, parse_key_path("plugin:echo.enabled"), False, dry_run=False)
