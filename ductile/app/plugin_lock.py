@@ -79,6 +79,11 @@ def _lock(config: Config) -> Checksums:
     return lock
 
 
+def fingerprint_key(config: Config, environ: Mapping[str, str]) -> FingerprintKey:
+    """The vault-keyed fingerprint key (also read by ``config plugin show``). Raises PluginLockError."""
+    return _key(config, environ)
+
+
 def _key(config: Config, environ: Mapping[str, str]) -> FingerprintKey:
     config_dir = config.source.config_dir
     try:

@@ -29,11 +29,18 @@ if TYPE_CHECKING:
     from ductile.app.vault import VaultKeeper
     from ductile.config.model import Config
 
-app = App(name="config", help="The configuration: the integrity lock (lock) and scoped API tokens "
-                               "(token create, list, revoke).")
+app = App(name="config", help="The configuration: show, get, set, schema, validate, init, the integrity lock "
+                               "(lock), plugins (plugin list, show) and scoped API tokens (token create, list, revoke).")
 token_app = App(name="token", help="Scoped API tokens held in the vault: create, list, revoke.")
 app.command(token_app)
 app.command(lock, name="lock")
+app.command("ductile.cli.config_show:show", name="show")
+app.command("ductile.cli.config_show:get", name="get")
+app.command("ductile.cli.config_set:set_", name="set")
+app.command("ductile.cli.config_schema:schema", name="schema")
+app.command("ductile.cli.config_schema:validate", name="validate")
+app.command("ductile.cli.config_init:init", name="init")
+app.command("ductile.cli.config_plugin:app", name="plugin")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]

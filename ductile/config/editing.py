@@ -1,19 +1,20 @@
-"""Editing a config file in place (config.md §9 ``config set --apply``, §10 ``config token``).
+"""Editing a config file in place (config.md §9 ``config set``, §10 ``config token``).
 
 The one home of the write rules every config edit follows: the target is the file whose own
-content provides the top-level key (else the root ``config.yaml``); encrypted files are refused;
-the original is copied to ``<file>.bak``; the new text is written atomically (temp file, fsync,
-rename, the file's mode kept); the whole config is then loaded again and the caller's check run on
-it. On any failure the original bytes are put back and ``ConfigEditFailed`` says
+content provides the key (else the root ``config.yaml``); encrypted files are refused; the
+original is copied to ``<file>.bak``; the new text is written atomically (temp file, fsync,
+rename, the file's mode and owner kept); the whole config is then loaded again and the caller's
+check run on it. On any failure the original bytes are put back and ``ConfigEditFailed`` says
 ``validation failed: <error> (restored <file>)``.
 
-This release re-emits the edited file through the YAML dumper: values and key order survive,
-comments do not (issue 12's ``config set`` brings a comment-preserving writer here).
+The file is read and written with ruamel.yaml's round-trip mode, so comments, key order, flow
+style and every untouched line survive; PyYAML (the loader's parser) would drop the comments.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -22,13 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError as RoundTripError
 
 from ductile.config.discovery import ConfigSource
 from ductile.config.documents import display_name
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
+from ductile.config.locations import KeyPath, dotted
 from ductile.config.model import Config
-from ductile.config.plaintext import is_age_data
+from ductile.config.plaintext import is_age_data, substituted
+from ductile.config.yaml_core import parse_yaml
 
 Change = Callable[[dict[str, Any]], None]
 Check = Callable[[Config], None]
@@ -55,23 +60,77 @@ def owning_file(config: Config, top_key: str) -> Path:
     return owner
 
 
-def edit(source: ConfigSource, path: Path, change: Change, check: Check) -> Config:
+def target_file(config: Config, path: KeyPath) -> Path:
+    """The file whose own content provides ``path`` (config.md §9): for ``plugins.<n>.*`` the file
+    whose entry won the merge; else the file of the value, or of its nearest ancestor, that is
+    set; else the root ``config.yaml``."""
+    if len(path) >= 2 and path[0] == "plugins" and isinstance(path[1], str):
+        entry = config.plugins.get(path[1])
+        if entry is not None and entry.source_file:
+            return _absolute(config, entry.source_file)
+    for size in range(len(path), 0, -1):
+        location = config.locations.get(dotted(path[:size]))
+        if location is not None:
+            name, _, line = location.rpartition(":")
+            return _absolute(config, name if name and line.isdigit() else location)
+    return config.source.root_file
+
+
+def _absolute(config: Config, name: str) -> Path:
+    return Path(name) if os.path.isabs(name) else config.source.config_dir / name
+
+
+def parse_flow_value(text: str) -> Any:
+    """A ``config set`` value as a YAML flow value, in the loader's own dialect (``true``, ``42``,
+    ``"42"``, ``[a, b]``, ``{k: v}``); an empty value is an empty string."""
+    value, _ = parse_yaml(text, "<value>")
+    return "" if value is None and text.strip() == "" else value
+
+
+def set_in(data: Any, path: KeyPath, value: Any) -> None:
+    """Set ``path`` in a file's mapping, creating missing mappings on the way; a list index must
+    exist in this file."""
+    node = data
+    for depth, part in enumerate(path[:-1]):
+        if isinstance(part, int):
+            if not isinstance(node, list) or not 0 <= part < len(node):
+                raise ConfigEditFailed(f'cannot set "{dotted(path)}": {dotted(path[:depth + 1])} does not exist')
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigEditFailed(f'cannot set "{dotted(path)}": {dotted(path[:depth])} is not a mapping')
+        if not isinstance(node.get(part), dict | list):
+            node[part] = {}
+        node = node[part]
+    last = path[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or not 0 <= last < len(node):
+            raise ConfigEditFailed(f'cannot set "{dotted(path)}": {dotted(path)} does not exist')
+    elif not isinstance(node, dict):
+        raise ConfigEditFailed(f'cannot set "{dotted(path[:-1])}" is not a mapping')
+    node[last] = value
+
+
+def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_run: bool = False) -> Config:
     """Apply ``change`` to the mapping of ``path``, write it under the rules above, and return the
-    config loaded again (on which ``check`` raised nothing)."""
+    config loaded again (on which ``check`` raised nothing). With ``dry_run`` the load reads the
+    edited text in place of the file and nothing is written."""
     name = display_name(path, source.config_dir)
     original = path.read_bytes() if path.exists() else None
     if original is not None and is_age_data(original):
         raise ConfigEditFailed(f"{name} is encrypted; edit it with 'ductile secrets' instead")
-    data = yaml.safe_load(original.decode("utf-8-sig")) if original else {}
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigEditFailed(f"{name}: expected a mapping of keys at the top level")
-    change(data)
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    text = _changed_text(name, original, change)
+    if dry_run:
+        try:
+            with substituted(path, text):
+                config = load_config(source)
+            check(config)
+        except (ConfigError, ConfigEditFailed) as exc:
+            raise ConfigEditFailed(f"validation failed: {exc}") from None
+        return config
     if original is not None:
         shutil.copy2(path, path.with_name(path.name + ".bak"))
-    _write_atomic(path, text.encode())
+    _write_atomic(path, text)
     try:
         config = load_config(source)
         check(config)
@@ -84,9 +143,55 @@ def edit(source: ConfigSource, path: Path, change: Change, check: Check) -> Conf
     return config
 
 
+def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool) -> tuple[Path, Config]:
+    """``config set``: ``path`` = ``value`` in its target file (``target_file``), which must then be
+    the value the merged config has (a later file overriding it fails the edit). Returns the file
+    and the config loaded after the edit."""
+    target = target_file(config, path)
+
+    def check(after: Config) -> None:
+        from ductile.config.keypaths import KeyPathError, lookup
+
+        try:
+            effective = lookup(after.raw, path)
+        except KeyPathError:
+            effective = None
+        if effective != value:
+            raise ConfigEditFailed(f'the effective value of "{dotted(path)}" is {effective!r}, '
+                                   "not the value set (a later file overrides it)")
+
+    after = edit(config.source, target, lambda data: set_in(data, path, value), check, dry_run=dry_run)
+    return target, after
+
+
+def _round_trip() -> YAML:
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 4096  # never re-wrap a long line the edit did not touch
+    return rt
+
+
+def _changed_text(name: str, original: bytes | None, change: Change) -> bytes:
+    rt = _round_trip()
+    try:
+        data = rt.load(original.decode("utf-8-sig")) if original else None
+    except (RoundTripError, UnicodeDecodeError) as exc:
+        raise ConfigEditFailed(f"{name}: cannot parse: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigEditFailed(f"{name}: expected a mapping of keys at the top level")
+    change(data)
+    out = io.StringIO()
+    rt.dump(data, out)
+    return out.getvalue().encode()
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file beside ``path``, fsync, rename; the old file's mode is kept (0600 for a new one)."""
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o600
+    """Temp file beside ``path``, fsync, rename; the old file's mode and owner are kept (0600 for
+    a new one)."""
+    stat = path.stat() if path.exists() else None
+    mode = stat.st_mode & 0o7777 if stat is not None else 0o600
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -94,6 +199,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temp, mode)
+        if stat is not None and (stat.st_uid, stat.st_gid) != (os.getuid(), os.getgid()):
+            os.chown(temp, stat.st_uid, stat.st_gid)  # root editing another user's config
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -5,7 +5,10 @@ The decrypted text is only ever held in memory: nothing here writes a file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 
 from ductile.config.errors import ConfigError
@@ -42,10 +45,26 @@ class ConfigKeys:
         return self._keyring
 
 
+# Path -> the bytes a load reads instead of the file's: how ``config set --dry-run`` validates an
+# edit without writing it (editing.substituted). Empty in every other load.
+_SUBSTITUTED: ContextVar[Mapping[Path, bytes] | None] = ContextVar("config_substituted", default=None)
+
+
+@contextlib.contextmanager
+def substituted(path: Path, content: bytes) -> Iterator[None]:
+    """Loads inside this block read ``content`` for ``path`` instead of the file."""
+    token = _SUBSTITUTED.set({**(_SUBSTITUTED.get() or {}), Path(os.path.abspath(path)): content})
+    try:
+        yield
+    finally:
+        _SUBSTITUTED.reset(token)
+
+
 def read_plaintext(path: Path, keys: ConfigKeys | None = None) -> str:
     """The file's text; age data is decrypted with ``keys`` (none, or no key found: refused)."""
     try:
-        content = path.read_bytes()
+        substituted = (_SUBSTITUTED.get() or {}).get(Path(os.path.abspath(path)))
+        content = path.read_bytes() if substituted is None else substituted
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror or error}") from None
     if is_age_data(content):

@@ -38,7 +38,7 @@ def test_an_edit_that_does_not_validate_is_restored(write: Write, load: Load) ->
 
     with pytest.raises(ConfigEditFailed) as caught:
         edit(source, path, break_it, lambda cfg: None)
-    assert str(caught.value) == ('validation failed: config.yaml:4: api.listen: invalid address "nowhere" '
+    assert str(caught.value) == ('validation failed: config.yaml:2: api.listen: invalid address "nowhere" '
                                  '(expected host:port) (restored config.yaml)')
     assert path.read_text() == ROOT
 

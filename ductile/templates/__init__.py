@@ -1,0 +1,1 @@
+"""Files ``ductile config init`` writes, shipped inside the package (package data)."""
