@@ -6,7 +6,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ductile.webhook_signatures import TimestampVerdict, check_timestamp, parse_timestamp, replay_key, sign, verify
+from ductile.webhook_signatures import (
+    TimestampVerdict,
+    check_timestamp,
+    parse_timestamp,
+    replay_key,
+    sign,
+    verify,
+)
 
 BODY = b'{"ref":"main"}'
 BODY_ONLY = "22707867160f8bbefc2d13c33988c27054550701eedfeb41903e23704bd9f679"
