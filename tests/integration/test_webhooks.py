@@ -216,6 +216,24 @@ def test_metrics_count_webhook_responses(hooks: Hooks) -> None:
     assert 'ductile_webhook_requests_total{endpoint="/hook/plain",status="202"}' in text
 
 
+def test_no_key_value_reaches_the_db_wal_log_or_sse_replay(hooks: Hooks) -> None:
+    """The canary rule of vault.md §14 for webhook traffic: both HMAC keys (the seeded one and the
+    rolled one) were used above; neither is in the state DB, its WAL, the log, or the SSE replay."""
+    db = hooks.gw.state_db
+    for path in (db, db.with_name(db.name + "-wal"), hooks.gw.log_path):
+        if path.exists():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data and b"new-webhook-key" not in data, path
+    with hooks.gw.client.stream("GET", "/events", headers={"Last-Event-ID": "0"}, timeout=5) as resp:
+        seen = b""
+        for chunk in resp.iter_bytes():
+            seen += chunk
+            if b"job.enqueued" in seen and b"webhook:/hook/typed" in seen:
+                break
+    assert b"webhook:/hook/plain" in seen  # the webhook jobs' SSE frames were read
+    assert SECRET.encode() not in seen and b"new-webhook-key" not in seen
+
+
 def test_missing_secret_ref_refuses_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
