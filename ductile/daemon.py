@@ -37,6 +37,7 @@ from ductile.config.model import DEFAULT_MAX_ATTEMPTS, Config, PluginEntry
 from ductile.config.redaction import snapshot_document
 from ductile.config.secret_refs import SecretRef
 from ductile.config.secret_refs import resolve as resolve_secret_ref
+from ductile.config.webhooks import label as webhook_label
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
 from ductile.events.timefmt import NS, now_ns, rfc3339
@@ -58,6 +59,9 @@ from ductile.vault.keys import AgeKeyError
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from ductile.api.webhooks import EndpointTable
+    from ductile.runtime.metrics import Metrics
 
 
 log = Log("main")
@@ -117,6 +121,15 @@ def token_entries(config: Config, vault: VaultKeeper | None) -> list[tuple[str |
     return entries
 
 
+def check_webhook_secrets(config: Config, vault: VaultKeeper | None) -> None:
+    """Each webhook endpoint's ``secret_ref`` names a gateway-visible vault secret (webhooks.md §1);
+    the value is read again per request (``Ductile.webhooks.secret``)."""
+    document = vault.document() if vault is not None else None
+    for endpoint in config.webhooks.endpoints:
+        for warning in resolve_secret_ref(document, endpoint.secret_ref, webhook_label(endpoint.name)).warnings:
+            Log("config").warn(warning)
+
+
 def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline]) -> Router:
     def entry(plugin: str) -> PluginEntry | None:
         loaded = catalog.get(plugin)
@@ -146,6 +159,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self.events: EventLog | None = None
         self.vault: VaultKeeper | None = None  # the loaded vault; None when there is none
+        self.webhook_table: EndpointTable | None = None  # served webhook endpoints; a reload swaps .current
 
     async def run(self) -> int:
         # Before anything else: a SIGHUP during boot must not kill the gateway, and a SIGTERM
@@ -165,6 +179,7 @@ class Gateway:
             # After the log is open: the boot check of vault.md §3 may append (revert or adopt).
             self.vault = await asyncio.to_thread(boot_vault, config, events, os.environ, Path.home())
             tokens = token_entries(config, self.vault)  # a secret_ref not in the vault refuses boot
+            check_webhook_secrets(config, self.vault)
         except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error,
                 VaultBootRefused, AgeKeyError, VaultBlobError) as exc:
             return self._boot_failed(str(exc))
@@ -247,6 +262,7 @@ class Gateway:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 return self._boot_failed(f"vault: management socket: {exc}")
         server = None
+        metrics = None
         if config.api.enabled:
             from ductile.api.app import access_log, create_app
             from ductile.api.auth import TokenSet
@@ -274,6 +290,13 @@ class Gateway:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 return self._boot_failed(f"api: failed to listen on {config.api.listen}" + (f": {reason}" if reason else ""))
             tasks.append(server_task)
+        if config.webhooks.served:
+            try:
+                servers.append(await self._serve_webhooks(gateway, config, metrics, tasks))
+            except BootError as exc:
+                await dispatcher.stop(0)
+                await _cancel_bounded(tasks)
+                return self._boot_failed(str(exc))
         await events.append("system", [GatewayStarted(version=ductile.__version__, pid=os.getpid(),
                                                       posture=services.posture, at=now_ns())])
         log.info("gateway started", posture=services.posture, api_listen=config.api.listen if config.api.enabled else None,
@@ -321,6 +344,27 @@ class Gateway:
             raise OSError(f"could not serve on {path}")
         tasks.append(task)
         log.info("management socket listening", path=str(path))
+        return server
+
+    async def _serve_webhooks(self, gateway: Ductile, config: Config, metrics: Metrics | None,
+                              tasks: list[asyncio.Task[None]]) -> uvicorn.Server:
+        """The webhook listener (webhooks.md §2) on ``webhooks.listen``; its task joins ``tasks``.
+        ``self.webhook_table`` is what a reload swaps."""
+        from ductile.api.server import make_server, split_listen
+        from ductile.api.webhooks import TIMEOUTS, EndpointTable, WebhookApp
+
+        listen = config.webhooks.listen or ""
+        self.webhook_table = EndpointTable(config.webhooks)
+        host, port = split_listen(listen)
+        server = make_server(WebhookApp(gateway, self.webhook_table, metrics), host, port, TIMEOUTS)
+        task = asyncio.create_task(_serve_api(server), name="webhooks")
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            reason = task.exception() if not task.cancelled() else None
+            raise BootError(f"webhooks: failed to listen on {listen}" + (f": {reason}" if reason else ""))
+        tasks.append(task)
+        log.info("webhook listener started", listen=listen, endpoints=len(self.webhook_table.current))
         return server
 
     async def _wait(self, tasks: list[asyncio.Task[None]]) -> bool:

@@ -22,14 +22,16 @@ import msgspec
 
 from ductile.app import jobs as app_jobs
 from ductile.app import schedules as app_schedules
+from ductile.app import webhooks as app_webhooks
 from ductile.app.jobs import EnqueueOutcome
 from ductile.app.routing import Router
 from ductile.app.vault import VaultKeeper, WriteOutcome
 from ductile.commands.jobs import EnqueueJob
 from ductile.commands.vault import Command as VaultCommand
-from ductile.config.model import Config
+from ductile.config.model import Config, WebhookEndpoint
+from ductile.config.secret_refs import current_value
 from ductile.events.log import EventLog
-from ductile.events.timefmt import NS
+from ductile.events.timefmt import NS, rfc3339
 from ductile.events.types import VAULT_AUDIT_STREAM, VaultAuthFailed
 from ductile.pipelines.graph import Pipeline
 from ductile.projections import analytics_queries, job_queries, schedule_queries
@@ -81,21 +83,30 @@ class Jobs:
         self, plugin: str, command: str, payload: dict[str, Any], submitted_by: str, *,
         dedupe_key: str | None = None, dedupe_ttl: float | None = None, direct: bool = False, **lineage: Any,
     ) -> EnqueueOutcome:
-        gw = self._gw
-        loaded = gw.plugins.target(plugin, command)
-        ttl = gw.config.service.dedupe_ttl if dedupe_ttl is None else dedupe_ttl
-        cmd = EnqueueJob(
-            job_id=str(uuid.uuid4()), plugin=plugin, command=command, payload=payload, submitted_by=submitted_by,
-            max_attempts=loaded.entry.retry.max_attempts, dedupe_key=dedupe_key or None, dedupe_ttl=int(ttl * NS),
-            config_snapshot_id=gw.config_snapshot_id, direct=direct, **lineage,
-        )
-        outcome = await gw.events.submit(lambda tx: app_jobs.enqueue(tx, cmd))
+        cmd = self.command(plugin, command, payload, submitted_by, dedupe_key=dedupe_key, dedupe_ttl=dedupe_ttl,
+                           direct=direct, **lineage)
+        outcome = await self._gw.events.submit(lambda tx: app_jobs.enqueue(tx, cmd))
         if outcome.deduped:
             log.info("job deduped", plugin=plugin, command=command, dedupe_key=dedupe_key,
                      existing_job_id=outcome.existing_job_id, dedupe_reason=outcome.dedupe_reason)
         else:
             log.debug("job enqueued", job_id=outcome.job_id, plugin=plugin, command=command, submitted_by=submitted_by)
         return outcome
+
+    def command(
+        self, plugin: str, command: str, payload: dict[str, Any], submitted_by: str, *,
+        dedupe_key: str | None = None, dedupe_ttl: float | None = None, direct: bool = False, **lineage: Any,
+    ) -> EnqueueJob:
+        """The ``EnqueueJob`` for a new root job: a new id, the plugin's ``max_attempts``, the
+        dedupe TTL. Refused when the plugin or its command is unknown."""
+        gw = self._gw
+        loaded = gw.plugins.target(plugin, command)
+        ttl = gw.config.service.dedupe_ttl if dedupe_ttl is None else dedupe_ttl
+        return EnqueueJob(
+            job_id=str(uuid.uuid4()), plugin=plugin, command=command, payload=payload, submitted_by=submitted_by,
+            max_attempts=loaded.entry.retry.max_attempts, dedupe_key=dedupe_key or None, dedupe_ttl=int(ttl * NS),
+            config_snapshot_id=gw.config_snapshot_id, direct=direct, **lineage,
+        )
 
     # The readers answer plain dicts (the CLI prints them as they are); here each becomes its
     # record type once, so the API's answers have declared shapes.
@@ -205,6 +216,38 @@ class Analytics:
             raise PluginNotFound(plugin)
         report = await self._gw.reads.read(lambda c: analytics_queries.stopwatch(c, plugin, window, now, subs=subs))
         return msgspec.convert(report, Stopwatch)
+
+
+class Webhooks:
+    """Webhook deliveries (webhooks.md): the HMAC key read fresh, and the verified body enqueued."""
+
+    def __init__(self, gw: Ductile) -> None:
+        self._gw = gw
+
+    def secret(self, name: str) -> str | None:
+        """The current value of the endpoint's secret: read at every request, so a ``vault roll``
+        takes effect the moment it is committed and a revoke (None) makes every request fail."""
+        keeper = self._gw.vault.keeper
+        return current_value(keeper.document() if keeper is not None else None, name)
+
+    async def accept(self, endpoint: WebhookEndpoint, body: dict[str, Any],
+                     guard: app_webhooks.ReplayGuard | None) -> app_webhooks.WebhookOutcome:
+        """One ``handle`` job for ``body`` (§4), committed before this returns; or, for a replay of
+        an accepted delivery, the first delivery's job."""
+        event = app_webhooks.envelope(body, endpoint.path, endpoint.event_type, str(uuid.uuid4()),
+                                      rfc3339(time.time_ns()) or "")
+        by = app_webhooks.submitted_by(endpoint.path)
+        cmd = self.jobs_command(endpoint.plugin, event, by)
+        outcome = await self._gw.events.submit(lambda tx: app_webhooks.accept(tx, cmd, guard))
+        if not outcome.replayed:
+            log.debug("job enqueued", job_id=outcome.job_id, plugin=endpoint.plugin, command=app_webhooks.COMMAND,
+                      submitted_by=by)
+        return outcome
+
+    def jobs_command(self, plugin: str, event: dict[str, Any], by: str) -> EnqueueJob:
+        dedupe_key = event.get("dedupe_key")
+        return self._gw.jobs.command(plugin, app_webhooks.COMMAND, event, by,
+                                     dedupe_key=dedupe_key if isinstance(dedupe_key, str) else None)
 
 
 class VaultUnavailable(LookupError):
@@ -318,3 +361,4 @@ class Ductile:
         self.analytics = Analytics(self)
         self.system = System(self)
         self.vault = Vault(self, vault)
+        self.webhooks = Webhooks(self)

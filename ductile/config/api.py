@@ -6,6 +6,7 @@ import ipaddress
 from pathlib import Path
 
 from ductile.config.context import BuildContext
+from ductile.config.locations import KeyPath, dotted
 from ductile.config.model import ApiConfig, TokenEntry
 from ductile.config.paths import resolve_path
 from ductile.config.schema import ApiSchema, TokenSchema
@@ -39,7 +40,7 @@ def build_api(schema: ApiSchema | None, ctx: BuildContext, state_path: Path) -> 
     enabled = bool(given.enabled)
 
     listen = defaults.listen if given.listen is None else given.listen
-    host, port = _parse_listen(listen, ctx)
+    host, port = parse_listen(listen, ctx, ("api", "listen"))
     if enabled and not _is_loopback(host):
         ctx.warn(
             "api",
@@ -97,19 +98,20 @@ def _token(index: int, given: TokenSchema, ctx: BuildContext) -> TokenEntry:
     return TokenEntry(scopes=scopes, token=given.token, secret_ref=given.secret_ref)
 
 
-def _parse_listen(listen: str, ctx: BuildContext) -> tuple[str, int]:
-    problem = f'api.listen: invalid address "{listen}" (expected host:port)'
+def parse_listen(listen: str, ctx: BuildContext, path: KeyPath) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` of a listener (``api.listen``, ``webhooks.listen``)."""
+    problem = f'{dotted(path)}: invalid address "{listen}" (expected host:port)'
     if listen.startswith("["):
         host, bracket, rest = listen[1:].partition("]")
         if not bracket or not rest.startswith(":"):
-            raise ctx.error(problem, ("api", "listen"))
+            raise ctx.error(problem, path)
         port_text = rest[1:]
     else:
         host, colon, port_text = listen.rpartition(":")
         if not colon or ":" in host:
-            raise ctx.error(problem, ("api", "listen"))
+            raise ctx.error(problem, path)
     if not port_text.isdigit() or int(port_text) > 65535:
-        raise ctx.error(problem, ("api", "listen"))
+        raise ctx.error(problem, path)
     return host, int(port_text)
 
 

@@ -27,6 +27,7 @@ from ductile.config.schema import RootSchema
 from ductile.config.service import build_service
 from ductile.config.shapes import check_shape
 from ductile.config.symlinks import check_symlinks
+from ductile.config.webhooks import build_webhooks
 
 DEFAULT_STATE_PATH = "data/ductile.db"
 DEFAULT_VAULT_FILE = "vault.age"
@@ -73,6 +74,7 @@ def load_config(source: ConfigSource, environ: MutableMapping[str, str] | None =
     api = build_api(schema.api, ctx, state_path)
     plugins = build_plugins(schema.plugins or {}, ctx, service.max_workers, merged.plugin_files)
     secrets = _secrets(schema, ctx)
+    webhooks = build_webhooks(raw.get("webhooks"), ctx, plugins)
     warnings.extend(ctx.warnings)
     warnings.extend(check_symlinks([*walk.files, *plugin_roots], service.allow_symlinks))
 
@@ -84,7 +86,7 @@ def load_config(source: ConfigSource, environ: MutableMapping[str, str] | None =
         api=api,
         plugins=plugins,
         pipelines=list(raw.get("pipelines") or []),
-        webhooks=dict(raw.get("webhooks") or {}),
+        webhooks=webhooks,
         raw=raw,
         files=list(walk.files),
         warnings=warnings,

@@ -106,6 +106,38 @@ class SecretsConfig(msgspec.Struct, frozen=True):
     vault_file: Path | None = None  # the loader fills in <configDir>/vault.age
 
 
+DEFAULT_WEBHOOK_MAX_BODY = 1024 * 1024  # webhooks.md §1: 1MB, binary
+DEFAULT_WEBHOOK_TOLERANCE = 300.0  # seconds (5m)
+
+
+class WebhookEndpoint(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``webhooks.endpoints[]`` entry, validated (webhooks.md §1). ``secret_ref`` names the
+    vault secret whose value is the HMAC key; the value itself is never held here."""
+
+    name: str
+    path: str
+    plugin: str
+    secret_ref: str
+    signature_header: str
+    max_body_size: int = DEFAULT_WEBHOOK_MAX_BODY
+    event_type: str | None = None
+    timestamp_header: str | None = None
+    timestamp_tolerance: float = DEFAULT_WEBHOOK_TOLERANCE  # seconds; used only with timestamp_header
+
+
+class WebhooksConfig(msgspec.Struct, frozen=True):
+    """``webhooks.*``: the listener's address and every endpoint, including those whose plugin is
+    disabled (``served`` leaves those out: they answer 404)."""
+
+    listen: str | None = None
+    endpoints: list[WebhookEndpoint] = []
+    disabled_plugins: frozenset[str] = frozenset()
+
+    @property
+    def served(self) -> list[WebhookEndpoint]:
+        return [e for e in self.endpoints if e.plugin not in self.disabled_plugins]
+
+
 class Diagnostic(msgspec.Struct, frozen=True, omit_defaults=True):
     level: str  # "error" | "warning"
     category: str
@@ -123,7 +155,7 @@ class Config(msgspec.Struct, frozen=True):
     api: ApiConfig
     plugins: dict[str, PluginEntry]
     pipelines: list[dict[str, Any]]
-    webhooks: dict[str, Any]
+    webhooks: WebhooksConfig
     raw: dict[str, Any]  # the merged, interpolated mapping
     files: list[Path]  # every file the loader read (root, includes, env files), in order
     warnings: list[Diagnostic]

@@ -5,7 +5,7 @@ column of the log. Adding a field needs a default; changing a meaning needs a ne
 (``SCHEMAS``) and an upcaster (``ductile.events.codec``). Instants are Unix nanoseconds (UTC).
 
 Streams: ``job-<uuid>``, ``dedupe``, ``plugin-<name>``, ``breaker-<plugin>/<command>``,
-``schedule-<plugin>/<id>``, ``system``, ``vault`` (every change of the vault) and ``vault-audit``
+``schedule-<plugin>/<id>``, ``webhook-<path>``, ``system``, ``vault`` (every change of the vault) and ``vault-audit``
 (the audit-only facts: reads, deliveries, denials).
 """
 
@@ -562,6 +562,20 @@ class VaultAuthFailed(EventBase, frozen=True, gc=False, kw_only=True):
     remote: str
 
 
+# --- webhooks ----------------------------------------------------------------------------------
+
+
+class WebhookAccepted(EventBase, frozen=True, gc=False, kw_only=True):
+    """A timestamped webhook delivery was accepted (webhooks.md §3): appended with its job, so the
+    replay guard survives a restart. ``signature_key`` is a digest of the MAC, never the signature
+    itself; ``expires_at`` (ns) ends the replay window, after which the timestamp check refuses."""
+
+    endpoint: str  # the endpoint's path
+    signature_key: str
+    job_id: str
+    expires_at: int
+
+
 Event = (
     JobEnqueued
     | JobDeduped
@@ -609,6 +623,7 @@ Event = (
     | DeliveryRefused
     | FingerprintMismatch
     | VaultAuthFailed
+    | WebhookAccepted
 )
 
 EVENT_TYPES: dict[str, type[EventBase]] = {cls.__name__: cls for cls in Event.__args__}  # type: ignore[attr-defined]
@@ -631,6 +646,10 @@ JOB_EVENTS = (
 
 def job_stream(job_id: str) -> str:
     return f"job-{job_id}"
+
+
+def webhook_stream(path: str) -> str:
+    return f"webhook-{path}"
 
 
 def plugin_stream(plugin: str) -> str:

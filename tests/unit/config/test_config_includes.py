@@ -180,11 +180,13 @@ def test_listed_lists_append_and_drop_exact_duplicate_scalars(
 def test_flat_webhooks_list_merges_with_endpoints_from_other_files(write: Write, load: Load) -> None:
     write(
         "config.yaml",
-        "plugin_roots: [plugins]\ninclude: [webhooks.yaml]\nwebhooks: {listen: '127.0.0.1:9100'}\n",
+        "plugin_roots: [plugins]\ninclude: [webhooks.yaml]\nplugins: {echo: {enabled: true}}\n"
+        "webhooks: {listen: '127.0.0.1:9100', endpoints: [{path: /b, plugin: echo, secret_ref: s, signature_header: X}]}\n",
     )
-    write("webhooks.yaml", "webhooks:\n  - {path: /a, plugin: echo}\n")
+    write("webhooks.yaml", "webhooks:\n  - {path: /a, plugin: echo, secret_ref: s, signature_header: X}\n")
     config = load()
-    assert config.webhooks == {"listen": "127.0.0.1:9100", "endpoints": [{"path": "/a", "plugin": "echo"}]}
+    assert config.webhooks.listen == "127.0.0.1:9100"
+    assert [e.path for e in config.webhooks.endpoints] == ["/b", "/a"]
 
 
 def test_later_empty_state_path_does_not_clear_an_earlier_one(

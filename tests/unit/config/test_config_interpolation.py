@@ -208,9 +208,10 @@ def test_snapshot_keeps_the_template_and_display_masks_the_value_of_every_interp
     write("config.yaml", ROOTS + "include: [more.yaml]\n"
           "service: {name: 'gw-${SITE}', max_workers: '${WORKERS}'}\n"
           "plugins:\n  echo: {enabled: false, config: {endpoint: 'https://${HOST}/hook', label: plain}}\n"
-          "webhooks:\n  endpoints:\n    - {path: '/in/${SITE}', plugin: echo, secret_ref: hook}\n")
+          "webhooks:\n  listen: '127.0.0.1:9'\n  endpoints:\n"
+          "    - {path: '/in/${SITE}', plugin: echo, secret_ref: hook, signature_header: X}\n")
     write("more.yaml", "plugins:\n  db: {enabled: false, config: {dsn: 'postgres://app:${PW}@db/app', n: 1}}\n"
-          "webhooks:\n  - {path: /flat, plugin: db, secret_ref: '${REF}'}\n")
+          "webhooks:\n  - {path: /flat, plugin: db, secret_ref: '${REF}', signature_header: X}\n")
     config = load({"SITE": "lab-7q", "WORKERS": "3", "HOST": "canary.example", "PW": "hunter2", "REF": "hook2"})
     assert config.service.max_workers == 3 and config.plugins["db"].config["dsn"] == "postgres://app:hunter2@db/app"
 

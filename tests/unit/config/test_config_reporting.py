@@ -95,11 +95,13 @@ def test_pipelines_and_webhooks_stay_raw_and_are_not_checked_for_keys(write: Wri
     write(
         "config.yaml",
         ROOTS
-        + "pipelines:\n  - {name: p, on: a.b, anything: 1}\nwebhooks: {endpoints: [{path: /x, whatever: 2}]}\n",
+        + "pipelines:\n  - {name: p, on: a.b, anything: 1}\nplugins: {echo: {enabled: true}}\n"
+        + "webhooks: {listen: '127.0.0.1:9', endpoints: [{path: /x, plugin: echo, secret_ref: s, signature_header: X,"
+        + " whatever: 2}]}\n",
     )
     config = load()
     assert config.pipelines == [{"name": "p", "on": "a.b", "anything": 1}]
-    assert config.webhooks == {"endpoints": [{"path": "/x", "whatever": 2}]}
+    assert [e.path for e in config.webhooks.endpoints] == ["/x"]
     assert config.warnings == []
 
 

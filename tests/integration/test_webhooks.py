@@ -1,0 +1,248 @@
+"""Webhooks (webhooks.md) with the real daemon, a real plugin and real HTTP on the listener: the check
+order and its exact bodies, the job a good delivery makes (payload, event, context), the replay
+guard across a restart, a rolled secret taking effect without a reload, /healthz. One daemon for
+the module; each test uses its own endpoint or body so they do not see each other's jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ductile.webhook_signatures import sign
+from tests.integration.daemon import Daemon, free_port, seed_vault, wait_until
+
+SECRET = "s3cret-webhook-key"
+FORBIDDEN = {"error": "forbidden"}
+
+
+class Hooks:
+    def __init__(self, gw: Daemon, port: int, admin: str) -> None:
+        self.gw = gw
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.admin = admin
+
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.post(self.url + path, content=body, headers=headers or {}, timeout=15)
+
+    def signed(self, path: str, body: bytes, secret: str = SECRET, **extra: str) -> httpx.Response:
+        return self.post(path, body, {"X-Hub-Signature-256": sign(secret, body), **extra})
+
+    def job_seen(self, job_id: str) -> dict[str, Any]:
+        job = self.gw.wait_job(job_id)
+        assert job["status"] == "succeeded", json.dumps(job)
+        return json.loads(job["result"]["result"])
+
+
+def endpoint(path: str, **extra: Any) -> dict[str, Any]:
+    return {"path": path, "plugin": "hookrecv", "secret_ref": "hook_key", "signature_header": "X-Hub-Signature-256",
+            **extra}
+
+
+@pytest.fixture(scope="module")
+def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
+    root = tmp_path_factory.mktemp("webhooks") / "gw"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(root.parent / "home"))
+        mp.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
+        gw = Daemon(root, plugins={"hookrecv": {"enabled": True, "retry": {"max_attempts": 1}},
+                                   "shellok": {"enabled": False}})
+        root.mkdir(parents=True, exist_ok=True)
+        _, admin = seed_vault(root, {"hook_key": SECRET})
+        port = free_port()
+        gw.config["webhooks"] = {"listen": f"127.0.0.1:{port}", "endpoints": [
+            endpoint("/hook/plain", max_body_size="64B"),
+            endpoint("/hook/typed", name="typed", event_type="site.rebuild_requested",
+                     timestamp_header="X-Ductile-Timestamp", timestamp_tolerance="5m"),
+            endpoint("/hook/off", plugin="shellok"),
+        ]}
+        gw.write_config()
+        gw.start()
+        wait_until(lambda: _listening(port), 10, what="the webhook listener")
+        try:
+            yield Hooks(gw, port, admin)
+        finally:
+            gw.close()
+
+
+def _listening(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_good_signature_queues_one_handle_job_with_the_spec_payload(hooks: Hooks) -> None:
+    body = b'{"ref":"main"}'
+    resp = hooks.signed("/hook/plain", body)
+    assert resp.status_code == 202 and resp.headers["content-type"] == "application/json"
+    assert list(resp.json()) == ["job_id"]
+    job_id = resp.json()["job_id"]
+    seen = hooks.job_seen(job_id)
+    job = hooks.gw.job(job_id)
+    assert (job["plugin"], job["command"], job["submitted_by"]) == ("hookrecv", "handle", "webhook:/hook/plain")
+    payload = seen["payload"]
+    assert set(payload) == {"type", "payload", "source", "timestamp", "event_id"}
+    assert (payload["type"], payload["payload"], payload["source"]) == (
+        "webhook.received", {"ref": "main"}, "webhook:/hook/plain")
+    assert seen["context"]["ductile_plugin"] == "hookrecv"
+    assert seen["event"]["payload"] == {"ref": "main", "ductile_plugin": "hookrecv"}
+
+
+def test_signature_forms_prefix_case_and_header_case(hooks: Hooks) -> None:
+    body = b'{"n":1}'
+    mac = sign(SECRET, body).removeprefix("sha256=")
+    for value in (mac, mac.upper(), f"sha256={mac.upper()}"):
+        assert hooks.post("/hook/plain", body, {"x-hub-SIGNATURE-256": value}).status_code == 202, value
+    flipped = body.replace(b"1", b"2")
+    assert hooks.post("/hook/plain", flipped, {"X-Hub-Signature-256": "sha256=" + mac}).json() == FORBIDDEN
+    assert hooks.post("/hook/plain", body, {"X-Hub-Signature-256": "sha256=" + mac[:-1]}).json() == FORBIDDEN
+    assert hooks.post("/hook/plain", body, {"X-Hub-Signature-256": "Sha256=" + mac}).json() == FORBIDDEN
+    for missing in ({}, {"X-Hub-Signature-256": ""}):
+        resp = hooks.post("/hook/plain", body, missing)
+        assert (resp.status_code, resp.json()) == (403, FORBIDDEN)
+
+
+def test_check_order_and_bodies(hooks: Hooks) -> None:
+    resp = hooks.post("/nowhere", b"{}")
+    assert (resp.status_code, resp.json()) == (404, {"error": "endpoint not found"})
+    resp = hooks.post("/hook/plain/", b"{}")  # no trailing-slash folding
+    assert resp.status_code == 404
+    resp = httpx.get(hooks.url + "/hook/plain", timeout=10)
+    assert (resp.status_code, resp.json(), resp.headers["allow"]) == (405, {"error": "method not allowed"}, "POST")
+    assert resp.headers["content-type"] == "application/json"
+    resp = hooks.post("/hook/off", b"{}")  # its plugin is disabled: not served
+    assert (resp.status_code, resp.json()) == (404, {"error": "endpoint not found"})
+    # Unsigned and oversized: the size check comes first.
+    resp = hooks.post("/hook/plain", b"x" * 65)
+    assert (resp.status_code, resp.json()) == (413, {"error": "payload too large"})
+    exact = b'{"pad":"' + b"x" * (64 - 10) + b'"}'
+    assert len(exact) == 64
+    assert hooks.signed("/hook/plain", exact).status_code == 202
+    resp = hooks.signed("/hook/plain", b"not json")  # validly signed, not JSON
+    assert (resp.status_code, resp.json()) == (400, {"error": "invalid JSON body"})
+    resp = hooks.signed("/hook/plain", b"[1]")
+    assert (resp.status_code, resp.json()) == (400, {"error": "invalid JSON body"})
+    assert hooks.signed("/hook/plain?x=1", b"").status_code == 202  # empty body is {}; the query is ignored
+    resp = httpx.get(hooks.url + "/healthz", timeout=10)
+    assert (resp.status_code, resp.json()) == (200, {"status": "ok"})
+
+
+def test_oversized_content_length_is_refused_before_the_body_is_read(hooks: Hooks) -> None:
+    with socket.create_connection(("127.0.0.1", hooks.port), timeout=10) as sock:
+        sock.sendall(b"POST /hook/plain HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        answer = b""  # no body is ever sent: the answer cannot have waited for it
+        while not answer.endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413") and answer.endswith(b'{"error":"payload too large"}'), answer
+
+
+def test_rejections_are_logged_without_body_or_signature(hooks: Hooks) -> None:
+    body = b'{"canary":"BODY-CANARY-7"}'
+    hooks.post("/hook/plain", body, {"X-Hub-Signature-256": "sha256=" + "ab" * 32})
+    lines = [line for line in hooks.gw.log_lines() if line.get("msg") == "webhook rejected"]
+    assert {"endpoint": "/hook/plain", "reason": "bad_signature"}.items() <= lines[-1].items()
+    assert "remote_addr" in lines[-1]
+    text = hooks.gw.log_text()
+    assert "BODY-CANARY-7" not in text and "ab" * 32 not in text and SECRET not in text
+    access = [line for line in hooks.gw.log_lines() if line.get("listener") == "webhooks"]
+    assert access and {"method", "path", "status", "duration_ms", "request_id"} <= set(access[-1])
+
+
+def test_event_type_and_envelope_bodies(hooks: Hooks) -> None:
+    body = json.dumps({"type": "deploy.done", "payload": {"v": 2}, "dedupe_key": "d-1"}, separators=(",", ":")).encode()
+    seen = hooks.job_seen(hooks.signed("/hook/plain", body).json()["job_id"])
+    assert (seen["payload"]["type"], seen["payload"]["payload"], seen["payload"]["dedupe_key"]) == (
+        "deploy.done", {"v": 2}, "d-1")
+    now = str(int(time.time()))
+    body = b'{"ref":"main"}'
+    resp = hooks.post("/hook/typed", body, {"X-Hub-Signature-256": sign(SECRET, body, now), "X-Ductile-Timestamp": now})
+    assert resp.status_code == 202, resp.text
+    seen = hooks.job_seen(resp.json()["job_id"])
+    assert seen["payload"]["type"] == "site.rebuild_requested" and seen["event"]["type"] == "site.rebuild_requested"
+
+
+def test_timestamps_stale_future_bad_and_replay_across_a_restart(hooks: Hooks) -> None:
+    body = b'{"ref":"replay"}'
+    for sent in (str(int(time.time()) - 301), str(int(time.time()) + 301), "yesterday", ""):
+        resp = hooks.post("/hook/typed", body, {"X-Hub-Signature-256": sign(SECRET, body, sent),
+                                                "X-Ductile-Timestamp": sent})
+        assert (resp.status_code, resp.json()) == (403, FORBIDDEN), sent
+    sent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    headers = {"X-Hub-Signature-256": sign(SECRET, body, sent), "X-Ductile-Timestamp": sent}
+    first = hooks.post("/hook/typed", body, headers)
+    assert first.status_code == 202, first.text
+    job_id = first.json()["job_id"]
+    again = hooks.post("/hook/typed", body, headers)
+    assert (again.status_code, again.json()) == (409, {"error": "replayed request", "job_id": job_id})
+    hooks.gw.stop()
+    hooks.gw.start()
+    wait_until(lambda: _listening(hooks.port), 10, what="the webhook listener after a restart")
+    after = hooks.post("/hook/typed", body, headers)
+    assert (after.status_code, after.json()) == (409, {"error": "replayed request", "job_id": job_id})
+    jobs = hooks.gw.client.get("/jobs", params={"submitted_by": "webhook:/hook/typed", "limit": 200}).json()
+    assert sum(1 for job in jobs["jobs"] if job["job_id"] == job_id) == 1
+
+
+def test_a_rolled_secret_takes_effect_without_a_restart(hooks: Hooks) -> None:
+    body = b'{"roll":true}'
+    assert hooks.signed("/hook/plain", body).status_code == 202
+    env = {**os.environ, "DUCTILE_VAULT_TOKEN": hooks.admin}
+    rolled = subprocess.run([sys.executable, "-m", "ductile.cli.main", "vault", "roll", "--name", "hook_key",
+                             "--config", str(hooks.gw.root)], input="new-webhook-key\n", capture_output=True,
+                            text=True, timeout=60, cwd=hooks.gw.root, env=env)
+    assert rolled.returncode == 0, rolled.stderr
+    old = hooks.signed("/hook/plain", body)
+    assert (old.status_code, old.json()) == (403, FORBIDDEN)
+    assert hooks.signed("/hook/plain", body, secret="new-webhook-key").status_code == 202
+    # The last test that signs: the module's later tests do not post signed bodies.
+
+
+def test_metrics_count_webhook_responses(hooks: Hooks) -> None:
+    text = hooks.gw.client.get("/metrics").text
+    assert 'ductile_webhook_requests_total{endpoint="/hook/plain",status="202"}' in text
+
+
+def test_no_key_value_reaches_the_db_wal_log_or_sse_replay(hooks: Hooks) -> None:
+    """The canary rule of vault.md §14 for webhook traffic: both HMAC keys (the seeded one and the
+    rolled one) were used above; neither is in the state DB, its WAL, the log, or the SSE replay."""
+    db = hooks.gw.state_db
+    for path in (db, db.with_name(db.name + "-wal"), hooks.gw.log_path):
+        if path.exists():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data and b"new-webhook-key" not in data, path
+    with hooks.gw.client.stream("GET", "/events", headers={"Last-Event-ID": "0"}, timeout=5) as resp:
+        seen = b""
+        for chunk in resp.iter_bytes():
+            seen += chunk
+            if b"job.enqueued" in seen and b"webhook:/hook/typed" in seen:
+                break
+    assert b"webhook:/hook/plain" in seen  # the webhook jobs' SSE frames were read
+    assert SECRET.encode() not in seen and b"new-webhook-key" not in seen
+
+
+def test_missing_secret_ref_refuses_boot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
+    gw = Daemon(tmp_path / "gw", plugins={"hookrecv": {"enabled": True}})
+    (tmp_path / "gw").mkdir(parents=True, exist_ok=True)
+    seed_vault(tmp_path / "gw", {"other": "x"})
+    gw.config["webhooks"] = {"listen": f"127.0.0.1:{free_port()}", "endpoints": [endpoint("/h")]}
+    gw.write_config()
+    done = subprocess.run([sys.executable, "-m", "ductile.cli.main", "system", "start", "--config", str(gw.root)],
+                          capture_output=True, text=True, timeout=60, cwd=gw.root)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith('webhook endpoint "/h": secret_ref "hook_key" not found in vault')
