@@ -46,6 +46,7 @@ from ductile.pipelines.graph import Pipeline
 from ductile.plugins.discovery import DiscoveryError
 from ductile.projections.registry import default_runner
 from ductile.runtime.catalog import Catalog, load_catalog
+from ductile.runtime.config_check import admit_boot
 from ductile.runtime.dispatcher import Dispatcher
 from ductile.runtime.retention import Retention
 from ductile.runtime.scheduler import Scheduler
@@ -165,6 +166,10 @@ class Gateway:
             # After the log is open: the boot check of vault.md §3 may append (revert or adopt).
             self.vault = await asyncio.to_thread(boot_vault, config, events, os.environ, Path.home())
             tokens = token_entries(config, self.vault)  # a secret_ref not in the vault refuses boot
+            # Integrity (config.md §6.3) and the admission gates (§7): a refusal is a ConfigError.
+            for warning in admit_boot(config, catalog, self.pipelines, self.vault.document() if self.vault else None,
+                                      len(tokens)):
+                Log("config").warn(warning)
         except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error,
                 VaultBootRefused, AgeKeyError, VaultBlobError) as exc:
             return self._boot_failed(str(exc))

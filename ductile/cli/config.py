@@ -34,6 +34,7 @@ app = App(name="config", help="The configuration: the integrity lock (lock) and 
 token_app = App(name="token", help="Scoped API tokens held in the vault: create, list, revoke.")
 app.command(token_app)
 app.command(lock, name="lock")
+app.command("ductile.cli.config_check:check", name="check")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]
