@@ -231,6 +231,8 @@ def _vault_findings(config: Config, catalog: Catalog, gates: Gates, env: Mutable
         level = Level.ERROR if gates.verify_integrity_on_boot else Level.WARNING
         out += [Finding(level=level, category="integrity", field="plugin_fingerprints", message=m)
                 for m in fingerprint_failures(catalog, document)]
+    elif catalog.lock is not None and catalog.lock.plugin_fingerprints:  # recorded, but no vault nonce to key them
+        out.append(Finding(level=Level.WARNING, category="integrity", field="plugin_fingerprints", message=NO_AGE_KEY))
     return out
 
 
@@ -263,6 +265,7 @@ def admit_boot(config: Config, catalog: Catalog, compiled: Compiled | None, docu
         raise ConfigError(refused)
     warnings = [w.message for w in gate_warnings]
     warnings += [f.message for f in integrity_findings(facts.integrity, gates, stale=False)]
+    warnings += facts.fingerprint_failures  # not fatal without verify_integrity_on_boot; the dispatcher withholds secrets
     return warnings
 
 
