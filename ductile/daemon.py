@@ -47,6 +47,7 @@ from ductile.pipelines.graph import Pipeline
 from ductile.plugins.discovery import DiscoveryError
 from ductile.projections.registry import default_runner
 from ductile.runtime.catalog import Catalog, load_catalog
+from ductile.runtime.config_check import admit_boot
 from ductile.runtime.dispatcher import Dispatcher
 from ductile.runtime.retention import Retention
 from ductile.runtime.scheduler import Scheduler
@@ -180,6 +181,10 @@ class Gateway:
             self.vault = await asyncio.to_thread(boot_vault, config, events, os.environ, Path.home())
             tokens = token_entries(config, self.vault)  # a secret_ref not in the vault refuses boot
             check_webhook_secrets(config, self.vault)
+            # Integrity (config.md §6.3) and the admission gates (§7): a refusal is a ConfigError.
+            for warning in admit_boot(config, catalog, self.pipelines, self.vault.document() if self.vault else None,
+                                      len(tokens)):
+                Log("config").warn(warning)
         except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error,
                 VaultBootRefused, AgeKeyError, VaultBlobError) as exc:
             return self._boot_failed(str(exc))

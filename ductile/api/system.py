@@ -22,6 +22,7 @@ from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.timefmt import now_ns, rfc3339
 from ductile.formats.yaml12 import YamlError, parse_document
 from ductile.runtime.catalog import Catalog, LoadedPlugin
+from ductile.runtime.config_check import Finding, check_config
 from ductile.system.doctor import DoctorCheck
 from ductile.system.selfcheck import SelfcheckCheck
 
@@ -294,10 +295,18 @@ class SelfcheckReport(msgspec.Struct, kw_only=True):
     checks: list[SelfcheckCheck]
 
 
+def _finding_check(finding: Finding) -> dict[str, Any]:
+    return {"name": finding.category, "ok": False, "severity": str(finding.level), "detail": finding.message,
+            "field": finding.field}
+
+
 @get("/system/doctor", guards=[SYSTEM_READ], responses=errors(401, 403, 500))
 async def system_doctor(ductile: Facade) -> DoctorReport:
+    """The findings of ``config check`` / ``system doctor`` on the config dir as it is on disk now,
+    then the checks only a running gateway has (operations.md §6)."""
     try:
-        checks = await ductile.system.doctor()
+        report = await asyncio.to_thread(check_config, ductile.config.source)
+        checks = [*(_finding_check(f) for f in report.findings), *await ductile.system.doctor()]
     except Exception as exc:
         raise internal("doctor run failed", exc) from None
     return DoctorReport(ok=not any(c.get("severity") == "error" for c in checks), captured_at=rfc3339(now_ns()) or "",

@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
-from enum import StrEnum
 from pathlib import Path
 
-import blake3
 import msgspec
 
 from ductile.config.checksums import Checksums, ChecksumsError, read_checksums, write_checksums
 from ductile.config.discovery import ConfigSource
 from ductile.config.includes import IncludeWalk
+from ductile.config.integrity import Tier, file_hash, locked_files, tier_of
 from ductile.config.merging import merge_documents
 from ductile.config.paths import home_directory
 from ductile.events.timefmt import now_ns, rfc3339_seconds
-
-# Hashed when present in configDir even when nothing includes them (§6.1).
-ALWAYS_HASHED = ("webhooks.yaml", "tokens.yaml", "routes.yaml", "relay-instances.yaml", "relay-ingress.yaml")
-HIGH_SECURITY_NAMES = frozenset({"webhooks.yaml", "tokens.yaml"})
-SCOPES_DIR = "scopes"
 
 DISCOVER = "DISCOVER [{tier}] {path}"
 PRESERVE = "PRESERVE [plugin] {name}"
@@ -35,13 +29,6 @@ PRUNE = "PRUNE [plugin] {name}"
 WROTE = "WROTE .checksums: {path}"
 LOCKED = "Successfully locked configuration in 1 directory:\n  {dir}"
 DRY_RUN = "Dry-run: would lock {count} file(s) in {dir}"
-
-
-class Tier(StrEnum):
-    """How a mismatch of the file is treated at verification (§6.1's table)."""
-
-    HIGH_SECURITY = "high-security"
-    OPERATIONAL = "operational"
 
 
 class ConfigLockError(Exception):
@@ -64,32 +51,11 @@ class LockPlan(msgspec.Struct, frozen=True, kw_only=True):
     lock: Checksums
 
 
-def tier_of(path: Path, config_dir: Path) -> Tier:
-    if path.name in HIGH_SECURITY_NAMES:
-        return Tier.HIGH_SECURITY
-    if path.suffix == ".json" and path.parent.name == SCOPES_DIR and path.parent.parent == config_dir:
-        return Tier.HIGH_SECURITY
-    return Tier.OPERATIONAL
-
-
 def _hash(path: Path) -> str:
     try:
-        return blake3.blake3(path.read_bytes()).hexdigest()
+        return file_hash(path)
     except OSError as exc:
         raise ConfigLockError(f"{path}: cannot read: {exc.strerror or exc}") from None
-
-
-def _files(walk: IncludeWalk, config_dir: Path) -> list[Path]:
-    """§6.1's set in the order it was found: what the loader read, then the always-hashed files."""
-    found = [Path(os.path.abspath(p)) for p in walk.files]
-    found += [config_dir / name for name in ALWAYS_HASHED if (config_dir / name).is_file()]
-    scopes = config_dir / SCOPES_DIR
-    if scopes.is_dir():
-        found += sorted(p for p in scopes.iterdir() if p.suffix == ".json" and p.is_file())
-    unique: dict[Path, None] = {}
-    for path in found:
-        unique.setdefault(path, None)
-    return list(unique)
 
 
 def _configured_plugins(walk: IncludeWalk) -> set[str]:
@@ -108,7 +74,7 @@ def plan_lock(source: ConfigSource, environ: MutableMapping[str, str], *, now: i
         previous = read_checksums(config_dir)
     except ChecksumsError as exc:  # its fingerprints cannot be carried forward: never drop them silently
         raise ConfigLockError(str(exc)) from None
-    files = [LockedFile(path=str(p), tier=tier_of(p, config_dir), blake3=_hash(p)) for p in _files(walk, config_dir)]
+    files = [LockedFile(path=str(p), tier=tier_of(p, config_dir), blake3=_hash(p)) for p in locked_files(walk.files, config_dir)]
     configured = _configured_plugins(walk)
     recorded = previous.plugin_fingerprints if previous else ()
     kept = [e for e in recorded if e.name in configured]

@@ -41,6 +41,7 @@ app.command("ductile.cli.config_schema:schema", name="schema")
 app.command("ductile.cli.config_schema:validate", name="validate")
 app.command("ductile.cli.config_init:init", name="init")
 app.command("ductile.cli.config_plugin:app", name="plugin")
+app.command("ductile.cli.config_check:check", name="check")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]

@@ -14,6 +14,8 @@ from ductile.cli.progress import progress_bar
 app = App(name="system", help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
 app.command("ductile.cli.skills:skills", name="skills",
             help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
+app.command("ductile.cli.config_check:doctor", name="doctor",
+            help="Diagnose the configuration, plugins and vault, gateway running or not (the config check report).")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]

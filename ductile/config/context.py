@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ductile.config.durations import parse_duration
 from ductile.config.errors import ConfigError
 from ductile.config.locations import KeyPath, Location, Origins, dotted
 from ductile.config.model import Diagnostic
+
+T = TypeVar("T")
 
 
 class BuildContext:
@@ -18,6 +21,17 @@ class BuildContext:
         self.home = home
         self.root_name = root_name
         self.warnings: list[Diagnostic] = []
+        # Load errors of independent parts (a section, a plugin entry), collected so that one
+        # load reports them all (config.md §5).
+        self.errors: list[ConfigError] = []
+
+    def attempt(self, build: Callable[[], T], fallback: T) -> T:
+        """``build()``, or ``fallback`` with its ConfigError recorded, so the load goes on."""
+        try:
+            return build()
+        except ConfigError as error:
+            self.errors.append(error)
+            return fallback
 
     def location(self, path: KeyPath) -> Location:
         """Where ``path`` (or its nearest ancestor) was set; the root file for a default."""

@@ -16,7 +16,9 @@ UNIQUE_ITEMS: tuple[tuple[KeyPath, str, str], ...] = (
 )
 
 
-def check_unique_names(merged: dict[str, Any], origins: Origins) -> None:
+def duplicate_names(merged: dict[str, Any], origins: Origins) -> list[ConfigError]:
+    """One error per repeated name, at the second definition's ``file:line``."""
+    errors: list[ConfigError] = []
     for path, field, label in UNIQUE_ITEMS:
         items = _lookup(merged, path)
         if not isinstance(items, list):
@@ -29,8 +31,12 @@ def check_unique_names(merged: dict[str, Any], origins: Origins) -> None:
             if name in first_index:
                 first = _file(origins, (*path, first_index[name]))
                 second = _file(origins, (*path, index))
-                raise ConfigError(f'{label} "{name}" is defined twice ({first}, {second})')
+                where = origins.nearest((*path, index))
+                errors.append(ConfigError(f'{label} "{name}" is defined twice ({first}, {second})',
+                                          file=where.file if where else None, line=where.line if where else None))
+                continue
             first_index[name] = index
+    return errors
 
 
 def _lookup(merged: dict[str, Any], path: KeyPath) -> Any:

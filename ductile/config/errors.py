@@ -27,3 +27,23 @@ def location_prefix(file: str | None, line: int | None) -> str:
     if line is None:
         return f"{file}: "
     return f"{file}:{line}: "
+
+
+class ConfigErrors(ConfigError):
+    """Several load errors found in one load (config.md §5: reported together, each with its
+    ``file:line:``). ``str()`` is one error per line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(error) for error in self.errors))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def raise_collected(errors: list[ConfigError]) -> None:
+    """Raise the one error as itself, several as ConfigErrors; nothing when the list is empty."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise ConfigErrors(errors)

@@ -26,7 +26,8 @@ from ductile.config.plaintext import ConfigKeys, read_plaintext
 class IncludeWalk:
     """Loads documents in merge order and records every file read."""
 
-    def __init__(self, source: ConfigSource, environ: MutableMapping[str, str], home: Path) -> None:
+    def __init__(self, source: ConfigSource, environ: MutableMapping[str, str], home: Path,
+                 errors: list[ConfigError] | None = None) -> None:
         self.source = source
         self.environ = environ
         self.home = home
@@ -35,6 +36,9 @@ class IncludeWalk:
         self.warnings: list[Diagnostic] = []
         self._seen: set[str] = set()
         self.keys = ConfigKeys(environ, source.config_dir, home)
+        # Given a list, an include that fails is recorded there and the walk goes on with the
+        # other files (config.md §5); without one, the first failure is raised.
+        self.errors = errors
 
     def run(self) -> IncludeWalk:
         self._visit(self.source.root_file, is_root=True)
@@ -61,15 +65,28 @@ class IncludeWalk:
             self._include(document, index, target)
 
     def _include(self, document: Document, index: int, text: str) -> None:
-        path = self._resolve(document, ("include", index), text)
+        key: KeyPath = ("include", index)
         label = f"include[{index}] ({document.name})"
-        if not path.exists():
-            raise ConfigError(f"{label}: file not found: {path}")
-        targets = self._directory_files(document, index, path) if path.is_dir() else [path]
+        try:
+            path = self._resolve(document, key, text)
+            if not path.exists():
+                raise document.error(f"{label}: file not found: {path}", key)
+            targets = self._directory_files(document, index, path) if path.is_dir() else [path]
+        except ConfigError as error:
+            self._failed(error)
+            return
         for target in targets:
-            if os.path.realpath(target) in self._seen:
-                raise ConfigError(f"{label}: {target} is already included (circular or repeated include)")
-            self._visit(target, named_by=(document, ("include", index)))
+            try:
+                if os.path.realpath(target) in self._seen:
+                    raise document.error(f"{label}: {target} is already included (circular or repeated include)", key)
+                self._visit(target, named_by=(document, key))
+            except ConfigError as error:
+                self._failed(error)
+
+    def _failed(self, error: ConfigError) -> None:
+        if self.errors is None:
+            raise error
+        self.errors.append(error)
 
     def _directory_files(self, document: Document, index: int, directory: Path) -> list[Path]:
         files: list[Path] = []

@@ -13,13 +13,13 @@ from ductile.config.api import build_api
 from ductile.config.context import BuildContext
 from ductile.config.discovery import ConfigSource
 from ductile.config.documents import Document, read_document
-from ductile.config.duplicates import check_unique_names
-from ductile.config.errors import ConfigError
+from ductile.config.duplicates import duplicate_names
+from ductile.config.errors import ConfigError, raise_collected
 from ductile.config.includes import IncludeWalk
 from ductile.config.interpolation import find_unresolved, interpolate_text, plain
 from ductile.config.locations import KeyPath, dotted
 from ductile.config.merging import merge_documents
-from ductile.config.model import Config, Diagnostic, SecretsConfig
+from ductile.config.model import ApiConfig, Config, Diagnostic, SecretsConfig, ServiceConfig
 from ductile.config.paths import home_directory, resolve_path
 from ductile.config.plaintext import ConfigKeys
 from ductile.config.plugins import build_plugins
@@ -27,7 +27,7 @@ from ductile.config.schema import RootSchema
 from ductile.config.service import build_service
 from ductile.config.shapes import check_shape
 from ductile.config.symlinks import check_symlinks
-from ductile.config.webhooks import build_webhooks
+from ductile.config.webhooks import check_webhooks
 
 DEFAULT_STATE_PATH = "data/ductile.db"
 DEFAULT_VAULT_FILE = "vault.age"
@@ -44,41 +44,80 @@ _PATH_KEYS: frozenset[KeyPath] = frozenset(
 )
 
 
+class LoadResult(msgspec.Struct, frozen=True):
+    """A full load that keeps going past independent errors (config.md §5): every load error it
+    could find, each a ConfigError with its ``file:line`` where known. ``config`` is None when
+    there is any error."""
+
+    config: Config | None
+    errors: list[ConfigError]
+    warnings: list[Diagnostic]
+
+
 def load_config(source: ConfigSource, environ: MutableMapping[str, str] | None = None) -> Config:
-    """Read, merge, interpolate and validate the config. Any load error is a ConfigError.
+    """Read, merge, interpolate and validate the config. Any load error is a ConfigError; several
+    are one ConfigErrors whose message holds one error per line.
 
     Variables from ``environment_vars.include`` files are added to ``environ`` (default
     ``os.environ``) without overwriting what is already there.
     """
+    result = collect_config(source, environ)
+    raise_collected(result.errors)
+    assert result.config is not None  # no error means a config was built
+    return result.config
+
+
+def collect_config(source: ConfigSource, environ: MutableMapping[str, str] | None = None) -> LoadResult:
+    """``load_config`` that returns every load error it finds instead of raising the first."""
     env = os.environ if environ is None else environ
     home = home_directory(env)
-    walk = IncludeWalk(source, env, home).run()
+    errors: list[ConfigError] = []
+    try:
+        walk = IncludeWalk(source, env, home, errors).run()
+    except ConfigError as error:  # the root file itself: nothing to go on with
+        return LoadResult(config=None, errors=[error], warnings=[])
     warnings: list[Diagnostic] = list(walk.warnings)
+    shapes_ok = True
     for document in walk.documents:
-        warnings.extend(_shape_warnings(document))
+        try:
+            warnings.extend(_shape_warnings(document))
+        except ConfigError as error:
+            errors.append(error)
+            shapes_ok = False
 
     merged = merge_documents(walk.documents)
     ctx = BuildContext(merged.origins, source.config_dir, home, walk.documents[0].name)
     _check_unresolved(merged.data, ctx)
-    check_unique_names(merged.data, merged.origins)
+    errors.extend(duplicate_names(merged.data, merged.origins))
+    # A value of the wrong type, or an unset variable in a path, would only fail again (and
+    # less clearly) in the section builders: report what was found so far.
+    if not shapes_ok or ctx.errors:
+        return LoadResult(config=None, errors=[*errors, *ctx.errors], warnings=warnings)
 
     raw = plain(merged.data)
     try:
         schema = msgspec.convert(raw, RootSchema, strict=True)
     except msgspec.ValidationError as error:  # shapes.py checked every file; kept as a safety net
-        raise ConfigError(f"invalid configuration: {error}", file=ctx.root_name) from None
+        errors.append(ConfigError(f"invalid configuration: {error}", file=ctx.root_name))
+        return LoadResult(config=None, errors=[*errors, *ctx.errors], warnings=warnings)
 
-    service = build_service(schema.service, ctx)
-    state_path = _state_path(schema, ctx)
-    plugin_roots = _plugin_roots(schema, ctx)
-    api = build_api(schema.api, ctx, state_path)
+    # Each section is built on its own: a bad one is recorded and the next is still checked,
+    # with defaults standing in for what failed.
+    service = ctx.attempt(lambda: build_service(schema.service, ctx), ServiceConfig())
+    state_path = ctx.attempt(lambda: _state_path(schema, ctx), source.config_dir / DEFAULT_STATE_PATH)
+    plugin_roots = ctx.attempt(lambda: _plugin_roots(schema, ctx), [])
+    api = ctx.attempt(lambda: build_api(schema.api, ctx, state_path), ApiConfig())
     plugins = build_plugins(schema.plugins or {}, ctx, service.max_workers, merged.plugin_files)
-    secrets = _secrets(schema, ctx)
-    webhooks = build_webhooks(raw.get("webhooks"), ctx, plugins)
+    secrets = ctx.attempt(lambda: _secrets(schema, ctx), SecretsConfig())
+    webhooks, webhook_errors = check_webhooks(raw.get("webhooks"), ctx, plugins)
+    ctx.errors.extend(webhook_errors)
+    warnings.extend(ctx.attempt(lambda: check_symlinks([*walk.files, *plugin_roots], service.allow_symlinks), []))
     warnings.extend(ctx.warnings)
-    warnings.extend(check_symlinks([*walk.files, *plugin_roots], service.allow_symlinks))
+    errors.extend(ctx.errors)
+    if errors:
+        return LoadResult(config=None, errors=errors, warnings=warnings)
 
-    return Config(
+    config = Config(
         source=source,
         service=service,
         state_path=state_path,
@@ -94,6 +133,7 @@ def load_config(source: ConfigSource, environ: MutableMapping[str, str] | None =
         locations=merged.origins.as_dotted(),
         interpolated=merged.origins.templates(),
     )
+    return LoadResult(config=config, errors=[], warnings=warnings)
 
 
 def _shape_warnings(document: Document) -> list[Diagnostic]:
@@ -130,13 +170,16 @@ def _check_unresolved(merged: dict[str, Any], ctx: BuildContext) -> None:
     for path, value in find_unresolved(merged):
         variable = "${" + value.missing[0] + "}"
         if path in _PATH_KEYS or path[0] == "plugin_roots":
-            raise ctx.error(f"{dotted(path)}: environment variable {variable} is not set", path)
+            ctx.errors.append(ctx.error(f"{dotted(path)}: environment variable {variable} is not set", path))
+            continue
         if len(path) == 5 and path[:3] == ("api", "auth", "tokens") and path[4] == "token":
-            raise ctx.error(f"{dotted(path[:4])}: environment variable {variable} is not set", path)
+            ctx.errors.append(ctx.error(f"{dotted(path[:4])}: environment variable {variable} is not set", path))
+            continue
         if len(path) >= 3 and path[0] == "plugins" and path[2] == "config":
             entry = plugins.get(path[1])
             if isinstance(entry, dict) and entry.get("enabled") is True:
-                raise ctx.error(f'plugin "{path[1]}": environment variable {variable} is not set', path)
+                ctx.errors.append(ctx.error(f'plugin "{path[1]}": environment variable {variable} is not set', path))
+                continue
         ctx.warn("config", path, f"environment variable {variable} is not set; the literal is kept")
 
 

@@ -26,6 +26,7 @@ APPENDED_LISTS: frozenset[KeyPath] = frozenset(
     }
 )
 
+ROOT_ONLY_IGNORED = "may only be set in the root config.yaml (ignored)"
 ROOT_ONLY_SERVICE_KEYS = (
     "admission",
     "strict_mode",
@@ -57,7 +58,7 @@ def strip_root_only(document: Document) -> list[Diagnostic]:
             level="warning",
             category="config",
             field=dotted(path),
-            message=f"{document.name}: {dotted(path)} may only be set in the root config.yaml (ignored)",
+            message=f"{document.name}: {dotted(path)} {ROOT_ONLY_IGNORED}",
             file=document.name,
             line=document.line(path),
         )

@@ -26,7 +26,11 @@ def build_plugins(
         given = schema or PluginSchema()
         source_file = source_files.get(name, "")
         if given.enabled:
-            entries[name] = _build(name, given, ctx, max_workers, source_file)
+            # Each entry is independent: a bad one is recorded and the others are still checked.
+            try:
+                entries[name] = _build(name, given, ctx, max_workers, source_file)
+            except ConfigError as error:
+                ctx.errors.append(error)
         else:
             entries[name] = _build_disabled(name, given, ctx, max_workers, source_file)
     return entries

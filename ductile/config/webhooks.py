@@ -35,13 +35,6 @@ def label(name: str) -> str:
     return f'webhook endpoint "{name}"'
 
 
-def build_webhooks(raw: Any, ctx: BuildContext, plugins: dict[str, PluginEntry]) -> WebhooksConfig:
-    """The typed ``webhooks`` section, or the first of ``webhook_errors`` raised."""
-    config, errors = check_webhooks(raw, ctx, plugins)
-    if errors:
-        raise errors[0]
-    return config
-
 
 def check_webhooks(
     raw: Any, ctx: BuildContext, plugins: dict[str, PluginEntry]

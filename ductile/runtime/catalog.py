@@ -108,18 +108,24 @@ def build_catalog(config: Config, discovered: Mapping[str, DiscoveredPlugin]) ->
     return Catalog(plugins=plugins, problems=problems)
 
 
+def with_lock(catalog: Catalog, config_dir: Path) -> Catalog:
+    """The catalog with the attested fingerprints of ``config_dir/.checksums``; a lock that cannot
+    be read is kept as ``lock_error`` so that every fingerprint check fails closed with it."""
+    try:
+        return msgspec.structs.replace(catalog, lock=read_checksums(config_dir))
+    except ChecksumsError as exc:
+        return msgspec.structs.replace(catalog, lock_error=str(exc))
+
+
 def load_catalog(config: Config) -> Catalog:
     """Discover the plugins and join them to the config, logging every discovery note and problem."""
     discovered, notes = discover(config.plugin_roots, config.service.allow_symlinks)
     plugin_log = Log("config")
     for note in notes:
         plugin_log.at(note.level.lower(), note.msg, **note.fields)
-    catalog = build_catalog(config, discovered)
-    try:
-        catalog = msgspec.structs.replace(catalog, lock=read_checksums(config.source.config_dir))
-    except ChecksumsError as exc:
-        plugin_log.error("plugin fingerprints unavailable: .checksums cannot be read", error=str(exc))
-        catalog = msgspec.structs.replace(catalog, lock_error=str(exc))
+    catalog = with_lock(build_catalog(config, discovered), config.source.config_dir)
+    if catalog.lock_error is not None:
+        plugin_log.error("plugin fingerprints unavailable: .checksums cannot be read", error=catalog.lock_error)
     for problem in catalog.problems:
         if problem.level == "error":
             plugin_log.error(problem.message, field=problem.field)

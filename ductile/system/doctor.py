@@ -1,5 +1,5 @@
-"""The doctor's online findings (operations.md §6): configuration warnings, plugin problems,
-durability, the state DB, disk space."""
+"""The doctor's online findings (operations.md §6): loaded plugins, durability, the state DB, disk
+space; beside them the API reports ``runtime/config_check.py``'s findings."""
 
 from __future__ import annotations
 
@@ -42,14 +42,9 @@ def _check(name: str, ok: bool, severity: str | None = None, detail: str | None 
 
 
 async def doctor_checks(config: Config, catalog: Catalog, conn: aiosqlite.Connection) -> list[dict[str, Any]]:
-    checks = [
-        _check("config", False, "error" if w.level == "error" else "warning", w.message, w.field or None)
-        for w in config.warnings
-    ]
-    checks.extend(
-        _check("plugins", False, "error" if p.level == "error" else "warning", p.message, p.field)
-        for p in catalog.problems
-    )
+    # The configuration's findings (load warnings, plugin problems, integrity) come from the
+    # config check report, which the API puts first; these are the checks only a running gateway has.
+    checks: list[dict[str, Any]] = []
     checks.append(_check("plugins", True, detail=f"{len(catalog.plugins)} plugin(s) loaded"))
     for name, loaded in sorted(catalog.plugins.items()):
         if not os.access(loaded.entrypoint, os.X_OK):

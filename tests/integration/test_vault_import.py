@@ -36,6 +36,11 @@ def tokens_file(gw: Daemon, entries: list[dict[str, str]]) -> Path:
     return path
 
 
+def lock_config(gw: Daemon) -> None:
+    """A tokens.yaml in the config dir is a high-security file: boot refuses it unlocked (config.md §6.3)."""
+    assert cli(gw, "config", "lock", "--config", str(gw.root)).returncode == 0
+
+
 @pytest.fixture
 def gw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -123,6 +128,7 @@ def test_import_skips_env_keys_until_resolved_and_verify_reports_parity(gw: Daem
     assert imports == [("from-env", "cli", "ok"), ("ci-deploy", "cli", "ok")]
     no_canary_outside_the_vault(gw, before, first, unset, second, parity, drift)
 
+    lock_config(gw)
     gw.start()  # the CLI logged every import: the blob agrees with the log
     status = json.loads(cli(gw, "vault", "status", "--json", *cfg).stdout)
     assert status["agreement"] == "agree"
@@ -163,6 +169,7 @@ def test_a_bad_name_or_a_changed_value_refuses_the_whole_file(gw: Daemon) -> Non
 def test_import_needs_the_gateway_stopped_but_verify_does_not(gw: Daemon) -> None:
     cfg = ("--config", str(gw.root))
     path = tokens_file(gw, [{"name": "ci-deploy", "key": KEY_A}])
+    lock_config(gw)
     gw.start()
     blob = (gw.root / "vault.age").read_bytes()
     locked = cli(gw, "vault", "import", "--tokens", str(path), *cfg)

@@ -67,7 +67,7 @@ def test_missing_include_names_the_including_file_and_absolute_path(
     write("there.yaml", "{}\n")
     with pytest.raises(ConfigError) as error:
         load()
-    assert str(error.value) == f"include[1] (a.yaml): file not found: {config_dir / 'gone.yaml'}"
+    assert str(error.value) == f"a.yaml:1: include[1] (a.yaml): file not found: {config_dir / 'gone.yaml'}"
 
 
 def test_circular_include_is_an_error(write: Write, load: Load, config_dir: Path) -> None:
@@ -76,7 +76,7 @@ def test_circular_include_is_an_error(write: Write, load: Load, config_dir: Path
     with pytest.raises(ConfigError) as error:
         load()
     assert str(error.value) == (
-        f"include[0] (a.yaml): {config_dir / 'config.yaml'} is already included (circular or repeated include)"
+        f"a.yaml:1: include[0] (a.yaml): {config_dir / 'config.yaml'} is already included (circular or repeated include)"
     )
 
 
@@ -88,7 +88,7 @@ def test_diamond_include_is_an_error(write: Write, load: Load, config_dir: Path)
     with pytest.raises(ConfigError) as error:
         load()
     assert str(error.value) == (
-        f"include[0] (b.yaml): {config_dir / 'shared.yaml'} is already included (circular or repeated include)"
+        f"b.yaml:1: include[0] (b.yaml): {config_dir / 'shared.yaml'} is already included (circular or repeated include)"
     )
 
 
@@ -248,7 +248,7 @@ def test_pipeline_defined_in_two_files_is_an_error(write: Write, load: Load) -> 
     write("p.yaml", "pipelines: [{name: build}]\n")
     with pytest.raises(ConfigError) as error:
         load()
-    assert str(error.value) == 'pipeline "build" is defined twice (config.yaml, p.yaml)'
+    assert str(error.value) == 'p.yaml:1: pipeline "build" is defined twice (config.yaml, p.yaml)'
 
 
 def test_webhook_path_defined_twice_is_an_error(write: Write, load: Load) -> None:
@@ -259,7 +259,7 @@ def test_webhook_path_defined_twice_is_an_error(write: Write, load: Load) -> Non
     write("webhooks.yaml", "webhooks: {endpoints: [{path: /p}]}\n")
     with pytest.raises(ConfigError) as error:
         load()
-    assert str(error.value) == 'webhook path "/p" is defined twice (config.yaml, webhooks.yaml)'
+    assert str(error.value) == 'webhooks.yaml:1: webhook path "/p" is defined twice (config.yaml, webhooks.yaml)'
 
 
 def test_included_files_and_locations_are_recorded_for_later_messages(write: Write, load: Load) -> None:

@@ -75,3 +75,15 @@ def test_an_unreadable_lock_fails_closed_with_its_reason(plugin: LoadedPlugin) -
 ])
 def test_recorded_fingerprints_with_no_usable_nonce_fail_closed(plugin: LoadedPlugin, nonce_text: str, detail: str) -> None:
     assert mismatch(attested(plugin), plugin, vault(nonce_text)) == detail
+
+
+def test_admission_reports_only_recorded_plugins_whose_bytes_changed(plugin: LoadedPlugin) -> None:
+    from ductile.runtime.config_check import fingerprint_failures
+
+    catalog = attested(plugin)
+    assert fingerprint_failures(catalog, vault()) == []
+    assert fingerprint_failures(Catalog(plugins={plugin.name: plugin}, problems=[]), vault()) == []  # never attested
+    with plugin.manifest_path.open("a") as f:  # type: ignore[union-attr]
+        f.write("\n# changed\n")
+    assert fingerprint_failures(catalog, vault()) == [
+        f'plugin "catlike" manifest does not match its recorded fingerprint ({plugin.manifest_path})']
