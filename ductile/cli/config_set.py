@@ -3,6 +3,8 @@ ductile/config/editing.py (shared with ``config token``); this module parses and
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
@@ -45,34 +47,38 @@ def set_(assignment: Annotated[str, Parameter(help="<path>=<value>; the value is
     cfg = resolve(config, config_dir)
     shown = raw_value.strip()
     try:
-        target, after = set_key(cfg, path, value, dry_run=dry_run)
+        target, edited = set_key(cfg, path, value, dry_run=dry_run)
     except ConfigEditFailed as exc:
-        if dry_run:
-            from ductile.config.editing import target_file
+        if not dry_run:
+            raise CliFailure(str(exc)) from None
+        from ductile.config.editing import target_file
 
-            file = display_name(target_file(cfg, path), cfg.source.config_dir)
-            print(DRY_RUN.format(path=text.strip(), value=shown, file=file))
-            print("Validation: failed (1 error(s), 0 warning(s))")
-            print(f"  ERROR [load] {exc}".replace("validation failed: ", "", 1))
-            return 1
-        raise CliFailure(str(exc)) from None
+        # The dry run still reports on the edited config when it is what failed to validate.
+        target = target_file(cfg, path)
+        print(DRY_RUN.format(path=text.strip(), value=shown, file=display_name(target, cfg.source.config_dir)))
+        return _validation_summary(cfg, target, exc.text, failure=str(exc))
     file = display_name(target, cfg.source.config_dir)
     line = DRY_RUN if dry_run else APPLIED
     print(line.format(path=text.strip(), value=shown, file=file))
-    code = _validation_summary(after)
+    code = _validation_summary(cfg, target, edited.text if dry_run else None)
     if not dry_run:
         high = tier_of(target, cfg.source.config_dir) == Tier.HIGH_SECURITY
         print(RELOCK_HIGH_SECURITY if high else RELOCK)
     return code
 
 
-# lead: switch to app.config_check at merge
-def _validation_summary(config: Config) -> int:
-    """The summary line of ``config check`` for a config that loaded: 0 clean, 2 with warnings."""
-    if not config.warnings:
-        print("Validation: ✓ All checks passed")
-        return 0
-    print(f"Validation: passed with {len(config.warnings)} warning(s)")
-    for warning in config.warnings:
-        print(f"  WARN  [{warning.category}] {warning.field}: {warning.message}")
-    return 2
+def _validation_summary(cfg: Config, target: Path, text: bytes | None, failure: str | None = None) -> int:
+    """``config check``'s report on the config as edited (read from ``text`` when it is not on
+    disk), integrity excluded: the edit is by definition not sealed yet (config.md §9). Exit 0,
+    1 with errors, 2 with warnings."""
+    from ductile.cli.config_report import render
+    from ductile.config.plaintext import substituted
+    from ductile.runtime.config_check import INTEGRITY, Finding, Level, Report, check_config
+
+    with substituted(target, text) if text is not None else contextlib.nullcontext():
+        report = check_config(cfg.source)
+    findings = [f for f in report.findings if f.category != INTEGRITY]
+    if failure is not None and not any(f.level is Level.ERROR for f in findings):
+        findings.append(Finding(level=Level.ERROR, category="set", field="value",
+                                message=failure.removeprefix("validation failed: ")))
+    return render(Report(findings), json=False, fail_on_warnings=True)

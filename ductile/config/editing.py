@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from ruamel.yaml import YAML
@@ -40,7 +40,19 @@ Check = Callable[[Config], None]
 
 
 class ConfigEditFailed(Exception):
-    """An edit that was not made (the file is as it was); the message is for the user."""
+    """An edit that was not made (the file is as it was); the message is for the user.
+
+    ``text`` is the edited file's content when the edit itself was made and what failed was the
+    load or check after it, so a dry run can still report on the edited config."""
+
+    def __init__(self, message: str, text: bytes | None = None) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+class Edited(NamedTuple):
+    config: Config  # loaded again after the edit
+    text: bytes  # the file's new content (with a dry run, what it would be)
 
 
 def owning_file(config: Config, top_key: str) -> Path:
@@ -111,7 +123,7 @@ def set_in(data: Any, path: KeyPath, value: Any) -> None:
     node[last] = value
 
 
-def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_run: bool = False) -> Config:
+def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_run: bool = False) -> Edited:
     """Apply ``change`` to the mapping of ``path``, write it under the rules above, and return the
     config loaded again (on which ``check`` raised nothing). With ``dry_run`` the load reads the
     edited text in place of the file and nothing is written."""
@@ -126,8 +138,8 @@ def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_
                 config = load_config(source)
             check(config)
         except (ConfigError, ConfigEditFailed) as exc:
-            raise ConfigEditFailed(f"validation failed: {exc}") from None
-        return config
+            raise ConfigEditFailed(f"validation failed: {exc}", text) from None
+        return Edited(config, text)
     if original is not None:
         shutil.copy2(path, path.with_name(path.name + ".bak"))
     _write_atomic(path, text)
@@ -140,10 +152,10 @@ def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_
         else:
             _write_atomic(path, original)
         raise ConfigEditFailed(f"validation failed: {exc} (restored {name})") from None
-    return config
+    return Edited(config, text)
 
 
-def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool) -> tuple[Path, Config]:
+def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool) -> tuple[Path, Edited]:
     """``config set``: ``path`` = ``value`` in its target file (``target_file``), which must then be
     the value the merged config has (a later file overriding it fails the edit). Returns the file
     and the config loaded after the edit."""
@@ -160,8 +172,7 @@ def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool) -> tupl
             raise ConfigEditFailed(f'the effective value of "{dotted(path)}" is {effective!r}, '
                                    "not the value set (a later file overrides it)")
 
-    after = edit(config.source, target, lambda data: set_in(data, path, value), check, dry_run=dry_run)
-    return target, after
+    return target, edit(config.source, target, lambda data: set_in(data, path, value), check, dry_run=dry_run)
 
 
 def _round_trip() -> YAML:

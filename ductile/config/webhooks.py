@@ -35,7 +35,6 @@ def label(name: str) -> str:
     return f'webhook endpoint "{name}"'
 
 
-
 def check_webhooks(
     raw: Any, ctx: BuildContext, plugins: dict[str, PluginEntry]
 ) -> tuple[WebhooksConfig, list[ConfigError]]:

@@ -47,6 +47,9 @@ TICK_BELOW_ONE_SECOND = "service.tick_interval is below 1s: every tick costs a s
 CHECKSUMS_FIELD = ".checksums"
 
 
+INTEGRITY = "integrity"  # the category of the lock's findings, which `config set` leaves out
+
+
 class Level(StrEnum):
     ERROR = "error"
     WARNING = "warning"
@@ -108,7 +111,7 @@ def integrity_findings(report: IntegrityReport, gates: Gates, *, stale: bool) ->
             level, message = Level.ERROR, message + DRIFT_FATAL_SUFFIX
         elif f.kind is IntegrityKind.STALE and not stale:
             continue
-        out.append(Finding(level=level, category="integrity", field=CHECKSUMS_FIELD, message=message, file=f.path))
+        out.append(Finding(level=level, category=INTEGRITY, field=CHECKSUMS_FIELD, message=message, file=f.path))
     return out
 
 
@@ -214,7 +217,7 @@ def _vault_findings(config: Config, catalog: Catalog, gates: Gates, env: Mutable
     except (AgeKeyError, VaultBlobError) as exc:
         return [Finding(level=Level.ERROR, category="vault", field="secrets", message=str(exc))]
     if path.exists() and document is None:  # a vault, no key: nothing below can be verified
-        return [Finding(level=Level.WARNING, category="integrity", field="plugin_fingerprints", message=NO_AGE_KEY)]
+        return [Finding(level=Level.WARNING, category=INTEGRITY, field="plugin_fingerprints", message=NO_AGE_KEY)]
     for index, entry in enumerate(config.api.tokens):
         if entry.secret_ref is not None:
             try:
@@ -229,10 +232,10 @@ def _vault_findings(config: Config, catalog: Catalog, gates: Gates, env: Mutable
                                message=f'plugin "{name}": ' + PRINCIPAL_NOT_REGISTERED.format(principal=principal)))
     if document is not None:
         level = Level.ERROR if gates.verify_integrity_on_boot else Level.WARNING
-        out += [Finding(level=level, category="integrity", field="plugin_fingerprints", message=m)
+        out += [Finding(level=level, category=INTEGRITY, field="plugin_fingerprints", message=m)
                 for m in fingerprint_failures(catalog, document)]
     elif catalog.lock is not None and catalog.lock.plugin_fingerprints:  # recorded, but no vault nonce to key them
-        out.append(Finding(level=Level.WARNING, category="integrity", field="plugin_fingerprints", message=NO_AGE_KEY))
+        out.append(Finding(level=Level.WARNING, category=INTEGRITY, field="plugin_fingerprints", message=NO_AGE_KEY))
     return out
 
 

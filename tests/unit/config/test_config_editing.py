@@ -23,7 +23,7 @@ def test_an_edit_keeps_a_bak_and_the_mode(write: Write, load: Load, config_dir: 
     def add(data: dict[str, Any]) -> None:
         data["api"]["auth"] = {"tokens": [{"secret_ref": "api-token-ci", "scopes": ["jobs:ro"]}]}
 
-    after = edit(source, owning_file(load(), "api"), add, lambda cfg: None)
+    after = edit(source, owning_file(load(), "api"), add, lambda cfg: None).config
     assert [t.secret_ref for t in after.api.tokens] == ["api-token-ci"]
     assert (config_dir / "config.yaml.bak").read_text() == ROOT
     assert path.stat().st_mode & 0o777 == 0o640

@@ -96,7 +96,7 @@ def test_set_keeps_comments_and_untouched_lines(write: Write, load: Load, config
     write("plugins.yaml", PLUGINS)
     target, after = set_key(load(), parse_key_path("plugin:echo.retry.max_attempts"), 7, dry_run=False)
     assert target == config_dir / "plugins.yaml"
-    assert after.plugins["echo"].retry.max_attempts == 7
+    assert after.config.plugins["echo"].retry.max_attempts == 7
     assert (config_dir / "plugins.yaml").read_text() == PLUGINS.replace("max_attempts: 5", "max_attempts: 7")
     assert (config_dir / "plugins.yaml.bak").read_text() == PLUGINS
 
@@ -114,7 +114,7 @@ def test_a_dry_run_validates_the_edit_and_writes_nothing(write: Write, load: Loa
     write("config.yaml", ROOT)
     write("plugins.yaml", PLUGINS)
     _, after = set_key(load(), parse_key_path("service.name"), "other", dry_run=True)
-    assert after.service.name == "other"
+    assert after.config.service.name == "other"
     assert (config_dir / "config.yaml").read_text() == ROOT
     assert not (config_dir / "config.yaml.bak").exists()
     with pytest.raises(ConfigEditFailed, match=r"^validation failed: .*tick_interval"):

@@ -92,7 +92,7 @@ def test_duplicate_paths_across_files_name_both(write: Write, load: Load) -> Non
     write("webhooks.yaml", "webhooks:\n  - " + json.dumps(GOOD) + "\n")
     with pytest.raises(ConfigError) as error:
         load()
-    assert str(error.value) == 'webhook path "/h" is defined twice (config.yaml, webhooks.yaml)'
+    assert str(error.value) == 'webhooks.yaml:2: webhook path "/h" is defined twice (config.yaml, webhooks.yaml)'
 
 
 def test_a_disabled_plugins_endpoint_is_not_served_and_warns(write: Write, load: Load) -> None:
