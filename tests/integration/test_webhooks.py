@@ -345,3 +345,23 @@ def test_missing_secret_ref_refuses_boot(tmp_path: Path, monkeypatch: pytest.Mon
                           capture_output=True, text=True, timeout=60, cwd=gw.root)
     assert done.returncode == 1
     assert done.stderr.strip().endswith('webhook endpoint "/h": secret_ref "hook_key" not found in vault')
+
+
+def test_without_the_age_key_boot_is_refused_by_the_vault_rule_not_the_endpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """§1 makes an unresolvable secret_ref only a warning when the vault exists but no age key is
+    available (``config.webhooks.check_secret_refs(vault_unreadable=True)``, for `config check`).
+    Boot never gets that far: vault.md §1 refuses a vault it cannot open, before any secret_ref."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
+    gw = Daemon(tmp_path / "gw", plugins={"hookrecv": {"enabled": True}})
+    key, _ = seed_vault(gw.root, {"hook_key": SECRET})
+    key.unlink()
+    gw.config["webhooks"] = {"listen": f"127.0.0.1:{free_port()}", "endpoints": [endpoint("/h")]}
+    gw.write_config()
+    done = subprocess.run([sys.executable, "-m", "ductile.cli.main", "system", "start", "--config", str(gw.root)],
+                          capture_output=True, text=True, timeout=60, cwd=gw.root)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(f"vault {gw.root / 'vault.age'} exists but no age key was found "
+                                        "(set secrets.age_key_file or DUCTILE_AGE_KEY_FILE)"), done.stderr
+    assert "webhook endpoint" not in done.stderr
