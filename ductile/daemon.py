@@ -37,7 +37,7 @@ from ductile.config.model import DEFAULT_MAX_ATTEMPTS, Config, PluginEntry
 from ductile.config.redaction import snapshot_document
 from ductile.config.secret_refs import SecretRef
 from ductile.config.secret_refs import resolve as resolve_secret_ref
-from ductile.config.webhooks import label as webhook_label
+from ductile.config.webhooks import check_secret_refs as check_webhook_secret_refs
 from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
 from ductile.events.timefmt import NS, now_ns, rfc3339
@@ -125,10 +125,11 @@ def token_entries(config: Config, vault: VaultKeeper | None) -> list[tuple[str |
 def check_webhook_secrets(config: Config, vault: VaultKeeper | None) -> None:
     """Each webhook endpoint's ``secret_ref`` names a gateway-visible vault secret (webhooks.md §1);
     the value is read again per request (``Ductile.webhooks.secret``)."""
-    document = vault.document() if vault is not None else None
-    for endpoint in config.webhooks.endpoints:
-        for warning in resolve_secret_ref(document, endpoint.secret_ref, webhook_label(endpoint.name)).warnings:
-            Log("config").warn(warning)
+    found = check_webhook_secret_refs(config.webhooks, vault.document() if vault is not None else None)
+    for warning in found.warnings:
+        Log("config").warn(warning)
+    if found.errors:
+        raise found.errors[0]
 
 
 def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline]) -> Router:
@@ -305,6 +306,7 @@ class Gateway:
         await events.append("system", [GatewayStarted(version=ductile.__version__, pid=os.getpid(),
                                                       posture=services.posture, at=now_ns())])
         log.info("gateway started", posture=services.posture, api_listen=config.api.listen if config.api.enabled else None,
+                 webhooks_listen=config.webhooks.listen if config.webhooks.served else None,
                  plugins_loaded=len(catalog.plugins), version=ductile.__version__, pid=os.getpid())
         failed = await self._wait(tasks)
         log.info("shutdown requested")
@@ -355,13 +357,13 @@ class Gateway:
                               tasks: list[asyncio.Task[None]]) -> uvicorn.Server:
         """The webhook listener (webhooks.md §2) on ``webhooks.listen``; its task joins ``tasks``.
         ``self.webhook_table`` is what a reload swaps."""
-        from ductile.api.server import make_server, split_listen
-        from ductile.api.webhooks import TIMEOUTS, EndpointTable, WebhookApp
+        from ductile.api.server import split_listen
+        from ductile.api.webhooks import EndpointTable, WebhookApp, webhook_server
 
         listen = config.webhooks.listen or ""
         self.webhook_table = EndpointTable(config.webhooks)
         host, port = split_listen(listen)
-        server = make_server(WebhookApp(gateway, self.webhook_table, metrics), host, port, TIMEOUTS)
+        server = webhook_server(WebhookApp(gateway, self.webhook_table, metrics), host, port)
         task = asyncio.create_task(_serve_api(server), name="webhooks")
         while not server.started and not task.done():
             await asyncio.sleep(0.01)

@@ -137,11 +137,13 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def make_server(app: Litestar | Any, host: str, port: int, timeouts: HttpTimeouts | None = None) -> uvicorn.Server:
+def make_server(app: Litestar | Any, host: str, port: int, timeouts: HttpTimeouts | None = None,
+                protocol: type[GatewayHttpProtocol] = GatewayHttpProtocol) -> uvicorn.Server:
+    """``protocol`` is GatewayHttpProtocol or a subclass (the webhook listener answers its own 400)."""
     timeouts = timeouts or HttpTimeouts()
-    protocol = type("GatewayHttpProtocol", (GatewayHttpProtocol,), {"timeouts": timeouts})
+    timed = type(protocol.__name__, (protocol,), {"timeouts": timeouts})
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="off", http=protocol,
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="off", http=timed,
         timeout_keep_alive=int(timeouts.idle), timeout_graceful_shutdown=int(timeouts.shutdown), server_header=False,
     )
     server = uvicorn.Server(config)

@@ -17,9 +17,10 @@ from ductile.api.auth import scopes
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
 from ductile.api.schemas import errors
-from ductile.config.model import Config
+from ductile.config.model import Config, WebhooksConfig
 from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.timefmt import now_ns, rfc3339
+from ductile.formats.durations import format_duration
 from ductile.formats.yaml12 import YamlError, parse_document
 from ductile.runtime.catalog import Catalog, LoadedPlugin
 from ductile.runtime.config_check import Finding, check_config
@@ -225,6 +226,36 @@ class PluginView(msgspec.Struct, kw_only=True):
     notify_on_complete: Any = UNSET
 
 
+class WebhookEndpointView(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One endpoint as webhooks.md §5 lists it: its ``secret_ref`` (a vault name), never the value.
+    The optional keys appear only when they apply."""
+
+    name: str
+    path: str
+    plugin: str
+    secret_ref: str
+    signature_header: str
+    max_body_size: int  # bytes
+    event_type: str | UnsetType = UNSET
+    timestamp_header: str | UnsetType = UNSET
+    timestamp_tolerance: str | UnsetType = UNSET  # a duration, e.g. "5m"
+
+
+class WebhooksView(msgspec.Struct, kw_only=True):
+    listen: str | None
+    endpoints: list[WebhookEndpointView]
+
+
+def webhooks_view(config: WebhooksConfig) -> WebhooksView:
+    """From the typed section, so only §5's fields can ever be shown (every endpoint, served or not)."""
+    return WebhooksView(listen=config.listen, endpoints=[WebhookEndpointView(
+        name=e.name, path=e.path, plugin=e.plugin, secret_ref=e.secret_ref, signature_header=e.signature_header,
+        max_body_size=e.max_body_size, event_type=e.event_type if e.event_type is not None else UNSET,
+        timestamp_header=e.timestamp_header if e.timestamp_header is not None else UNSET,
+        timestamp_tolerance=format_duration(e.timestamp_tolerance) if e.timestamp_header is not None else UNSET,
+    ) for e in config.endpoints])
+
+
 class ConfigView(msgspec.Struct, kw_only=True):
     """``GET /config/view`` (api.md §4.8): the config's own keys, redacted. The sections stay
     free-form: they are the config as written, with durations as given."""
@@ -236,7 +267,7 @@ class ConfigView(msgspec.Struct, kw_only=True):
     api: dict[str, Any]
     plugins: dict[str, PluginView]
     pipelines: list[Any]
-    webhooks: Any
+    webhooks: WebhooksView
     instances: Any
     remote_ingress: dict[str, Any]
     compiled_routes: dict[str, Any]
@@ -262,7 +293,7 @@ def config_view(config: Config, pipelines: Mapping[str, Any] | None = None) -> d
         "api": api,
         "plugins": plugins,
         "pipelines": raw.get("pipelines") or [],
-        "webhooks": raw.get("webhooks") or {},
+        "webhooks": msgspec.to_builtins(webhooks_view(config.webhooks)),
         "instances": raw.get("instances") or [],
         "remote_ingress": raw.get("remote_ingress") or {},
         "compiled_routes": {name: p.routes() for name, p in sorted((pipelines or {}).items())},

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+import uvicorn
 
 from ductile import json_limits
-from ductile.api.server import HttpTimeouts
+from ductile.api.server import GatewayHttpProtocol, HttpTimeouts, make_server
 from ductile.app.facade import Ductile
 from ductile.app.webhooks import ReplayGuard, WebhookOutcome
 from ductile.config.model import WebhookEndpoint, WebhooksConfig
@@ -31,7 +32,7 @@ from ductile.runtime.metrics import Metrics
 from ductile.system.logs import Log, request_context
 from ductile.webhook_signatures import TimestampVerdict, check_timestamp, parse_timestamp, replay_key, verify
 
-log = Log("webhooks")
+log = Log("webhook")  # operations.md §1's component name
 TIMEOUTS = HttpTimeouts(read=10.0, write=10.0, idle=60.0)  # webhooks.md §1
 HEALTH_PATH = "/healthz"
 LISTENER = "webhooks"
@@ -43,6 +44,21 @@ READ_FAILED = (400, {"error": "failed to read request body"})
 FORBIDDEN = (403, {"error": "forbidden"})
 INVALID_JSON = (400, {"error": "invalid JSON body"})
 ENQUEUE_FAILED = (500, {"error": "failed to enqueue job"})
+# §2: a request the HTTP server cannot parse gets a bare 400 (no body, so not the API's JSON one).
+BARE_400 = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class WebhookHttpProtocol(GatewayHttpProtocol):
+    """The gateway's h11 protocol (read/write deadlines) with the webhook listener's own 400."""
+
+    def send_400_response(self, msg: str) -> None:
+        self.transport.write(BARE_400)
+        self.transport.close()
+
+
+def webhook_server(app: WebhookApp, host: str, port: int, timeouts: HttpTimeouts = TIMEOUTS) -> uvicorn.Server:
+    """The listener's server; ``timeouts`` are §1's, shorter only in tests."""
+    return make_server(app, host, port, timeouts, protocol=WebhookHttpProtocol)
 
 
 class EndpointTable:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from ductile.config.api import parse_listen
 from ductile.config.context import BuildContext
 from ductile.config.durations import parse_byte_size
@@ -22,7 +24,9 @@ from ductile.config.model import (
     WebhookEndpoint,
     WebhooksConfig,
 )
+from ductile.config.secret_refs import resolve as resolve_secret_ref
 from ductile.formats.durations import DurationError, parse_duration_seconds
+from ductile.vault.document import VaultDocument
 
 RESERVED_PATH = "/healthz"  # the listener's own health route
 RESERVED_EVENT_PREFIX = "ductile."
@@ -33,6 +37,32 @@ DISABLED_WARNING = 'webhook endpoint "{name}": plugin "{plugin}" is disabled; th
 def label(name: str) -> str:
     """How every message names an endpoint (also the ``secret_ref`` resolution's label)."""
     return f'webhook endpoint "{name}"'
+
+
+class SecretFindings(msgspec.Struct, frozen=True):
+    """What checking the endpoints' ``secret_ref``s found: load errors and warnings (names only)."""
+
+    errors: list[ConfigError]
+    warnings: list[str]
+
+
+def check_secret_refs(config: WebhooksConfig, document: VaultDocument | None, *, vault_unreadable: bool = False
+                      ) -> SecretFindings:
+    """§1: each endpoint's ``secret_ref`` names a gateway-visible vault secret (``document``; None: no
+    vault), else ``webhook endpoint "<n>": secret_ref "<s>" not found in vault`` fails the load.
+    ``vault_unreadable``: the vault exists but no age key is available, so nothing can be resolved
+    and each such finding is only a warning (``config check`` without the key)."""
+    errors: list[ConfigError] = []
+    warnings: list[str] = []
+    for endpoint in config.endpoints:
+        try:
+            warnings.extend(resolve_secret_ref(document, endpoint.secret_ref, label(endpoint.name)).warnings)
+        except ConfigError as error:
+            if vault_unreadable:
+                warnings.append(error.message)
+            else:
+                errors.append(error)
+    return SecretFindings(errors=errors, warnings=warnings)
 
 
 def check_webhooks(

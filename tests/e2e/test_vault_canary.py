@@ -4,7 +4,9 @@ Random canaries go through every path a value takes or could stray into: set (ma
 CLI), roll (manual with a new canary, auto with the minted value read back by ``vault get`` as a
 further canary), a refused set of a different canary (CLI and API), invalid JSON and a wrong admin
 token carrying one, a delivery to an attested plugin that echoes it, a failing plugin that spills it
-to stderr, its logs and its error, and revoke; an SSE stream is captured throughout. Then the raw
+to stderr, its logs and its error, and revoke; webhook traffic signed with a canary HMAC key
+(accepted, replayed, forged), that key rolled to another canary, old and new key tried; an SSE
+stream is captured throughout. Then the raw
 bytes of the state DB and its WAL (running and stopped), the daemon's log, every file in the config
 dir but vault.age, every CLI stdout/stderr, every HTTP body, the SSE stream and the gateway's own
 argv/environment are searched: zero hits. The real daemon, the real CLI in subprocesses, real HTTP.
@@ -19,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +31,8 @@ import pytest
 
 from ductile.config.checksums import Checksums, write_checksums
 from ductile.vault.keys import generate_identity, write_key_file
-from tests.integration.daemon import TOKEN, Daemon, call, error_of, wait_until
+from ductile.webhook_signatures import sign
+from tests.integration.daemon import TOKEN, Daemon, call, error_of, free_port, wait_until
 
 IMMUTABLE = "vault: secret value is immutable via set; use roll"
 
@@ -46,6 +50,48 @@ print(f"cannot log in with {value}", file=sys.stderr)
 print(json.dumps({"status": "error", "error": f"login refused for {value} (argv/env: {outside})",
                   "logs": [{"level": "error", "message": f"password {value} rejected"}]}))
 """
+
+
+def webhook_traffic(run: Run, key: str, rolled: str) -> str:
+    """Deliveries signed with the webhook key ``key`` (accepted, replayed, forged), a roll to
+    ``rolled`` through the CLI, then the old key refused and the new one accepted. Every answer joins
+    the searched bytes; the log must not hold a signature or a body either (webhooks.md §2).
+    Returns the first accepted delivery's job id."""
+    listen = run.gw.config["webhooks"]["listen"]
+    url = f"http://{listen}/hook/canary"
+    wait_until(lambda: _answers(f"http://{listen}/healthz"), 10, what="the webhook listener")
+    body = json.dumps({"marker": canary()}).encode()
+    signatures: list[str] = []
+
+    def post(secret: str, expected: int, sent: str = "") -> httpx.Response:
+        sent = sent or str(int(time.time()))
+        signature = sign(secret, body, sent)
+        signatures.append(signature.removeprefix("sha256="))
+        resp = httpx.post(url, content=body, timeout=10,
+                          headers={"X-Hub-Signature-256": signature, "X-Ductile-Timestamp": sent})
+        run.seen.append((f"POST /hook/canary ({expected})", resp.content))
+        assert resp.status_code == expected, resp.text
+        return resp
+
+    first = str(int(time.time()))
+    job_id = str(post(key, 202, first).json()["job_id"])
+    assert post(key, 409, first).json()["job_id"] == job_id  # the replay guard's record holds no key either
+    post(key + "x", 403)
+    roll = run.cli("vault", "roll", "--name", "webhook_key", "--config", str(run.gw.root), stdin=rolled + "\n")
+    assert roll.returncode == 0, roll.stderr
+    post(key, 403)
+    post(rolled, 202)
+    assert run.gw.wait_job(job_id)["status"] == "succeeded"
+    log = run.gw.log_text()
+    assert body.decode() not in log and not [s for s in signatures if s in log]
+    return job_id
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def canary() -> str:
@@ -129,7 +175,10 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     (leaky / "run.py").write_text(LEAKY)
     (leaky / "run.py").chmod(0o755)
     once = {"enabled": True, "retry": {"max_attempts": 1}}
-    gw = Daemon(root, plugins={"secretsha": once, "secretleak": once}, plugin_roots=[str(root / "plugins")])
+    shutil.copytree(Path(__file__).parents[1] / "plugins" / "hookrecv", root / "plugins" / "hookrecv")
+    gw = Daemon(root, plugins={"secretsha": once, "secretleak": once, "hookrecv": once},
+                plugin_roots=[str(root / "plugins")])
+
     try:
         yield Run(gw)
     finally:
@@ -139,6 +188,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
 def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
     gw = run.gw
     manual, rolled, refused_cli, refused_api, in_bad_json, with_bad_token = (canary() for _ in range(6))
+    hook_key, hook_rolled = canary(), canary()  # the webhook endpoint's HMAC key, before and after a roll
 
     write_key_file(gw.root / "age.key", generate_identity(), "test")
     init = run.cli("vault", "init", "--config", str(gw.root))
@@ -148,9 +198,20 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
     for plugin in ("secretsha", "secretleak"):
         locked = run.cli("plugin", "lock", plugin, "--config-dir", str(gw.root))
         assert locked.returncode == 0, locked.stderr
+    # A webhook endpoint's secret_ref must resolve at boot, and `vault set` needs the running
+    # gateway: set the key, then restart with the endpoint configured.
+    gw.start()
+    keyed = run.cli("vault", "set", "--name", "webhook_key", "--config", str(gw.root), stdin=hook_key + "\n")
+    assert keyed.returncode == 0, keyed.stderr
+    gw.stop()
+    gw.config["webhooks"] = {"listen": f"127.0.0.1:{free_port()}", "endpoints": [{
+        "path": "/hook/canary", "plugin": "hookrecv", "secret_ref": "webhook_key",
+        "signature_header": "X-Hub-Signature-256", "timestamp_header": "X-Ductile-Timestamp"}]}
+    gw.write_config()
     gw.start()
     sse = SseTap(gw.url)
     wait_until(lambda: sse.status == 200, 10, what="the SSE stream")
+    hook_job = webhook_traffic(run, hook_key, hook_rolled)
 
     steps = [
         (("vault", "register-principal", "--name", "secretsha"), None),
@@ -167,7 +228,7 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
     assert got.returncode == 0, got.stderr
     minted = got.stdout.strip()
     assert len(minted) == 43
-    canaries = [manual, rolled, refused_cli, refused_api, in_bad_json, with_bad_token, minted]
+    canaries = [manual, rolled, refused_cli, refused_api, in_bad_json, with_bad_token, minted, hook_key, hook_rolled]
 
     # Refusals that carry a value: a set of an existing secret with another value, through the CLI
     # and the API; a body that is not JSON; a right body under a wrong admin token.
@@ -204,6 +265,7 @@ def test_no_canary_value_appears_outside_the_vault(run: Run) -> None:
         done = run.cli(*args, "--config", str(gw.root))
         assert done.returncode == 0, (args, done.stderr)
     wait_until(lambda: job_id.encode() in sse.body, 10, what="the delivery's job on the SSE stream")
+    assert hook_job.encode() in sse.body  # the webhook job's frames are in the searched stream
     run.files("while running:")
     assert gw.proc is not None
     for part in ("cmdline", "environ"):  # the gateway's own argv and environment

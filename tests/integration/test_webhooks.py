@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from ductile.webhook_signatures import sign
-from tests.integration.daemon import Daemon, free_port, seed_vault, wait_until
+from tests.integration.daemon import TERMINAL, Daemon, free_port, seed_vault, wait_until
 
 SECRET = "s3cret-webhook-key"
 FORBIDDEN = {"error": "forbidden"}
@@ -56,6 +56,8 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
         mp.setenv("HOME", str(root.parent / "home"))
         mp.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
         gw = Daemon(root, plugins={"hookrecv": {"enabled": True, "retry": {"max_attempts": 1}},
+                                   "behave": {"enabled": True, "retry": {"max_attempts": 1}, "notify_on_complete": True},
+                                   "hookretry": {"enabled": True, "uses": "hookrecv", "retry": {"max_attempts": 3}},
                                    "shellok": {"enabled": False}})
         root.mkdir(parents=True, exist_ok=True)
         _, admin = seed_vault(root, {"hook_key": SECRET})
@@ -65,7 +67,15 @@ def hooks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hooks]:
             endpoint("/hook/typed", name="typed", event_type="site.rebuild_requested",
                      timestamp_header="X-Ductile-Timestamp", timestamp_tolerance="5m"),
             endpoint("/hook/off", plugin="shellok"),
+            endpoint("/hook/emit", plugin="behave"),
+            endpoint("/hook/durable"),
+            endpoint("/hook/kill", plugin="hookretry"),  # attempts to spare if the kill lands mid-run
         ]}
+        gw.config["pipelines"] = [  # what a webhook job's emitted event and its completion start
+            {"name": "after-webhook", "on": "hook.followup", "steps": [{"id": "follow", "uses": "hookrecv"}]},
+            {"name": "told", "on-hook": "job.completed", "from_plugin": "behave",
+             "steps": [{"id": "notified", "uses": "hookrecv"}]},
+        ]
         gw.write_config()
         gw.start()
         wait_until(lambda: _listening(port), 10, what="the webhook listener")
@@ -177,7 +187,8 @@ def test_event_type_and_envelope_bodies(hooks: Hooks) -> None:
 
 def test_timestamps_stale_future_bad_and_replay_across_a_restart(hooks: Hooks) -> None:
     body = b'{"ref":"replay"}'
-    for sent in (str(int(time.time()) - 301), str(int(time.time()) + 301), "yesterday", ""):
+    # Well past the 5m tolerance: one second over would race the clock between signing and checking.
+    for sent in (str(int(time.time()) - 310), str(int(time.time()) + 310), "yesterday", ""):
         resp = hooks.post("/hook/typed", body, {"X-Hub-Signature-256": sign(SECRET, body, sent),
                                                 "X-Ductile-Timestamp": sent})
         assert (resp.status_code, resp.json()) == (403, FORBIDDEN), sent
@@ -195,6 +206,91 @@ def test_timestamps_stale_future_bad_and_replay_across_a_restart(hooks: Hooks) -
     assert (after.status_code, after.json()) == (409, {"error": "replayed request", "job_id": job_id})
     jobs = hooks.gw.client.get("/jobs", params={"submitted_by": "webhook:/hook/typed", "limit": 200}).json()
     assert sum(1 for job in jobs["jobs"] if job["job_id"] == job_id) == 1
+
+
+def test_a_webhook_jobs_events_route_through_pipelines_and_fire_its_plugins_hooks(hooks: Hooks) -> None:
+    body = json.dumps({"mode": "emit", "events": [{"type": "hook.followup", "payload": {"n": 7}}]}).encode()
+    root = hooks.signed("/hook/emit", body).json()["job_id"]
+
+    def settled() -> list[dict[str, Any]] | None:
+        nodes = hooks.gw.client.get(f"/job/{root}/tree").json()
+        done = len(nodes) == 3 and all(n["status"] in TERMINAL for n in nodes)
+        return nodes if done else None
+
+    tree = wait_until(settled, 30, what="the webhook job's tree")
+    assert [(n["plugin"], n["status"]) for n in tree] == [("behave", "succeeded")] + [("hookrecv", "succeeded")] * 2
+    children = {hooks.gw.job(n["job_id"])["step_id"]: hooks.gw.job(n["job_id"]) for n in tree[1:]}
+    assert set(children) == {"follow", "notified"}
+    routed = json.loads(children["follow"]["result"]["result"])
+    assert (routed["event"]["type"], routed["event"]["payload"]["n"]) == ("hook.followup", 7)
+    hook = json.loads(children["notified"]["result"]["result"])
+    assert (children["notified"]["submitted_by"], hook["event"]["type"]) == ("hook", "job.completed")
+    assert (hook["event"]["payload"]["job_id"], hook["event"]["payload"]["submitted_by"]) == (root, "webhook:/hook/emit")
+
+
+def _jobs_of(hooks: Hooks, path: str) -> list[dict[str, Any]]:
+    resp = hooks.gw.client.get("/jobs", params={"submitted_by": f"webhook:{path}", "limit": 200})
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["jobs"])
+
+
+def test_a_client_that_hangs_up_after_sending_the_body_still_leaves_exactly_one_job(hooks: Hooks) -> None:
+    body = b'{"hang":"up"}'
+    with socket.create_connection(("127.0.0.1", hooks.port), timeout=10) as sock:
+        sock.sendall(b"POST /hook/durable HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: " + sign(SECRET, body).encode()
+                     + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    # Closed at once, before any answer: the commit must not have been cancelled with the connection.
+    jobs = wait_until(lambda: _jobs_of(hooks, "/hook/durable") or None, 15, what="the hung-up delivery's job")
+    time.sleep(0.5)  # a second job (a retried commit) would show by now
+    jobs = _jobs_of(hooks, "/hook/durable")
+    assert len(jobs) == 1, jobs
+    seen = hooks.job_seen(jobs[0]["job_id"])
+    assert seen["payload"]["payload"] == {"hang": "up"}
+
+
+def test_killing_the_gateway_right_after_a_202_loses_no_job(hooks: Hooks) -> None:
+    resp = hooks.signed("/hook/kill", b'{"kill":9}')
+    assert resp.status_code == 202, resp.text
+    hooks.gw.kill9()  # SIGKILL: no graceful stop, nothing flushed after the 202
+    hooks.gw.start()
+    wait_until(lambda: _listening(hooks.port), 10, what="the webhook listener after SIGKILL")
+    seen = hooks.job_seen(resp.json()["job_id"])
+    assert seen["payload"]["payload"] == {"kill": 9}
+    assert [j["job_id"] for j in _jobs_of(hooks, "/hook/kill")] == [resp.json()["job_id"]]
+
+
+def test_an_unparseable_request_gets_the_http_servers_bare_400(hooks: Hooks) -> None:
+    with socket.create_connection(("127.0.0.1", hooks.port), timeout=10) as sock:
+        sock.sendall(b"POST /hook/plain\xff HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer == b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def test_config_view_shows_each_endpoint_by_the_spec_fields_and_no_secret(hooks: Hooks) -> None:
+    resp = hooks.gw.client.get("/config/view")
+    assert resp.status_code == 200, resp.text
+    view = resp.json()["webhooks"]
+    assert view["listen"] == f"127.0.0.1:{hooks.port}"
+    by_path = {e["path"]: e for e in view["endpoints"]}
+    assert by_path["/hook/plain"] == {"name": "/hook/plain", "path": "/hook/plain", "plugin": "hookrecv",
+                                      "secret_ref": "hook_key", "signature_header": "X-Hub-Signature-256",
+                                      "max_body_size": 64}
+    assert by_path["/hook/typed"] == {"name": "typed", "path": "/hook/typed", "plugin": "hookrecv",
+                                      "secret_ref": "hook_key", "signature_header": "X-Hub-Signature-256",
+                                      "max_body_size": 1048576, "event_type": "site.rebuild_requested",
+                                      "timestamp_header": "X-Ductile-Timestamp", "timestamp_tolerance": "5m"}
+    assert "/hook/off" in by_path  # the configuration as loaded, served or not
+    assert SECRET not in resp.text
+
+
+def test_boot_logs_the_listener_under_the_webhook_component(hooks: Hooks) -> None:
+    started = [line for line in hooks.gw.log_lines() if line.get("msg") == "gateway started"]
+    assert started[-1]["webhooks_listen"] == f"127.0.0.1:{hooks.port}"
+    rejected = [line for line in hooks.gw.log_lines() if line.get("msg") == "webhook rejected"]
+    access = [line for line in hooks.gw.log_lines() if line.get("listener") == "webhooks"]
+    assert {line["component"] for line in rejected + access} == {"webhook"}
 
 
 def test_a_rolled_secret_takes_effect_without_a_restart(hooks: Hooks) -> None:
@@ -231,6 +327,11 @@ def test_no_key_value_reaches_the_db_wal_log_or_sse_replay(hooks: Hooks) -> None
             if b"job.enqueued" in seen and b"webhook:/hook/typed" in seen:
                 break
     assert b"webhook:/hook/plain" in seen  # the webhook jobs' SSE frames were read
+    frames = [json.loads(line[len(b"data: "):]) for block in seen.split(b"\n\n") if b"event: job.enqueued" in block
+              for line in block.split(b"\n") if line.startswith(b"data: ")]
+    typed = [f for f in frames if f.get("submitted_by") == "webhook:/hook/typed"]
+    assert typed and {"job_id", "plugin", "command", "submitted_by"} <= set(typed[0])
+    assert (typed[0]["plugin"], typed[0]["command"]) == ("hookrecv", "handle")
     assert SECRET.encode() not in seen and b"new-webhook-key" not in seen
 
 
@@ -246,3 +347,23 @@ def test_missing_secret_ref_refuses_boot(tmp_path: Path, monkeypatch: pytest.Mon
                           capture_output=True, text=True, timeout=60, cwd=gw.root)
     assert done.returncode == 1
     assert done.stderr.strip().endswith('webhook endpoint "/h": secret_ref "hook_key" not found in vault')
+
+
+def test_without_the_age_key_boot_is_refused_by_the_vault_rule_not_the_endpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """§1 makes an unresolvable secret_ref only a warning when the vault exists but no age key is
+    available (``config.webhooks.check_secret_refs(vault_unreadable=True)``, for `config check`).
+    Boot never gets that far: vault.md §1 refuses a vault it cannot open, before any secret_ref."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
+    gw = Daemon(tmp_path / "gw", plugins={"hookrecv": {"enabled": True}})
+    key, _ = seed_vault(gw.root, {"hook_key": SECRET})
+    key.unlink()
+    gw.config["webhooks"] = {"listen": f"127.0.0.1:{free_port()}", "endpoints": [endpoint("/h")]}
+    gw.write_config()
+    done = subprocess.run([sys.executable, "-m", "ductile.cli.main", "system", "start", "--config", str(gw.root)],
+                          capture_output=True, text=True, timeout=60, cwd=gw.root)
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(f"vault {gw.root / 'vault.age'} exists but no age key was found "
+                                        "(set secrets.age_key_file or DUCTILE_AGE_KEY_FILE)"), done.stderr
+    assert "webhook endpoint" not in done.stderr

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
 
+from ductile.api.system import webhooks_view
 from ductile.config import ConfigError
+from ductile.config.model import WebhookEndpoint, WebhooksConfig
+from ductile.config.webhooks import check_secret_refs
+from ductile.vault.document import Secret, VaultDocument
 from tests.unit.config.conftest import Load, Write
 
 ROOT = "plugin_roots: [plugins]\nplugins: {hook: {enabled: true}, off: {enabled: false}}\n"
@@ -101,3 +106,36 @@ def test_a_disabled_plugins_endpoint_is_not_served_and_warns(write: Write, load:
     assert [e.path for e in config.webhooks.served] == ["/h"]
     assert [w.message for w in config.warnings] == [
         'webhook endpoint "/off": plugin "off" is disabled; the endpoint is not served (404)']
+
+
+def _endpoints(*refs: str) -> WebhooksConfig:
+    return WebhooksConfig(listen="127.0.0.1:8091", endpoints=[
+        WebhookEndpoint(name=f"/h{i}", path=f"/h{i}", plugin="hook", secret_ref=ref, signature_header="X-Sig")
+        for i, ref in enumerate(refs)])
+
+
+def test_an_unresolvable_secret_ref_fails_the_load_when_the_vault_is_readable() -> None:
+    document = VaultDocument(secrets={"k": Secret(value="v")})
+    found = check_secret_refs(_endpoints("k", "gone"), document)
+    assert [str(e) for e in found.errors] == ['webhook endpoint "/h1": secret_ref "gone" not found in vault']
+    assert found.warnings == []
+    no_vault = check_secret_refs(_endpoints("k"), None)  # no vault at all: nothing resolves
+    assert [str(e) for e in no_vault.errors] == ['webhook endpoint "/h0": secret_ref "k" not found in vault']
+
+
+def test_an_unresolvable_secret_ref_is_only_a_warning_when_the_vault_has_no_key() -> None:
+    found = check_secret_refs(_endpoints("k"), None, vault_unreadable=True)
+    assert (found.errors, found.warnings) == ([], ['webhook endpoint "/h0": secret_ref "k" not found in vault'])
+
+
+def test_config_view_shows_exactly_the_spec_fields_of_each_endpoint() -> None:
+    timed = WebhookEndpoint(name="t", path="/t", plugin="hook", secret_ref="k", signature_header="X-Sig",
+                            max_body_size=2048, event_type="site.x", timestamp_header="X-Ts", timestamp_tolerance=30.0)
+    view = msgspec.to_builtins(webhooks_view(WebhooksConfig(listen="127.0.0.1:8091", endpoints=[
+        *_endpoints("k").endpoints, timed])))
+    assert view == {"listen": "127.0.0.1:8091", "endpoints": [
+        {"name": "/h0", "path": "/h0", "plugin": "hook", "secret_ref": "k", "signature_header": "X-Sig",
+         "max_body_size": 1048576},
+        {"name": "t", "path": "/t", "plugin": "hook", "secret_ref": "k", "signature_header": "X-Sig",
+         "max_body_size": 2048, "event_type": "site.x", "timestamp_header": "X-Ts", "timestamp_tolerance": "30s"},
+    ]}
