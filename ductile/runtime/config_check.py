@@ -204,6 +204,7 @@ def _vault_findings(config: Config, catalog: Catalog, gates: Gates, env: Mutable
     """What needs the vault: ``secret_ref`` tokens, ``requires_vault`` principals, fingerprints."""
     from ductile.app.vault import resolve_key, vault_path
     from ductile.commands.delivery import PRINCIPAL_NOT_REGISTERED
+    from ductile.config.webhooks import check_secret_refs as check_webhook_secret_refs
     from ductile.vault.blob import BlobFile, VaultBlobError
     from ductile.vault.keys import AgeKeyError
 
@@ -216,8 +217,13 @@ def _vault_findings(config: Config, catalog: Catalog, gates: Gates, env: Mutable
             document = BlobFile(path).read(keyring.identities)
     except (AgeKeyError, VaultBlobError) as exc:
         return [Finding(level=Level.ERROR, category="vault", field="secrets", message=str(exc))]
+    # webhooks.md §1: an endpoint's secret_ref that cannot be checked for want of the key only warns.
+    hooks = check_webhook_secret_refs(config.webhooks, document, vault_unreadable=path.exists() and document is None)
+    out += [_load_error(e) for e in hooks.errors]
+    out += [Finding(level=Level.WARNING, category="webhooks", field="webhooks.endpoints", message=w)
+            for w in hooks.warnings]
     if path.exists() and document is None:  # a vault, no key: nothing below can be verified
-        return [Finding(level=Level.WARNING, category=INTEGRITY, field="plugin_fingerprints", message=NO_AGE_KEY)]
+        return [*out, Finding(level=Level.WARNING, category=INTEGRITY, field="plugin_fingerprints", message=NO_AGE_KEY)]
     for index, entry in enumerate(config.api.tokens):
         if entry.secret_ref is not None:
             try:

@@ -186,3 +186,29 @@ def test_reload_refusal_rejects_tampering_whatever_the_gates(conf: Path, tmp_pat
     write(conf, "webhooks.yaml", "webhooks: {endpoints: []}\n# x\n")
     assert (reload_refusal(config, config) or "").startswith(
         f"config reload rejected: tampering detected: {conf / 'webhooks.yaml'} does not match .checksums")
+
+
+def _hooks(conf: Path) -> None:
+    write(conf, "config.yaml", """\
+        plugin_roots: [plugins]
+        include: [plugins.yaml]
+        webhooks:
+          listen: 127.0.0.1:9
+          endpoints:
+            - {path: /h, plugin: shellok, secret_ref: hook-key, signature_header: X-Sig}
+        """)
+
+
+def test_a_webhook_secret_ref_missing_from_the_vault_is_an_error(conf: Path, tmp_path: Path) -> None:
+    _hooks(conf)
+    report = check_config(source(conf), env(tmp_path), tmp_path / "home")
+    assert [f.message for f in report.errors] == ['webhook endpoint "/h": secret_ref "hook-key" not found in vault']
+
+
+def test_a_webhook_secret_ref_is_only_a_warning_when_the_vault_has_no_key_here(conf: Path, tmp_path: Path) -> None:
+    # webhooks.md §1: the vault exists but no age key is available, so nothing can be resolved.
+    _hooks(conf)
+    (conf / "vault.age").write_bytes(b"age-encryption.org/v1\n")
+    report = check_config(source(conf), env(tmp_path), tmp_path / "home")
+    assert report.valid, report.errors
+    assert 'webhook endpoint "/h": secret_ref "hook-key" not found in vault' in [f.message for f in report.warnings]
