@@ -65,16 +65,17 @@ def rejected(reason: str) -> str:
 
 
 def _restart_only_values(config: Config) -> dict[str, Any]:
-    raw = config.raw
-    state = raw.get("state") if isinstance(raw.get("state"), dict) else {}
-    webhooks = config.webhooks if isinstance(config.webhooks, dict) else {}
+    def raw(section: Any, key: str) -> Any:
+        return section.get(key) if isinstance(section, dict) else None
+
     return {
         "state.path": config.state_path,
-        "state.url": state.get("url") if isinstance(state, dict) else None,
+        "state.url": raw(config.raw.get("state"), "url"),
         "service.durability": config.service.durability,
         "api.listen": config.api.listen,
-        "api.management_socket": config.api.management_socket,
-        "webhooks.listen": webhooks.get("listen"),
+        # As written: the default follows state.path, whose change is named on its own.
+        "api.management_socket": raw(config.raw.get("api"), "management_socket"),
+        "webhooks.listen": raw(config.webhooks, "listen"),
     }
 
 
