@@ -137,7 +137,7 @@ OPEN_TO_ANY_TOKEN = ["/skills", "/.well-known/ai-plugin.json", "/plugin/behave/o
 
 @pytest.mark.parametrize(("method", "path", "allowed"), SCOPED)
 def test_each_route_needs_one_of_its_scopes(gw: Daemon, method: str, path: str, allowed: set[str]) -> None:
-    ok = 501 if path == "/system/reload" else 200
+    ok = 200
     for token in TOKENS:
         resp = call(gw, method, path, token=token)
         if token == TOKEN or token in allowed:
@@ -485,10 +485,10 @@ def test_selfcheck_passes_on_a_healthy_gateway(gw: Daemon) -> None:
         assert set(check) <= {"name", "ok", "status", "detail"}
 
 
-def test_reload_is_not_available_yet(gw: Daemon) -> None:
+def test_reload_of_an_unchanged_config_answers_ok(gw: Daemon) -> None:
     resp = call(gw, "POST", "/system/reload", token="tok-system-rw")
-    assert resp.status_code == 501
-    assert resp.json() == {"error": "config reload is not available in this version"}
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["status"], resp.json()["message"]) == ("ok", "configuration reloaded")
 
 
 # --- metrics ---------------------------------------------------------------------------------------
