@@ -511,7 +511,10 @@ def test_metrics_is_prometheus_text_with_every_documented_metric(gw: Daemon) -> 
     assert samples["ductile_event_log_position"] >= 1 and samples["ductile_events_appended_total"] >= 1
     assert samples["ductile_uptime_seconds"] >= 0 and samples["ductile_sse_subscribers"] == 0
     assert samples["ductile_circuit_breakers_open"] == 0
-    assert samples['ductile_config_reloads_total{outcome="ok"}'] == 0
+    reloads = samples['ductile_config_reloads_total{outcome="ok"}']
+    assert call(gw, "POST", "/system/reload", token="tok-system-rw").status_code == 200
+    _, after = parse_exposition(call(gw, "GET", "/metrics", token="tok-system-ro").text)
+    assert after['ductile_config_reloads_total{outcome="ok"}'] == reloads + 1  # each reload counted by outcome
     assert samples['ductile_vault_deliveries_total{outcome="security_alert"}'] == 0
     assert any(k.startswith("ductile_build_info{version=") and v == 1 for k, v in samples.items())
 

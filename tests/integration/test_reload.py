@@ -248,8 +248,10 @@ def test_reloads_under_load_lose_and_double_nothing(gw: Daemon) -> None:
     assert len(fired) == len(set(fired)), "a slot fired twice"
     assert len({e.job_id for e in fires}) == len(fires)
     # A slot is fired or recorded as skipped (an occurrence still outstanding under load): never neither.
-    skipped = [e.slot for e in log if isinstance(e, ScheduleSkipped) and e.schedule_id == "tick" and e.slot]
-    slots = sorted({*fired, *skipped})
-    gaps = [(b - a) / 1e9 for a, b in pairwise(slots)]
-    lost = [(i, round(gap, 3)) for i, gap in enumerate(gaps) if gap > 2.5]
-    assert lost == [], (lost, len(gaps))  # the longest plan is 2s: a longer gap is a lost fire
+    skips = [e for e in log if isinstance(e, ScheduleSkipped) and e.schedule_id == "tick" and e.slot]
+    # A late scheduler (a starved CPU) drops the slots it missed and records how many it dropped.
+    dropped = {e.slot: e.missed or 0 for e in skips}
+    slots = sorted({*fired, *dropped})
+    lost = [(round((b - a) / 1e9, 3), dropped.get(a)) for a, b in pairwise(slots)
+            if (b - a) / 1e9 > 2.5 * (1 + dropped.get(a, 0))]
+    assert lost == [], lost  # the longest plan is 2s: a longer gap that no skip accounts for is a lost fire
