@@ -21,15 +21,18 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import ductile
 from ductile.app import jobs
 from ductile.app.facade import Ductile
+from ductile.app.reload import Reload, Reloader, ReloadRefused
 from ductile.app.routing import Router
 from ductile.app.vault import VaultBootRefused, VaultKeeper, boot_vault
 from ductile.cli.progress import progress_bar
+from ductile.commands.schedule_plan import Spec
 from ductile.config.discovery import ConfigSource
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
@@ -47,12 +50,14 @@ from ductile.pipelines.graph import Pipeline
 from ductile.plugins.discovery import DiscoveryError
 from ductile.projections.registry import default_runner
 from ductile.runtime.catalog import Catalog, load_catalog
-from ductile.runtime.config_check import admit_boot
+from ductile.runtime.config_check import admit_boot, reload_refusal
 from ductile.runtime.dispatcher import Dispatcher
+from ductile.runtime.metrics import Metrics
 from ductile.runtime.retention import Retention
-from ductile.runtime.scheduler import Scheduler
+from ductile.runtime.scheduler import Scheduler, load_specs
 from ductile.runtime.services import Services
 from ductile.system import logs
+from ductile.system.build_info import build_info
 from ductile.system.logs import Log
 from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
 from ductile.vault.blob import VaultBlobError
@@ -60,9 +65,10 @@ from ductile.vault.keys import AgeKeyError
 
 if TYPE_CHECKING:
     import uvicorn
+    from litestar.types import ASGIApp
 
-    from ductile.api.webhooks import EndpointTable
-    from ductile.runtime.metrics import Metrics
+    from ductile.api.holder import AppHolder
+    from ductile.api.webhooks import WebhookApp
 
 
 log = Log("main")
@@ -122,16 +128,6 @@ def token_entries(config: Config, vault: VaultKeeper | None) -> list[tuple[str |
     return entries
 
 
-def check_webhook_secrets(config: Config, vault: VaultKeeper | None) -> None:
-    """Each webhook endpoint's ``secret_ref`` names a gateway-visible vault secret (webhooks.md §1);
-    the value is read again per request (``Ductile.webhooks.secret``)."""
-    found = check_webhook_secret_refs(config.webhooks, vault.document() if vault is not None else None)
-    for warning in found.warnings:
-        Log("config").warn(warning)
-    if found.errors:
-        raise found.errors[0]
-
-
 def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline]) -> Router:
     def entry(plugin: str) -> PluginEntry | None:
         loaded = catalog.get(plugin)
@@ -149,6 +145,77 @@ def build_router(config: Config, catalog: Catalog, pipelines: dict[str, Pipeline
     )
 
 
+def check_webhook_secrets(config: Config, vault: VaultKeeper | None) -> None:
+    """Each webhook endpoint's ``secret_ref`` names a gateway-visible vault secret (webhooks.md §1);
+    the value is read again per request (``Ductile.webhooks.secret``)."""
+    found = check_webhook_secret_refs(config.webhooks, vault.document() if vault is not None else None)
+    for warning in found.warnings:
+        Log("config").warn(warning)
+    if found.errors:
+        raise found.errors[0]
+
+
+def load_plugins(config: Config) -> tuple[Catalog, Compiled]:
+    """Plugin discovery, then the pipelines over it: the parts of a runtime read from disk."""
+    catalog = load_catalog(config)
+    return catalog, load_pipelines(config, catalog)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    """Everything one config decides, built whole before it serves (at boot, and beside the running
+    one at a reload); ``Gateway.swap`` puts a new one in place."""
+
+    config: Config
+    catalog: Catalog
+    pipelines: Compiled
+    router: Router
+    schedules: list[Spec]
+    snapshot_id: str
+    facade: Ductile
+    app: ASGIApp | None  # the public API (None when api.enabled is false), per-plugin and per-pipeline routes included
+    management_app: ASGIApp | None  # /vault/* on the management socket (None without a vault or a socket)
+    webhook_app: WebhookApp | None  # the webhook listener's app (None without webhooks.listen)
+    tokens: int  # API tokens resolved (require_api_auth counts them)
+
+
+def build_runtime(config: Config, catalog: Catalog, compiled: Compiled, *, events: EventLog, services: Services,
+                  vault: VaultKeeper | None, metrics: Metrics, snapshot_id: str, reload: Reload) -> Runtime:
+    """The one way a runtime is built from a config (boot and reload). Raises ``ConfigError`` when
+    the config cannot run (a ``secret_ref`` missing from the vault, ...); it starts nothing."""
+    tokens = token_entries(config, vault)  # a secret_ref not in the vault refuses the config
+    check_webhook_secrets(config, vault)
+    pipelines = compiled.pipelines
+    router = build_router(config, catalog, pipelines)
+    specs, warnings = load_specs(config, catalog)
+    for w in warnings:
+        Log("scheduler").warn(w)
+    facade = Ductile(config, catalog, events, services.reads, router=router, pipelines=pipelines, schedule_specs=specs,
+                     config_snapshot_id=snapshot_id, vault=vault, reload=reload)
+    app = management_app = None
+    if config.api.enabled or (vault is not None and config.api.management_socket is not None):
+        from ductile.api.app import access_log, create_app, create_management_app
+        from ductile.api.auth import TokenSet
+
+        if config.api.enabled:
+            if not tokens:
+                log.warn("api enabled with no tokens: every protected route will answer 401")
+            token_set = TokenSet(tokens, vault.document if vault is not None else lambda: None)
+            # The access log wraps the whole app: Litestar middleware would miss 404/405 answers.
+            app = access_log(create_app(facade, services, token_set, metrics=metrics))
+        if vault is not None and config.api.management_socket is not None:
+            management_app = access_log(create_management_app(facade))
+    webhook_app = None
+    if config.webhooks.listen is not None:
+        from ductile.api.webhooks import EndpointTable, WebhookApp
+
+        # Built even with no endpoint served, so that a reload can empty the table (every path 404).
+        webhook_app = WebhookApp(facade, EndpointTable(config.webhooks), metrics)
+    return Runtime(config=config, catalog=catalog, pipelines=compiled, router=router, schedules=specs,
+                   snapshot_id=snapshot_id, facade=facade, app=app, management_app=management_app,
+                   webhook_app=webhook_app, tokens=len(tokens))
+
+
 class Gateway:
     def __init__(self, source: ConfigSource) -> None:
         self.source = source
@@ -161,14 +228,27 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self.events: EventLog | None = None
         self.vault: VaultKeeper | None = None  # the loaded vault; None when there is none
-        self.webhook_table: EndpointTable | None = None  # served webhook endpoints; a reload swaps .current
+        self.runtime: Runtime | None = None  # the one serving; a reload swaps it
+        self._reloader: Reloader[Runtime] | None = None
+        self._metrics: Metrics | None = None
+        self._scheduler: Scheduler | None = None
+        self._api: AppHolder | None = None
+        self._management: AppHolder | None = None
+        self._api_server: uvicorn.Server | None = None
+        self._api_task: asyncio.Task[None] | None = None
+        self._watch_changed = asyncio.Event()
+        self._signal_reloads: set[asyncio.Task[object]] = set()
+        self._webhooks: AppHolder | None = None  # the webhook listener's app, once it listens
+        self._webhook_server: uvicorn.Server | None = None
 
     async def run(self) -> int:
         # Before anything else: a SIGHUP during boot must not kill the gateway, and a SIGTERM
         # during boot must still end in a graceful stop once boot is done.
         self._install_signals(asyncio.get_running_loop())
         try:
-            config, catalog = self._load()
+            config = self._load()
+            catalog, compiled = load_plugins(config)
+            self.pipelines = compiled
             self._lock = PidLock(pid_path(config.state_path)).acquire()
             events = EventLog(config.state_path, config.service.durability, default_runner())
             self.events = events
@@ -180,17 +260,20 @@ class Gateway:
                     bar.close()
             # After the log is open: the boot check of vault.md §3 may append (revert or adopt).
             self.vault = await asyncio.to_thread(boot_vault, config, events, os.environ, Path.home())
-            tokens = token_entries(config, self.vault)  # a secret_ref not in the vault refuses boot
-            check_webhook_secrets(config, self.vault)
+            self._services = Services(events, api_enabled=config.api.enabled)
+            self._metrics = Metrics(config.service.max_workers, ductile.__version__, build_info()["commit"])
+            events.on_commit(self._metrics.observe)
+            self._reloader = Reloader(events, self, count=self._metrics.config_reload)
+            runtime = self._build(config, catalog, compiled, str(uuid.uuid4()))  # a missing secret_ref refuses boot
             # Integrity (config.md §6.3) and the admission gates (§7): a refusal is a ConfigError.
-            for warning in admit_boot(config, catalog, self.pipelines, self.vault.document() if self.vault else None,
-                                      len(tokens)):
+            document = self.vault.document() if self.vault is not None else None
+            for warning in admit_boot(config, catalog, compiled, document, runtime.tokens):
                 Log("config").warn(warning)
         except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error,
                 VaultBootRefused, AgeKeyError, VaultBlobError) as exc:
             return self._boot_failed(str(exc))
         try:
-            return await self._serve(config, catalog, events, tokens)
+            return await self._serve(runtime, events)
         except Exception as exc:
             # A fault inside the gateway: one ERROR line, exit 1, so a service manager restarts it.
             log.error("gateway failed", exc=exc)
@@ -204,16 +287,75 @@ class Gateway:
             if self._lock is not None:
                 self._lock.release()
 
-    def _load(self) -> tuple[Config, Catalog]:
+    def _build(self, config: Config, catalog: Catalog, compiled: Compiled, snapshot_id: str) -> Runtime:
+        assert self.events is not None and self._services is not None and self._metrics is not None
+        assert self._reloader is not None
+        return build_runtime(config, catalog, compiled, events=self.events, services=self._services, vault=self.vault,
+                             metrics=self._metrics, snapshot_id=snapshot_id, reload=self._reloader.reload)
+
+    # --- reload (config.md §8): the steps ``Reloader`` runs, in its order --------------------------
+
+    def load(self) -> Config:
+        return self._load()
+
+    def running_config(self) -> Config:
+        assert self.runtime is not None
+        return self.runtime.config
+
+    async def admit(self, running: Config, new: Config) -> str | None:
+        """Integrity (config.md §6.3) and the gates (§7), on in the running or the new config."""
+        document = self.vault.document() if self.vault is not None else None
+        return await asyncio.to_thread(reload_refusal, running, new, document=document)
+
+    async def build(self, config: Config, snapshot_id: str) -> Runtime:
+        try:
+            catalog, compiled = await asyncio.to_thread(load_plugins, config)
+            return self._build(config, catalog, compiled, snapshot_id)
+        except (ConfigError, DiscoveryError) as exc:
+            raise ReloadRefused(str(exc)) from None
+
+    async def discard(self, runtime: Runtime) -> None:
+        """A built runtime that will not serve: it started nothing, so there is nothing to stop."""
+
+    async def swap(self, runtime: Runtime) -> None:
+        """Put ``runtime`` in place of the running one. Claims use the new catalog and router from
+        here on; requests already in flight (SSE streams included) finish on the app they began on."""
+        self.runtime = runtime
+        self.pipelines = runtime.pipelines
+        if self._dispatcher is not None:
+            self._dispatcher.swap(runtime.catalog, runtime.router)
+        if self._scheduler is not None:
+            await self._scheduler.replan(runtime.config, runtime.catalog, runtime.schedules)
+        if self._management is not None and runtime.management_app is not None:
+            self._management.swap(runtime.management_app)
+        if self._services is not None:
+            self._services.posture = "gateway" if runtime.config.api.enabled else "closed"
+        if runtime.webhook_app is not None and self._webhooks is not None:
+            self._webhooks.swap(runtime.webhook_app)  # requests in flight finish under their set
+        elif runtime.webhook_app is not None and runtime.config.webhooks.served:
+            await self._open_webhooks(runtime.config, runtime.webhook_app)
+        # Last, as it may bind or close a socket: api.enabled opens or closes the public listener.
+        if runtime.app is not None and self._api is not None:
+            self._api.swap(runtime.app)
+        elif runtime.app is not None:
+            await self._open_api(runtime.config, runtime.app)
+        elif self._api_server is not None:
+            self._close_api()
+
+    async def reload_from_signal(self) -> None:
+        if self._reloader is None:
+            log.warn("config reload failed: the gateway is still starting; send SIGHUP again once it has started")
+            return
+        await self._reloader.reload()  # the outcome is logged and recorded there
+
+    def _load(self) -> Config:
         config = load_config(self.source)
         logs.configure(config.service.log_level, config.service.log_format)
         log.info("configuration loaded", config_source=self.source.source, config_path=str(self.source.root_file))
         cfg_log = Log("config")
         for w in config.warnings:
             cfg_log.warn(w.message, field=w.field, file=w.file)
-        catalog = load_catalog(config)
-        self.pipelines = load_pipelines(config, catalog)
-        return config, catalog
+        return config
 
     def _boot_failed(self, message: str) -> int:
         log.error(message)
@@ -224,20 +366,18 @@ class Gateway:
             self._lock.release()
         return 1
 
-    async def _serve(self, config: Config, catalog: Catalog, events: EventLog,
-                     tokens: list[tuple[str | SecretRef, list[str]]]) -> int:
-        services = self._services = Services(events, api_enabled=config.api.enabled)
+    async def _serve(self, runtime: Runtime, events: EventLog) -> int:
+        config, catalog = runtime.config, runtime.catalog
+        services = self._services
+        assert services is not None and self._reloader is not None
         services.live.bind(asyncio.get_running_loop())
-        pipelines = self.pipelines.pipelines if self.pipelines else {}
-        snapshot_id = str(uuid.uuid4())
-        await events.append("system", [
-            ConfigSnapshotted(snapshot_id=snapshot_id, reason="startup", config=snapshot_document(config), at=now_ns())
-        ])
-        router = build_router(config, catalog, pipelines)
+        await events.append("system", [ConfigSnapshotted(snapshot_id=runtime.snapshot_id, reason="startup",
+                                                         config=snapshot_document(config), at=now_ns())])
+        self.runtime = runtime
         dispatcher = Dispatcher(
-            events, catalog, max_workers=config.service.max_workers, router=router,
+            events, catalog, max_workers=config.service.max_workers, router=runtime.router,
             env_passthrough=config.service.plugin_env_passthrough, state_dir=config.state_path.parent,
-            config_snapshot_id=lambda: snapshot_id, live=services.live, vault=self.vault,
+            config_snapshot_id=self._snapshot_id, live=services.live, vault=self.vault,
         )
         self._dispatcher = dispatcher
         # Survivors that ignore SIGTERM take a 5 s grace to kill: the API comes up meanwhile, while
@@ -248,77 +388,49 @@ class Gateway:
             services.live.publish("scheduler.tick", {"at": rfc3339(now)})
             await retention.run(now)
 
-        scheduler = Scheduler(events, config, catalog, on_tick=on_tick)
-        gateway = Ductile(config, catalog, events, services.reads, router=router, pipelines=pipelines,
-                          schedule_specs=scheduler.specs, config_snapshot_id=snapshot_id, vault=self.vault)
+        scheduler = self._scheduler = Scheduler(events, config, catalog, on_tick=on_tick, specs=runtime.schedules)
         scheduler_task = asyncio.create_task(_after(recovery, scheduler.run), name="scheduler")
         tasks = [asyncio.create_task(_after(recovery, dispatcher.run), name="dispatcher"), scheduler_task]
         self._tasks = tasks
         servers: list[uvicorn.Server] = []
-        if self.vault is not None and config.api.management_socket is not None:
-            # vault.md §7: whenever a vault is loaded, whatever the API's posture.
-            from ductile.api.server import ManagementSocketRefused
+        try:
+            if runtime.management_app is not None and config.api.management_socket is not None:
+                # vault.md §7: whenever a vault is loaded, whatever the API's posture.
+                from ductile.api.server import ManagementSocketRefused
 
-            try:
-                servers.append(await self._serve_management(gateway, config.api.management_socket, tasks))
-            except (ManagementSocketRefused, OSError) as exc:
-                await dispatcher.stop(0)
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                return self._boot_failed(f"vault: management socket: {exc}")
-        server = None
-        metrics = None
-        if config.api.enabled:
-            from ductile.api.app import access_log, create_app
-            from ductile.api.auth import TokenSet
-            from ductile.runtime.metrics import Metrics
-            from ductile.system.build_info import build_info
-
-            metrics = Metrics(config.service.max_workers, ductile.__version__, build_info()["commit"])
-            events.on_commit(metrics.observe)
-            from ductile.api.server import make_server, split_listen
-
-            if not tokens:
-                log.warn("api enabled with no tokens: every protected route will answer 401")
-            token_set = TokenSet(tokens, self.vault.document if self.vault is not None else lambda: None)
-            host, port = split_listen(config.api.listen)
-            # The access log wraps the whole app: Litestar middleware would miss 404/405 answers.
-            server = make_server(access_log(create_app(gateway, services, token_set, metrics=metrics)), host, port)
-            server_task = asyncio.create_task(_serve_api(server), name="api")
-            while not server.started and not server_task.done():
-                await asyncio.sleep(0.01)
-            if server_task.done():
-                reason = server_task.exception() if not server_task.cancelled() else None
-                await dispatcher.stop(0)
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                return self._boot_failed(f"api: failed to listen on {config.api.listen}" + (f": {reason}" if reason else ""))
-            tasks.append(server_task)
-        if config.webhooks.served:
-            try:
-                servers.append(await self._serve_webhooks(gateway, config, metrics, tasks))
-            except BootError as exc:
-                await dispatcher.stop(0)
-                await _cancel_bounded(tasks)
-                return self._boot_failed(str(exc))
+                try:
+                    servers.append(await self._serve_management(runtime.management_app,
+                                                                config.api.management_socket, tasks))
+                except (ManagementSocketRefused, OSError) as exc:
+                    raise BootError(f"vault: management socket: {exc}") from None
+            if runtime.app is not None:
+                await self._open_api(config, runtime.app)
+            if runtime.webhook_app is not None and config.webhooks.served:
+                await self._open_webhooks(config, runtime.webhook_app)
+        except BootError as exc:
+            await dispatcher.stop(0)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return self._boot_failed(str(exc))
         await events.append("system", [GatewayStarted(version=ductile.__version__, pid=os.getpid(),
                                                       posture=services.posture, at=now_ns())])
         log.info("gateway started", posture=services.posture, api_listen=config.api.listen if config.api.enabled else None,
-                 webhooks_listen=config.webhooks.listen if config.webhooks.served else None,
+                 webhooks_listen=config.webhooks.listen if self._webhooks is not None else None,
                  plugins_loaded=len(catalog.plugins), version=ductile.__version__, pid=os.getpid())
-        failed = await self._wait(tasks)
+        self._reloader.ready()
+        failed = await self._wait()
         log.info("shutdown requested")
         services.shutting_down = True
         services.stopping.set()  # ends SSE streams so the API can drain
-        for running in [*servers, *([server] if server is not None else [])]:
+        for running in [*servers, *([self._api_server] if self._api_server is not None else []),
+                        *([self._webhook_server] if self._webhook_server is not None else [])]:
             running.should_exit = True
-        await dispatcher.stop(0 if self._force else config.service.shutdown_grace)
+        await dispatcher.stop(0 if self._force else self._running_config().service.shutdown_grace)
         scheduler.stop()
         # The API server drains in-flight requests for up to 10 s. asyncio.wait, never a
         # suppressed wait_for: a CancelledError meant for this task must not be swallowed.
-        pending = [t for t in tasks if not t.done()]
+        pending = [t for t in self._watched() if not t.done()]
         if pending:
             _, late = await asyncio.wait(pending, timeout=COMPONENT_STOP_SECONDS)
             await _cancel_bounded(late)
@@ -329,13 +441,74 @@ class Gateway:
         log.info("gateway stopped")
         return 1 if failed else 0
 
-    async def _serve_management(self, gateway: Ductile, path: Path, tasks: list[asyncio.Task[None]]) -> uvicorn.Server:
+    def _snapshot_id(self) -> str | None:
+        return self.runtime.snapshot_id if self.runtime is not None else None
+
+    def _running_config(self) -> Config:
+        assert self.runtime is not None
+        return self.runtime.config
+
+    def _watched(self) -> list[asyncio.Task[None]]:
+        """The components whose end stops the gateway: the loops, the management socket and the
+        public API's server (which a reload may open or close)."""
+        return [*self._tasks, *([self._api_task] if self._api_task is not None else [])]
+
+    async def _open_api(self, config: Config, app: ASGIApp) -> None:
+        """Bind the public listener and serve ``app`` through a holder a reload can re-point."""
+        from ductile.api.holder import AppHolder
+        from ductile.api.server import make_server, split_listen
+
+        host, port = split_listen(config.api.listen)
+        holder = AppHolder(app)
+        server = make_server(holder, host, port)
+        task = asyncio.create_task(_serve_api(server), name="api")
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            reason = task.exception() if not task.cancelled() else None
+            raise BootError(f"api: failed to listen on {config.api.listen}" + (f": {reason}" if reason else ""))
+        self._api, self._api_server, self._api_task = holder, server, task
+        self._watch_changed.set()
+
+    async def _open_webhooks(self, config: Config, app: WebhookApp) -> None:
+        """The webhook listener (webhooks.md §2) on ``webhooks.listen``, started once an endpoint is
+        served; a reload re-points its holder (``webhooks.listen`` itself needs a restart)."""
+        from ductile.api.holder import AppHolder
+        from ductile.api.server import split_listen
+        from ductile.api.webhooks import webhook_server
+
+        listen = config.webhooks.listen or ""
+        holder = AppHolder(app)
+        host, port = split_listen(listen)
+        server = webhook_server(holder, host, port)
+        task = asyncio.create_task(_serve_api(server), name="webhooks")
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            reason = task.exception() if not task.cancelled() else None
+            raise BootError(f"webhooks: failed to listen on {listen}" + (f": {reason}" if reason else ""))
+        self._webhooks, self._webhook_server = holder, server
+        self._tasks.append(task)
+        self._watch_changed.set()
+        log.info("webhook listener started", listen=listen, endpoints=len(config.webhooks.served))
+
+    def _close_api(self) -> None:
+        """api.enabled turned off by a reload: the listener drains its requests and closes."""
+        assert self._api_server is not None
+        self._api_server.should_exit = True
+        self._api, self._api_server, self._api_task = None, None, None  # its end is no failure
+        self._watch_changed.set()
+        log.info("api listener closed (api.enabled is false)")
+
+
+    async def _serve_management(self, app: ASGIApp, path: Path, tasks: list[asyncio.Task[None]]) -> uvicorn.Server:
         """Bind the management socket and serve ``/vault/*`` on it; the task joins ``tasks``."""
-        from ductile.api.app import access_log, create_management_app
+        from ductile.api.holder import AppHolder
         from ductile.api.server import bind_management_socket, make_socket_server
 
         sock = bind_management_socket(path)
-        server = make_socket_server(access_log(create_management_app(gateway)))
+        self._management = AppHolder(app)
+        server = make_socket_server(self._management)
 
         async def serve() -> None:
             try:
@@ -353,32 +526,18 @@ class Gateway:
         log.info("management socket listening", path=str(path))
         return server
 
-    async def _serve_webhooks(self, gateway: Ductile, config: Config, metrics: Metrics | None,
-                              tasks: list[asyncio.Task[None]]) -> uvicorn.Server:
-        """The webhook listener (webhooks.md §2) on ``webhooks.listen``; its task joins ``tasks``.
-        ``self.webhook_table`` is what a reload swaps."""
-        from ductile.api.server import split_listen
-        from ductile.api.webhooks import EndpointTable, WebhookApp, webhook_server
-
-        listen = config.webhooks.listen or ""
-        self.webhook_table = EndpointTable(config.webhooks)
-        host, port = split_listen(listen)
-        server = webhook_server(WebhookApp(gateway, self.webhook_table, metrics), host, port)
-        task = asyncio.create_task(_serve_api(server), name="webhooks")
-        while not server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if task.done():
-            reason = task.exception() if not task.cancelled() else None
-            raise BootError(f"webhooks: failed to listen on {listen}" + (f": {reason}" if reason else ""))
-        tasks.append(task)
-        log.info("webhook listener started", listen=listen, endpoints=len(self.webhook_table.current))
-        return server
-
-    async def _wait(self, tasks: list[asyncio.Task[None]]) -> bool:
+    async def _wait(self) -> bool:
         stop = asyncio.create_task(self.stop_requested.wait())
-        done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            # A reload may open or close the API's listener: watch the components anew each time.
+            self._watch_changed.clear()
+            changed = asyncio.create_task(self._watch_changed.wait())
+            done, _ = await asyncio.wait([stop, changed, *self._watched()], return_when=asyncio.FIRST_COMPLETED)
+            changed.cancel()
+            if done != {changed}:
+                break
         stop.cancel()
-        failed = [t for t in done if t is not stop]
+        failed = [t for t in done if t is not stop and t is not changed]
         for t in failed:
             exc = t.exception() if not t.cancelled() else None
             log.error("component stopped unexpectedly", exc=exc, component=t.get_name(), error=repr(exc))
@@ -407,7 +566,12 @@ class Gateway:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: log.warn("config reload failed: reload is not available yet"))
+        def reload() -> None:
+            task = asyncio.ensure_future(self.reload_from_signal())
+            self._signal_reloads.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(self._signal_reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
 
 
 async def _after(first: asyncio.Task[None], run: Callable[[], Awaitable[None]]) -> None:

@@ -17,6 +17,7 @@ from ductile.api.auth import scopes
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
 from ductile.api.schemas import errors
+from ductile.app.reload import ReloadStatus
 from ductile.config.model import Config, WebhooksConfig
 from ductile.config.redaction import REDACTED, display_document, redact
 from ductile.events.timefmt import now_ns, rfc3339
@@ -362,6 +363,17 @@ async def system_selfcheck(ductile: Facade) -> SelfcheckReport:
 # --- reload --------------------------------------------------------------------------------------------
 
 
-@post("/system/reload", status_code=200, guards=[scopes("system:rw")], responses=errors(401, 403, 409, 501))
-async def system_reload() -> dict[str, Any]:
-    raise ApiError(501, "config reload is not available in this version")
+class Reloaded(msgspec.Struct, kw_only=True):
+    """``POST /system/reload`` 200 (config.md §8)."""
+
+    status: str
+    reloaded_at: str
+    message: str
+
+
+@post("/system/reload", status_code=200, guards=[scopes("system:rw")], responses=errors(401, 403, 409))
+async def system_reload(ductile: Facade) -> Reloaded:
+    outcome = await ductile.system.reload()
+    if outcome.status != ReloadStatus.OK:
+        raise ApiError(409, outcome.error or "config reload rejected")
+    return Reloaded(status=outcome.status, reloaded_at=outcome.reloaded_at or "", message=outcome.message or "")

@@ -17,7 +17,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import uvicorn
@@ -31,6 +31,9 @@ from ductile.events.timefmt import NS
 from ductile.runtime.metrics import Metrics
 from ductile.system.logs import Log, request_context
 from ductile.webhook_signatures import TimestampVerdict, check_timestamp, parse_timestamp, replay_key, verify
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp
 
 log = Log("webhook")  # operations.md §1's component name
 TIMEOUTS = HttpTimeouts(read=10.0, write=10.0, idle=60.0)  # webhooks.md §1
@@ -56,13 +59,13 @@ class WebhookHttpProtocol(GatewayHttpProtocol):
         self.transport.close()
 
 
-def webhook_server(app: WebhookApp, host: str, port: int, timeouts: HttpTimeouts = TIMEOUTS) -> uvicorn.Server:
+def webhook_server(app: ASGIApp, host: str, port: int, timeouts: HttpTimeouts = TIMEOUTS) -> uvicorn.Server:
     """The listener's server; ``timeouts`` are §1's, shorter only in tests."""
     return make_server(app, host, port, timeouts, protocol=WebhookHttpProtocol)
 
 
 class EndpointTable:
-    """The served endpoints by path; the runtime replaces ``current`` whole on reload."""
+    """The served endpoints by path, one table per runtime (a reload swaps the whole app)."""
 
     def __init__(self, config: WebhooksConfig) -> None:
         self.current: Mapping[str, WebhookEndpoint] = table_of(config)

@@ -24,6 +24,7 @@ from ductile.app import jobs as app_jobs
 from ductile.app import schedules as app_schedules
 from ductile.app import webhooks as app_webhooks
 from ductile.app.jobs import EnqueueOutcome
+from ductile.app.reload import Reload, ReloadOutcome
 from ductile.app.routing import Router
 from ductile.app.vault import VaultKeeper, WriteOutcome
 from ductile.commands.jobs import EnqueueJob
@@ -322,6 +323,12 @@ class System:
         gw = self._gw
         return await gw.reads.read(lambda c: doctor_checks(gw.config, gw.catalog, c))
 
+    async def reload(self) -> ReloadOutcome:
+        """config.md §8: the one reload path (serialized); ``ok`` or ``rejected`` with the reason."""
+        if self._gw.reload is None:
+            raise ReloadUnavailable()
+        return await self._gw.reload()
+
     async def selfcheck(self) -> list[dict[str, Any]] | None:
         """The online checks, or None while another run is in flight (one at a time)."""
         if self._selfcheck_running:
@@ -337,6 +344,13 @@ async def _depth_and_open_breakers(conn: aiosqlite.Connection) -> tuple[int, int
     return await job_queries.queue_depth(conn), await schedule_queries.open_breaker_plugins(conn)
 
 
+class ReloadUnavailable(LookupError):
+    """A facade built without a gateway to reload (a standalone API app in tests)."""
+
+    def __str__(self) -> str:
+        return "config reload is not available here"
+
+
 class Ductile:
     """The gateway as its callers see it. Built once by the composition root, fully wired."""
 
@@ -344,7 +358,7 @@ class Ductile:
         self, config: Config, catalog: Catalog, events: EventLog, reads: Reads, *,
         router: Router | None = None, pipelines: Mapping[str, Pipeline] | None = None,
         schedule_specs: list[Spec] | None = None, config_snapshot_id: str | None = None,
-        vault: VaultKeeper | None = None,
+        vault: VaultKeeper | None = None, reload: Reload | None = None,
     ) -> None:
         self.config = config
         self.catalog = catalog
@@ -354,6 +368,7 @@ class Ductile:
         self.pipelines_by_name: Mapping[str, Pipeline] = pipelines or {}
         self.schedule_specs: list[Spec] = schedule_specs or []
         self.config_snapshot_id = config_snapshot_id
+        self.reload = reload  # the gateway's one reload path; every generation of the facade shares it
         self.jobs = Jobs(self)
         self.plugins = Plugins(self)
         self.pipelines = Pipelines(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 from cyclopts import App, Parameter
@@ -265,19 +266,56 @@ def reload(
         raise fail("gateway is not running", json=json)
     if pid <= 0:
         raise fail(f"the PID lock {pid_path(cfg.state_path)} is held but names no process", json=json)
+    from ductile.events.log import connect, read_head
+
+    conn = connect(cfg.state_path, readonly=True)
+    try:
+        head = read_head(conn)  # the outcome is the first one recorded after this position
+    finally:
+        conn.close()
     try:
         os.kill(pid, signal.SIGHUP)
     except ProcessLookupError:
         raise fail("gateway is not running", json=json) from None
     except PermissionError:
         raise fail(f"cannot signal the gateway (pid {pid}): permission denied", json=json) from None
-    # The daemon does not apply a reload yet (it logs "config reload failed"), so there is no outcome
-    # to wait for: say so rather than report a reload that did not happen.
-    message = f"reload requested (pid {pid}); this version does not apply config changes until restart"
-    raise fail(message, json=json, document={"status": "not_applied", "pid": pid, "error": message})
+    return _await_reload_outcome(cfg.state_path, head, pid, seconds, json)
+
+
+def _await_reload_outcome(state_path: Path, head: int, pid: int, seconds: float, json: bool) -> int:
+    """Wait for the reload's outcome in the event log: the first ``ConfigReloaded`` or
+    ``ConfigReloadRejected`` after ``head`` (the log's head before the signal)."""
+    from ductile.app.reload import RELOADED_MESSAGE, ReloadStatus
+    from ductile.events.log import connect, iter_rows
+    from ductile.events.timefmt import rfc3339
+    from ductile.events.types import ConfigReloaded, ConfigReloadRejected
+
+    deadline = time.monotonic() + seconds
+    conn = connect(state_path, readonly=True)
+    try:
+        while True:
+            for rec in iter_rows(conn, head):
+                head = rec.position
+                if isinstance(rec.event, ConfigReloaded):
+                    at = rfc3339(rec.event.at) or ""
+                    if json:
+                        emit_json({"status": ReloadStatus.OK, "reloaded_at": at, "message": RELOADED_MESSAGE})
+                    else:
+                        print(f"Reloaded at {at}")
+                    return 0
+                if isinstance(rec.event, ConfigReloadRejected):
+                    error = rec.event.error
+                    raise fail(error, json=json, document={"status": ReloadStatus.REJECTED, "error": error})
+            if time.monotonic() >= deadline:
+                message = f"timed out after {seconds:g}s waiting for the gateway (pid {pid}) to reload"
+                raise fail(message, json=json, document={"status": "timeout", "pid": pid, "error": message})
+            time.sleep(0.05)
+    finally:
+        conn.close()
 
 
 def _reload_over_api(api_url: str, api_key: str | None, seconds: float, json: bool) -> int:
+    from ductile.app.reload import ReloadStatus
     from ductile.cli.client import GatewayClient, GatewayHttpError
     from ductile.cli.output import CliFailure
 
@@ -286,7 +324,7 @@ def _reload_over_api(api_url: str, api_key: str | None, seconds: float, json: bo
     except GatewayHttpError as exc:
         if exc.status == 409:
             error = exc.error if exc.error.startswith("config reload rejected") else f"config reload rejected: {exc.error}"
-            raise fail(error, json=json, document={"status": "rejected", "error": error}) from None
+            raise fail(error, json=json, document={"status": ReloadStatus.REJECTED, "error": error}) from None
         raise fail(exc.message, json=json) from None
     except CliFailure as exc:
         raise fail(exc.message, json=json) from None

@@ -367,6 +367,20 @@ class ConfigSnapshotted(EventBase, frozen=True, gc=False, kw_only=True):
     config: dict[str, Any]
 
 
+class ConfigReloaded(EventBase, frozen=True, gc=False, kw_only=True):
+    """A reload swapped in the config of snapshot ``snapshot_id`` (config.md §8). The hash is of the
+    redacted snapshot, so two reloads of the same config are recognisable; never a value."""
+
+    snapshot_id: str
+    snapshot_hash: str
+
+
+class ConfigReloadRejected(EventBase, frozen=True, gc=False, kw_only=True):
+    """A reload refused; the running config stays. ``error`` is the ``config reload rejected: ...`` text."""
+
+    error: str
+
+
 class ProjectionsPruned(EventBase, frozen=True, gc=False, kw_only=True):
     """Retention cut-offs (ns) per read model; projections delete older rows when they apply it."""
 
@@ -602,6 +616,8 @@ Event = (
     | GatewayStarted
     | GatewayStopped
     | ConfigSnapshotted
+    | ConfigReloaded
+    | ConfigReloadRejected
     | ProjectionsPruned
     | VaultInitialized
     | PrincipalRegistered

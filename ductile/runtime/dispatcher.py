@@ -87,6 +87,17 @@ def log_refused_result(job_id: str, exc: Refused) -> None:
         log.error("job result refused", job_id=job_id, refusal=type(exc).__name__, reason=str(exc))
 
 
+class Generation:
+    """The catalog and router the dispatcher claims and runs with. A reload swaps in a new one
+    whole; a job keeps the generation it was claimed under until it ends (config.md §8, step 5)."""
+
+    __slots__ = ("catalog", "router")
+
+    def __init__(self, catalog: Catalog, router: Router | None) -> None:
+        self.catalog = catalog
+        self.router = router
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -103,7 +114,9 @@ class Dispatcher:
         vault: VaultSource | None = None,
     ) -> None:
         self.events = events
-        self.catalog = catalog
+        self._gen = Generation(catalog, router)
+        # job id -> the generation it was claimed under, until its slot picks it up.
+        self._claimed_under: dict[str, Generation] = {}
         self.max_workers = max_workers
         self._env = plugin_environment(os.environ, env_passthrough)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ductile-job")
@@ -119,7 +132,6 @@ class Dispatcher:
         self._snapshot = config_snapshot_id
         self._rng = random.Random()
         self._live = live or LiveHub()
-        self.router = router
         self._run_process = run  # a seam: unit tests pass a fake that plays the plugin's part
         self._secrets = SecretsAtSpawn(events, vault)
         events.on_commit(self._on_commit)
@@ -142,10 +154,30 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
-    def _unavailable(self, plugin: str, command: str) -> str | None:
+    @property
+    def catalog(self) -> Catalog:
+        return self._gen.catalog
+
+    @property
+    def router(self) -> Router | None:
+        return self._gen.router
+
+    def swap(self, catalog: Catalog, router: Router | None) -> None:
+        """Claim with ``catalog`` and ``router`` from now on (one reference assignment, so a claim
+        sees the old generation or the new one, never half of each). Running jobs keep theirs;
+        the lanes count them, since a claim counts every running job in the queue."""
+        self._gen = Generation(catalog, router)
+        self._wake.set()
+
+    @staticmethod
+    def _unavailable_in(catalog: Catalog) -> Callable[[str, str], str | None]:
+        return lambda plugin, command: Dispatcher._unavailable(catalog, plugin, command)
+
+    @staticmethod
+    def _unavailable(catalog: Catalog, plugin: str, command: str) -> str | None:
         if plugin in CORE_PLUGINS:
             return None
-        loaded = self.catalog.get(plugin)
+        loaded = catalog.get(plugin)
         if loaded is None:
             return "plugin_unavailable"
         if loaded.command(command) is None:
@@ -170,11 +202,15 @@ class Dispatcher:
     def _claim(self, tx: WriteTx) -> Claim:
         if not self._claiming:
             return [], []
+        gen = self._gen  # read once: the whole claim sees one generation
         # In-process core steps count against max_workers only, not against a plugin lane.
-        lanes = {name: p.parallelism for name, p in self.catalog.plugins.items()}
+        lanes = {name: p.parallelism for name, p in gen.catalog.plugins.items()}
         lanes.update(dict.fromkeys(CORE_PLUGINS, self.max_workers))
-        return jobs.claim_next(tx, self.max_workers, lanes, self._unavailable, config_snapshot_id=self._snapshot(),
-                                    threshold=self.threshold)
+        claim = jobs.claim_next(tx, self.max_workers, lanes, self._unavailable_in(gen.catalog),
+                                config_snapshot_id=self._snapshot(), threshold=self.threshold)
+        for job in claim[0]:
+            self._claimed_under[job.job_id] = gen
+        return claim
 
     def threshold(self, plugin: str) -> int:
         loaded = self.catalog.get(plugin)
@@ -209,16 +245,17 @@ class Dispatcher:
 
     def _slot(self, job: ClaimedJob | None) -> None:
         while job is not None:
+            gen = self._claimed_under.pop(job.job_id, None) or self._gen
             fields = {"job_id": job.job_id, "plugin": job.plugin, "command": job.command, "attempt": job.attempt}
             try:
-                classified = self._attempt(job, fields)
+                classified = self._attempt(job, gen, fields)
             except Exception as exc:  # a fault of ours must end the job visibly, never strand it running
                 log.error("job preparation failed", exc=exc, **fields)
                 classified = Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=f"internal error: {type(exc).__name__}: {exc}",
                                                       permanent_reason=PermanentReason.PREFLIGHT_ERROR))
             if classified is None:
                 return  # shutdown ran out of grace: the job stays running and is recovered at boot
-            done = self._record(job, classified, fields)
+            done = self._record(job, gen, classified, fields)
             if done is None:
                 return  # the log closed or shutdown gave up: recovered at the next boot
             recs, (claimed, killed) = done
@@ -226,11 +263,11 @@ class Dispatcher:
             self._start(claimed[1:], killed)
             job = claimed[0] if claimed else None
 
-    def _record(self, job: ClaimedJob, classified: Classified, fields: dict) -> Completed | None:
+    def _record(self, job: ClaimedJob, gen: Generation, classified: Classified, fields: dict) -> Completed | None:
         """Commit how the attempt ended. Whatever goes wrong, the job must not stay ``running``
         while no process runs it: a result that cannot be recorded fails the job instead."""
         try:
-            return self._commit(self._completion(job, classified), fields)
+            return self._commit(self._completion(job, gen, classified), fields)
         except Exception as exc:
             log.error("job result could not be recorded; failing the job", exc=exc, **fields)
             error = f"internal error: the result could not be recorded: {type(exc).__name__}: {exc}"
@@ -241,7 +278,7 @@ class Dispatcher:
         # go last, as they may have been the fault too.
         for route in (True, False):
             try:
-                return self._commit(self._completion(job, failed, claim=False, route=route), fields)
+                return self._commit(self._completion(job, gen, failed, claim=False, route=route), fields)
             except Exception as exc:
                 log.error("job failure could not be recorded", exc=exc, routed=route, **fields)
         return None  # still running in the log: crash recovery re-queues it at the next boot
@@ -272,9 +309,9 @@ class Dispatcher:
             return result
 
     def _completion(
-        self, job: ClaimedJob, classified: Classified, claim: bool = True, route: bool = True
+        self, job: ClaimedJob, gen: Generation, classified: Classified, claim: bool = True, route: bool = True
     ) -> Callable[[WriteTx], Completed]:
-        plugin = self.catalog.get(job.plugin)
+        plugin = gen.catalog.get(job.plugin)
         base = int((plugin.entry.retry.backoff_base if plugin else DEFAULT_BACKOFF_BASE) * NS)
         jitter = self._rng.random()
 
@@ -283,7 +320,7 @@ class Dispatcher:
             try:
                 recs = jobs.complete(tx, job.job_id, job.attempt, classified.result, base, jitter,
                                           classified.state_change, self.threshold,
-                                          self._after(classified) if route else None)
+                                          self._after(gen, classified) if route else None)
             except Refused as exc:
                 log_refused_result(job.job_id, exc)
                 recs = []
@@ -291,9 +328,10 @@ class Dispatcher:
 
         return complete_and_claim
 
-    def _after(self, classified: Classified) -> Callable[[WriteTx, JobState, list[EventBase]], list[Recorded]] | None:
-        """Routing and hooks, run inside the completion's transaction."""
-        router = self.router
+    def _after(self, gen: Generation, classified: Classified
+               ) -> Callable[[WriteTx, JobState, list[EventBase]], list[Recorded]] | None:
+        """Routing and hooks, run inside the completion's transaction, by the job's own generation."""
+        router = gen.router
         if router is None:
             return None
         emitted = [msgspec.structs.asdict(e) for e in classified.events]
@@ -314,10 +352,10 @@ class Dispatcher:
 
         return after
 
-    def _attempt(self, job: ClaimedJob, fields: dict) -> Classified | None:
+    def _attempt(self, job: ClaimedJob, gen: Generation, fields: dict) -> Classified | None:
         if job.plugin in CORE_PLUGINS:
-            return self._preflight(job, self._core_step(job))
-        plugin = self.catalog.get(job.plugin)
+            return self._preflight(job, self._core_step(job, gen))
+        plugin = gen.catalog.get(job.plugin)
         if plugin is None:  # the catalog changed between claim and run
             return Classified(AttemptResult(outcome=AttemptOutcome.SPAWN_ERROR, error="plugin spawn failed: plugin not loaded"))
         timeout = plugin.timeout_for(job.command)
@@ -330,7 +368,7 @@ class Dispatcher:
             except InvalidEvent as exc:
                 return self._preflight(job, Classified(AttemptResult(
                     outcome=AttemptOutcome.ERROR, error=f"invalid event: {exc}", permanent_reason=PermanentReason.INVALID_EVENT)))
-            node = self._node(job)
+            node = self._node(job, gen)
             if node is not None and node.with_spec is not None:
                 scope = {"payload": event["payload"], "context": context, "config": plugin.entry.config}
                 try:
@@ -339,7 +377,7 @@ class Dispatcher:
                     return self._preflight(job, Classified(AttemptResult(
                         outcome=AttemptOutcome.ERROR, error=str(exc), permanent_reason=PermanentReason.WITH_ERROR)))
         # Composed right before each spawn (each attempt), so a roll reaches the next attempt.
-        delivery = self._secrets.prepare(self.catalog, plugin, job.job_id)
+        delivery = self._secrets.prepare(gen.catalog, plugin, job.job_id)
         if isinstance(delivery, Classified):
             return self._preflight(job, delivery)
         self._preflight(job, None)
@@ -386,21 +424,22 @@ class Dispatcher:
                                                  "command": job.command, "decision": decision, "reason": reason})
         return failed
 
-    def _node(self, job: ClaimedJob) -> Node | None:
-        if self.router is None or job.pipeline is None or job.step_id is None:
+    @staticmethod
+    def _node(job: ClaimedJob, gen: Generation) -> Node | None:
+        if gen.router is None or job.pipeline is None or job.step_id is None:
             return None
-        pipeline = self.router.pipelines.get(job.pipeline)
+        pipeline = gen.router.pipelines.get(job.pipeline)
         return pipeline.nodes.get(job.step_id) if pipeline is not None else None
 
-    def _core_step(self, job: ClaimedJob) -> Classified:
+    def _core_step(self, job: ClaimedJob, gen: Generation) -> Classified:
         """``core.switch`` evaluates in-process; ``core.relay`` is not in this release."""
-        node = self._node(job)
+        node = self._node(job, gen)
         if job.plugin == RELAY_PLUGIN or node is None or node.condition is None:
             error = RELAY_NOT_AVAILABLE if job.plugin == RELAY_PLUGIN else "switch node not found"
             return Classified(AttemptResult(outcome=AttemptOutcome.ERROR, error=error, permanent_reason=PermanentReason.PREFLIGHT_ERROR))
         # config is the gated plugin's for a gated uses step, and empty for steps/split/call blocks.
-        target = self.router.pipelines[job.pipeline or ""].nodes.get(node.gates or "") if self.router else None
-        gated = self.catalog.get(target.plugin) if target is not None and target.kind == "step" else None
+        target = gen.router.pipelines[job.pipeline or ""].nodes.get(node.gates or "") if gen.router else None
+        gated = gen.catalog.get(target.plugin) if target is not None and target.kind == "step" else None
         scope = {"payload": job.payload.get("payload") or {}, "context": step_context(job),
                  "config": gated.entry.config if gated is not None else {}}
         try:

@@ -18,6 +18,8 @@ from ductile.events.record import Recorded
 from ductile.events.timefmt import rfc3339
 from ductile.events.types import (
     BreakerTransitioned,
+    ConfigReloaded,
+    ConfigReloadRejected,
     FingerprintMismatch,
     JobDead,
     JobDeduped,
@@ -203,6 +205,10 @@ def frames(rec: Recorded) -> list[Frame]:
         case FingerprintMismatch():  # vault.md §10: a logged frame, so a resumed stream still shows it
             return [("plugin.fingerprint_mismatch", {"at": at, "plugin": e.plugin, "job_id": e.job_id,
                                                      "detail": e.detail})]
+        case ConfigReloaded():  # api.md §5 (Ductile extension)
+            return [("config.reloaded", {"at": at, "reloaded_at": at})]
+        case ConfigReloadRejected():
+            return [("config.reload_failed", {"at": at, "error": e.error})]
     return []
 
 

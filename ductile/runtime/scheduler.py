@@ -84,6 +84,7 @@ class Scheduler:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         on_tick: Callable[[int], Awaitable[None]] | None = None,
+        specs: list[Spec] | None = None,
     ) -> None:
         self.events = events
         self.config = config
@@ -91,13 +92,19 @@ class Scheduler:
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.tick_ns = int(config.service.tick_interval * NS)
-        self.specs, warnings = load_specs(config, catalog)
-        for w in warnings:
-            log.warn(w)
+        if specs is None:
+            specs, warnings = load_specs(config, catalog)
+            for w in warnings:
+                log.warn(w)
+        self.specs = specs
         self._wake = asyncio.Event()
         self._on_tick = on_tick
         self._stopping = False
         self._reader: sqlite3.Connection | None = None
+        # A tick and a re-plan never interleave: a tick evaluates every due entry against the
+        # entries it started with, and a re-plan's reconcile lands between two ticks.
+        self._plan_lock = asyncio.Lock()
+        self._started = False  # before start(), a re-plan only swaps the entries: start() reconciles them
 
     def settings(self, plugin: str) -> EntrySettings:
         entry = self.catalog.plugins[plugin].entry
@@ -108,6 +115,11 @@ class Scheduler:
 
     async def start(self) -> None:
         """Reconcile every entry with its stored state, then run startup catch-up (once)."""
+        async with self._plan_lock:
+            await self._start()
+            self._started = True
+
+    async def _start(self) -> None:
         for spec in self.specs:
             recs = await self.events.submit(lambda tx, s=spec: schedules.reconcile(tx, s, self.rng.random()))
             self._report(spec, recs)
@@ -121,7 +133,26 @@ class Scheduler:
                 log.warn(w, plugin=spec.plugin, schedule_id=spec.id)
             self._report(spec, recs)
 
+    async def replan(self, config: Config, catalog: Catalog, specs: list[Spec]) -> None:
+        """Run from ``specs`` from now on (a reload, config.md §8). Schedule state lives in the log,
+        so nothing is lost or doubled: an unchanged entry keeps its stored next fire; a changed one
+        is re-planned from its last fire (``reconcile``); a new one is planned from now, without a
+        catch-up (that is boot's alone); a removed one is no longer evaluated and keeps its stored
+        state, so putting it back resumes its plan."""
+        async with self._plan_lock:
+            self.config, self.catalog, self.specs = config, catalog, specs
+            self.tick_ns = int(config.service.tick_interval * NS)
+            if self._started:
+                for spec in specs:
+                    recs = await self.events.submit(lambda tx, s=spec: schedules.reconcile(tx, s, self.rng.random()))
+                    self._report(spec, recs)
+        self._wake.set()
+
     async def tick(self) -> None:
+        async with self._plan_lock:
+            await self._tick()
+
+    async def _tick(self) -> None:
         now = self.clock.now()
         plans = await asyncio.to_thread(self._plans)
         # Only due entries reach the writer; the unit re-checks inside its transaction.

@@ -137,7 +137,7 @@ OPEN_TO_ANY_TOKEN = ["/skills", "/.well-known/ai-plugin.json", "/plugin/behave/o
 
 @pytest.mark.parametrize(("method", "path", "allowed"), SCOPED)
 def test_each_route_needs_one_of_its_scopes(gw: Daemon, method: str, path: str, allowed: set[str]) -> None:
-    ok = 501 if path == "/system/reload" else 200
+    ok = 200
     for token in TOKENS:
         resp = call(gw, method, path, token=token)
         if token == TOKEN or token in allowed:
@@ -485,10 +485,10 @@ def test_selfcheck_passes_on_a_healthy_gateway(gw: Daemon) -> None:
         assert set(check) <= {"name", "ok", "status", "detail"}
 
 
-def test_reload_is_not_available_yet(gw: Daemon) -> None:
+def test_reload_of_an_unchanged_config_answers_ok(gw: Daemon) -> None:
     resp = call(gw, "POST", "/system/reload", token="tok-system-rw")
-    assert resp.status_code == 501
-    assert resp.json() == {"error": "config reload is not available in this version"}
+    assert resp.status_code == 200, resp.text
+    assert (resp.json()["status"], resp.json()["message"]) == ("ok", "configuration reloaded")
 
 
 # --- metrics ---------------------------------------------------------------------------------------
@@ -511,7 +511,10 @@ def test_metrics_is_prometheus_text_with_every_documented_metric(gw: Daemon) -> 
     assert samples["ductile_event_log_position"] >= 1 and samples["ductile_events_appended_total"] >= 1
     assert samples["ductile_uptime_seconds"] >= 0 and samples["ductile_sse_subscribers"] == 0
     assert samples["ductile_circuit_breakers_open"] == 0
-    assert samples['ductile_config_reloads_total{outcome="ok"}'] == 0
+    reloads = samples['ductile_config_reloads_total{outcome="ok"}']
+    assert call(gw, "POST", "/system/reload", token="tok-system-rw").status_code == 200
+    _, after = parse_exposition(call(gw, "GET", "/metrics", token="tok-system-ro").text)
+    assert after['ductile_config_reloads_total{outcome="ok"}'] == reloads + 1  # each reload counted by outcome
     assert samples['ductile_vault_deliveries_total{outcome="security_alert"}'] == 0
     assert any(k.startswith("ductile_build_info{version=") and v == 1 for k, v in samples.items())
 
