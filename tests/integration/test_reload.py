@@ -253,5 +253,7 @@ def test_reloads_under_load_lose_and_double_nothing(gw: Daemon) -> None:
     dropped = {e.slot: e.missed or 0 for e in skips}
     slots = sorted({*fired, *dropped})
     lost = [(round((b - a) / 1e9, 3), dropped.get(a)) for a, b in pairwise(slots)
-            if (b - a) / 1e9 > 2.5 * (1 + dropped.get(a, 0))]
-    assert lost == [], lost  # the longest plan is 2s: a longer gap that no skip accounts for is a lost fire
+            if (b - a) / 1e9 > 3.5 * (1 + dropped.get(a, 0))]
+    # The longest plan is 2s, and an `every` slot counts from the fire before it, which a loaded
+    # machine makes late: a lost fire shows as a gap of two plans (4s) that no skip accounts for.
+    assert lost == [], lost
