@@ -409,9 +409,9 @@ class Gateway:
                 await self._open_webhooks(config, runtime.webhook_app)
         except BootError as exc:
             await dispatcher.stop(0)
-            for t in tasks:
+            for t in [recovery, *tasks]:  # recovery too: it would append to the log closed below
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(recovery, *tasks, return_exceptions=True)
             return self._boot_failed(str(exc))
         await events.append("system", [GatewayStarted(version=ductile.__version__, pid=os.getpid(),
                                                       posture=services.posture, at=now_ns())])

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 import h11
 import msgspec
 import uvicorn
+
+from ductile.config.api import MAX_SOCKET_PATH_BYTES
 from litestar import Litestar
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -168,6 +170,10 @@ def bind_management_socket(path: Path) -> socket.socket:
     bit is refused (anyone could swap the socket). An existing non-socket file is never replaced;
     a socket nobody listens on (a crashed gateway's) is; one with a listener is refused.
     """
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+        raise ManagementSocketRefused(f"management socket path {path} is {len(os.fsencode(path))} bytes, more than "
+                                      f"a unix socket allows ({MAX_SOCKET_PATH_BYTES}); set api.management_socket to a "
+                                      "shorter path")
     parent = path.parent
     if not parent.exists():
         parent.mkdir(mode=0o700, parents=True)

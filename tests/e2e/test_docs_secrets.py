@@ -70,7 +70,7 @@ def test_docs_secrets_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("DUCTILE_VAULT_TOKEN", raising=False)
     monkeypatch.delenv("DUCTILE_API_KEY", raising=False)
 
-    work = tmp_path / "work"
+    work = tmp_path / "w"  # the default management socket lives under it: keep the path short
     shutil.copytree(EXAMPLE, work / "examples" / "secrets", ignore=shutil.ignore_patterns("data"))
     config_file = work / "examples" / "secrets" / "config.yaml"
     original = config_file.read_text()
