@@ -13,11 +13,10 @@ from typing import Any, ClassVar
 import h11
 import msgspec
 import uvicorn
-
-from ductile.config.api import MAX_SOCKET_PATH_BYTES
 from litestar import Litestar
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ductile.config.api import MAX_SOCKET_PATH_BYTES
 from ductile.system.logs import Log
 
 log = Log("api")
