@@ -323,7 +323,9 @@ class Gateway:
         self.runtime = runtime
         self.pipelines = runtime.pipelines
         if self._dispatcher is not None:
-            self._dispatcher.swap(runtime.catalog, runtime.router)
+            service = runtime.config.service
+            self._dispatcher.swap(runtime.catalog, runtime.router, max_workers=service.max_workers,
+                                  env_passthrough=service.plugin_env_passthrough)
         if self._scheduler is not None:
             await self._scheduler.replan(runtime.config, runtime.catalog, runtime.schedules)
         if self._management is not None and runtime.management_app is not None:

@@ -162,10 +162,21 @@ class Dispatcher:
     def router(self) -> Router | None:
         return self._gen.router
 
-    def swap(self, catalog: Catalog, router: Router | None) -> None:
+    def swap(self, catalog: Catalog, router: Router | None, *, max_workers: int | None = None,
+             env_passthrough: list[str] | None = None) -> None:
         """Claim with ``catalog`` and ``router`` from now on (one reference assignment, so a claim
         sees the old generation or the new one, never half of each). Running jobs keep theirs;
-        the lanes count them, since a claim counts every running job in the queue."""
+        the lanes count them, since a claim counts every running job in the queue.
+
+        A new ``max_workers`` gets a pool of its own size for the slots started from now on; the
+        old pool's running slots finish in their threads, which then end. A new
+        ``env_passthrough`` is the environment of every spawn from now on."""
+        if env_passthrough is not None:
+            self._env = plugin_environment(os.environ, env_passthrough)
+        if max_workers is not None and max_workers != self.max_workers:
+            old, self._pool = self._pool, ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ductile-job")
+            self.max_workers = max_workers
+            old.shutdown(wait=False)
         self._gen = Generation(catalog, router)
         self._wake.set()
 

@@ -280,3 +280,41 @@ async def test_a_completion_that_cannot_be_recorded_fails_the_job_and_frees_the_
     nxt = await rig.enqueue()
     assert (await rig.ended(nxt, "failed"))["last_error"].startswith("internal error")
     assert len(fake.requests) == 2  # the freed slot claimed and ran the next job
+
+
+async def test_a_swap_applies_a_new_max_workers_and_env_passthrough_to_the_next_spawns(
+    make_rig: RigFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reload's service.max_workers and plugin_env_passthrough reach the spawns after the swap,
+    while the job already running keeps its slot."""
+    release = threading.Event()
+    envs: list[dict[str, str]] = []
+
+    def held(pid: int) -> ProcessResult:
+        assert release.wait(10), "never released"
+        return ok("held")
+
+    class Recording(FakePlugin):
+        def __call__(self, argv: list[str], stdin: bytes, env: dict[str, str], timeout: float, cwd: str | None,
+                     on_spawn: Callable[[int], None]) -> ProcessResult:
+            envs.append(env)
+            return super().__call__(argv, stdin, env, timeout, cwd, on_spawn)
+
+    monkeypatch.setenv("DUCTILE_TEST_PASSED_ON", "yes")
+    rig = await make_rig(Recording(held, ok("second")))
+    first = await rig.enqueue()
+    await rig.until("the first spawn", lambda: asyncio.sleep(0, len(envs) == 1))
+    second = await rig.enqueue()
+    await asyncio.sleep(0.3)
+    assert len(envs) == 1, "max_workers 1 must hold the second job back"
+
+    (tmp_path / "config" / "config.yaml").write_text(
+        (tmp_path / "config" / "config.yaml").read_text().replace("max_workers: 1", "max_workers: 2"))
+    config = load_config(ConfigSource(root_file=tmp_path / "config" / "config.yaml", config_dir=tmp_path / "config",
+                                      source="explicit"))
+    rig.dispatcher.swap(load_catalog(config), None, max_workers=2, env_passthrough=["DUCTILE_TEST_PASSED_ON"])
+    assert (await rig.ended(second, "succeeded"))["result"] == {"status": "ok", "result": "second"}
+    assert (await rig.job(first))["status"] == "running"  # undisturbed by the swap
+    assert "DUCTILE_TEST_PASSED_ON" not in envs[0] and envs[1]["DUCTILE_TEST_PASSED_ON"] == "yes"
+    release.set()
+    await rig.ended(first, "succeeded")
