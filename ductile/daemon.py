@@ -240,6 +240,7 @@ class Gateway:
         self._signal_reloads: set[asyncio.Task[object]] = set()
         self._webhooks: AppHolder | None = None  # the webhook listener's app, once it listens
         self._webhook_server: uvicorn.Server | None = None
+        self._retention: Retention | None = None
 
     async def run(self) -> int:
         # Before anything else: a SIGHUP during boot must not kill the gateway, and a SIGTERM
@@ -326,6 +327,8 @@ class Gateway:
             service = runtime.config.service
             self._dispatcher.swap(runtime.catalog, runtime.router, max_workers=service.max_workers,
                                   env_passthrough=service.plugin_env_passthrough)
+        if self._retention is not None:
+            self._retention.service = runtime.config.service  # the retention windows of the new config
         if self._scheduler is not None:
             await self._scheduler.replan(runtime.config, runtime.catalog, runtime.schedules)
         if self._management is not None and runtime.management_app is not None:
@@ -385,7 +388,7 @@ class Gateway:
         # Survivors that ignore SIGTERM take a 5 s grace to kill: the API comes up meanwhile, while
         # the dispatcher and the scheduler start only once recovery is done (jobs.md §8).
         recovery = asyncio.create_task(self._recover(events, dispatcher), name="recovery")
-        retention = Retention(events, config)
+        retention = self._retention = Retention(events, config)
         async def on_tick(now: int) -> None:
             services.live.publish("scheduler.tick", {"at": rfc3339(now)})
             await retention.run(now)
