@@ -62,7 +62,9 @@ class ReloadRefused(Exception):
 
 
 def rejected(reason: str) -> str:
-    return reason if reason.startswith(REJECTED_PREFIX) else REJECTED_PREFIX + reason
+    """The whole rejection text. A gate's reason is whole already, with its own form of the prefix
+    (``config reload rejected (admission.fail_on_drift): ...``, config.md §7): never prefixed twice."""
+    return reason if reason.startswith(REJECTED_PREFIX.removesuffix(": ")) else REJECTED_PREFIX + reason
 
 
 def _restart_only_values(config: Config) -> dict[str, Any]:

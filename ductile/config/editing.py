@@ -163,13 +163,15 @@ def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool) -> tupl
 
     def check(after: Config) -> None:
         from ductile.config.keypaths import KeyPathError, lookup
+        from ductile.config.redaction import redact, written_document
 
-        try:
-            effective = lookup(after.raw, path)
+        try:  # as written: a ``${VAR}`` set is compared as the template, not the environment's value
+            effective = lookup(written_document(after), path)
         except KeyPathError:
             effective = None
         if effective != value:
-            raise ConfigEditFailed(f'the effective value of "{dotted(path)}" is {effective!r}, '
+            shown = redact(effective, next((str(k) for k in reversed(path) if isinstance(k, str)), None))
+            raise ConfigEditFailed(f'the effective value of "{dotted(path)}" is {shown!r}, '
                                    "not the value set (a later file overrides it)")
 
     return target, edit(config.source, target, lambda data: set_in(data, path, value), check, dry_run=dry_run)

@@ -33,7 +33,13 @@ def snapshot_document(config: Config) -> dict[str, Any]:
     The log is kept forever and copied into backups, so an environment value under a key that
     does not look secret (``endpoint:``, a ``dsn:`` with a password) must not reach it.
     """
-    return redact(_replace_at(config.raw, config.interpolated))
+    return redact(written_document(config))
+
+
+def written_document(config: Config) -> dict[str, Any]:
+    """The merged config as written: each value that took an environment variable as its template
+    (``${VAR}``), not redacted. What an edit compares against: it writes templates, not values."""
+    return _replace_at(config.raw, config.interpolated)
 
 
 def display_document(config: Config) -> dict[str, Any]:

@@ -75,3 +75,5 @@ def test_the_snapshot_hash_is_stable_and_changes_with_the_document() -> None:
 def test_a_rejection_is_prefixed_once() -> None:
     assert rejected("boom") == "config reload rejected: boom"
     assert rejected("config reload rejected: boom") == "config reload rejected: boom"
+    gate = "config reload rejected (admission.fail_on_drift): operational drift: /c/p.yaml"
+    assert rejected(gate) == gate  # a gate's reason carries its own form of the prefix

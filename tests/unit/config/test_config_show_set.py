@@ -151,3 +151,22 @@ def test_an_encrypted_file_is_refused(write: Write, load: Load, config_dir: Path
     (config_dir / "plugins.yaml").write_bytes(b"age-encryption.org/v1\n-> X25519 abc\n")
     with pytest.raises(ConfigEditFailed, match=r"plugins\.yaml is encrypted"):
         set_key(config, parse_key_path("plugin:echo.enabled"), False, dry_run=False)
+
+
+
+def test_a_set_of_a_variable_compares_the_template_and_a_failure_never_prints_a_secret(
+        write: Write, load: Load, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDIT_NAME", "from-the-environment")
+    write("config.yaml", ROOT.replace("[plugins.yaml]", "[plugins.yaml, late.yaml]") +
+          "api:\n  auth:\n    tokens: [{token: early-secret-value, scopes: ['*']}]\n")
+    write("plugins.yaml", PLUGINS)
+    write("late.yaml", "api:\n  auth:\n    tokens: [{token: late-secret-value, scopes: ['*']}]\n")
+    # The file holds the template, so the template is what the set is checked against
+    _, after = set_key(load(), parse_key_path("service.name"), "${EDIT_NAME}", dry_run=True)
+    assert after.config.service.name == "from-the-environment"
+    # Token lists append across files, so the set cannot win; the failure names the key, not the tokens
+    with pytest.raises(ConfigEditFailed) as caught:
+        set_key(load(), parse_key_path("api.auth.tokens"), [{"token": "only-this", "scopes": ["*"]}], dry_run=True)
+    assert str(caught.value) == ('validation failed: the effective value of "api.auth.tokens" is '
+                                 "[{'token': '[REDACTED]', 'scopes': ['*']}, {'token': '[REDACTED]', 'scopes': ['*']}], "
+                                 "not the value set (a later file overrides it)")
