@@ -97,11 +97,14 @@ def _plugin_name(text: str) -> str:
 
 def _effective(cfg: Config, name: str) -> dict[str, Any]:
     from ductile.config.resolved import effective_plugin
+    from ductile.plugins.discovery import discover
 
     entry = cfg.plugins.get(name)
     if entry is None:
         raise CliFailure(f'plugin "{name}" is not configured')
-    return effective_plugin(cfg, entry)
+    # The manifest decides the default parallelism (§4.4); an undiscovered plugin keeps max_workers.
+    found = discover(cfg.plugin_roots, cfg.service.allow_symlinks)[0].get(entry.uses or name)
+    return effective_plugin(cfg, entry, concurrency_safe=found.manifest.concurrency_safe if found else True)
 
 
 def _entity(cfg: Config, entity: str | None) -> Any:

@@ -62,11 +62,12 @@ def resolved_document(config: Config) -> dict[str, Any]:
     return redact(document)
 
 
-def effective_plugin(config: Config, entry: PluginEntry) -> dict[str, EffectiveValue]:
+def effective_plugin(config: Config, entry: PluginEntry, *, concurrency_safe: bool = True) -> dict[str, EffectiveValue]:
     """``enabled``, ``retry.*``, ``timeouts.*``, ``circuit_breaker.*``, ``max_outstanding_polls``
-    and ``parallelism`` of one plugin, each tagged explicit (with its file) or default."""
+    and ``parallelism`` of one plugin, each tagged explicit (with its file) or default.
+    ``concurrency_safe``: the discovered manifest's flag (a default parallelism of 1 when false)."""
     raw = (config.raw.get("plugins") or {}).get(entry.name) or {}
-    parallelism = entry.parallelism if entry.parallelism is not None else config.service.max_workers
+    parallelism = entry.parallelism_for(config.service.max_workers, concurrency_safe)
     values: dict[str, Any] = {
         "enabled": entry.enabled,
         "retry.max_attempts": entry.retry.max_attempts,
