@@ -54,6 +54,10 @@ def resolved_document(config: Config) -> dict[str, Any]:
         if name not in api and name not in _NOT_DEFAULTED:
             value = getattr(config.api, name)
             api[name] = str(value) if name == "management_socket" and value is not None else _shown(value, kind)
+    auth = api.setdefault("auth", {})
+    if isinstance(auth, dict):
+        auth.setdefault("tokens", [])  # §4.3: no tokens by default
+    document.setdefault("plugins", {})  # §4.1
     if "database" not in document:
         _section(document, "state").setdefault("path", DEFAULT_STATE_PATH)
     secrets = _section(document, "secrets")
