@@ -31,9 +31,16 @@ boot (the literal-token item).
 6. Every key of §4 has its default applied (via `config show` / `config show --effective`), each
    listed bad value has its exact message: here::test_every_section_4_default_is_shown_by_config_show,
    here::test_each_section_4_bad_value_has_its_exact_message (table over §4.1-§4.5),
-   here::test_section_4_warnings_name_their_key, here::test_uses_of_an_undiscovered_plugin_is_refused;
-   also tests/unit/config/test_config_service.py, test_config_api.py, test_config_plugins.py,
-   test_config_webhooks.py (each section's defaults as the typed Config).
+   here::test_section_4_warnings_name_their_key, here::test_uses_of_an_undiscovered_plugin_is_refused,
+   here::test_effective_parallelism_of_a_concurrency_unsafe_plugin_is_1 (was max_workers before);
+   also tests/unit/config/test_config_service.py (each section's defaults as the typed Config;
+   test_plugin_roots_are_required, test_plugin_root_that_is_not_a_directory_is_an_error),
+   test_config_api.py, test_config_plugins.py, test_config_webhooks.py;
+   `secret_ref "x" not found in vault`: tests/unit/config/test_secret_refs.py::test_not_found_in_vault,
+   tests/integration/test_config_tokens.py::test_a_secret_ref_missing_from_the_vault_stops_boot.
+   Not proven: relay `instances`/`remote_ingress` messages (relay is not in this release), and the
+   §4.4 rule for `plugins.<n>.config` keys ending `_ref` (unknown secret → error, not granted →
+   warning), which nothing checks yet.
 7. An unknown key warns with file and path, stops boot under `validate_config_on_boot`:
    tests/unit/config/test_config_reporting.py::test_every_unknown_key_of_every_file_is_a_warning_with_file_and_path,
    tests/integration/test_config_check_cli.py::test_validate_config_on_boot_refuses_an_unknown_key.
@@ -51,7 +58,9 @@ boot (the literal-token item).
    for the drift warning, test_drift_fails_boot_only_under_fail_on_drift,
    test_a_running_gateway_warns_of_drift_and_strict_mode_and_its_doctor_reports_tampering);
    tests/unit/runtime/test_config_check.py::test_drift_is_a_warning_line_and_an_error_under_fail_on_drift.
-10. `config check` exits 0 / 1 / 2: tests/integration/test_config_check_cli.py::test_config_check_exits_0_1_2_with_the_spec_lines_and_json.
+10. `config check` exits 0 / 1 / 2: tests/integration/test_config_check_cli.py::test_config_check_exits_0_1_2_with_the_spec_lines_and_json;
+    here::test_config_check_is_0_without_errors_2_only_for_warnings_under_fail_on_warnings (no finding,
+    and errors beside warnings under `--fail-on-warnings` = 1).
 11. Reload items (SIGHUP / POST /system/reload, a job running during reload): the reload part.
 12. `config set --apply` edits the owning file, keeps comments, writes `.bak`, restores on failure,
     prints the re-lock hint; `--dry-run` writes nothing: tests/integration/test_config_edit_cli.py
@@ -152,6 +161,7 @@ WORKERS = max(1, (os.cpu_count() or 1) - 1)
 # §4.1-§4.3 default → what `config show --json` prints for it (durations in the short form).
 SHOWN_DEFAULTS: list[tuple[str, Any]] = [
     ("state.path", "data/ductile.db"),
+    ("plugins", {}),
     ("service.name", "ductile"),
     ("service.tick_interval", "1m"),
     ("service.log_level", "info"),
@@ -177,6 +187,7 @@ SHOWN_DEFAULTS: list[tuple[str, Any]] = [
     ("api.max_concurrent_sync", 10),
     ("api.max_sync_timeout", "5m"),
     ("api.allowed_origins", []),
+    ("api.auth.tokens", []),
 ]
 # §4.4 → `config show --effective --json`: each field's value, all of source "default".
 EFFECTIVE_DEFAULTS: dict[str, Any] = {
@@ -378,6 +389,30 @@ def test_a_tampered_webhooks_yaml_fails_every_full_load(tmp_path: Path, home: Pa
     # Nothing was written by the refused commands (no token entry, no fingerprint, no secret).
     assert {p: p.read_bytes() for p in conf.iterdir() if p.is_file() and p.name != "gateway.log"} == {
         p: b for p, b in before.items() if p.name != "gateway.log"}
+
+
+# --- 10. config check exit codes -----------------------------------------------------------------
+
+
+def test_config_check_is_0_without_errors_2_only_for_warnings_under_fail_on_warnings(tmp_path: Path,
+                                                                                       home: Path) -> None:
+    conf = config_dir(tmp_path / "conf", "plugin_roots: [plugins]\nplugins: {shellok: {enabled: true}}\n")
+
+    def check(*flags: str) -> tuple[int, str]:
+        assert ductile("config", "lock", "--config-dir", str(conf), home=home).returncode == 0
+        done = ductile("config", "check", "--config-dir", str(conf), *flags, home=home)
+        return done.returncode, done.stdout.splitlines()[0]
+
+    assert check() == check("--fail-on-warnings") == (0, "Validation: ✓ All checks passed")
+    (conf / "config.yaml").write_text("plugin_roots: [plugins]\nplugins: {shellok: {enabled: true, colour: red}}\n")
+    assert check() == (0, "Validation: passed with 1 warning(s)")
+    assert check("--fail-on-warnings") == (2, "Validation: passed with 1 warning(s)")
+    (conf / "config.yaml").write_text("plugin_roots: [plugins]\nplugins: {shellok: {enabled: true, colour: red}}\n"
+                                      "pipelines: [{name: p, on: x, steps: [{uses: ghost}]}]\n")
+    code, summary = check("--fail-on-warnings")
+    assert code == 1 and summary.startswith("Validation: failed ("), summary  # errors win over warnings
+    as_json = ductile("config", "check", "--json", "--fail-on-warnings", "--config-dir", str(conf), home=home)
+    assert as_json.returncode == 1 and json.loads(as_json.stdout)["valid"] is False
 
 
 # --- 12. config set in a high-security file -------------------------------------------------------
