@@ -94,7 +94,8 @@ def plugin_detail(config: Config, name: str, environ: Mapping[str, str]) -> Plug
                     "commands": [{"name": c.name, "type": c.type, "description": c.description} for c in m.commands]}
     settings: dict[str, Any] = {}
     if entry is not None:
-        settings = {**effective_plugin(config, entry), "config": redact(dict(entry.config))}
+        safe = plugin.manifest.concurrency_safe if plugin is not None else True
+        settings = {**effective_plugin(config, entry, concurrency_safe=safe), "config": redact(dict(entry.config))}
     return PluginDetail(name=name, manifest=manifest, config=settings,
                         schedules=list(entry.schedules) if entry else [],
                         fingerprint=_fingerprint(config, name, plugin, environ))

@@ -27,6 +27,22 @@ def resolve(config: str | None, config_dir: str | None):  # -> Config
         raise CliFailure(str(exc), prefix="config error") from None
 
 
+def resolve_verified(config: str | None, config_dir: str | None):  # -> Config
+    """``resolve`` plus the integrity rules every full load runs (config.md §6.3): a tampered
+    high-security file or an unreadable ``.checksums`` is ``config error: tampering detected: ...``.
+    For the commands the spec names as full loads (`config show/get`, `plugin lock`,
+    `config token create`); commands that only need the API address keep ``resolve``."""
+    from ductile.config.errors import ConfigError
+    from ductile.config.integrity import refuse_tampering
+
+    cfg = resolve(config, config_dir)
+    try:
+        refuse_tampering(cfg.files, cfg.source.config_dir)
+    except ConfigError as exc:
+        raise CliFailure(str(exc), prefix="config error") from None
+    return cfg
+
+
 def find_source(config: str | None, config_dir: str | None):  # -> ConfigSource
     from ductile.config.discovery import find_config
     from ductile.config.errors import ConfigError

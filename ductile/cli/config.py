@@ -81,7 +81,7 @@ def create(*, name: NameOpt = None,
     for scope in wanted:
         if scope not in KNOWN_SCOPES:
             raise CliFailure(f'unknown scope "{scope}"')
-    cfg = _config(config, config_dir)
+    cfg = _config(config, config_dir, verified=True)
     secret = secret_of(name)
     if _entry_index(cfg, secret) is not None or _secret_status(cfg, secret) is not None:
         raise CliFailure(f'token "{name}" already exists')
@@ -190,10 +190,11 @@ def _drop(entries: list[Any], secret: str) -> None:
 # --- the config file ----------------------------------------------------------------------------
 
 
-def _config(config: str | None, config_dir: str | None) -> Config:
-    from ductile.cli.common import resolve
+def _config(config: str | None, config_dir: str | None, *, verified: bool = False) -> Config:
+    """The config; ``verified``: a full load with §6.3's always-fatal integrity rules (`create`)."""
+    from ductile.cli.common import resolve, resolve_verified
 
-    cfg: Config = resolve(config, config_dir)
+    cfg: Config = (resolve_verified if verified else resolve)(config, config_dir)
     return cfg
 
 

@@ -23,9 +23,9 @@ def show(entity: Annotated[str | None, Parameter(help="A dot path, plugin:<name>
          effective: Annotated[bool, Parameter(help="Per plugin: each runtime setting, explicit or default.")] = False,
          config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
     """The resolved config (defaults applied), secrets redacted, as YAML or JSON."""
-    from ductile.cli.common import resolve
+    from ductile.cli.common import resolve_verified
 
-    cfg = resolve(config, config_dir)
+    cfg = resolve_verified(config, config_dir)  # a full load (config.md §6.3)
     try:
         if effective:
             names = [_plugin_name(entity)] if entity else sorted(cfg.plugins)
@@ -53,11 +53,11 @@ def get(path: Annotated[str, Parameter(help="a.b.c, a.b[0], plugin:<name>.<field
         effective: Annotated[bool, Parameter(help="The value with its source (explicit or default).")] = False,
         config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
     """One value of the resolved config (secrets redacted)."""
-    from ductile.cli.common import resolve
+    from ductile.cli.common import resolve_verified
     from ductile.config.keypaths import KeyPathError, lookup, parse_key_path
     from ductile.config.resolved import resolved_document
 
-    cfg = resolve(config, config_dir)
+    cfg = resolve_verified(config, config_dir)  # a full load (config.md §6.3)
     if effective:
         plugin, _, field = path.removeprefix("plugin:").partition(".")
         try:
@@ -97,11 +97,14 @@ def _plugin_name(text: str) -> str:
 
 def _effective(cfg: Config, name: str) -> dict[str, Any]:
     from ductile.config.resolved import effective_plugin
+    from ductile.plugins.discovery import discover
 
     entry = cfg.plugins.get(name)
     if entry is None:
         raise CliFailure(f'plugin "{name}" is not configured')
-    return effective_plugin(cfg, entry)
+    # The manifest decides the default parallelism (§4.4); an undiscovered plugin keeps max_workers.
+    found = discover(cfg.plugin_roots, cfg.service.allow_symlinks)[0].get(entry.uses or name)
+    return effective_plugin(cfg, entry, concurrency_safe=found.manifest.concurrency_safe if found else True)
 
 
 def _entity(cfg: Config, entity: str | None) -> Any:

@@ -162,13 +162,13 @@ def lock(
     import os
 
     from ductile.app import plugin_lock as pl
-    from ductile.cli.common import resolve
+    from ductile.cli.common import resolve_verified
 
     if all_:
         code, name = code or name, None
     elif name is None:
         raise CliFailure("plugin lock: give a plugin name or --all")
-    cfg = resolve(config, config_dir)
+    cfg = resolve_verified(config, config_dir)  # a full load (config.md §6.3)
     environ = dict(os.environ)
     try:
         if name is not None:

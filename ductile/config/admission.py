@@ -84,9 +84,8 @@ def refusal(gates: Gates, facts: Facts, *, reload: bool = False) -> str | None:
     def rejected(detail: str) -> str:
         return RELOAD_REJECTED.format(detail=detail) if reload else detail
 
-    errors = facts.integrity.errors
-    if errors:
-        return rejected("\n".join(f.message for f in errors))
+    if facts.integrity.error_text:
+        return rejected(facts.integrity.error_text)
     missing = facts.integrity.of(IntegrityKind.NOT_LOCKED)
     if missing and gates.verify_integrity_on_boot:
         return rejected(INTEGRITY_FAILED.format(detail=missing[0].message))

@@ -16,6 +16,7 @@ import blake3
 import msgspec
 
 from ductile.config.checksums import CHECKSUMS_NAME, Checksums, ChecksumsError, read_checksums
+from ductile.config.errors import ConfigError
 
 # Hashed when present in configDir even when nothing includes them (§6.1).
 ALWAYS_HASHED = ("webhooks.yaml", "tokens.yaml", "routes.yaml", "relay-instances.yaml", "relay-ingress.yaml")
@@ -72,6 +73,11 @@ class IntegrityReport(msgspec.Struct, frozen=True):
         return [f for f in self.findings if f.is_error]
 
     @property
+    def error_text(self) -> str:
+        """The always-fatal findings as one message (empty when there are none)."""
+        return "\n".join(f.message for f in self.errors)
+
+    @property
     def drifted(self) -> list[str]:
         return [f.path or "" for f in self.of(IntegrityKind.DRIFT)]
 
@@ -123,6 +129,16 @@ def verify(loaded: list[Path], config_dir: Path) -> IntegrityReport:
     findings += [IntegrityFinding(IntegrityKind.STALE, STALE.format(path=recorded), recorded)
                  for recorded in lock.hashes if recorded not in current]
     return IntegrityReport(findings)
+
+
+def refuse_tampering(loaded: list[Path], config_dir: Path) -> None:
+    """The part of §6.3 every full load runs whatever the admission flags (`config show/get`,
+    `plugin lock`, `config token create`; boot and reload run it through the gates of §7): an
+    unreadable lock or a high-security failure raises ``ConfigError``. Drift and a missing
+    manifest are left to the commands that report them (`config check`, boot, reload)."""
+    fatal = verify(loaded, config_dir).error_text
+    if fatal:
+        raise ConfigError(fatal)
 
 
 def _check_file(path: Path, config_dir: Path, lock: Checksums) -> IntegrityFinding | None:

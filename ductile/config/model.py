@@ -55,6 +55,13 @@ class PluginEntry(msgspec.Struct, frozen=True, kw_only=True):
     schedules: list[dict[str, Any]] = []  # raw; the scheduler validates them
     source_file: str = ""  # the file whose entry won the merge
 
+    def parallelism_for(self, max_workers: int, concurrency_safe: bool) -> int:
+        """The explicit value, else ``max_workers``, or 1 for a ``concurrency_safe: false``
+        manifest (§4.4): what the dispatcher runs with and what ``--effective`` shows."""
+        if self.parallelism is not None:
+            return self.parallelism
+        return max_workers if concurrency_safe else 1
+
     def timeout_for(self, command: str) -> float:
         """The explicit override, else the command's default, else the ``poll`` default (60s)."""
         if command in self.timeouts:

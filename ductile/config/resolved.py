@@ -54,6 +54,10 @@ def resolved_document(config: Config) -> dict[str, Any]:
         if name not in api and name not in _NOT_DEFAULTED:
             value = getattr(config.api, name)
             api[name] = str(value) if name == "management_socket" and value is not None else _shown(value, kind)
+    auth = api.setdefault("auth", {})
+    if isinstance(auth, dict):
+        auth.setdefault("tokens", [])  # §4.3: no tokens by default
+    document.setdefault("plugins", {})  # §4.1
     if "database" not in document:
         _section(document, "state").setdefault("path", DEFAULT_STATE_PATH)
     secrets = _section(document, "secrets")
@@ -62,11 +66,12 @@ def resolved_document(config: Config) -> dict[str, Any]:
     return redact(document)
 
 
-def effective_plugin(config: Config, entry: PluginEntry) -> dict[str, EffectiveValue]:
+def effective_plugin(config: Config, entry: PluginEntry, *, concurrency_safe: bool = True) -> dict[str, EffectiveValue]:
     """``enabled``, ``retry.*``, ``timeouts.*``, ``circuit_breaker.*``, ``max_outstanding_polls``
-    and ``parallelism`` of one plugin, each tagged explicit (with its file) or default."""
+    and ``parallelism`` of one plugin, each tagged explicit (with its file) or default.
+    ``concurrency_safe``: the discovered manifest's flag (a default parallelism of 1 when false)."""
     raw = (config.raw.get("plugins") or {}).get(entry.name) or {}
-    parallelism = entry.parallelism if entry.parallelism is not None else config.service.max_workers
+    parallelism = entry.parallelism_for(config.service.max_workers, concurrency_safe)
     values: dict[str, Any] = {
         "enabled": entry.enabled,
         "retry.max_attempts": entry.retry.max_attempts,

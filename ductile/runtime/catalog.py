@@ -56,12 +56,6 @@ class Catalog(msgspec.Struct, frozen=True):
         return self.plugins.get(name)
 
 
-def effective_parallelism(entry: PluginEntry, manifest: Manifest, max_workers: int) -> int:
-    if entry.parallelism is not None:
-        return entry.parallelism
-    return max_workers if manifest.concurrency_safe else 1
-
-
 def build_catalog(config: Config, discovered: Mapping[str, DiscoveredPlugin]) -> Catalog:
     plugins: dict[str, LoadedPlugin] = {}
     problems: list[Problem] = []
@@ -97,7 +91,7 @@ def build_catalog(config: Config, discovered: Mapping[str, DiscoveredPlugin]) ->
             directory=found.directory,
             entrypoint=found.entrypoint,
             entry=entry,
-            parallelism=effective_parallelism(entry, found.manifest, config.service.max_workers),
+            parallelism=entry.parallelism_for(config.service.max_workers, found.manifest.concurrency_safe),
             manifest_path=found.manifest_path,
         )
     for name in sorted(discovered):
