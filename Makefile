@@ -15,10 +15,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/ductile system start --config examples/quickstart
 
+# Most tests wait on a daemon or a plugin process rather than on the CPU, so two workers shorten
+# the run even on two cores; a module's tests stay in one worker (--dist loadfile), so a module's
+# shared daemon starts once. TEST_WORKERS=0 runs them all in one process.
+TEST_WORKERS ?= 2
+
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
 test: $(STAMP)
 	$(BIN)/ruff check ductile tests bench
-	$(BIN)/python -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 lint: $(STAMP)
 	$(BIN)/ruff check ductile tests bench
