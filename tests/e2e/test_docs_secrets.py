@@ -16,6 +16,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -61,7 +62,8 @@ def test_the_page_only_takes_values_on_stdin() -> None:
         assert "--value" not in step.command
 
 
-def test_docs_secrets_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docs_secrets_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      request: pytest.FixtureRequest) -> None:
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -70,7 +72,10 @@ def test_docs_secrets_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("DUCTILE_VAULT_TOKEN", raising=False)
     monkeypatch.delenv("DUCTILE_API_KEY", raising=False)
 
-    work = tmp_path / "w"  # the default management socket lives under it: keep the path short
+    # The default management socket lives under the work dir, and pytest's own temp paths (longer
+    # still under xdist) can outgrow what a unix socket path holds: work in a short one.
+    work = Path(tempfile.mkdtemp(prefix="dd-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
     shutil.copytree(EXAMPLE, work / "examples" / "secrets", ignore=shutil.ignore_patterns("data"))
     config_file = work / "examples" / "secrets" / "config.yaml"
     original = config_file.read_text()

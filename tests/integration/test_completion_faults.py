@@ -189,7 +189,7 @@ async def test_a_result_fails_its_job_even_when_routing_keeps_raising(rig: Rig, 
     def broken_routing(tx: WriteTx, job: Any, outcome: Any) -> list[Any]:
         raise RuntimeError("router exploded")
 
-    monkeypatch.setattr(Dispatcher, "_after", lambda self, classified: broken_routing)
+    monkeypatch.setattr(Dispatcher, "_after", lambda self, gen, classified: broken_routing)
     job_id = await rig.enqueue({"mode": "blank_result"})
     job = await rig.wait("the job to end", lambda: _ended(rig, job_id))
     assert (job["status"], job["last_error"]) == (
