@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.integration.daemon import TEST_PLUGINS, TOKEN, Daemon, free_port
+from tests.integration.daemon import TEST_PLUGINS, TOKEN, Daemon, free_port, wait_until
 
 ROOT = f"""\
 # the root file: comments must survive an edit
@@ -144,11 +145,38 @@ def test_init_scaffolds_a_locked_dir_that_boots(tmp_path: Path, home: Path) -> N
     made = ductile("config", "init", "--config-dir", str(target), cwd=tmp_path, home=home)
     assert made.returncode == 0, made.stderr
     assert made.stdout.splitlines() == [f"Initialised {target}:", f"  wrote {target}/config.yaml",
-                                        f"  wrote {target}/plugins/", f"  wrote {target}/.checksums"]
+                                        f"  wrote {target}/plugins/", f"  wrote {target}/webhooks.yaml",
+                                        f"  wrote {target}/.checksums"]
+    assert target.stat().st_mode & 0o777 == 0o700
+    root = yaml.safe_load((target / "config.yaml").read_text())
+    assert (root["api"]["enabled"], root["state"], root["plugin_roots"], root["plugins"]) == (
+        False, {"path": "data/ductile.db"}, [f"{target}/plugins"], {})
+    assert yaml.safe_load((target / "webhooks.yaml").read_text()) == {"webhooks": {"endpoints": []}}
+    checked = ductile("config", "check", "--config-dir", str(target), cwd=tmp_path, home=home)
+    assert (checked.returncode, checked.stdout) == (0, "Validation: ✓ All checks passed\n")
     again = ductile("config", "init", "--config-dir", str(target), cwd=tmp_path, home=home)
     assert (again.returncode, again.stderr) == (
-        1, f"error: config init: {target}/config.yaml already exists (use --force to overwrite it)\n")
+        1, f"error: config init: {target}/config.yaml already exists (use --force to overwrite)\n")
 
+    (target / "webhooks.yaml").write_text("# mine\nwebhooks: {endpoints: []}\n")
+    forced = ductile("config", "init", "--config-dir", str(target), "--force", cwd=tmp_path, home=home)
+    assert forced.returncode == 0, forced.stderr
+    assert (target / "webhooks.yaml.bak").read_text() == "# mine\nwebhooks: {endpoints: []}\n"
+    assert (target / "config.yaml.bak").read_text() == (target / "config.yaml").read_text()
+    assert (target / ".checksums.bak").exists()
+
+    api_off = Daemon.for_config_dir(target, free_port(), TOKEN)
+    try:  # the API is off, a valid posture: the gateway starts without a listener, and stops cleanly
+        api_off.start(wait=False)
+        wait_until(lambda: "gateway started" in api_off.log_text(), 30, what="gateway started")
+        started = next(line for line in api_off.log_lines() if line["msg"] == "gateway started")
+        assert started["posture"] == "closed"
+        assert api_off.stop() == 0
+    finally:
+        api_off.close()
+
+    assert ductile("config", "set", "api.enabled=true", "--apply", "--config-dir", str(target),
+                   cwd=tmp_path, home=home).returncode == 0
     port = free_port()
     moved = ductile("config", "set", f"api.listen=127.0.0.1:{port}", "--apply", "--config-dir", str(target),
                     cwd=tmp_path, home=home)
