@@ -155,13 +155,17 @@ def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_
     return Edited(config, text)
 
 
-def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool) -> tuple[Path, Edited]:
+def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool,
+            validate: Check | None = None) -> tuple[Path, Edited]:
     """``config set``: ``path`` = ``value`` in its target file (``target_file``), which must then be
-    the value the merged config has (a later file overriding it fails the edit). Returns the file
-    and the config loaded after the edit."""
+    the value the merged config has (a later file overriding it fails the edit). ``validate`` is
+    the caller's validation of the config after the edit (it raises ``ConfigEditFailed`` on
+    errors, and the edit is undone). Returns the file and the config loaded after the edit."""
     target = target_file(config, path)
 
     def check(after: Config) -> None:
+        if validate is not None:
+            validate(after)
         from ductile.config.keypaths import KeyPathError, lookup
         from ductile.config.redaction import redact, written_document
 

@@ -94,6 +94,16 @@ def test_set_that_does_not_validate_is_restored(conf: Path, home: Path) -> None:
     assert (conf / "config.yaml").read_text() == ROOT
 
 
+def test_set_with_a_doctor_error_is_restored_and_never_claims_success(conf: Path, home: Path) -> None:
+    failed = config(conf, home, "set", "plugins.ghost.enabled=true", "--apply")
+    assert failed.returncode == 1
+    assert "Successfully set" not in failed.stdout
+    assert failed.stdout.splitlines()[0].startswith("Validation: failed (1 error(s)")
+    assert failed.stderr == ('error: validation failed: plugins.ghost: plugin "ghost": not discovered in '
+                             'plugin_roots (restored plugins.yaml)\n')
+    assert (conf / "plugins.yaml").read_text() == PLUGINS
+
+
 def test_set_dry_run_writes_nothing_and_modes_are_required(conf: Path, home: Path) -> None:
     dry = config(conf, home, "set", "service.name=other", "--dry-run")
     assert (dry.returncode, dry.stdout.splitlines()[0]) == (0, 'Dry-run: would set "service.name" to other in config.yaml')
