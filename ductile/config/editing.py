@@ -31,8 +31,9 @@ from ductile.config.documents import display_name
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
 from ductile.config.locations import KeyPath, dotted
+from ductile.config.merging import PER_FILE_KEYS
 from ductile.config.model import Config
-from ductile.config.plaintext import is_age_data, substituted
+from ductile.config.plaintext import is_age_data, read_plaintext, substituted
 from ductile.config.yaml_core import parse_yaml
 
 Change = Callable[[dict[str, Any]], None]
@@ -167,10 +168,10 @@ def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool,
         if validate is not None:
             validate(after)
         from ductile.config.keypaths import KeyPathError, lookup
-        from ductile.config.redaction import redact, written_document
+        from ductile.config.redaction import redact
 
         try:  # as written: a ``${VAR}`` set is compared as the template, not the environment's value
-            effective = lookup(written_document(after), path)
+            effective = lookup(_effective_document(after, target, path), path)
         except KeyPathError:
             effective = None
         if effective != value:
@@ -179,6 +180,17 @@ def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool,
                                    "not the value set (a later file overrides it)")
 
     return target, edit(config.source, target, lambda data: set_in(data, path, value), check, dry_run=dry_run)
+
+
+def _effective_document(after: Config, target: Path, path: KeyPath) -> Any:
+    """Where the value set takes effect: the merged config as written, or for a per-file key
+    (``include``, ``environment_vars``: each file's own, never merged) the edited file itself."""
+    from ductile.config.redaction import written_document
+
+    if path[0] not in PER_FILE_KEYS:
+        return written_document(after)
+    document, _ = parse_yaml(read_plaintext(target), display_name(target, after.source.config_dir))
+    return document
 
 
 def _round_trip() -> YAML:

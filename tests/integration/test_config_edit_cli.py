@@ -104,6 +104,19 @@ def test_set_with_a_doctor_error_is_restored_and_never_claims_success(conf: Path
     assert (conf / "plugins.yaml").read_text() == PLUGINS
 
 
+def test_set_a_per_file_key_checks_the_file_it_wrote(conf: Path, home: Path) -> None:
+    # environment_vars.include is read per file, never merged (config.md §3.2): the edited file is
+    # where its value takes effect.
+    (conf / ".env").write_text("GREETING=hi\n")
+    done = config(conf, home, "set", "environment_vars.include=[.env]", "--apply")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0] == 'Successfully set "environment_vars.include" to [.env] in config.yaml'
+    written = (conf / "config.yaml").read_text()
+    assert written.startswith(ROOT) and yaml.safe_load(written)["environment_vars"] == {"include": [".env"]}
+    missing = config(conf, home, "set", "environment_vars.include=[gone.env]", "--dry-run")
+    assert missing.returncode == 1 and "environment_vars.include[0]: file not found" in missing.stdout
+
+
 def test_set_dry_run_writes_nothing_and_modes_are_required(conf: Path, home: Path) -> None:
     dry = config(conf, home, "set", "service.name=other", "--dry-run")
     assert (dry.returncode, dry.stdout.splitlines()[0]) == (0, 'Dry-run: would set "service.name" to other in config.yaml')
