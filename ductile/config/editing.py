@@ -135,9 +135,9 @@ def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_
     text = _changed_text(name, original, change)
     if dry_run:
         try:
-            with substituted(path, text):
+            with substituted(path, text):  # the check reads the edited text too
                 config = load_config(source)
-            check(config)
+                check(config)
         except (ConfigError, ConfigEditFailed) as exc:
             raise ConfigEditFailed(f"validation failed: {exc}", text) from None
         return Edited(config, text)

@@ -108,6 +108,9 @@ def test_set_a_per_file_key_checks_the_file_it_wrote(conf: Path, home: Path) -> 
     # environment_vars.include is read per file, never merged (config.md §3.2): the edited file is
     # where its value takes effect.
     (conf / ".env").write_text("GREETING=hi\n")
+    dry = config(conf, home, "set", "environment_vars.include=[.env]", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert (conf / "config.yaml").read_text() == ROOT
     done = config(conf, home, "set", "environment_vars.include=[.env]", "--apply")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[0] == 'Successfully set "environment_vars.include" to [.env] in config.yaml'
