@@ -3,8 +3,6 @@ ductile/config/editing.py (shared with ``config token``); this module parses and
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
@@ -13,6 +11,7 @@ from ductile.cli.output import CliFailure
 
 if TYPE_CHECKING:
     from ductile.config.model import Config
+    from ductile.runtime.config_check import Report
 
 DRY_RUN = 'Dry-run: would set "{path}" to {value} in {file}'
 APPLIED = 'Successfully set "{path}" to {value} in {file}'
@@ -46,39 +45,60 @@ def set_(assignment: Annotated[str, Parameter(help="<path>=<value>; the value is
         raise CliFailure(f"config set: {exc}") from None
     cfg = resolve(config, config_dir)
     shown = raw_value.strip()
+    reports: list[Report] = []
+
+    def validate(_after: Config) -> None:
+        # The summary's own report is the validation (config.md §9): its errors undo the edit.
+        report = _report(cfg)
+        reports.append(report)
+        if report.errors:
+            first = report.errors[0]
+            raise ConfigEditFailed(f"{first.field}: {first.message}")
+
     try:
-        target, edited = set_key(cfg, path, value, dry_run=dry_run)
+        target, _ = set_key(cfg, path, value, dry_run=dry_run, validate=validate)
     except ConfigEditFailed as exc:
         if not dry_run:
+            if reports and reports[-1].errors:
+                _render(reports[-1])
             raise CliFailure(str(exc)) from None
         from ductile.config.editing import target_file
+        from ductile.config.plaintext import substituted
+        from ductile.runtime.config_check import Report
 
         # The dry run still reports on the edited config when it is what failed to validate.
         target = target_file(cfg, path)
         print(DRY_RUN.format(path=text.strip(), value=shown, file=display_name(target, cfg.source.config_dir)))
-        return _validation_summary(cfg, target, exc.text, failure=str(exc))
+        if not reports and exc.text is not None:
+            with substituted(target, exc.text):
+                reports.append(_report(cfg))
+        return _render(reports[-1] if reports else Report([]), failure=str(exc))
     file = display_name(target, cfg.source.config_dir)
     line = DRY_RUN if dry_run else APPLIED
     print(line.format(path=text.strip(), value=shown, file=file))
-    code = _validation_summary(cfg, target, edited.text if dry_run else None)
+    code = _render(reports[-1])
     if not dry_run:
         high = tier_of(target, cfg.source.config_dir) == Tier.HIGH_SECURITY
         print(RELOCK_HIGH_SECURITY if high else RELOCK)
     return code
 
 
-def _validation_summary(cfg: Config, target: Path, text: bytes | None, failure: str | None = None) -> int:
-    """``config check``'s report on the config as edited (read from ``text`` when it is not on
-    disk), integrity excluded: the edit is by definition not sealed yet (config.md §9). Exit 0,
-    1 with errors, 2 with warnings."""
-    from ductile.cli.config_report import render
-    from ductile.config.plaintext import substituted
-    from ductile.runtime.config_check import INTEGRITY, Finding, Level, Report, check_config
+def _report(cfg: Config) -> Report:
+    """``config check``'s report on the config as it now reads (the edited text, in a dry run),
+    integrity excluded: the edit is by definition not sealed yet (config.md §9)."""
+    from ductile.runtime.config_check import INTEGRITY, Report, check_config
 
-    with substituted(target, text) if text is not None else contextlib.nullcontext():
-        report = check_config(cfg.source)
-    findings = [f for f in report.findings if f.category != INTEGRITY]
-    if failure is not None and not any(f.level is Level.ERROR for f in findings):
+    return Report([f for f in check_config(cfg.source).findings if f.category != INTEGRITY])
+
+
+def _render(report: Report, failure: str | None = None) -> int:
+    """Print the validation summary; exit 0, 1 with errors, 2 with warnings. ``failure`` is why
+    the edit failed when the report itself has no error to say it (an overridden value)."""
+    from ductile.cli.config_report import render
+    from ductile.runtime.config_check import Finding, Level, Report
+
+    findings = list(report.findings)
+    if failure is not None and not report.errors:
         findings.append(Finding(level=Level.ERROR, category="set", field="value",
                                 message=failure.removeprefix("validation failed: ")))
     return render(Report(findings), json=False, fail_on_warnings=True)

@@ -31,8 +31,9 @@ from ductile.config.documents import display_name
 from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
 from ductile.config.locations import KeyPath, dotted
+from ductile.config.merging import PER_FILE_KEYS
 from ductile.config.model import Config
-from ductile.config.plaintext import is_age_data, substituted
+from ductile.config.plaintext import is_age_data, read_plaintext, substituted
 from ductile.config.yaml_core import parse_yaml
 
 Change = Callable[[dict[str, Any]], None]
@@ -134,9 +135,9 @@ def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_
     text = _changed_text(name, original, change)
     if dry_run:
         try:
-            with substituted(path, text):
+            with substituted(path, text):  # the check reads the edited text too
                 config = load_config(source)
-            check(config)
+                check(config)
         except (ConfigError, ConfigEditFailed) as exc:
             raise ConfigEditFailed(f"validation failed: {exc}", text) from None
         return Edited(config, text)
@@ -155,18 +156,22 @@ def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_
     return Edited(config, text)
 
 
-def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool) -> tuple[Path, Edited]:
+def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool,
+            validate: Check | None = None) -> tuple[Path, Edited]:
     """``config set``: ``path`` = ``value`` in its target file (``target_file``), which must then be
-    the value the merged config has (a later file overriding it fails the edit). Returns the file
-    and the config loaded after the edit."""
+    the value the merged config has (a later file overriding it fails the edit). ``validate`` is
+    the caller's validation of the config after the edit (it raises ``ConfigEditFailed`` on
+    errors, and the edit is undone). Returns the file and the config loaded after the edit."""
     target = target_file(config, path)
 
     def check(after: Config) -> None:
+        if validate is not None:
+            validate(after)
         from ductile.config.keypaths import KeyPathError, lookup
-        from ductile.config.redaction import redact, written_document
+        from ductile.config.redaction import redact
 
         try:  # as written: a ``${VAR}`` set is compared as the template, not the environment's value
-            effective = lookup(written_document(after), path)
+            effective = lookup(_effective_document(after, target, path), path)
         except KeyPathError:
             effective = None
         if effective != value:
@@ -175,6 +180,17 @@ def set_key(config: Config, path: KeyPath, value: Any, *, dry_run: bool) -> tupl
                                    "not the value set (a later file overrides it)")
 
     return target, edit(config.source, target, lambda data: set_in(data, path, value), check, dry_run=dry_run)
+
+
+def _effective_document(after: Config, target: Path, path: KeyPath) -> Any:
+    """Where the value set takes effect: the merged config as written, or for a per-file key
+    (``include``, ``environment_vars``: each file's own, never merged) the edited file itself."""
+    from ductile.config.redaction import written_document
+
+    if path[0] not in PER_FILE_KEYS:
+        return written_document(after)
+    document, _ = parse_yaml(read_plaintext(target), display_name(target, after.source.config_dir))
+    return document
 
 
 def _round_trip() -> YAML:

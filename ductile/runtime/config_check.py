@@ -87,7 +87,10 @@ def _load_error(error: ConfigError) -> Finding:
 
 
 def _diagnostic(d: Diagnostic, level: Level | None = None) -> Finding:
-    return Finding(level=level or Level(d.level), category=d.category, field=d.field, message=d.message, file=d.file)
+    # A load warning's message names its field, as the boot log prints it (``api.auth.tokens[0]:
+    # literal token in config; ...``, config.md §4.3); the report line gives the field already.
+    message = d.message.removeprefix(f"{d.field}: ")
+    return Finding(level=level or Level(d.level), category=d.category, field=d.field, message=message, file=d.file)
 
 
 def compile_for(config: Config, catalog: Catalog) -> Compiled:

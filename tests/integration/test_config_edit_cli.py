@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.integration.daemon import TEST_PLUGINS, TOKEN, Daemon, free_port
+from tests.integration.daemon import TEST_PLUGINS, TOKEN, Daemon, free_port, wait_until
 
 ROOT = f"""\
 # the root file: comments must survive an edit
@@ -93,6 +94,32 @@ def test_set_that_does_not_validate_is_restored(conf: Path, home: Path) -> None:
     assert (conf / "config.yaml").read_text() == ROOT
 
 
+def test_set_with_a_doctor_error_is_restored_and_never_claims_success(conf: Path, home: Path) -> None:
+    failed = config(conf, home, "set", "plugins.ghost.enabled=true", "--apply")
+    assert failed.returncode == 1
+    assert "Successfully set" not in failed.stdout
+    assert failed.stdout.splitlines()[0].startswith("Validation: failed (1 error(s)")
+    assert failed.stderr == ('error: validation failed: plugins.ghost: plugin "ghost": not discovered in '
+                             'plugin_roots (restored plugins.yaml)\n')
+    assert (conf / "plugins.yaml").read_text() == PLUGINS
+
+
+def test_set_a_per_file_key_checks_the_file_it_wrote(conf: Path, home: Path) -> None:
+    # environment_vars.include is read per file, never merged (config.md §3.2): the edited file is
+    # where its value takes effect.
+    (conf / ".env").write_text("GREETING=hi\n")
+    dry = config(conf, home, "set", "environment_vars.include=[.env]", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert (conf / "config.yaml").read_text() == ROOT
+    done = config(conf, home, "set", "environment_vars.include=[.env]", "--apply")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[0] == 'Successfully set "environment_vars.include" to [.env] in config.yaml'
+    written = (conf / "config.yaml").read_text()
+    assert written.startswith(ROOT) and yaml.safe_load(written)["environment_vars"] == {"include": [".env"]}
+    missing = config(conf, home, "set", "environment_vars.include=[gone.env]", "--dry-run")
+    assert missing.returncode == 1 and "environment_vars.include[0]: file not found" in missing.stdout
+
+
 def test_set_dry_run_writes_nothing_and_modes_are_required(conf: Path, home: Path) -> None:
     dry = config(conf, home, "set", "service.name=other", "--dry-run")
     assert (dry.returncode, dry.stdout.splitlines()[0]) == (0, 'Dry-run: would set "service.name" to other in config.yaml')
@@ -144,11 +171,38 @@ def test_init_scaffolds_a_locked_dir_that_boots(tmp_path: Path, home: Path) -> N
     made = ductile("config", "init", "--config-dir", str(target), cwd=tmp_path, home=home)
     assert made.returncode == 0, made.stderr
     assert made.stdout.splitlines() == [f"Initialised {target}:", f"  wrote {target}/config.yaml",
-                                        f"  wrote {target}/plugins/", f"  wrote {target}/.checksums"]
+                                        f"  wrote {target}/plugins/", f"  wrote {target}/webhooks.yaml",
+                                        f"  wrote {target}/.checksums"]
+    assert target.stat().st_mode & 0o777 == 0o700
+    root = yaml.safe_load((target / "config.yaml").read_text())
+    assert (root["api"]["enabled"], root["state"], root["plugin_roots"], root["plugins"]) == (
+        False, {"path": "data/ductile.db"}, [f"{target}/plugins"], {})
+    assert yaml.safe_load((target / "webhooks.yaml").read_text()) == {"webhooks": {"endpoints": []}}
+    checked = ductile("config", "check", "--config-dir", str(target), cwd=tmp_path, home=home)
+    assert (checked.returncode, checked.stdout) == (0, "Validation: ✓ All checks passed\n")
     again = ductile("config", "init", "--config-dir", str(target), cwd=tmp_path, home=home)
     assert (again.returncode, again.stderr) == (
-        1, f"error: config init: {target}/config.yaml already exists (use --force to overwrite it)\n")
+        1, f"error: config init: {target}/config.yaml already exists (use --force to overwrite)\n")
 
+    (target / "webhooks.yaml").write_text("# mine\nwebhooks: {endpoints: []}\n")
+    forced = ductile("config", "init", "--config-dir", str(target), "--force", cwd=tmp_path, home=home)
+    assert forced.returncode == 0, forced.stderr
+    assert (target / "webhooks.yaml.bak").read_text() == "# mine\nwebhooks: {endpoints: []}\n"
+    assert (target / "config.yaml.bak").read_text() == (target / "config.yaml").read_text()
+    assert (target / ".checksums.bak").exists()
+
+    api_off = Daemon.for_config_dir(target, free_port(), TOKEN)
+    try:  # the API is off, a valid posture: the gateway starts without a listener, and stops cleanly
+        api_off.start(wait=False)
+        wait_until(lambda: "gateway started" in api_off.log_text(), 30, what="gateway started")
+        started = next(line for line in api_off.log_lines() if line["msg"] == "gateway started")
+        assert started["posture"] == "closed"
+        assert api_off.stop() == 0
+    finally:
+        api_off.close()
+
+    assert ductile("config", "set", "api.enabled=true", "--apply", "--config-dir", str(target),
+                   cwd=tmp_path, home=home).returncode == 0
     port = free_port()
     moved = ductile("config", "set", f"api.listen=127.0.0.1:{port}", "--apply", "--config-dir", str(target),
                     cwd=tmp_path, home=home)

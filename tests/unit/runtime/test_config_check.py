@@ -120,6 +120,25 @@ def test_doctor_findings_disabled_plugin_undeclared_schedule_command_and_fast_ti
             "scheduler pass") in lines
 
 
+def test_a_literal_token_warning_names_its_field_once(conf: Path, tmp_path: Path) -> None:
+    write(conf, "config.yaml", """\
+        plugin_roots: [plugins]
+        include: [plugins.yaml]
+        api:
+          auth:
+            tokens: [{token: s3cret, scopes: ['*']}]
+        """)
+    lock(conf, tmp_path)
+    assert human_lines(check_config(source(conf), env(tmp_path))) == [
+        "Validation: passed with 1 warning(s)",
+        "  WARN  [api] api.auth.tokens[0]: literal token in config; move it into the vault with "
+        "'ductile config token create'",
+    ]
+    # The boot log prints the message alone, so there it keeps its field (config.md §4.3).
+    [warning] = load_config(source(conf), env(tmp_path)).warnings
+    assert warning.message.startswith("api.auth.tokens[0]: literal token in config")
+
+
 def test_a_load_failure_is_an_error_report(conf: Path, tmp_path: Path) -> None:
     write(conf, "config.yaml", "plugin_roots: [plugins]\nservice: {log_level: loud}\n")
     lines = human_lines(check_config(source(conf), env(tmp_path)))
