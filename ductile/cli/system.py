@@ -17,6 +17,8 @@ app.command("ductile.cli.skills:skills", name="skills",
             help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
 app.command("ductile.cli.config_check:doctor", name="doctor",
             help="Diagnose the configuration, plugins and vault, gateway running or not (the config check report).")
+app.command("ductile.cli.plugin_facts:plugin_facts", name="plugin-facts",
+            help="A plugin's appended facts (fact_outputs), newest first.")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]
