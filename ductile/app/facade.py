@@ -42,7 +42,6 @@ from ductile.projections.analytics_queries import QueueReport, Stopwatch, Summar
 from ductile.projections.audit import AuditPage, AuditQuery
 from ductile.projections.job_queries import Job, JobLogPage, JobPage
 from ductile.projections.schedule_queries import ScheduleList
-from ductile.system.doctor import doctor_checks
 from ductile.system.logs import Log
 from ductile.system.selfcheck import selfcheck_checks
 from ductile.vocabulary import TERMINAL
@@ -318,10 +317,6 @@ class System:
         if (unwritable := self._gw.events.unwritable) is not None:
             reasons.append(f"event log not writable: {unwritable}")
         return reasons
-
-    async def doctor(self) -> list[dict[str, Any]]:
-        gw = self._gw
-        return await gw.reads.read(lambda c: doctor_checks(gw.config, gw.catalog, c))
 
     async def reload(self) -> ReloadOutcome:
         """config.md §8: the one reload path (serialized); ``ok`` or ``rejected`` with the reason."""

@@ -101,3 +101,22 @@ def parse_timeout(text: str, flag: str = "--timeout") -> tuple[float, str]:
     if seconds <= 0 or seconds != seconds or seconds == float("inf"):
         raise CliFailure(f'invalid {flag} "{text}": must be > 0', code=2)
     return seconds, shown
+
+
+def read_state_sync(state_path: Path, fn: Callable[[sqlite3.Cursor], T]) -> T:
+    """``fn`` (a projection's typed reader) on the state DB opened read-only, for the commands
+    that need no async reader: works while the gateway runs, never modifies anything."""
+    from ductile.events.log import connect
+
+    if not state_path.exists():
+        raise CliFailure(f"state database {state_path} does not exist (has the gateway ever started?)")
+    try:
+        conn = connect(state_path, readonly=True)
+    except sqlite3.Error as exc:
+        raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
+    try:
+        return fn(conn.cursor())
+    except sqlite3.Error as exc:
+        raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
+    finally:
+        conn.close()

@@ -31,17 +31,20 @@ def check(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None,
 def doctor(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: bool = False,
            fail_on_warnings: FailOnWarningsOpt = False) -> int:
     """Diagnose the gateway's configuration, plugins and vault, running or not (same report as config check)."""
-    return _run(config, config_dir, json=json, fail_on_warnings=fail_on_warnings)
+    return _run(config, config_dir, json=json, fail_on_warnings=fail_on_warnings, doctor=True)
 
 
-def _run(config: str | None, config_dir: str | None, *, json: bool, fail_on_warnings: bool) -> int:
+def _run(config: str | None, config_dir: str | None, *, json: bool, fail_on_warnings: bool,
+         doctor: bool = False) -> int:
     from ductile.cli.config_report import render
     from ductile.config.discovery import find_config
     from ductile.config.errors import ConfigError
     from ductile.runtime.config_check import check_config
+    from ductile.runtime.doctor import doctor_report
 
     try:
         source = find_config(config, config_dir)
     except ConfigError as exc:
         raise fail(str(exc), json=json, prefix="config error") from None
-    return render(check_config(source), json=json, fail_on_warnings=fail_on_warnings)
+    report = doctor_report(source) if doctor else check_config(source)
+    return render(report, json=json, fail_on_warnings=fail_on_warnings)

@@ -30,12 +30,13 @@ def summary(report: Report) -> str:
 
 
 def line(finding: Finding) -> str:
-    word = "ERROR" if finding.level == "error" else "WARN "
+    word = {"error": "ERROR", "warning": "WARN "}.get(finding.level, "INFO ")
     return f"  {word} [{finding.category}] {finding.field}: {finding.message}"
 
 
 def human_lines(report: Report) -> list[str]:
-    return [summary(report), *(line(f) for f in report.errors), *(line(f) for f in report.warnings)]
+    return [summary(report), *(line(f) for f in report.errors), *(line(f) for f in report.warnings),
+            *(line(f) for f in report.info)]
 
 
 def document(report: Report) -> dict[str, object]:
@@ -45,8 +46,11 @@ def document(report: Report) -> dict[str, object]:
             out["file"] = f.file
         return out
 
-    return {"valid": report.valid, "errors": [entry(f) for f in report.errors],
-            "warnings": [entry(f) for f in report.warnings]}
+    out: dict[str, object] = {"valid": report.valid, "errors": [entry(f) for f in report.errors],
+                              "warnings": [entry(f) for f in report.warnings]}
+    if report.info:  # only `system doctor` reports what is there; `config check`'s shape is unchanged
+        out["info"] = [entry(f) for f in report.info]
+    return out
 
 
 def render(report: Report, *, json: bool, fail_on_warnings: bool) -> int:

@@ -35,6 +35,8 @@ stdout). Gateway clients take `--api-url` (default `http://<api.listen>`) and `-
 - `ductile system scheduler` / `ductile system breaker <plugin>` / `ductile system reset <plugin>`:
   schedules and circuit breakers.
 - `ductile system rebuild`: rebuild the read models from the event log (gateway stopped).
+- `ductile system doctor`: diagnose config, plugins, schedules, vault, disk and state, gateway running or not.
+- `ductile system plugin-facts <plugin> [--fact-type T] [--limit 20]`: a plugin's appended facts, newest first.
 - `ductile api <endpoint> [-X METHOD] [-f key=value …] [-b JSON|@file|-]`: any gateway route, e.g.
   `ductile api /plugin/<plugin>/<command> -f key=value` (fields go under `payload`) or
   `ductile api /job/<job_id>`.

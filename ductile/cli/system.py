@@ -17,6 +17,8 @@ app.command("ductile.cli.skills:skills", name="skills",
             help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
 app.command("ductile.cli.config_check:doctor", name="doctor",
             help="Diagnose the configuration, plugins and vault, gateway running or not (the config check report).")
+app.command("ductile.cli.plugin_facts:plugin_facts", name="plugin-facts",
+            help="A plugin's appended facts (fact_outputs), newest first.")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]
@@ -189,6 +191,7 @@ def reset(
 
 
 SKIPPED = "skipped: "
+RELOAD_NO_OUTCOME = "reload signal sent to pid {pid}; no outcome within {timeout}"  # operations.md §4
 TimeoutOpt = Annotated[str, Parameter(help="How long to wait (a duration: 30s, 2m; a bare number is seconds).")]
 
 
@@ -252,7 +255,7 @@ def reload(
     """Reload the configuration: POST /system/reload with --api-url, else SIGHUP to the PID holding the lock."""
     from ductile.cli.common import parse_timeout
 
-    seconds, _ = parse_timeout(timeout)
+    seconds, shown = parse_timeout(timeout)
     if api_url:
         return _reload_over_api(api_url, api_key, seconds, json)
     import os
@@ -279,10 +282,10 @@ def reload(
         raise fail("gateway is not running", json=json) from None
     except PermissionError:
         raise fail(f"cannot signal the gateway (pid {pid}): permission denied", json=json) from None
-    return _await_reload_outcome(cfg.state_path, head, pid, seconds, json)
+    return _await_reload_outcome(cfg.state_path, head, pid, seconds, shown, json)
 
 
-def _await_reload_outcome(state_path: Path, head: int, pid: int, seconds: float, json: bool) -> int:
+def _await_reload_outcome(state_path: Path, head: int, pid: int, seconds: float, shown: str, json: bool) -> int:
     """Wait for the reload's outcome in the event log: the first ``ConfigReloaded`` or
     ``ConfigReloadRejected`` after ``head`` (the log's head before the signal)."""
     from ductile.app.reload import RELOADED_MESSAGE, ReloadStatus
@@ -307,7 +310,7 @@ def _await_reload_outcome(state_path: Path, head: int, pid: int, seconds: float,
                     error = rec.event.error
                     raise fail(error, json=json, document={"status": ReloadStatus.REJECTED, "error": error})
             if time.monotonic() >= deadline:
-                message = f"timed out after {seconds:g}s waiting for the gateway (pid {pid}) to reload"
+                message = RELOAD_NO_OUTCOME.format(pid=pid, timeout=shown)
                 raise fail(message, json=json, document={"status": "timeout", "pid": pid, "error": message})
             time.sleep(0.05)
     finally:

@@ -237,6 +237,11 @@ class LogStats:
     events: int = 0
 
 
+# operations.md §10: a writer waits this long for another process's write transaction (a sqlite3
+# shell, a copy tool) before ``database is locked``; the single writer makes waiting on ourselves rare.
+BUSY_TIMEOUT_MS = 5000
+
+
 def connect(path: str | Path, durability: str = "full", readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(
@@ -246,7 +251,7 @@ def connect(path: str | Path, durability: str = "full", readonly: bool = False) 
     else:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
-    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn
 
 

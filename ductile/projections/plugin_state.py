@@ -75,3 +75,30 @@ def last_fact_seq(cur: sqlite3.Cursor, plugin: str) -> int:
     """The sequence number of the plugin's newest fact, 0 before the first."""
     row = cur.execute("SELECT COALESCE(MAX(seq), 0) FROM plugin_facts WHERE plugin_name=?", (plugin,)).fetchone()
     return int(row[0])
+
+
+class PluginFact(msgspec.Struct, frozen=True, kw_only=True):
+    """One appended fact as ``system plugin-facts`` shows it (plugins.md §8); ``id`` is its log position."""
+
+    id: int
+    seq: int
+    plugin: str
+    fact_type: str
+    job_id: str
+    command: str
+    fact: dict[str, Any]
+    created_at: str
+
+
+def list_facts(cur: sqlite3.Cursor, plugin: str, fact_type: str | None, limit: int) -> list[PluginFact]:
+    """The plugin's newest ``limit`` facts (of ``fact_type`` when given), newest first."""
+    where, args = "plugin_name=?", [plugin]
+    if fact_type is not None:
+        where += " AND fact_type=?"
+        args.append(fact_type)
+    rows = cur.execute(
+        "SELECT id, seq, plugin_name, fact_type, job_id, command, fact_json, created_at FROM plugin_facts"
+        f" WHERE {where} ORDER BY seq DESC LIMIT ?", (*args, limit),
+    ).fetchall()
+    return [PluginFact(id=r[0], seq=r[1], plugin=r[2], fact_type=r[3], job_id=r[4], command=r[5],
+                       fact=_decode_state.decode(r[6]), created_at=r[7]) for r in rows]

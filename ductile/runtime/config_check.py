@@ -53,6 +53,7 @@ INTEGRITY = "integrity"  # the category of the lock's findings, which `config se
 class Level(StrEnum):
     ERROR = "error"
     WARNING = "warning"
+    INFO = "info"  # the doctor's report of what is there (plugins loaded, next fires, head): never fails
 
 
 class Finding(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -73,6 +74,10 @@ class Report(msgspec.Struct, frozen=True):
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.level is Level.WARNING]
+
+    @property
+    def info(self) -> list[Finding]:
+        return [f for f in self.findings if f.level is Level.INFO]
 
     @property
     def valid(self) -> bool:
@@ -131,18 +136,34 @@ def fingerprint_failures(catalog: Catalog, document: VaultDocument) -> list[str]
     return failures
 
 
+class Checked(msgspec.Struct, frozen=True, kw_only=True):
+    """The report and what it was made from, for the doctor's further findings: the config when it
+    loaded, the catalog when discovery ran, the names discovery found in the plugin roots."""
+
+    report: Report
+    config: Config | None = None
+    catalog: Catalog | None = None
+    discovered: frozenset[str] = frozenset()
+
+
 def check_config(source: ConfigSource, environ: MutableMapping[str, str] | None = None,
                  home: Path | None = None) -> Report:
     """Everything boot would check, as one report. Reads files only; starts nothing.
 
     ``environ`` (default: a copy of the process environment, so a check inside the gateway never
     changes its environment) receives the variables of the config's env files."""
+    return run_checks(source, environ, home).report
+
+
+def run_checks(source: ConfigSource, environ: MutableMapping[str, str] | None = None,
+               home: Path | None = None) -> Checked:
+    """``check_config`` with the config and catalog it loaded (``ductile/runtime/doctor.py``)."""
     env = dict(os.environ) if environ is None else environ
     result = collect_config(source, env)
     findings = [_load_error(e) for e in result.errors]
     config = result.config
     if config is None:
-        return Report([*findings, *(_diagnostic(w) for w in result.warnings)])
+        return Checked(report=Report([*findings, *(_diagnostic(w) for w in result.warnings)]))
     gates, gate_warnings = gates_of(config.service)
     ignored = ignored_keys(config.warnings)
     for w in config.warnings:
@@ -153,31 +174,31 @@ def check_config(source: ConfigSource, environ: MutableMapping[str, str] | None 
         findings.append(Finding(level=Level.WARNING, category="service", field="service.tick_interval",
                                 message=TICK_BELOW_ONE_SECOND))
     findings.extend(integrity_findings(verify(config.files, config.source.config_dir), gates, stale=True))
-    catalog = _catalog(config, findings)
+    catalog, discovered = _catalog(config, findings)
     if catalog is None:
-        return Report(findings)
+        return Checked(report=Report(findings), config=config)
     findings.extend(_doctor_findings(config, catalog))
     findings.extend(_vault_findings(config, catalog, gates, env, home or home_directory(env)))
     if gates.require_api_auth and config.api.enabled and not config.api.tokens:
         findings.append(Finding(level=Level.ERROR, category="admission", field="api.auth.tokens", message=NO_API_TOKENS))
-    return Report(findings)
+    return Checked(report=Report(findings), config=config, catalog=catalog, discovered=discovered)
 
 
-def _catalog(config: Config, findings: list[Finding]) -> Catalog | None:
+def _catalog(config: Config, findings: list[Finding]) -> tuple[Catalog | None, frozenset[str]]:
     try:
         discovered, notes = discover(config.plugin_roots, config.service.allow_symlinks)
         catalog = with_lock(build_catalog(config, discovered), config.source.config_dir)
     except ConfigError as exc:
         findings.append(_load_error(exc))
-        return None
+        return None, frozenset()
     except DiscoveryError as exc:
         findings.append(Finding(level=Level.ERROR, category="load", field="plugin_roots", message=str(exc)))
-        return None
+        return None, frozenset()
     for note in notes:
         if note.level.lower() in ("warn", "warning", "error"):
             findings.append(Finding(level=Level.WARNING, category="plugins", field="plugin_roots",
                                     message=_note_text(note.msg, note.fields)))
-    return catalog
+    return catalog, frozenset(discovered)
 
 
 def _note_text(msg: str, fields: dict[str, object]) -> str:
