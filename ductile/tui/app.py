@@ -106,14 +106,19 @@ class WatchApp(App[int]):
             self.model.set_disconnected()
             self._dirty = True
             await asyncio.sleep(RETRY_SECONDS)
+            # The header shows /healthz again as soon as we reconnect, not at the next 5 s poll.
+            await self._check_health()
+
+    async def _check_health(self) -> None:
+        try:
+            self.model.set_health(await self.feed.health())
+        except FeedError:
+            self.model.set_health(None)
+        self._dirty = True
 
     async def _poll_health(self) -> None:
         while True:
-            try:
-                self.model.set_health(await self.feed.health())
-            except FeedError:
-                self.model.set_health(None)
-            self._dirty = True
+            await self._check_health()
             await asyncio.sleep(HEALTH_SECONDS if self.model.connected else RETRY_SECONDS)
 
     async def _poll_schedules(self) -> None:
