@@ -390,6 +390,7 @@ class Gateway:
         recovery = asyncio.create_task(self._recover(events, dispatcher), name="recovery")
         retention = self._retention = Retention(events, config)
         async def on_tick(now: int) -> None:
+            services.last_tick_ns = now
             services.live.publish("scheduler.tick", {"at": rfc3339(now)})
             await retention.run(now)
 

@@ -14,9 +14,10 @@ SPEC_METRICS = {
     "ductile_queue_depth": "gauge", "ductile_jobs_completed_total": "counter",
     "ductile_job_duration_seconds": "histogram", "ductile_event_log_position": "gauge",
     "ductile_events_appended_total": "counter", "ductile_sse_subscribers": "gauge", "ductile_workers_busy": "gauge",
-    "ductile_workers_total": "gauge", "ductile_circuit_breakers_open": "gauge",
+    "ductile_workers_max": "gauge", "ductile_circuit_breakers_open": "gauge",
     "ductile_webhook_requests_total": "counter", "ductile_config_reloads_total": "counter",
     "ductile_vault_deliveries_total": "counter", "ductile_build_info": "gauge", "ductile_uptime_seconds": "gauge",
+    "ductile_scheduler_last_tick_timestamp_seconds": "gauge",
 }
 
 

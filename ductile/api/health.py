@@ -11,6 +11,14 @@ from ductile import __version__
 from ductile.api.context import Facade, Runtime
 from ductile.api.errors import ApiError, internal
 from ductile.api.schemas import errors
+from ductile.events.timefmt import now_ns, rfc3339
+
+
+class SchedulerHeartbeat(msgspec.Struct, frozen=True):
+    """operations.md §9: the scheduler's last tick, and whether it is overdue."""
+
+    last_tick_at: str | None
+    late: bool
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -26,6 +34,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     version: str
     posture: str
     event_log_position: int
+    scheduler: SchedulerHeartbeat | None = None
     degraded: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -56,6 +65,12 @@ async def healthz(ductile: Facade, runtime: Runtime) -> Health:
     except Exception as exc:
         raise internal("failed to compute queue depth", exc) from None
     degraded = ductile.system.degraded_reasons()
+    heartbeat = None
+    if ductile.schedule_specs:  # null while no schedule is configured
+        late_s = runtime.scheduler_lateness(ductile.config.service.tick_interval, now_ns())
+        heartbeat = SchedulerHeartbeat(last_tick_at=rfc3339(runtime.last_tick_ns), late=late_s is not None)
+        if late_s is not None:
+            degraded.insert(0, f"scheduler is late (last tick {late_s}s ago)")
     return Health(
         status="degraded" if degraded else "ok",
         uptime_seconds=runtime.uptime_seconds(),
@@ -67,6 +82,7 @@ async def healthz(ductile: Facade, runtime: Runtime) -> Health:
         version=__version__,
         posture=runtime.posture,
         event_log_position=ductile.events.head,
+        scheduler=heartbeat,
         degraded=degraded or msgspec.UNSET,
     )
 

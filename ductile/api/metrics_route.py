@@ -16,6 +16,6 @@ from ductile.runtime.metrics import CONTENT_TYPE, Metrics
 async def metrics(request: Request[Any, Any, Any], runtime: Runtime) -> Response[bytes]:
     registry: Metrics = request.app.state.metrics
     head, subscribers, uptime = runtime.events.head, runtime.sse_subscribers, runtime.uptime_seconds()
-    text = await runtime.read(lambda c: registry.render(c, head, subscribers, uptime))
+    text = await runtime.read(lambda c: registry.render(c, head, subscribers, uptime, runtime.last_tick_ns))
     # An explicit header: Litestar would append a second charset to a text/* media type.
     return Response(text.encode(), headers={"content-type": CONTENT_TYPE}, status_code=200)

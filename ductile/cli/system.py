@@ -485,3 +485,31 @@ def vault_audit(
     from ductile.cli.vault import vault_audit as show
 
     show(principal=principal, secret=secret, limit=limit, json=json, config=config, config_dir=config_dir)
+
+
+WATCH_NEEDS_TTY = "system watch needs an interactive terminal"
+
+
+@app.command
+def watch(
+    *,
+    api_url: Annotated[str | None, Parameter(help="Gateway URL (default: http://<api.listen> from the config).")] = None,
+    api_key: Annotated[str | None, Parameter(help="API token (default: $DUCTILE_API_KEY).")] = None,
+) -> int:
+    """Full-screen dashboard of a running gateway: health, pipelines, schedules, live events (q quits)."""
+    import sys
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise fail(WATCH_NEEDS_TTY, code=2)
+    from ductile.cli.client import GatewayClient, default_api_url, require_local_host
+
+    client = GatewayClient(api_url or default_api_url(), api_key)  # resolves $DUCTILE_API_KEY
+    if client.api_key:
+        require_local_host(client.api_url)
+    # Lazily: textual costs ~100 ms to import, which `ductile version` must never pay.
+    from ductile.tui.app import WatchApp
+    from ductile.tui.feed import HttpFeed
+
+    app_ = WatchApp(HttpFeed(client.api_url, client.api_key))
+    app_.run()
+    return 0

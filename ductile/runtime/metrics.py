@@ -145,7 +145,8 @@ class Metrics:
 
     # --- rendering ---------------------------------------------------------------------------
 
-    async def render(self, conn: aiosqlite.Connection, head: int, sse_subscribers: int, uptime_seconds: int) -> str:
+    async def render(self, conn: aiosqlite.Connection, head: int, sse_subscribers: int, uptime_seconds: int,
+                     last_tick_ns: int | None = None) -> str:
         part = await queue_partition(conn, now_ns())
         breakers_open = await fetch_value(conn, "SELECT COUNT(*) FROM circuit_breakers WHERE state = 'open'")
         with self._lock:
@@ -181,8 +182,8 @@ class Metrics:
         out.sample("ductile_sse_subscribers", sse_subscribers)
         out.family("ductile_workers_busy", "gauge", "Workers running a job.")
         out.sample("ductile_workers_busy", part["depth"]["running"])
-        out.family("ductile_workers_total", "gauge", "service.max_workers.")
-        out.sample("ductile_workers_total", self.max_workers)
+        out.family("ductile_workers_max", "gauge", "service.max_workers.")
+        out.sample("ductile_workers_max", self.max_workers)
         out.family("ductile_circuit_breakers_open", "gauge", "(plugin, command) circuit breakers that are open.")
         out.sample("ductile_circuit_breakers_open", breakers_open)
         out.family("ductile_webhook_requests_total", "counter", "Webhook responses by endpoint and status.")
@@ -198,6 +199,8 @@ class Metrics:
         out.sample("ductile_build_info", 1, version=self.version, commit=self.commit)
         out.family("ductile_uptime_seconds", "gauge", "Seconds since the gateway started.")
         out.sample("ductile_uptime_seconds", uptime_seconds)
+        out.family("ductile_scheduler_last_tick_timestamp_seconds", "gauge", "Unix time of the scheduler's last tick.")
+        out.sample("ductile_scheduler_last_tick_timestamp_seconds", (last_tick_ns or 0) / 1e9)
         return out.text()
 
 

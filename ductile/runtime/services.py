@@ -19,8 +19,17 @@ from ductile.events.log import EventLog
 from ductile.events.read_pool import ReadPool
 from ductile.runtime.event_feed import EventFeed
 from ductile.runtime.observations import LiveHub
+from ductile.system.logs import Log
 
 T = TypeVar("T")
+log = Log("scheduler")
+LATE_TICKS = 3
+LATE_FLOOR_SECONDS = 30.0
+
+
+def is_late(seconds_since_tick: float, tick_interval: float) -> bool:
+    """operations.md §9: the scheduler is late past ``max(3 × tick_interval, 30s)``."""
+    return seconds_since_tick > max(LATE_TICKS * tick_interval, LATE_FLOOR_SECONDS)
 
 
 class Services:
@@ -34,6 +43,8 @@ class Services:
         self.sse_subscribers = 0
         self.stopping = asyncio.Event()
         self.reads = ReadPool(events.path)  # closed by close(), once the API has drained
+        self.last_tick_ns: int | None = None  # the scheduler's last tick (operations.md §9 heartbeat)
+        self._late_logged = False
 
     async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         return await self.reads.read(fn)
@@ -43,3 +54,18 @@ class Services:
 
     def uptime_seconds(self) -> int:
         return int(time.monotonic() - self.started)
+
+    def scheduler_lateness(self, tick_interval: float, now_ns: int) -> int | None:
+        """Seconds since the last tick when the scheduler is late, else None (operations.md §9:
+        late past ``max(3 × tick_interval, 30s)``). Before the first tick the clock runs from
+        the process start, so a scheduler that never starts is noticed too. Logs one WARN line
+        when lateness starts and one INFO line when it clears."""
+        since_s = (now_ns - self.last_tick_ns) / 1e9 if self.last_tick_ns is not None else time.monotonic() - self.started
+        late = is_late(since_s, tick_interval)
+        if late != self._late_logged:
+            self._late_logged = late
+            if late:
+                log.warn("gateway degraded: scheduler is late", seconds_since_tick=int(since_s))
+            else:
+                log.info("scheduler is on time again")
+        return int(since_s) if late else None

@@ -507,7 +507,7 @@ def test_metrics_is_prometheus_text_with_every_documented_metric(gw: Daemon) -> 
     for status in ("queued", "retry_wait", "running"):
         assert f'ductile_queue_depth{{status="{status}"}}' in samples
     assert samples['ductile_queue_depth{status="retry_wait"}'] >= 1  # slow_retry waits an hour
-    assert samples["ductile_workers_total"] == 4
+    assert samples["ductile_workers_max"] == 4
     assert samples["ductile_event_log_position"] >= 1 and samples["ductile_events_appended_total"] >= 1
     assert samples["ductile_uptime_seconds"] >= 0 and samples["ductile_sse_subscribers"] == 0
     assert samples["ductile_circuit_breakers_open"] == 0

@@ -60,12 +60,18 @@ def test_an_idle_gateway_exposes_every_family_with_zero_counters() -> None:
         'ductile_queue_depth{status="queued"}': 0, 'ductile_queue_depth{status="retry_wait"}': 0,
         'ductile_queue_depth{status="running"}': 0,
         "ductile_event_log_position": 42, "ductile_events_appended_total": 0, "ductile_sse_subscribers": 2,
-        "ductile_workers_busy": 0, "ductile_workers_total": 4, "ductile_circuit_breakers_open": 0,
+        "ductile_workers_busy": 0, "ductile_workers_max": 4, "ductile_circuit_breakers_open": 0,
         'ductile_config_reloads_total{outcome="ok"}': 0, 'ductile_config_reloads_total{outcome="rejected"}': 0,
         'ductile_vault_deliveries_total{outcome="denied"}': 0, 'ductile_vault_deliveries_total{outcome="ok"}': 0,
         'ductile_vault_deliveries_total{outcome="security_alert"}': 0,
         'ductile_build_info{version="1.2.3",commit="abc123"}': 1, "ductile_uptime_seconds": 17,
+        "ductile_scheduler_last_tick_timestamp_seconds": 0,
     }
+
+
+def test_the_scheduler_heartbeat_is_exposed_as_unix_seconds() -> None:
+    _, samples = render(Metrics(4, "v", "c"), last_tick_ns=1_700_000_000_500_000_000)
+    assert samples["ductile_scheduler_last_tick_timestamp_seconds"] == 1_700_000_000.5
 
 
 def test_terminal_jobs_are_counted_by_plugin_and_status_even_without_identity_on_the_event() -> None:
@@ -133,7 +139,7 @@ def test_queue_and_breaker_gauges_are_read_from_the_state_db() -> None:
     assert samples['ductile_queue_depth{status="queued"}'] == 1
     assert samples['ductile_queue_depth{status="retry_wait"}'] == 1
     assert samples['ductile_queue_depth{status="running"}'] == 2
-    assert samples["ductile_workers_busy"] == 2 and samples["ductile_workers_total"] == 8
+    assert samples["ductile_workers_busy"] == 2 and samples["ductile_workers_max"] == 8
     assert samples["ductile_circuit_breakers_open"] == 1
 
 

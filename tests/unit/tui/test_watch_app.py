@@ -1,0 +1,95 @@
+"""The watch app driven by textual's Pilot against a fake feed (cli.md §3 keys and panels)."""
+
+import asyncio
+
+from textual.widgets import DataTable, TabbedContent
+
+from ductile.tui.app import WatchApp
+
+from .fake_feed import NOW, FakeFeed
+
+
+def run(coro_fn, feed: FakeFeed | None = None):  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        app = WatchApp(feed or FakeFeed(), clock=lambda: NOW)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            app.redraw()
+            await coro_fn(app, pilot)
+    asyncio.run(main())
+
+
+def cells(app: WatchApp, name: str) -> list[list[str]]:
+    table = app.query_one(f"#{name}-table", DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def test_it_starts_on_events_filled_from_the_stream_with_the_header_and_pipelines() -> None:
+    async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
+        assert app.focused is app.query_one("#events-table")
+        assert [r[1] for r in cells(app, "events")] == ["job.failed", "job.completed", "job.started",
+                                                          "pipeline.enqueued"]
+        assert cells(app, "pipelines") == [["intake", "api.intake", "ok", "56s ago"]]
+        assert str(app.query_one("#header").render()).startswith("OK  up 1h02m  queue 2")
+    run(check)
+
+
+def test_number_keys_select_tabs_tab_switches_column_and_j_k_move() -> None:
+    async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("2")
+        assert app.query_one("#left", TabbedContent).active == "scheduler"
+        assert app.focused is app.query_one("#scheduler-table")
+        assert cells(app, "scheduler")[0][5] == "2026-01-01 10:05:00"
+        await pilot.press("tab")
+        assert app.focused is app.query_one("#events-table")
+        await pilot.press("j", "j")
+        assert app.query_one("#events-table", DataTable).cursor_row == 2
+        await pilot.press("k")
+        assert app.query_one("#events-table", DataTable).cursor_row == 1
+        await pilot.press("1")
+        assert app.query_one("#left", TabbedContent).active == "pipelines"
+        await pilot.press("4")
+        assert app.query_one("#right", TabbedContent).active == "inspector"
+    run(check)
+
+
+def test_enter_on_an_event_opens_its_job_tree_in_the_inspector() -> None:
+    feed = FakeFeed()
+
+    async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("j", "enter")
+        await pilot.pause(0.1)
+        app.redraw()
+        assert feed.trees == ["aaaa1111"]
+        assert app.query_one("#right", TabbedContent).active == "inspector"
+        assert cells(app, "inspector") == [["aaaa1111", "echo", "poll", "succeeded", "s1"]]
+    run(check, feed)
+
+
+def test_q_quits_and_closes_the_feed() -> None:
+    feed = FakeFeed()
+
+    async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("q")
+        await pilot.pause(0.1)
+        assert not app.is_running
+    run(check, feed)
+    assert feed.closed
+
+
+def test_an_unreachable_gateway_reads_disconnected_and_is_retried() -> None:
+    feed = FakeFeed(up=False)
+
+    async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
+        assert str(app.query_one("#header").render()).startswith("DISCONNECTED")
+        assert app.is_running
+    run(check, feed)
+    assert feed.resumed_from == [None]
+
+
+def test_the_dashboard_fits_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.pause(0.1)
+        pilot.app.redraw()
+        await pilot.pause()
+    assert snap_compare(WatchApp(FakeFeed(), clock=lambda: NOW), terminal_size=(80, 24), run_before=settle)
