@@ -41,14 +41,13 @@ from ductile.config.errors import ConfigError
 from ductile.config.integrity import refuse_tampering
 from ductile.config.model import Config
 from ductile.config.paths import home_directory
+from ductile.events.snapshot import integrity_problems, open_readonly, vacuum_into
 from ductile.projections.vault import load_state
 from ductile.system.build_info import build_info
 from ductile.system.pidlock import pid_path
 from ductile.vault.keys import AgeKeyError, load_keyring, locate_key
 from ductile.vocabulary import VaultAgreement
 
-BUSY_TIMEOUT_MS = 5000
-SNAPSHOT_LIMIT_SECONDS = 300.0
 VAULT_RETRIES = 3
 UID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 PLUGIN_SKIP_DIRS = frozenset({".git", "node_modules", ".venv", "venv", "__pycache__"})
@@ -242,26 +241,15 @@ class Snapshot(msgspec.Struct, frozen=True):
     vault_mode: int
 
 
-def _vacuum_into(db: Path, target: Path) -> None:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        deadline = time.monotonic() + SNAPSHOT_LIMIT_SECONDS
-        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10000)
-        conn.execute("VACUUM INTO ?", (str(target),))
-    finally:
-        conn.close()
-
-
 def _snapshot_once(cfg: Config, target: Path) -> tuple[bool, Snapshot]:
     """One snapshot and one read of vault.age; False when they do not agree (a write raced us)."""
     try:
-        _vacuum_into(cfg.state_path, target)
-        conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True)
+        vacuum_into(cfg.state_path, target)
+        conn = open_readonly(target)
         try:
-            check = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-            if check != ["ok"]:
-                raise BackupError(f"state database snapshot failed its integrity check: {'; '.join(check)}")
+            problems = integrity_problems(conn)
+            if problems:
+                raise BackupError(f"state database snapshot failed its integrity check: {'; '.join(problems)}")
             state = load_state(conn.cursor())
         finally:
             conn.close()
