@@ -25,8 +25,9 @@ class ProgressBar:
     Reports may come from a worker thread (the event log opens in one), hence the lock.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, unit: str = "events") -> None:
         self.label = label
+        self.unit = unit
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -51,7 +52,7 @@ class ProgressBar:
 
         # auto_refresh off: no refresh thread; every report redraws, and reports come once a chunk.
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
             TaskProgressColumn(), console=Console(file=sys.stderr), auto_refresh=False,
         )
         # The task has its numbers before start() draws it, so the first frame is not an empty pulse.
@@ -77,8 +78,8 @@ class ProgressBar:
         self.close()
 
 
-def progress_bar(label: str, *, json: bool = False) -> ProgressBar | None:
+def progress_bar(label: str, *, json: bool = False, unit: str = "events") -> ProgressBar | None:
     """A bar for ``label`` when cli.md §1 allows one (stderr is a TTY, no ``--json``), else None."""
     if json or not sys.stderr.isatty():
         return None
-    return ProgressBar(label)
+    return ProgressBar(label, unit)

@@ -19,6 +19,10 @@ app.command("ductile.cli.config_check:doctor", name="doctor",
             help="Diagnose the configuration, plugins and vault, gateway running or not (the config check report).")
 app.command("ductile.cli.plugin_facts:plugin_facts", name="plugin-facts",
             help="A plugin's appended facts (fact_outputs), newest first.")
+app.command("ductile.cli.backup:backup", name="backup",
+            help="Snapshot the state DB (and config, plugins, env files by --scope) into one gzip tar, gateway running or not.")
+app.command("ductile.cli.backup:restore", name="restore",
+            help="Verify a backup archive whole, restore it (gateway stopped), then run the selfcheck.")
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]

@@ -1,0 +1,170 @@
+"""Backup scope ladders, refusals and the restore's archive checks (operations.md §7–8), without a gateway."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ductile.app.backup import BackupError, create_backup, plan_backup
+from ductile.app.backup_manifest import BackupScope, UnknownScope, parse_scope
+from ductile.app.restore import RestoreError, restore_archive, verify_archive
+from ductile.config.discovery import find_config
+from ductile.config.loader import load_config
+from ductile.config.model import Config
+from ductile.events.log import EventLog
+from ductile.projections.registry import default_runner
+from ductile.system.pidlock import PidLock, pid_path
+
+
+@pytest.mark.parametrize(("text", "scope"), [("", BackupScope.CONFIG), (None, BackupScope.CONFIG),
+                                             (" ALL ", BackupScope.ALL), ("Db", BackupScope.DB),
+                                             ("plugins", BackupScope.PLUGINS)])
+def test_scope_is_trimmed_case_insensitive_and_defaults_to_config(text: str | None, scope: BackupScope) -> None:
+    assert parse_scope(text) is scope
+
+
+def test_an_unknown_scope_names_the_choices() -> None:
+    with pytest.raises(UnknownScope) as caught:
+        parse_scope("everything")
+    assert str(caught.value) == 'unknown scope "everything" (want db|config|plugins|all)'
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    """A config dir holding everything §7 names: things to archive and things never to."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
+    d = tmp_path / "etc"
+    (d / "plugins" / "p" / "__pycache__").mkdir(parents=True)
+    (d / "plugins" / "p" / "run.py").write_text("print()\n")
+    (d / "plugins" / "p" / "run.pyc").write_text("x")
+    (d / "plugins" / "p" / "__pycache__" / "run.cpython.pyc").write_text("x")
+    (d / "plugins" / "p" / "manifest.yaml").write_text("name: p\n")
+    for never in ("backups/old.tar.gz", "secret/x", "data/ductile.db-wal", "data/ductile.db-shm", "data/ductile.pid"):
+        (d / never).parent.mkdir(parents=True, exist_ok=True)
+        (d / never).write_text("x")
+    (d / "age.key").write_text("AGE-SECRET-KEY-1...\n")
+    (d / "age.key.rotate-new").write_text("x")
+    (d / "app.env").write_text("A=1\n")
+    (d / "loose.env").write_text("B=2\n")
+    (d / "api.yaml").write_text("api:\n  auth:\n    tokens:\n      - token: abcdefghijklmnop\n        scopes: ['*']\n")
+    (d / "config.yaml").write_text(
+        "state:\n  path: data/ductile.db\nplugin_roots: [plugins]\ninclude: [api.yaml]\n"
+        "environment_vars:\n  include: [app.env]\n")
+    config = load_config(find_config(None, str(d)), environ={"HOME": str(tmp_path / "home")})
+    EventLog(config.state_path, "full", default_runner()).open_sync().close()
+    return config
+
+
+def _names(cfg: Config, scope: BackupScope) -> set[str]:
+    return {name for name, _ in plan_backup(cfg, scope, cfg.source.config_dir / "age.key", frozenset()).members}
+
+
+def test_each_scope_adds_exactly_its_rung_and_never_the_key_sidecars_or_nested_dirs(cfg: Config) -> None:
+    config = {"config/config.yaml", "config/api.yaml"}
+    plugin = {"plugins/plugins/p/run.py", "plugins/plugins/p/manifest.yaml"}  # no *.pyc, no __pycache__
+    got = {s: _names(cfg, s) for s in BackupScope}
+    assert got[BackupScope.DB] == set()
+    assert got[BackupScope.CONFIG] == config
+    assert got[BackupScope.PLUGINS] == config | plugin
+    assert got[BackupScope.ALL] == config | plugin | {"config/loose.env", "env/etc/app.env"}
+
+
+def test_the_plan_records_the_ladder_and_the_literal_token_warning(cfg: Config) -> None:
+    plan = plan_backup(cfg, BackupScope.CONFIG, None, frozenset())
+    reasons = [e.reason for e in plan.excluded]
+    assert reasons == ["runtime sidecars / pid / nested backups dir", "scope=config < plugins", "scope=config < all"]
+    assert plan.excluded[0].items == ["data/ductile.db", "ductile.db-wal", "ductile.db-shm", "ductile.pid", "backups"]
+    assert plan.warnings == ["api.yaml contains literal API token(s): treat this archive as secret"]
+    every = plan_backup(cfg, BackupScope.ALL, None, frozenset())
+    assert "env files contain secrets: encrypt the archive at rest" in every.warnings
+
+
+def test_an_existing_destination_is_refused_and_left_untouched(cfg: Config, tmp_path: Path) -> None:
+    dest = tmp_path / "out" / "b.tar.gz"
+    dest.parent.mkdir()
+    dest.write_text("keep me")
+    with pytest.raises(BackupError) as caught:
+        create_backup(cfg, dest, BackupScope.CONFIG)
+    assert str(caught.value) == f"destination already exists: {dest} (refusing to overwrite)"
+    assert dest.read_text() == "keep me"
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["b.tar.gz"]
+
+
+def test_a_failed_backup_leaves_nothing_at_the_destination(cfg: Config, tmp_path: Path) -> None:
+    cfg.state_path.unlink()
+    dest = tmp_path / "out" / "b.tar.gz"
+    with pytest.raises(BackupError) as caught:
+        create_backup(cfg, dest, BackupScope.DB)
+    assert str(caught.value) == f"state database {cfg.state_path} not found"
+    assert not dest.exists()
+
+
+def test_a_backup_archive_mode_and_members(cfg: Config, tmp_path: Path) -> None:
+    dest = tmp_path / "out" / "b.tar.gz"
+    result = create_backup(cfg, dest, BackupScope.DB)
+    assert dest.stat().st_mode & 0o777 == 0o600 and (dest.parent.stat().st_mode & 0o777) == 0o700
+    with tarfile.open(dest) as tar:
+        assert sorted(tar.getnames()) == ["BACKUP_MANIFEST.txt", "db/ductile.sqlite", "uid.txt"]
+        assert tar.getmember("BACKUP_MANIFEST.txt").mode == 0o644
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["b.tar.gz"]  # no snapshot or temp left
+    assert len(result.manifest.backup_uid) == 5 and set(result.manifest.backup_uid) <= set("abcdefghijklmnopqrstuvwxyz234567")
+
+
+def _rewrite(source: Path, target: Path, extra: tarfile.TarInfo | None = None, data: bytes = b"") -> None:
+    with tarfile.open(source) as old, tarfile.open(target, "w:gz") as new:
+        for info in old:
+            new.addfile(info, old.extractfile(info))
+        if extra is not None:
+            new.addfile(extra, io.BytesIO(data) if extra.isfile() else None)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: _info("extra.txt"), "restore: archive member extra.txt is not in the manifest"),
+    (lambda: _info("/etc/passwd"), "restore: archive member /etc/passwd has an absolute path"),
+    (lambda: _info("config/../../x"), "restore: archive member config/../../x escapes the archive (..)"),
+    (lambda: _info("config/link", tarfile.SYMTYPE), "restore: archive member config/link is a link"),
+])
+def test_restore_refuses_a_bad_member_before_writing(cfg: Config, tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    good = tmp_path / "good.tar.gz"
+    create_backup(cfg, good, BackupScope.CONFIG)
+    bad = tmp_path / "bad.tar.gz"
+    _rewrite(good, bad, make(), b"x")
+    with pytest.raises(RestoreError) as caught:
+        restore_archive(bad, config_dir=tmp_path / "new", current_state_path=lambda: tmp_path / "db", force=True)
+    assert caught.value.message == message
+    assert not (tmp_path / "new").exists()
+
+
+def _info(name: str, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = 1 if kind == tarfile.REGTYPE else 0
+    if kind == tarfile.SYMTYPE:
+        info.linkname = "/etc/passwd"
+    return info
+
+
+def test_restore_refuses_an_archive_without_a_manifest(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.tar.gz"
+    with tarfile.open(bare, "w:gz") as tar:
+        tar.addfile(_info("uid.txt"), io.BytesIO(b"x"))
+    with pytest.raises(RestoreError) as caught:
+        verify_archive(bare)
+    assert caught.value.message == "restore: archive member BACKUP_MANIFEST.txt is missing"
+
+
+def test_restore_refuses_while_the_gateway_holds_the_lock(cfg: Config, tmp_path: Path) -> None:
+    archive = tmp_path / "b.tar.gz"
+    manifest = create_backup(cfg, archive, BackupScope.CONFIG).manifest
+    assert yaml.safe_load(io.StringIO(manifest.source_config_dir)) == str(cfg.source.config_dir)
+    with PidLock(pid_path(cfg.state_path)) as held:
+        assert held.path.exists()
+        with pytest.raises(RestoreError) as caught:
+            restore_archive(archive, config_dir=None, current_state_path=lambda: cfg.state_path, force=True)
+    assert caught.value.message.startswith("gateway is running (pid ")
+    assert caught.value.message.endswith("); stop it before restoring")
