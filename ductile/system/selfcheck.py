@@ -22,7 +22,14 @@ from ductile.config.discovery import find_config
 from ductile.config.errors import ConfigError
 from ductile.config.loader import DEFAULT_VAULT_FILE, load_config
 from ductile.config.model import Config
-from ductile.events.log import connect, first_broken_stream, newest_recorded_at, read_head, verify_chain
+from ductile.events.log import (
+    connect,
+    first_broken_stream,
+    newest_recorded_at,
+    read_head,
+    read_snapshot,
+    verify_chain,
+)
 from ductile.events.schema import EVENTS_DDL, integrity_problems
 from ductile.events.timefmt import NS
 from ductile.projections import queue as queue_projection
@@ -190,16 +197,16 @@ def online_checks(open_reader: Callable[[], sqlite3.Connection], state_path: Pat
     except sqlite3.Error as exc:
         return _skipped(ONLINE_CHECKS, f"cannot open the state DB read-only: {exc}")
     try:
-        conn.execute("BEGIN")
-        checks = [
-            _guarded("event_log_chain", lambda: chain_check(conn)),
-            _guarded("projection_replay", lambda: replay_check(state_path)),
-            _guarded("queue_terminal_freshness", lambda: freshness_check(conn, config)),
-            _guarded("vault_agreement", lambda: vault_check(conn, config, environ, home)),
-        ]
+        with read_snapshot(conn):
+            checks = [
+                _guarded("event_log_chain", lambda: chain_check(conn)),
+                _guarded("projection_replay", lambda: replay_check(state_path)),
+                _guarded("queue_terminal_freshness", lambda: freshness_check(conn, config)),
+                _guarded("vault_agreement", lambda: vault_check(conn, config, environ, home)),
+            ]
+    except sqlite3.Error as exc:
+        return _skipped(ONLINE_CHECKS, f"state DB not readable: {exc}")
     finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
         conn.close()
     return [msgspec.structs.replace(c, path=UNSET) for c in checks]
 
@@ -264,16 +271,14 @@ def _state_checks(config: Config, environ: Mapping[str, str], home: Path,
         differences = replay.schema_differences(path, EVENTS_DDL, PROJECTIONS, skip=tuple(stale))
         checks.append(_fail("db_schema", "; ".join(differences), path) if differences
                       else _ok("db_schema", "; ".join(["matches the baseline", *stale.values()]), path))
-        conn.execute("BEGIN")
-        bar = _Progress(progress, read_head(conn))
-        checks.append(_guarded("queue_terminal_freshness", lambda: freshness_check(conn, config)))
-        checks.append(_guarded("event_log_chain", lambda: chain_check(conn, bar.chain)))
-        checks.append(_guarded("projection_replay", lambda: replay_check(path, bar.replay)))
-        checks.append(_guarded("vault_agreement", lambda: vault_check(conn, config, environ, home)))
+        with read_snapshot(conn):
+            bar = _Progress(progress, read_head(conn))
+            checks.append(_guarded("queue_terminal_freshness", lambda: freshness_check(conn, config)))
+            checks.append(_guarded("event_log_chain", lambda: chain_check(conn, bar.chain)))
+            checks.append(_guarded("projection_replay", lambda: replay_check(path, bar.replay)))
+            checks.append(_guarded("vault_agreement", lambda: vault_check(conn, config, environ, home)))
         return checks
     finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
         conn.close()
 
 
