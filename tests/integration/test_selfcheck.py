@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 

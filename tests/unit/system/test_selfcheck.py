@@ -135,3 +135,19 @@ def test_a_held_pid_lock_refuses_the_offline_run(tmp_path: Path) -> None:
     assert by_name["pid_lock"].detail == (
         f"gateway is running (pid {os.getpid()}); stop it first — selfcheck needs exclusive access to the state DB")
     assert all(c.status == "skipped" for c in checks[3:])
+
+
+def test_an_offline_run_on_a_sound_db_passes_and_reports_progress_over_both_passes(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "config.yaml").write_text("plugin_roots: [./plugins]\nstate:\n  path: ./data/ductile.db\n")
+    log = EventLog(tmp_path / "data" / "ductile.db", "full", default_runner()).open_sync()
+    try:
+        _finish(log, 1, time.time_ns() - HOUR)
+    finally:
+        log.close()
+    seen: list[tuple[int, int]] = []
+    checks = selfcheck.offline_checks(None, str(tmp_path), {}, tmp_path, lambda d, t: seen.append((d, t)))
+    assert [(c.name, c.status) for c in checks] == [(n, "ok") for n in selfcheck.OFFLINE_CHECKS], checks
+    assert seen[-1] == (6, 6)  # 3 events, chained then replayed
+    assert not pid_path(tmp_path / "data" / "ductile.db").exists() or PidLock(
+        pid_path(tmp_path / "data" / "ductile.db")).acquire().release() is None  # the lock was released
