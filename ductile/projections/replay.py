@@ -15,12 +15,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from ductile.events.record import from_row
-from ductile.projections.projection import Projection
+from ductile.projections.projection import Handler, Projection
 from ductile.projections.runner import CATCH_UP_CHUNK
 
 Progress = Callable[[int, int], None]
@@ -82,7 +81,7 @@ def replay_and_compare(
             for statement in p.schema.split(";"):
                 if statement.strip():
                     cur.execute(_in_main(statement))
-        dispatch: dict[type, list[Any]] = {}
+        dispatch: dict[type, list[Handler]] = {}
         for p in projections:
             for event_type, fns in p.handlers.items():
                 dispatch.setdefault(event_type, []).extend(fns)

@@ -51,6 +51,7 @@ NOT_ADOPTED = "not yet adopted (the next boot adopts it)"
 # §5's table, in order.
 OFFLINE_CHECKS = ("config_discovery", "config_load", "pid_lock", "db_integrity", "db_schema",
                   "queue_terminal_freshness", "event_log_chain", "projection_replay", "vault_agreement")
+_ERROR_CHARS = 200
 ONLINE_CHECKS = ("event_log_chain", "projection_replay", "queue_terminal_freshness", "vault_agreement")
 
 
@@ -182,7 +183,8 @@ def _guarded(name: str, run: Callable[[], SelfcheckCheck]) -> SelfcheckCheck:
     try:
         return run()
     except sqlite3.Error as exc:
-        return _fail(name, f"read failed: {exc}")
+        # Capped: a tampered row's decode error quotes the row's bytes.
+        return _fail(name, f"read failed: {str(exc)[:_ERROR_CHARS]}")
 
 
 # --- the runs -------------------------------------------------------------------------------------
@@ -213,10 +215,11 @@ def online_checks(open_reader: Callable[[], sqlite3.Connection], state_path: Pat
 
 def offline_checks(
     config_path: str | None, config_dir: str | None, environ: Mapping[str, str], home: Path,
-    progress: Progress | None = None,
+    progress: Progress | None = None, *, lock_held: bool = False,
 ) -> list[SelfcheckCheck]:
     """Every check of §5, in order (config discovery as config.md §1, loaded as ``system status``
-    loads it)."""
+    loads it). ``lock_held``: the caller (``system restore``) already holds the PID lock for its
+    whole run; a second flock from this process would see it as another instance's."""
     checks: list[SelfcheckCheck] = []
     try:
         source = find_config(config_path, config_dir)
@@ -230,6 +233,9 @@ def offline_checks(
         return [*checks, _fail("config_load", str(exc), root), *_skipped(OFFLINE_CHECKS[2:], "config did not load")]
     checks.append(_ok("config_load", path=root))
     lock_path = pid_path(config.state_path)
+    if lock_held:
+        checks.append(_ok("pid_lock", "held by this process for its run", lock_path))
+        return [*checks, *_state_checks(config, environ, home, progress)]
     pid = holder(lock_path)
     lock = None
     if pid is None:

@@ -151,3 +151,13 @@ def test_an_offline_run_on_a_sound_db_passes_and_reports_progress_over_both_pass
     assert seen[-1] == (6, 6)  # 3 events, chained then replayed
     assert not pid_path(tmp_path / "data" / "ductile.db").exists() or PidLock(
         pid_path(tmp_path / "data" / "ductile.db")).acquire().release() is None  # the lock was released
+
+
+def test_a_caller_holding_the_lock_runs_every_check(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "config.yaml").write_text("plugin_roots: [./plugins]\nstate:\n  path: ./data/ductile.db\n")
+    EventLog(tmp_path / "data" / "ductile.db", "full", default_runner()).open_sync().close()
+    with PidLock(pid_path(tmp_path / "data" / "ductile.db")):
+        checks = selfcheck.offline_checks(None, str(tmp_path), {}, tmp_path, lock_held=True)
+    assert all(c.ok for c in checks), checks
+    assert checks[2].detail == "held by this process for its run"
