@@ -367,8 +367,7 @@ async def system_selfcheck(ductile: Facade) -> SelfcheckReport:
         raise internal("selfcheck run failed", exc) from None
     if checks is None:
         raise ApiError(409, "selfcheck already running")
-    return SelfcheckReport(healthy=all(c["ok"] for c in checks), captured_at=rfc3339(now_ns()) or "",
-                           checks=msgspec.convert(checks, list[SelfcheckCheck]))
+    return SelfcheckReport(healthy=all(c.ok for c in checks), captured_at=rfc3339(now_ns()) or "", checks=checks)
 
 
 # --- reload --------------------------------------------------------------------------------------------

@@ -12,9 +12,11 @@ so the composition root hands those to the API separately.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import aiosqlite
@@ -43,7 +45,7 @@ from ductile.projections.audit import AuditPage, AuditQuery
 from ductile.projections.job_queries import Job, JobLogPage, JobPage
 from ductile.projections.schedule_queries import ScheduleList
 from ductile.system.logs import Log
-from ductile.system.selfcheck import selfcheck_checks
+from ductile.system.selfcheck import SelfcheckCheck, online_checks
 from ductile.vocabulary import TERMINAL
 
 if TYPE_CHECKING:
@@ -324,13 +326,15 @@ class System:
             raise ReloadUnavailable()
         return await self._gw.reload()
 
-    async def selfcheck(self) -> list[dict[str, Any]] | None:
+    async def selfcheck(self) -> list[SelfcheckCheck] | None:
         """The online checks, or None while another run is in flight (one at a time)."""
         if self._selfcheck_running:
             return None
         self._selfcheck_running = True
         try:
-            return await asyncio.to_thread(selfcheck_checks, self._gw.events.reader, self._gw.config)
+            gw = self._gw
+            return await asyncio.to_thread(online_checks, gw.events.reader, gw.events.path, gw.config, os.environ,
+                                           Path.home())
         finally:
             self._selfcheck_running = False
 

@@ -29,6 +29,7 @@ import msgspec
 
 from ductile.commands import vault as decider
 from ductile.commands.vault import (
+    MISMATCH_REFUSAL,
     Command,
     Decision,
     ImportSecrets,
@@ -65,8 +66,6 @@ if TYPE_CHECKING:
 Mint = Callable[[], str]
 Clock = Callable[[], int]
 
-MISMATCH_REFUSAL = ("vault.age does not match the event log (modified outside Ductile?); restore the matching "
-                    "vault.age or run 'ductile vault adopt'")
 NO_KEY_REFUSAL = "vault {path} exists but no age key was found (set secrets.age_key_file or DUCTILE_AGE_KEY_FILE)"
 NOT_AUDITED = "no state database yet; read not audited"
 

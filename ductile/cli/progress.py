@@ -48,12 +48,29 @@ class ProgressBar:
 
     def _start(self, done: int, total: int) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            Task,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class RateColumn(ProgressColumn):
+            """Events per second: with the ETA, what tells an operator a long log is moving."""
+
+            def render(self, task: Task) -> Text:
+                return Text("" if task.speed is None else f"{task.speed:,.0f}/s")
 
         # auto_refresh off: no refresh thread; every report redraws, and reports come once a chunk.
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
-            TaskProgressColumn(), console=Console(file=sys.stderr), auto_refresh=False,
+            TaskProgressColumn(), RateColumn(), TimeRemainingColumn(), console=Console(file=sys.stderr),
+            auto_refresh=False,
         )
         # The task has its numbers before start() draws it, so the first frame is not an empty pulse.
         self._task = self._progress.add_task(self.label, total=max(total, 1), completed=done)

@@ -427,6 +427,11 @@ def aborted(state: VaultState, on_disk: VaultDocument, now: int) -> VaultWriteAb
     return VaultWriteAborted(aborted=state.last_change, meta=metadata_of(on_disk), actor=VaultActor.CORE, at=now)
 
 
+# vault.md §3: boot's refusal, and selfcheck's vault_agreement detail.
+MISMATCH_REFUSAL = ("vault.age does not match the event log (modified outside Ductile?); restore the matching "
+                    "vault.age or run 'ductile vault adopt'")
+
+
 def agreement(state: VaultState, on_disk_sha256: str) -> VaultAgreement:
     """The boot check of vault.md §3: the on-disk blob's sha256 against the last vault event."""
     if not state.last_change:

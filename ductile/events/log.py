@@ -21,12 +21,13 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import aiosqlite
+import msgspec
 
 from ductile.events import codec
 from ductile.events.record import GENESIS_CHAIN, SELECT_COLUMNS, Recorded, chain_hash, from_row
@@ -644,8 +645,10 @@ class ChainReport:
     position: int | None = None
 
 
-def verify_chain(conn: sqlite3.Connection) -> ChainReport:
-    """Recompute the hash chain and check positions are gap-free from 1."""
+def verify_chain(conn: sqlite3.Connection, progress: Callable[[int, int], None] | None = None) -> ChainReport:
+    """Recompute the hash chain and check positions are gap-free from 1; ``progress(done, head)``
+    is told every ``_CHAIN_PROGRESS_EVERY`` events."""
+    head = read_head(conn) if progress is not None else 0
     previous = GENESIS_CHAIN
     expected_position = 1
     count = 0
@@ -660,4 +663,44 @@ def verify_chain(conn: sqlite3.Connection) -> ChainReport:
         previous = chain
         expected_position += 1
         count += 1
+        if progress is not None and count % _CHAIN_PROGRESS_EVERY == 0:
+            progress(count, head)
     return ChainReport(True, count, expected_position - 1)
+
+
+_CHAIN_PROGRESS_EVERY = 5000
+
+
+class BrokenStream(msgspec.Struct, frozen=True):
+    """A stream whose versions are not exactly 1..count."""
+
+    stream: str
+    events: int
+    first: int
+    last: int
+
+
+def first_broken_stream(conn: sqlite3.Connection) -> BrokenStream | None:
+    """The first stream whose versions have a gap or do not start at 1, else None."""
+    row = conn.execute(
+        "SELECT stream, COUNT(*), MIN(version), MAX(version) FROM events GROUP BY stream"
+        " HAVING MIN(version) != 1 OR MAX(version) != COUNT(*) ORDER BY MIN(position) LIMIT 1"
+    ).fetchone()
+    return None if row is None else BrokenStream(*row)
+
+
+def newest_recorded_at(conn: sqlite3.Connection) -> int | None:
+    """The ``recorded_at`` (Unix ns) of the last event, None for an empty log."""
+    row = conn.execute("SELECT recorded_at FROM events ORDER BY position DESC LIMIT 1").fetchone()
+    return None if row is None else int(row[0])
+
+
+@contextlib.contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One read transaction: every read inside sees the same state, whatever commits meanwhile."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")

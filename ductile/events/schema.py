@@ -67,3 +67,8 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
         "INSERT OR REPLACE INTO ductile_meta(key, value) VALUES ('log_schema', ?)",
         (str(LOG_SCHEMA_VERSION),),
     )
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    """``PRAGMA integrity_check``'s lines; ``["ok"]`` for a sound file."""
+    return [str(line) for (line,) in conn.execute("PRAGMA integrity_check").fetchall()]

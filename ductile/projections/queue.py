@@ -339,3 +339,19 @@ def routed_children(cur: sqlite3.Cursor, parent_job_id: str) -> list[RoutedChild
         (parent_job_id,),
     ).fetchall()
     return [RoutedChild(*row) for row in rows]
+
+
+class StaleTerminal(msgspec.Struct, frozen=True):
+    """Terminal rows that retention should have pruned: how many, and the oldest ``completed_at``."""
+
+    count: int
+    oldest: str | None
+
+
+def stale_terminal(cur: sqlite3.Cursor | sqlite3.Connection, completed_before_ns: int) -> StaleTerminal:
+    """Terminal ``job_queue`` rows completed before ``completed_before_ns`` (selfcheck's freshness)."""
+    count, oldest = cur.execute(
+        f"SELECT COUNT(*), MIN(completed_at) FROM job_queue WHERE status IN {TERMINAL_SQL} AND completed_ns < ?",
+        (completed_before_ns,),
+    ).fetchone()
+    return StaleTerminal(count, oldest)

@@ -479,7 +479,7 @@ def test_selfcheck_passes_on_a_healthy_gateway(gw: Daemon) -> None:
     assert set(body) == {"healthy", "captured_at", "checks"}
     assert body["healthy"] is True, body
     assert [c["name"] for c in body["checks"]] == [
-        "state_db", "event_log_chain", "projection_checkpoints", "queue_terminal_freshness"]
+        "event_log_chain", "projection_replay", "queue_terminal_freshness", "vault_agreement"]
     for check in body["checks"]:
         assert check["ok"] is True and check["status"] == "ok"
         assert set(check) <= {"name", "ok", "status", "detail"}

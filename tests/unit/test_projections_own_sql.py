@@ -29,7 +29,6 @@ OWNERS = ("projections", "events")
 # Modules outside OWNERS that still query sqlite themselves, and why. Remove an entry when the
 # module reads through a projection's typed reader instead.
 PENDING: dict[str, str] = {
-    "system/selfcheck.py": "integrity checks over the raw tables; issue 14 replaces them with a replay of the log",
 }
 
 _EXECUTE = {"execute", "executemany", "executescript"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import sys
+import time
 
 import pytest
 
@@ -130,3 +131,16 @@ def test_checklist_lines(
     terminal = on_terminal(monkeypatch)
     print_check("config", word, path=path, detail=detail)
     assert ANSI.sub("", terminal.getvalue()) == line + "\n" and "\x1b[" in terminal.getvalue()
+
+
+def test_progress_bar_shows_a_rate_and_an_eta(monkeypatch: pytest.MonkeyPatch) -> None:
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setenv("COLUMNS", "160")
+    with ProgressBar("selfcheck") as bar:
+        for done in (1000, 2000, 3000):  # the rate needs two reports after the first
+            bar(done, 1_000_000)
+            time.sleep(0.02)
+        drawn = ANSI.sub("", err.getvalue())
+    assert re.search(r"[\d,]+/s", drawn), drawn
+    assert re.search(r"\d:\d\d:\d\d", drawn), drawn  # the time remaining
