@@ -455,6 +455,7 @@ def test_durability_sets_the_sqlite_synchronous_mode(load_text: Callable[[str], 
 
 # --- 16. literal tokens ---------------------------------------------------------------------------
 
+# Fresh per run; the test ids name the cases, so every xdist worker collects the same ids.
 CANARY = f"literal-{uuid.uuid4().hex}"
 
 
@@ -464,7 +465,7 @@ CANARY = f"literal-{uuid.uuid4().hex}"
     f"api:\n  auth:\n    tokens:\n      - {{token: {CANARY}, scopes: '*'}}",
     f"api:\n  auth:\n    tokens: {CANARY}",
     f"api:\n  auth: {{tokens: [{{token: {CANARY}}}]}}\n  max_concurrent_sync: 0",
-])
+], ids=["token-and-secret_ref", "bad-yaml", "scopes-not-a-list", "tokens-not-a-list", "bad-sibling-key"])
 def test_no_config_error_path_prints_a_literal_token_value(tmp_path: Path, home: Path, text: str) -> None:
     conf = config_dir(tmp_path / "conf", "plugin_roots: [plugins]\n" + text + "\n")
     for args in (("config", "check"), ("config", "check", "--json"), ("config", "show"),
