@@ -1,10 +1,12 @@
 """The watch app driven by textual's Pilot against a fake feed (cli.md §3 keys and panels)."""
 
 import asyncio
+from typing import Any
 
 from textual.widgets import DataTable, TabbedContent
 
 from ductile.tui.app import WatchApp
+from ductile.tui.feed import ScopeMissing
 
 from .fake_feed import NOW, FakeFeed
 
@@ -113,6 +115,28 @@ def test_enter_on_a_running_job_opens_its_tree() -> None:
         await pilot.pause(0.1)
         assert feed.trees == ["cccc3333"]
     run(check, feed)
+
+
+class JobsForbiddenFeed(FakeFeed):
+    """A token without ``jobs:status:ro``: /jobs, /analytics/queue and /scheduler/jobs answer 403."""
+
+    async def running_jobs(self) -> list[dict[str, Any]]:
+        raise ScopeMissing("jobs:status:ro")
+
+    async def queue(self) -> dict[str, Any]:
+        raise ScopeMissing("jobs:status:ro")
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        raise ScopeMissing("jobs:status:ro")
+
+
+def test_the_jobs_and_breakers_tabs_name_the_scope_they_miss() -> None:
+    async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
+        missing = "insufficient scope (jobs:status:ro needed)"
+        assert cells(app, "jobs") == [[missing, "", "", "", "", ""]]
+        assert cells(app, "breakers") == [[missing, "", "", "", ""]]
+        assert app.is_running
+    run(check, JobsForbiddenFeed())
 
 
 def test_q_quits_and_closes_the_feed() -> None:
