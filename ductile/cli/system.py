@@ -526,7 +526,8 @@ def watch(
     api_url: Annotated[str | None, Parameter(help="Gateway URL (default: http://<api.listen> from the config).")] = None,
     api_key: Annotated[str | None, Parameter(help="API token (default: $DUCTILE_API_KEY).")] = None,
 ) -> int:
-    """Full-screen dashboard of a running gateway: health, pipelines, schedules, live events (q quits)."""
+    """Full-screen dashboard of a running gateway: health, pipelines, schedules, running and recent jobs, open
+    breakers, live events (q quits)."""
     import sys
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):

@@ -1,9 +1,11 @@
 """``ductile system watch``: the textual dashboard (cli.md §3, operations.md §9).
 
 The screen only draws ``Dashboard`` (model.py); the workers below fill it from a ``Feed``
-(feed.py): the SSE stream (resumed from the last id after any drop, every 3 s), ``/healthz``
-every 5 s, ``/scheduler/jobs`` every 60 s, ``/skills`` at start and after each reload. Built for
-80x24 over SSH: a 3-line header and two columns of tabbed tables.
+(feed.py): the SSE stream (resumed from the last id after any drop, every 3 s), ``/healthz``,
+``/jobs?status=running`` and ``/analytics/queue`` every 5 s, ``/scheduler/jobs`` every 60 s,
+``/skills`` at start and after each reload. Built for 80x24 over SSH: a 3-line header and two
+columns of tabbed tables. Beyond cli.md §3's four tabs (issue 14: running jobs, recent completions
+and failures, open breakers): [5] Jobs on the left, [6] Breakers on the right.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from ductile.tui.model import Dashboard
 RETRY_SECONDS = 3.0
 HEALTH_SECONDS = 5.0
 SCHEDULES_SECONDS = 60.0
+JOBS_SECONDS = 5.0
 REDRAW_SECONDS = 0.25
-TABS = {"1": ("left", "pipelines"), "2": ("left", "scheduler"), "3": ("right", "events"), "4": ("right", "inspector")}
+TABS = {"1": ("left", "pipelines"), "2": ("left", "scheduler"), "3": ("right", "events"), "4": ("right", "inspector"),
+        "5": ("left", "jobs"), "6": ("right", "breakers")}
 COLUMNS = {
+    "jobs": ("STATUS", "TIME", "PLUGIN", "COMMAND", "JOB", "DETAIL"),
+    "breakers": ("PLUGIN", "COMMAND", "STATE", "FAILS", "SINCE"),
     "pipelines": ("NAME", "TRIGGER", "STATUS", "LAST ACTIVITY"),
     "scheduler": ("PLUGIN", "SCHEDULE", "COMMAND", "MODE", "STATUS", "NEXT RUN", "BREAKER"),
     "events": ("TIME", "TYPE", "PLUGIN", "JOB", "SUMMARY"),
@@ -40,6 +46,7 @@ class WatchApp(App[int]):
     #columns { height: 1fr; }
     #left, #right { width: 1fr; }
     DataTable { height: 1fr; }
+    #jobs-summary { height: auto; max-height: 2; color: $text-muted; }
     .notice { color: $warning; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -68,11 +75,16 @@ class WatchApp(App[int]):
                     yield DataTable(id="pipelines-table", cursor_type="row")
                 with TabPane("[2] Scheduler", id="scheduler"):
                     yield DataTable(id="scheduler-table", cursor_type="row")
+                with TabPane("[5] Jobs", id="jobs"):
+                    yield Static(id="jobs-summary")
+                    yield DataTable(id="jobs-table", cursor_type="row")
             with TabbedContent(id="right", initial="events"):
                 with TabPane("[3] Events", id="events"):
                     yield DataTable(id="events-table", cursor_type="row")
                 with TabPane("[4] Inspector", id="inspector"):
                     yield DataTable(id="inspector-table", cursor_type="row")
+                with TabPane("[6] Breakers", id="breakers"):
+                    yield DataTable(id="breakers-table", cursor_type="row")
 
     def on_mount(self) -> None:
         for name, columns in COLUMNS.items():
@@ -80,10 +92,11 @@ class WatchApp(App[int]):
         self.query_one("#events-table", DataTable).focus()  # cli.md §3: focus starts on [3] Events
         self.redraw()
         self.set_interval(REDRAW_SECONDS, self._redraw_if_dirty)
-        self.set_interval(1.0, self._mark_dirty)  # relative times ("12s ago") keep moving
+        self.set_interval(1.0, self._mark_dirty)  # relative and elapsed times keep moving
         self.run_worker(self._follow_stream(), name="stream", exclusive=False)
         self.run_worker(self._poll_health(), name="health")
         self.run_worker(self._poll_schedules(), name="schedules")
+        self.run_worker(self._poll_jobs(), name="jobs")
         self.run_worker(self._load_skills(), name="skills")
 
     async def on_unmount(self) -> None:
@@ -123,16 +136,30 @@ class WatchApp(App[int]):
 
     async def _poll_schedules(self) -> None:
         while True:
+            asked_at = self.model.applied
             try:
-                self.model.set_schedules(await self.feed.schedules())
+                self.model.set_schedules(await self.feed.schedules(), asked_at)
                 wait = SCHEDULES_SECONDS
             except ScopeMissing as exc:
                 self.model.set_forbidden("scheduler", exc.scope)
+                self.model.set_forbidden("breakers", exc.scope)
                 wait = SCHEDULES_SECONDS
             except FeedError:
                 wait = RETRY_SECONDS  # not reached yet: try again soon rather than in a minute
             self._dirty = True
             await asyncio.sleep(wait)
+
+    async def _poll_jobs(self) -> None:
+        while True:
+            try:
+                self.model.set_running(await self.feed.running_jobs())
+                self.model.set_queue(await self.feed.queue())
+            except ScopeMissing as exc:
+                self.model.set_forbidden("jobs", exc.scope)
+            except FeedError:
+                pass  # the header says DISCONNECTED; the next poll tries again
+            self._dirty = True
+            await asyncio.sleep(JOBS_SECONDS)
 
     async def _load_skills(self) -> None:
         while True:
@@ -166,8 +193,12 @@ class WatchApp(App[int]):
         self._dirty = False
         m = self.model
         self.query_one("#header", Static).update("\n".join(m.header_lines()))
-        self._fill("pipelines", m.pipeline_rows(self.clock()))
+        now = self.clock()
+        self._fill("pipelines", m.pipeline_rows(now))
         self._fill("scheduler", m.scheduler_rows())
+        self.query_one("#jobs-summary", Static).update(m.queue_line())
+        self._fill("jobs", m.job_rows(now), keys=m.job_ids())
+        self._fill("breakers", m.breaker_rows(now), keys=[b.job_id or "" for b in m.open_breakers()])
         events = m.event_rows()
         self._fill("events", [(r.time, r.type, r.plugin, r.job, r.summary) for r in events],
                    keys=[r.job_id or "" for r in events])
@@ -213,7 +244,7 @@ class WatchApp(App[int]):
     def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
         table_id = message.data_table.id
         job_id: str | None = None
-        if table_id == "events-table":
+        if table_id in ("events-table", "jobs-table", "breakers-table"):
             job_id = str(message.row_key.value).partition(":")[2] or None
         elif table_id == "pipelines-table":
             name = str(message.data_table.get_row(message.row_key)[0])

@@ -17,7 +17,8 @@ from ductile.tui.model import Frame
 
 # The scope a panel needs, named in its `insufficient scope (<scope> needed)` line (cli.md §3).
 SCOPES = {"/scheduler/jobs": "jobs:status:ro", "/skills": "plugin:ro", "/job/": "jobs:tree:ro",
-          "/events": "events:ro"}
+          "/jobs": "jobs:status:ro", "/analytics/": "jobs:status:ro", "/events": "events:ro"}
+RUNNING_JOBS = "/jobs?status=running&limit=200"  # api.md §3: 200 is the most /jobs lists
 _decode = msgspec.json.Decoder()
 
 
@@ -84,6 +85,8 @@ class Feed(Protocol):
     async def schedules(self) -> list[dict[str, Any]]: ...
     async def skills(self) -> list[dict[str, Any]]: ...
     async def job_tree(self, job_id: str) -> list[dict[str, Any]]: ...
+    async def running_jobs(self) -> list[dict[str, Any]]: ...
+    async def queue(self) -> dict[str, Any]: ...
     async def aclose(self) -> None: ...
 
 
@@ -126,6 +129,14 @@ class HttpFeed:
     async def job_tree(self, job_id: str) -> list[dict[str, Any]]:
         body = await self._get(f"/job/{job_id}/tree")
         return [n for n in body if isinstance(n, dict)] if isinstance(body, list) else []
+
+    async def running_jobs(self) -> list[dict[str, Any]]:
+        body = await self._get(RUNNING_JOBS)
+        return [j for j in (body or {}).get("jobs", []) if isinstance(j, dict)]
+
+    async def queue(self) -> dict[str, Any]:
+        body = await self._get("/analytics/queue")
+        return body if isinstance(body, dict) else {}
 
     async def events(self, last_event_id: str | None) -> AsyncIterator[Frame]:
         """The stream from after ``last_event_id`` (or the last 100 logged frames); ends when the

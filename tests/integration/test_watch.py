@@ -1,7 +1,8 @@
 """`system watch` and the §9 monitoring fields against a real gateway (operations.md §9, cli.md §3).
 
 The app runs headless (textual's run_test) on the real HttpFeed: jobs enqueued over the API
-appear and complete; the gateway is stopped (DISCONNECTED) and started again, and the stream
+appear and complete; a running job's elapsed time ticks on the [5] Jobs tab and a failure shows
+there with its error; the gateway is stopped (DISCONNECTED) and started again, and the stream
 resumes from the last id it received without showing any frame twice.
 """
 
@@ -24,7 +25,8 @@ from tests.prometheus_text import parse_exposition
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Any:
     d = Daemon(tmp_path_factory.mktemp("watch"), {
-        "shellok": {"enabled": True, "schedules": [{"id": "hourly", "every": "1h", "timezone": "UTC"}]}})
+        "shellok": {"enabled": True, "schedules": [{"id": "hourly", "every": "1h", "timezone": "UTC"}]},
+        "behave": {"enabled": True, "retry": {"max_attempts": 1}}})
     d.start()
     yield d
     d.close()
@@ -79,6 +81,40 @@ class RecordingFeed(HttpFeed):
     def events(self, last_event_id: str | None) -> Any:
         self.resumed_from.append(last_event_id)
         return super().events(last_event_id)
+
+
+def _seconds(elapsed: str) -> int:
+    minutes, _, seconds = elapsed.removesuffix("s").partition("m")
+    return int(minutes) * 60 + int(seconds)
+
+
+def test_watch_shows_a_running_jobs_elapsed_time_ticking_and_a_failure(gw: Daemon) -> None:
+    async def main() -> None:
+        app = WatchApp(HttpFeed(gw.url, TOKEN))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await _until(pilot, lambda: _header(app).startswith("OK "), "the header to read OK")
+            await pilot.press("5")
+            sleeper = await asyncio.to_thread(gw.trigger, "behave", payload={"mode": "sleep", "seconds": 6})
+
+            def elapsed() -> int | None:
+                row = next((r for r in _rows(app, "jobs") if r[4] == sleeper[:8]), None)
+                return _seconds(row[1]) if row and row[0] == "running" else None
+
+            await _until(pilot, lambda: elapsed() is not None, "the sleeping job to show as running")
+            first = elapsed()
+            assert first is not None and first < 6
+            await _until(pilot, lambda: (elapsed() or 0) >= first + 2, "its elapsed time to tick")
+            assert _rows(app, "jobs")[0][2:4] == ["behave", "poll"]
+
+            broken = await asyncio.to_thread(gw.trigger, "behave", payload={"mode": "error", "error": "watch saw it"})
+            await _until(pilot, lambda: ["failed", "behave", "poll", broken[:8], "watch saw it"] in
+                         [[r[0], *r[2:]] for r in _rows(app, "jobs")], "the failure with its error")
+            await _until(pilot, lambda: any(r[0] == "succeeded" and r[4] == sleeper[:8] for r in _rows(app, "jobs")),
+                         "the sleeping job to complete")
+            assert all(r[4] != sleeper[:8] for r in _rows(app, "jobs") if r[0] == "running")
+            assert "workers" in str(app.query_one("#jobs-summary").render())  # /analytics/queue answered
+            await pilot.press("q")
+    asyncio.run(main())
 
 
 def test_watch_follows_jobs_and_resumes_after_a_gateway_restart(gw: Daemon) -> None:

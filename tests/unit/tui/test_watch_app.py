@@ -1,10 +1,12 @@
 """The watch app driven by textual's Pilot against a fake feed (cli.md §3 keys and panels)."""
 
 import asyncio
+from typing import Any
 
 from textual.widgets import DataTable, TabbedContent
 
 from ductile.tui.app import WatchApp
+from ductile.tui.feed import ScopeMissing
 
 from .fake_feed import NOW, FakeFeed
 
@@ -27,7 +29,8 @@ def cells(app: WatchApp, name: str) -> list[list[str]]:
 def test_it_starts_on_events_filled_from_the_stream_with_the_header_and_pipelines() -> None:
     async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
         assert app.focused is app.query_one("#events-table")
-        assert [r[1] for r in cells(app, "events")] == ["job.failed", "job.completed", "job.started",
+        assert [r[1] for r in cells(app, "events")] == ["scheduler.circuit_state_changed", "job.started",
+                                                          "job.failed", "job.completed", "job.started",
                                                           "pipeline.enqueued"]
         assert cells(app, "pipelines") == [["intake", "api.intake", "ok", "56s ago"]]
         assert str(app.query_one("#header").render()).startswith("OK  up 1h02m  queue 2")
@@ -57,13 +60,83 @@ def test_enter_on_an_event_opens_its_job_tree_in_the_inspector() -> None:
     feed = FakeFeed()
 
     async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
-        await pilot.press("j", "enter")
+        await pilot.press("j", "j", "j", "enter")
         await pilot.pause(0.1)
         app.redraw()
         assert feed.trees == ["aaaa1111"]
         assert app.query_one("#right", TabbedContent).active == "inspector"
         assert cells(app, "inspector") == [["aaaa1111", "echo", "poll", "succeeded", "s1"]]
     run(check, feed)
+
+
+def test_5_lists_running_jobs_with_elapsed_time_ticking_then_recent_completions_and_failures() -> None:
+    clock = [NOW]
+
+    async def main() -> None:
+        app = WatchApp(FakeFeed(), clock=lambda: clock[0])
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            await pilot.press("5")
+            assert app.query_one("#left", TabbedContent).active == "jobs"
+            assert app.focused is app.query_one("#jobs-table")
+            app.redraw()
+            assert cells(app, "jobs") == [
+                ["running", "2m00s", "echo", "poll", "dddd4444", ""],  # from /jobs?status=running
+                ["running", "0m54s", "mail", "send", "cccc3333", ""],  # from its job.started frame
+                ["failed", "55s ago", "mail", "send", "bbbb2222", "HTTP 500"],
+                ["succeeded", "56s ago", "echo", "poll", "aaaa1111", ""],
+            ]
+            assert str(app.query_one("#jobs-summary").render()) == (
+                "queued 12 retry 2 workers 3/4 oldest 42s")
+            clock[0] += 65 * 10**9
+            await pilot.pause(1.2)  # the once-a-second redraw moves the elapsed time
+            assert [r[1] for r in cells(app, "jobs")] == ["3m05s", "1m59s", "2m ago", "2m ago"]
+    asyncio.run(main())
+
+
+def test_6_lists_open_breakers_and_enter_inspects_the_job_that_tripped_one() -> None:
+    feed = FakeFeed()
+
+    async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("6")
+        assert app.query_one("#right", TabbedContent).active == "breakers"
+        assert cells(app, "breakers") == [["mail", "send", "open", "3", "53s ago"]]
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert feed.trees == ["bbbb2222"] and app.query_one("#right", TabbedContent).active == "inspector"
+    run(check, feed)
+
+
+def test_enter_on_a_running_job_opens_its_tree() -> None:
+    feed = FakeFeed()
+
+    async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("5", "j", "enter")
+        await pilot.pause(0.1)
+        assert feed.trees == ["cccc3333"]
+    run(check, feed)
+
+
+class JobsForbiddenFeed(FakeFeed):
+    """A token without ``jobs:status:ro``: /jobs, /analytics/queue and /scheduler/jobs answer 403."""
+
+    async def running_jobs(self) -> list[dict[str, Any]]:
+        raise ScopeMissing("jobs:status:ro")
+
+    async def queue(self) -> dict[str, Any]:
+        raise ScopeMissing("jobs:status:ro")
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        raise ScopeMissing("jobs:status:ro")
+
+
+def test_the_jobs_and_breakers_tabs_name_the_scope_they_miss() -> None:
+    async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
+        missing = "insufficient scope (jobs:status:ro needed)"
+        assert cells(app, "jobs") == [[missing, "", "", "", "", ""]]
+        assert cells(app, "breakers") == [[missing, "", "", "", ""]]
+        assert app.is_running
+    run(check, JobsForbiddenFeed())
 
 
 def test_q_quits_and_closes_the_feed() -> None:
@@ -90,6 +163,15 @@ def test_an_unreachable_gateway_reads_disconnected_and_is_retried() -> None:
 def test_the_dashboard_fits_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
     async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.pause(0.1)
+        pilot.app.redraw()
+        await pilot.pause()
+    assert snap_compare(WatchApp(FakeFeed(), clock=lambda: NOW), terminal_size=(80, 24), run_before=settle)
+
+
+def test_the_jobs_and_breakers_tabs_fit_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
+    async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.pause(0.1)
+        await pilot.press("5", "6")
         pilot.app.redraw()
         await pilot.pause()
     assert snap_compare(WatchApp(FakeFeed(), clock=lambda: NOW), terminal_size=(80, 24), run_before=settle)
