@@ -139,18 +139,28 @@ def _job_enqueued(cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
         )
 
 
+# Every job event repeats its job's ``schedule_id`` (``commands.jobs.identity``, since before release
+# 1): a job without one has no ``schedule_jobs`` row, so its events cost no statement here.
+
+
 @PROJECTION.on(JobStarted)
 def _job_started(cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
+    if e.schedule_id is None:
+        return
     cur.execute("UPDATE schedule_jobs SET status='running' WHERE job_id=?", (e.job_id,))
 
 
 @PROJECTION.on(JobRetryScheduled, JobRecovered)
 def _job_requeued(cur: sqlite3.Cursor, e: JobRetryScheduled | JobRecovered, rec: Recorded) -> None:
+    if e.schedule_id is None:
+        return
     cur.execute("UPDATE schedule_jobs SET status='queued' WHERE job_id=?", (e.job_id,))
 
 
 @PROJECTION.on(JobSucceeded)
 def _job_succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
+    if e.schedule_id is None:
+        return
     row = cur.execute("SELECT plugin, schedule_id FROM schedule_jobs WHERE job_id=?", (e.job_id,)).fetchone()
     if row is None:
         return
@@ -163,6 +173,8 @@ def _job_succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
 
 @PROJECTION.on(JobFailed, JobDead, JobSkipped, JobDispatchFailed)
 def _job_ended(cur: sqlite3.Cursor, e: JobFailed | JobDead | JobSkipped | JobDispatchFailed, rec: Recorded) -> None:
+    if e.schedule_id is None:
+        return
     cur.execute("DELETE FROM schedule_jobs WHERE job_id=?", (e.job_id,))
 
 

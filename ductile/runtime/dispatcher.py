@@ -528,6 +528,8 @@ class Dispatcher:
                 await asyncio.gather(*(asyncio.to_thread(kill_group, pid) for pid in pids))
                 await asyncio.wait(pending, timeout=10)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.running == 0:  # an abandoned slot may still hold its record open
+            self.procs.close()
 
 
 def step_context(job: ClaimedJob) -> dict[str, Any]:

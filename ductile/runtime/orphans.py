@@ -1,7 +1,11 @@
 """Remember which process group runs which job, so boot recovery can kill a survivor.
 
-A file ``<state dir>/procs/<job_id>`` holds ``<pid> <start time>``. The start time (from
-``/proc``) guards against killing an unrelated process that reused the PID after a reboot.
+Each running spawn owns one *slot file* ``<state dir>/procs/slot-<n>`` holding
+``<pid> <start time> <job_id>``; an empty file is a free slot. The files are created once and
+reused, so a job costs an overwrite and a truncate instead of creating and unlinking a file (two
+directory updates). Files named after a job id holding ``<pid> <start time>`` (written by earlier
+releases) are read alike. The start time (from ``/proc``) guards against killing an unrelated
+process that reused the PID after a reboot.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -42,43 +47,82 @@ class ProcessRegistry:
         self.directory = directory
         self._dir = str(directory)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = threading.Lock()
+        self._free: list[int] = []  # fds of empty slot files
+        self._held: dict[str, int] = {}  # job id -> fd of the slot file recording it
+        self._files = 0
 
     def record(self, job_id: str, pid: int) -> None:
-        # On every spawn: plain os calls, no pathlib, no fsync (a lost file only costs the kill).
-        started = _start_time(pid) or "?"
-        fd = os.open(os.path.join(self._dir, job_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, f"{pid} {started}\n".encode())
-        finally:
-            os.close(fd)
+        # On every spawn: plain os calls on a file kept open, no fsync (a lost record only costs the kill).
+        line = f"{pid} {_start_time(pid) or '?'} {job_id}\n".encode()
+        with self._lock:
+            if self._free:
+                fd = self._free.pop()
+            else:
+                self._files += 1
+                path = os.path.join(self._dir, f"slot-{self._files}")
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            self._held[job_id] = fd
+        os.pwrite(fd, line, 0)
+        os.ftruncate(fd, len(line))
 
     def forget(self, job_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(self._dir, job_id))
+        with self._lock:
+            fd = self._held.pop(job_id, None)
+        if fd is None:
+            return
+        os.ftruncate(fd, 0)
+        with self._lock:
+            self._free.append(fd)
+
+    def close(self) -> None:
+        """Close the slot files; what they record stays on disk for the next boot."""
+        with self._lock:
+            fds = [*self._free, *self._held.values()]
+            self._free.clear()
+            self._held.clear()
+        for fd in fds:
+            os.close(fd)
+
+    def recorded(self) -> dict[str, tuple[int, str]]:
+        """job id -> (pid, start time) of every spawn recorded and not forgotten, in any process."""
+        out: dict[str, tuple[int, str]] = {}
+        for path in self.directory.iterdir():
+            try:
+                fields = path.read_text().split()
+            except OSError:
+                continue
+            if len(fields) not in (2, 3):
+                continue  # a free slot (or a torn write: no process to find either way)
+            job_id = fields[2] if len(fields) == 3 else path.name
+            try:
+                out[job_id] = (int(fields[0]), fields[1])
+            except ValueError:
+                continue
+        return out
+
+    def _clear(self) -> None:
+        """Forget every record on disk (boot, before any slot runs)."""
+        for path in self.directory.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def kill_survivors(self, grace: float = KILL_GRACE) -> list[str]:
         """Kill every recorded process group that still runs, all at once: SIGTERM to each, one
         shared ``grace`` for their leaders to exit, then SIGKILL to each group. Returns the job ids
         whose process was killed; every record is forgotten."""
         survivors: dict[str, int] = {}
-        for path in self.directory.iterdir():
-            try:
-                pid_text, started = path.read_text().split()
-                pid = int(pid_text)
-            except (OSError, ValueError):
-                pid, started = 0, "?"
+        for job_id, (pid, started) in self.recorded().items():
             if pid > 0 and started != "?" and _start_time(pid) == started:
-                survivors[path.name] = pid
+                survivors[job_id] = pid
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGTERM)
-            else:
-                self.forget(path.name)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(_running(pid) for pid in survivors.values()):
             time.sleep(0.05)
-        for job_id, pid in survivors.items():
+        for pid in survivors.values():
             # Children may outlive their leader; the group goes in any case.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            self.forget(job_id)
+        self._clear()
         return list(survivors)

@@ -156,7 +156,7 @@ async def test_a_successful_attempt_stores_the_result_and_the_request_follows_pr
     assert (request["protocol"], request["job_id"], request["command"]) == (2, job_id, "poll")
     assert request["payload"] == {"mode": "x"}
     assert fake.timeouts == [POLL_TIMEOUT]  # the configured per-command timeout reaches the runner
-    assert list(rig.dispatcher.procs.directory.iterdir()) == []  # the pid file went with the process
+    assert rig.dispatcher.procs.recorded() == {}  # the pid record went with the process
 
 
 async def test_a_retryable_error_is_retried_after_the_backoff_then_succeeds(make_rig: RigFactory) -> None:

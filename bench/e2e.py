@@ -1,0 +1,116 @@
+"""End to end: HTTP clients enqueue jobs against a real gateway, its workers run them all.
+
+A real ``ductile system start`` (durable, ``max_workers: 4``, the cat-like shell plugin) takes
+1,000 ``POST /plugin/catlike/poll`` from 8 keep-alive HTTP clients; the clock runs from the
+first request until the state DB (read-only, WAL) shows every job succeeded. The baseline,
+measured in the same run, is a bare spawn of the same plugin at concurrency 4 with a thread
+pool and ``subprocess.run`` (as in ``bench/jobs.py``). The gateway logs at ``BENCH_LOG_LEVEL``
+(default ``info``, the gateway's own default) to /dev/null.
+Last line: ``RESULT bench=e2e value=<jobs/s> baseline=<bare spawns/s> ratio=<value/baseline>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from api import free_port, wait_port
+from jobs import PLUGIN, WORKERS, baseline
+
+TOKEN = "bench-token"
+CLIENTS = 8
+LOG_LEVEL = os.environ.get("BENCH_LOG_LEVEL", "info")
+DURABILITY = os.environ.get("BENCH_DURABILITY", "full")
+
+
+async def enqueue(port: int, total: int) -> None:
+    body = b'{"payload":{}}'
+    request = (
+        f"POST /plugin/catlike/poll HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    remaining = total
+
+    async def client() -> None:
+        nonlocal remaining
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while remaining > 0:
+            remaining -= 1
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            await reader.readexactly(length)
+            if int(head.split(b" ", 2)[1]) != 202:
+                raise RuntimeError(f"enqueue refused: {head!r}")
+        writer.close()
+
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+
+
+def succeeded(db: Path) -> int:
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM job_queue WHERE status='succeeded'").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+def gateway(n: int) -> float:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "config.yaml").write_text(yaml.safe_dump({
+            "service": {"max_workers": WORKERS, "log_level": LOG_LEVEL, "durability": DURABILITY},
+            "state": {"path": "data/ductile.db"},
+            "plugin_roots": [str(PLUGIN.parent)],
+            "api": {"enabled": True, "listen": f"127.0.0.1:{port}", "auth": {"tokens": [{"token": TOKEN, "scopes": ["*"]}]}},
+            "plugins": {"catlike": {"enabled": True}},
+        }))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ductile.cli.main", "system", "start", "--config", tmp],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
+        )
+        try:
+            wait_port(port)
+            db = root / "data" / "ductile.db"
+            started = time.perf_counter()
+            asyncio.run(enqueue(port, n))
+            while succeeded(db) < n:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the gateway exited with {proc.returncode}")
+                time.sleep(0.02)
+            elapsed = time.perf_counter() - started
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait()
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=1000)
+    args = parser.parse_args()
+    base = baseline(args.jobs)
+    print(f"baseline: bare subprocess.run x{WORKERS} threads: {base:.1f} spawns/s")
+    value = gateway(args.jobs)
+    print(f"gateway: {CLIENTS} HTTP clients, {args.jobs} jobs, max_workers={WORKERS}, log_level={LOG_LEVEL}, "
+          f"durability={DURABILITY}: {value:.1f} jobs/s")
+    print(f"RESULT bench=e2e value={value:.1f} baseline={base:.1f} ratio={value / base:.3f}")
+
+
+if __name__ == "__main__":
+    main()
