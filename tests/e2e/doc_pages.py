@@ -22,11 +22,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ductile.app.config_lock import plan_lock, write_lock
+from ductile.config.discovery import ConfigSource
 from tests.integration.daemon import Daemon
 
 EXIT = re.compile(r"\(exit status (\d+)\)")
 START = re.compile(r"ductile system start(?: >> (\S+))?")
 STOP = "ductile system stop"
+LISTEN = "127.0.0.1:8080"  # what `config init` and examples/quickstart listen on
 
 
 class Step:
@@ -122,3 +125,12 @@ class Reader:
         assert done.returncode == step.exit_status, f"{step.command}\n{done.stdout}"
         assert step.matches(done.stdout), f"{step.command}\nexpected:\n" + "\n".join(step.output) + \
             f"\ngot:\n{done.stdout}"
+
+
+def move_listener(gateway: Path, listen: str) -> None:
+    """A page's one liberty: the API on a free port instead of 8080, sealed as ``config init`` sealed it."""
+    root = gateway / "config.yaml"
+    text = root.read_text()
+    assert f"listen: {LISTEN}\n" in text
+    root.write_text(text.replace(f"listen: {LISTEN}\n", f"listen: {listen}\n"))
+    write_lock(plan_lock(ConfigSource(root_file=root, config_dir=gateway, source="explicit"), dict(os.environ)))

@@ -8,21 +8,17 @@ every command.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from ductile.app.config_lock import plan_lock, write_lock
-from ductile.config.discovery import ConfigSource
-from tests.e2e.doc_pages import START, Reader, shell_env, steps
+from tests.e2e.doc_pages import LISTEN, START, Reader, move_listener, shell_env, steps
 from tests.integration.daemon import REPO, Daemon, free_port
 
 PAGE = REPO / "docs" / "configuration.md"
 PLUGINS = REPO / "examples" / "quickstart" / "plugins"
 INIT = "ductile config init --config-dir ./my-gateway"
-LISTEN = "127.0.0.1:8080"
 
 
 def test_the_page_parses_into_the_commands_it_shows() -> None:
@@ -56,11 +52,3 @@ def test_docs_configuration_runs_as_written(tmp_path: Path, monkeypatch: pytest.
     assert "config reload failed: config reload rejected: changes to api.listen require a full restart" in log
     assert (gateway / "plugins.yaml.bak").exists() and (gateway / "config.yaml.bak").exists()
 
-
-def move_listener(gateway: Path, listen: str) -> None:
-    """The page's one liberty: the API on a free port instead of 8080, sealed as ``config init`` sealed it."""
-    root = gateway / "config.yaml"
-    text = root.read_text()
-    assert f"listen: {LISTEN}\n" in text
-    root.write_text(text.replace(f"listen: {LISTEN}\n", f"listen: {listen}\n"))
-    write_lock(plan_lock(ConfigSource(root_file=root, config_dir=gateway, source="explicit"), dict(os.environ)))
