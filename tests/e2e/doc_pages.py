@@ -47,9 +47,9 @@ class Step:
         """The expected output lines, without the exit status line."""
         return self.expected[:-1] if self.expected and EXIT.fullmatch(self.expected[-1]) else self.expected
 
-    def matches(self, output: str) -> bool:
+    def matches(self, output: str, rewrite: Callable[[str], str] = lambda line: line) -> bool:
         lines = output.splitlines()
-        patterns = [re.escape(line).replace("…", ".*") for line in self.output]
+        patterns = [re.escape(rewrite(line)).replace("…", ".*") for line in self.output]
         return len(lines) == len(patterns) and all(re.fullmatch(p, line) for p, line in zip(patterns, lines, strict=True))
 
 
@@ -94,7 +94,7 @@ class Reader:
         self.state = state  # the exported variables, carried from one command to the next
         self.state.write_text("")
         self.gateway = gateway  # the daemon a "ductile system start" step starts
-        self.rewrite = rewrite  # the test's one liberty (a free port) applied to each command
+        self.rewrite = rewrite  # the test's one liberty (a free port), in each command and its output
         self.daemons: list[Daemon] = []
 
     def run(self, page: Path, after: Callable[[Step], None] = lambda step: None) -> list[Daemon]:
@@ -123,7 +123,7 @@ class Reader:
         done = subprocess.run(["bash", "-c", script], cwd=self.work, env=self.env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, timeout=90)
         assert done.returncode == step.exit_status, f"{step.command}\n{done.stdout}"
-        assert step.matches(done.stdout), f"{step.command}\nexpected:\n" + "\n".join(step.output) + \
+        assert step.matches(done.stdout, self.rewrite), f"{step.command}\nexpected:\n" + "\n".join(step.output) + \
             f"\ngot:\n{done.stdout}"
 
 
