@@ -204,7 +204,7 @@ def build_runtime(config: Config, catalog: Catalog, compiled: Compiled, *, event
             # The access log wraps the whole app: Litestar middleware would miss 404/405 answers.
             app = access_log(create_app(facade, services, token_set, metrics=metrics))
         if vault is not None and config.api.management_socket is not None:
-            management_app = access_log(create_management_app(facade))
+            management_app = access_log(create_management_app(facade, services))
     webhook_app = None
     if config.webhooks.listen is not None:
         from ductile.api.webhooks import EndpointTable, WebhookApp

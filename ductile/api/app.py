@@ -134,12 +134,14 @@ _EXCEPTION_HANDLERS: dict[Any, Any] = {
     PipelineNotFound: _domain_error, QueryError: _domain_error, HTTPException: _http_error, Exception: _internal}
 
 
-def create_management_app(ductile: Ductile) -> Litestar:
+def create_management_app(ductile: Ductile, services: Services) -> Litestar:
     """The management socket's app (vault.md §7): ``/vault/*`` and ``/healthz`` only, whatever
-    the API's posture; the admin token is its only credential."""
-    app = Litestar(route_handlers=[vault_router()], dependencies=DEPENDENCIES, exception_handlers=_EXCEPTION_HANDLERS,
+    the API's posture; the admin token is its only credential. ``system status`` asks this
+    ``/healthz`` first (operations.md §4), so it answers even when the public API is off."""
+    app = Litestar(route_handlers=[health.healthz, vault_router()], dependencies=DEPENDENCIES, exception_handlers=_EXCEPTION_HANDLERS,
                    openapi_config=None, logging_config=None, request_max_body_size=MAX_BODY, debug=False)
     app.state.ductile = ductile
+    app.state.services = services
     return app
 
 

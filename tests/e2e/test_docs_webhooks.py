@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.doc_pages import steps
 from tests.integration.daemon import REPO, Daemon, free_port, seed_vault, wait_until
 
 PAGE = REPO / "docs" / "webhooks.md"
@@ -20,11 +21,11 @@ PATH = "/webhook/astro-rebuild-staging"
 
 
 def block() -> tuple[str, list[str]]:
-    """The page's one ``sh`` block: its commands and the expected output lines, in order."""
-    (text,) = re.findall(r"```sh\n(.*?)```", PAGE.read_text(), flags=re.S)
-    commands = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    expected = [line.removeprefix("# ") for line in text.splitlines() if line.startswith("# ")]
-    return "\n".join(commands), expected
+    """The page's commands, as ``tests/e2e/doc_pages.py`` reads them, and the expected output lines, in order.
+
+    They run as one script here: the signature's shell variables (not exported) carry from line to line."""
+    page = steps(PAGE)
+    return "\n".join(s.command for s in page), [line for s in page for line in s.output]
 
 
 def test_the_pages_curl_and_openssl_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,6 +155,9 @@ def test_management_socket_is_0600_serves_the_vault_with_the_api_disabled_and_is
         resp = client.post("/vault/principal", json={"name": "mailer"}, headers={"Authorization": f"Bearer {token}"})
         assert (resp.status_code, resp.json()) == (200, {"name": "mailer", "status": "principal_registered"})
         assert client.get("/jobs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+        # operations.md §4: `system status` asks this /healthz first, with no token and the API off.
+        health = client.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok", health.text
     assert gw.stop() == 0
     assert not path.exists()
 
