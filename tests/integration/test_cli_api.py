@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -416,15 +417,23 @@ def test_version_does_not_import_the_web_stack_or_the_http_client() -> None:
 
 def test_sigint_while_streaming_events_exits_130(gw: Daemon) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "ductile.cli.main", "api", "/events", "--api-url", gw.url,
-                             "--api-key", TOKEN], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+                             "--api-key", TOKEN], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert proc.stdout is not None
+    seen = b""
     try:
-        gw.wait_job(gw.trigger("behave"))
-        time.sleep(1.0)
+        # The stream shows live frames only: keep running jobs until one reaches it (a loaded machine
+        # can start the CLI after the first job has already completed).
+        deadline = time.monotonic() + 30
+        while b"event: job.completed" not in seen and time.monotonic() < deadline:
+            gw.wait_job(gw.trigger("behave"))
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                seen += os.read(proc.stdout.fileno(), 1 << 16)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        rest, err_bytes = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
+    out, err = (seen + rest).decode(), err_bytes.decode()
     assert proc.returncode == 130, err
     assert "event: job.completed" in out
     assert "Traceback" not in err
