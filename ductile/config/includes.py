@@ -33,6 +33,7 @@ class IncludeWalk:
         self.home = home
         self.documents: list[Document] = []
         self.files: list[Path] = []
+        self.env_files: list[Path] = []  # the environment_vars.include files read, a subset of files
         self.warnings: list[Diagnostic] = []
         self._seen: set[str] = set()
         self.keys = ConfigKeys(environ, source.config_dir, home)
@@ -122,6 +123,8 @@ class IncludeWalk:
             add_missing(self.environ, parse_env_text(text, name))
             if path not in self.files:
                 self.files.append(path)
+            if path not in self.env_files:
+                self.env_files.append(path)
 
     def _configured_key(self, root: Document) -> str | None:
         """``secrets.age_key_file`` as the root writes it, for decrypting the files read after it."""
