@@ -86,7 +86,7 @@ def is_storage_error(exc: BaseException) -> bool:
 def _log_line(level: int, msg: str, exc: BaseException | None = None, **fields: Any) -> None:
     # The shape ductile.system.logs formats (that package sits above this one); ``exc`` becomes
     # the line's ``stack`` there.
-    _log.log(level, msg, exc_info=exc, extra={"component": "events", "fields": fields})
+    _log.log(level, msg, exc_info=exc, extra={"component": "eventlog", "fields": fields})
 
 
 class ProjectionApplier(Protocol):
