@@ -61,8 +61,11 @@ newer release's database (it stops at step 5, before anything serves).
 10. `system selfcheck` refuses while running (exit 1), passes on a healthy stopped DB, fails a
     tampered event row (`event_log_chain`), a hand-edited projection row (`projection_replay`), a
     stale terminal queue row (freshness), a swapped `vault.age` (`vault_agreement`):
-    tests/integration/test_selfcheck.py (each one, exact details); the freshness rule:
-    tests/unit/system/ (selfcheck's queue_terminal_freshness, measured from the newest event).
+    tests/integration/test_selfcheck.py (test_while_the_gateway_runs_selfcheck_refuses_and_the_online_subset_passes,
+    test_after_a_graceful_stop_every_check_passes, test_a_tampered_event_row_fails_the_chain,
+    test_a_hand_edited_projection_row_fails_the_replay_naming_it, test_a_swapped_vault_age_fails_the_vault_agreement);
+    freshness: tests/unit/system/test_selfcheck.py::test_a_terminal_row_older_than_retention_fails_freshness
+    (a real gateway cannot hold a stale row without waiting out the retention).
 11. `system backup` works while the gateway runs; each scope holds exactly its ladder; `vault.age`
     from scope `config`; the age key never: tests/integration/test_backup_restore.py::test_each_scope_taken_while_running_holds_exactly_its_ladder,
     tests/unit/test_backup.py (test_each_scope_adds_exactly_its_rung_and_never_the_key_sidecars_or_nested_dirs,
@@ -84,7 +87,8 @@ newer release's database (it stops at step 5, before anything serves).
     tests/unit/test_backup.py (test_restore_refuses_a_bad_member_before_writing,
     test_restore_refuses_an_archive_without_a_manifest, test_restore_refuses_while_the_gateway_holds_the_lock).
 15. `/healthz`, `/metrics`, SSE and `system watch` show the fields of §9:
-    tests/integration/test_api_trigger.py (the `/healthz` body), tests/integration/test_watch.py,
+    tests/integration/test_api_trigger.py::test_healthz_reports_the_documented_keys (now with
+    `scheduler`), tests/integration/test_watch.py,
     tests/unit/api/test_metrics_exposition.py, tests/integration/test_sse.py,
     tests/unit/api/test_api_errors_logged.py (`failed to compute queue depth`),
     tests/integration/test_completion_faults.py (`event log not writable: …` degraded and back),
