@@ -41,7 +41,11 @@ newer release's database (it stops at step 5, before anything serves).
    tests/unit/events/test_event_log_files.py::test_closing_checkpoints_the_wal_into_the_file_even_with_a_reader_still_open
    (fails without the explicit checkpoint: SQLite checkpoints only when the last connection closes).
 6. A database from an earlier release opens (old jobs, plugin state and schedules read back,
-   selfcheck replays the whole log, new work runs): tests/integration/test_release_upgrade.py;
+   selfcheck replays the whole log, new work runs): tests/integration/test_release_upgrade.py
+   (test_selfcheck_gates_the_upgrade_before_the_first_start_naming_what_the_start_rebuilds — it
+   failed before: projections this release added (vault, audit, webhooks) were "missing";
+   test_schedules_read_back_then_after_a_stop_selfcheck_replays_the_whole_log_identically; and the
+   jobs, attempts, plugin state and new-work tests there);
    a newer one is refused with §1's message: here::test_a_database_from_a_newer_release_is_refused_with_the_exact_message
    (the real `system start`: exit 1, the exact text on stderr and as the one ERROR line);
    tests/unit/events/test_event_log_integrity.py::test_a_log_written_by_a_newer_ductile_is_refused.
