@@ -44,7 +44,9 @@ from ductile.config.loader import collect_config
 from ductile.config.model import Config
 from ductile.config.paths import home_directory
 from ductile.events.snapshot import integrity_problems, open_readonly, vacuum_into
-from ductile.projections.vault import load_state
+from ductile.projections.replay import not_yet_built, stored_projections
+from ductile.projections.vault import PROJECTION as VAULT_PROJECTION
+from ductile.projections.vault import VaultState, load_state
 from ductile.system.build_info import build_info
 from ductile.system.pidlock import pid_path
 from ductile.vault.keys import AgeKeyError, load_keyring, locate_key
@@ -277,7 +279,7 @@ def _snapshot_once(cfg: Config, target: Path) -> tuple[bool, Snapshot]:
             problems = integrity_problems(conn)
             if problems:
                 raise BackupError(f"state database snapshot failed its integrity check: {'; '.join(problems)}")
-            state = load_state(conn.cursor())
+            state = _vault_state(conn)
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -294,6 +296,15 @@ def _snapshot_once(cfg: Config, target: Path) -> tuple[bool, Snapshot]:
         agrees = agreement(state, sha256_hex(blob)) in (
             VaultAgreement.AGREE, VaultAgreement.UNLANDED_WRITE, VaultAgreement.NOT_ADOPTED)
     return agrees, Snapshot(path=target, sha256=digest, vault_blob=blob, vault_mode=mode)
+
+
+def _vault_state(conn: sqlite3.Connection) -> VaultState:
+    """The snapshot's vault state; empty for a database of a release before the vault, which its
+    first start on this release has not yet built (such a log holds no vault event)."""
+    stored = stored_projections(conn)
+    if VAULT_PROJECTION.name in not_yet_built(conn, stored, [VAULT_PROJECTION]):
+        return VaultState()
+    return load_state(conn.cursor())
 
 
 def _key(cfg: Config, environ: Mapping[str, str]) -> tuple[Path | None, str]:

@@ -177,3 +177,10 @@ def test_schedules_read_back_then_after_a_stop_selfcheck_replays_the_whole_log_i
     assert code == 0, checks
     assert "rebuilt at the next start" not in checks["projection_replay"]["detail"]
     assert "not stored yet" not in checks["db_schema"]["detail"]
+
+
+def test_a_backup_of_the_release_db_before_the_first_start_works(tmp_path: Path) -> None:
+    gw = release_gateway(tmp_path / "gw")  # never started: no vault tables yet
+    out = gw.cli("system", "backup", "--config", str(gw.root), "--scope", "db", "--to", str(tmp_path / "b.tar.gz"), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["files"].keys() >= {"db/ductile.sqlite"}
