@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -219,6 +220,7 @@ def test_a_vault_outside_the_config_dir_is_archived_and_restored_to_its_path(tmp
     vault = tmp_path / "vaults" / "vault.age"
     vault.parent.mkdir()
     vault.write_bytes(b"age-encryption.org/v1 not adopted yet\n")
+    vault.chmod(0o600)
     d = _config_dir(tmp_path, f"state:\n  path: data/ductile.db\nplugin_roots: [plugins]\nsecrets:\n  vault_file: {vault}\n")
     config = load_config(find_config(None, str(d)), environ={"HOME": str(tmp_path)})
     _open_db(config)
@@ -231,3 +233,10 @@ def test_a_vault_outside_the_config_dir_is_archived_and_restored_to_its_path(tmp
             f"{vault} (archived as config-external/vault-vault.age)") in manifest.warnings
     targets = dict(plan_targets(verify_archive(archive), tmp_path / "new", tmp_path / "new" / "ductile.db"))
     assert targets["config-external/vault-vault.age"] == vault
+    blob = vault.read_bytes()
+    vault.unlink()
+    shutil.rmtree(d)
+    result = restore_archive(archive, config_dir=None, current_state_path=lambda: config.state_path, force=False,
+                             environ={"HOME": str(tmp_path)})
+    assert vault.read_bytes() == blob and (vault.stat().st_mode & 0o777) == 0o600
+    assert str(vault) in {r.target for r in result.restored}
