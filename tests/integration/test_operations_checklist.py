@@ -17,7 +17,8 @@ newer release's database (it stops at step 5, before anything serves).
    `command`: here::test_every_log_line_is_json_with_the_spec_fields_and_job_lines_name_their_job
    (every line of both boots: RFC3339 UTC with milliseconds, the four levels, the spec's
    components — the event log's lines said `events` before; job lines with `attempt`, completions
-   with `status` and `duration_ms`, `http request` lines with their fields and no query string);
+   with `status` and `duration_ms`, `http request` lines with their fields and no query string,
+   plugin stderr at WARN for a failed attempt and DEBUG otherwise);
    tests/unit/system/test_log_errors.py (an exception's `stack` on its one line).
 3. SIGHUP reloads; SIGTERM with a job running lets it finish within `shutdown_grace`, exits 0; a
    job outlasting the grace is killed, stays `running`, and is recovered and completed after
@@ -137,8 +138,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 service={"shutdown_grace": "5s"})
     try:
         gw.start()
-        jobs = [gw.trigger("behave", payload={"mode": "ok"}) for _ in range(5)]
-        jobs.append(gw.trigger("behave", payload={"mode": "error_noretry"}))
+        jobs = [gw.trigger("behave", payload={"mode": "ok"}) for _ in range(4)]
+        jobs.append(gw.trigger("behave", payload={"mode": "ok", "stderr": "note from a job that succeeded"}))
+        jobs.append(gw.trigger("behave", payload={"mode": "error_noretry", "stderr": "note from a job that failed"}))
         orphan = gw.trigger("behave", payload={"mode": "sleep", "seconds": 2})
         gw.wait_job(orphan, {"running"})
         for job in jobs[:5]:
@@ -207,6 +209,10 @@ def test_every_log_line_is_json_with_the_spec_fields_and_job_lines_name_their_jo
     completed = [line for line in job_lines if line["msg"] == "job completed"]
     assert {line["status"] for line in completed} >= {"succeeded", "failed"}
     assert all(isinstance(line["duration_ms"], int) for line in completed)
+    stderr = {line["stderr"].strip(): line for line in lines if line["msg"] == "plugin stderr"}
+    assert stderr["note from a job that succeeded"]["level"] == "DEBUG"
+    assert stderr["note from a job that failed"]["level"] == "WARN"
+    assert stderr["note from a job that failed"]["job_id"] == run.jobs[5]
     http = [line for line in lines if line["msg"] == "http request"]
     assert http and all({"method", "path", "status", "duration_ms", "request_id"} <= line.keys() for line in http)
     assert any(line["path"] == "/healthz" for line in http)
