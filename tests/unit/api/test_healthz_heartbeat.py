@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import pytest
 
 from ductile.api.app import create_app
 from ductile.api.auth import TokenSet
@@ -55,12 +57,16 @@ def test_a_fresh_tick_is_shown_and_ok() -> None:
     assert body["status"] == "ok" and "degraded" not in body
 
 
-def test_a_stalled_scheduler_turns_healthz_degraded_with_late_true_then_ok_again() -> None:
+def test_a_stalled_scheduler_turns_healthz_degraded_with_late_true_then_ok_again(
+        caplog: pytest.LogCaptureFixture) -> None:
     rt = _runtime(now_ns() - 45_000_000_000)  # past max(3 × 1s, 30s)
     body = _healthz(rt)
     assert body["scheduler"]["late"] is True
     assert body["status"] == "degraded"
     assert body["degraded"] == ["scheduler is late (last tick 45s ago)"]
+    assert _healthz(rt)["status"] == "degraded"
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING and "scheduler is late" in r.getMessage()]
+    assert len(warned) == 1, "one WARN line when lateness starts, not one per request"
     rt.last_tick_ns = now_ns()
     again = _healthz(rt)
     assert again["status"] == "ok" and "degraded" not in again and again["scheduler"]["late"] is False
