@@ -114,12 +114,18 @@ class IncludeWalk:
             key = ("environment_vars", "include", index)
             path = self._resolve(document, key, interpolate_text(raw, self.environ))
             if not path.is_file():
-                raise document.error(f"environment_vars.include[{index}]: file not found: {path}", key)
+                # Listed though missing: ``system backup`` warns of it (operations.md §7); the
+                # load records the error and goes on with the other files (config.md §5).
+                if path not in self.env_files:
+                    self.env_files.append(path)
+                self._failed(document.error(f"environment_vars.include[{index}]: file not found: {path}", key))
+                continue
             name = display_name(path, self.source.config_dir)
             try:
                 text = read_plaintext(path, self.keys)
             except ConfigError as error:
-                raise document.error(error.message, key) from None
+                self._failed(document.error(error.message, key))
+                continue
             add_missing(self.environ, parse_env_text(text, name))
             if path not in self.files:
                 self.files.append(path)

@@ -240,3 +240,15 @@ def test_a_vault_outside_the_config_dir_is_archived_and_restored_to_its_path(tmp
                              environ={"HOME": str(tmp_path)})
     assert vault.read_bytes() == blob and (vault.stat().st_mode & 0o777) == 0o600
     assert str(vault) in {r.target for r in result.restored}
+
+
+def test_a_missing_env_file_is_a_warning_of_the_backup_not_a_refusal(tmp_path: Path) -> None:
+    d = _config_dir(tmp_path, "state:\n  path: data/ductile.db\nplugin_roots: [plugins]\n"
+                              "environment_vars:\n  include: [gone.env]\n")
+    loaded = load_for_backup(find_config(None, str(d)), environ={"HOME": str(tmp_path)})
+    assert loaded.problems == [f"config.yaml:5: environment_vars.include[0]: file not found: {d / 'gone.env'}"]
+    _open_db(loaded.config)
+    manifest = create_backup(loaded.config, tmp_path / "b.tar.gz", BackupScope.ALL, problems=loaded.problems,
+                             environ={"HOME": str(tmp_path)}).manifest
+    assert f"env file not found: {d / 'gone.env'}" in manifest.warnings
+    assert manifest.env_files == [] and "config/config.yaml" in manifest.files
