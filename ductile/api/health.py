@@ -34,7 +34,7 @@ class Health(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     version: str
     posture: str
     event_log_position: int
-    scheduler: SchedulerHeartbeat | None = None
+    scheduler: SchedulerHeartbeat | None  # always present: null while no schedule is configured (§9)
     degraded: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 

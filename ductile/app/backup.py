@@ -18,7 +18,7 @@ import sqlite3
 import stat
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,12 +37,16 @@ from ductile.app.backup_manifest import (
     sha256_hex,
 )
 from ductile.commands.vault import agreement
-from ductile.config.errors import ConfigError
+from ductile.config.discovery import ConfigSource
+from ductile.config.errors import ConfigError, raise_collected
 from ductile.config.integrity import refuse_tampering
+from ductile.config.loader import collect_config
 from ductile.config.model import Config
 from ductile.config.paths import home_directory
 from ductile.events.snapshot import integrity_problems, open_readonly, vacuum_into
-from ductile.projections.vault import load_state
+from ductile.projections.replay import not_yet_built, stored_projections
+from ductile.projections.vault import PROJECTION as VAULT_PROJECTION
+from ductile.projections.vault import VaultState, load_state
 from ductile.system.build_info import build_info
 from ductile.system.pidlock import pid_path
 from ductile.vault.keys import AgeKeyError, load_keyring, locate_key
@@ -74,6 +78,10 @@ def literal_token_warning(name: str) -> str:
     return f"{name} contains literal API token(s): treat this archive as secret"
 
 
+def external_warning(path: Path, archive: str) -> str:
+    return f"config file outside the config dir: {path} (archived as {archive})"
+
+
 def key_reason(recipient: str, uid: str) -> str:
     return ("age key: keep it out-of-band (password manager); vault.age restores only with the key current"
             f" at backup time (recipient {recipient or 'unknown'}, backup_uid {uid})")
@@ -95,6 +103,27 @@ class Plan(msgspec.Struct, kw_only=True):
     env_files: list[Placed]
     config_external: list[Placed]
     warnings: list[str]
+
+
+class BackupConfig(msgspec.Struct, frozen=True):
+    """The config a backup works from, and why it would not validate (operations.md §7: it only
+    has to parse; the problems become manifest warnings)."""
+
+    config: Config
+    problems: list[str] = []
+
+
+def load_for_backup(source: ConfigSource, environ: MutableMapping[str, str] | None = None) -> BackupConfig:
+    """Load the config for a backup: a config that validates, else the one the loader built with
+    defaults in place of the failed sections and its errors as problems. A config that does not
+    even parse (no state.path to find) raises its ConfigError as every load does."""
+    result = collect_config(source, environ)
+    if result.config is not None:
+        return BackupConfig(config=result.config)
+    if result.partial is None:
+        raise_collected(result.errors)
+        raise ConfigError("configuration could not be loaded")  # unreachable: no config means errors
+    return BackupConfig(config=result.partial, problems=[str(e) for e in result.errors])
 
 
 def new_backup_uid() -> str:
@@ -141,8 +170,8 @@ def plan_backup(cfg: Config, scope: BackupScope, key_path: Path | None, also_ski
     """The members and manifest lists for ``scope`` (the ladder of §7), from the config and the disk."""
     config_dir = cfg.source.config_dir
     db = cfg.state_path
-    env_paths = [p for p in cfg.files if not is_yaml(p)]
-    config_paths = [p for p in cfg.files if is_yaml(p)]
+    env_paths = list(cfg.env_files)  # the loader's own list: an env file may have any name
+    config_paths = [p for p in cfg.files if p not in cfg.env_files]
     never = {db, Path(f"{db}-wal"), Path(f"{db}-shm"), pid_path(db), *also_skip}
     if key_path is not None:
         never.add(key_path)
@@ -189,7 +218,7 @@ def plan_backup(cfg: Config, scope: BackupScope, key_path: Path | None, also_ski
             archive = f"config-external/{n}-{path.name}"
             members.append((archive, path))
             external.append(Placed(archive_path=archive, source_path=str(path)))
-            warnings.append(f"config file outside the config dir: {path} (archived as {archive})")
+            warnings.append(external_warning(path, archive))
         for _archive, path in list(members):
             if is_yaml(path) and _has_literal_token(path):
                 shown = path.relative_to(config_dir).as_posix() if _inside(path, config_dir) else str(path)
@@ -250,7 +279,7 @@ def _snapshot_once(cfg: Config, target: Path) -> tuple[bool, Snapshot]:
             problems = integrity_problems(conn)
             if problems:
                 raise BackupError(f"state database snapshot failed its integrity check: {'; '.join(problems)}")
-            state = load_state(conn.cursor())
+            state = _vault_state(conn)
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -267,6 +296,15 @@ def _snapshot_once(cfg: Config, target: Path) -> tuple[bool, Snapshot]:
         agrees = agreement(state, sha256_hex(blob)) in (
             VaultAgreement.AGREE, VaultAgreement.UNLANDED_WRITE, VaultAgreement.NOT_ADOPTED)
     return agrees, Snapshot(path=target, sha256=digest, vault_blob=blob, vault_mode=mode)
+
+
+def _vault_state(conn: sqlite3.Connection) -> VaultState:
+    """The snapshot's vault state; empty for a database of a release before the vault, which its
+    first start on this release has not yet built (such a log holds no vault event)."""
+    stored = stored_projections(conn)
+    if VAULT_PROJECTION.name in not_yet_built(conn, stored, [VAULT_PROJECTION]):
+        return VaultState()
+    return load_state(conn.cursor())
 
 
 def _key(cfg: Config, environ: Mapping[str, str]) -> tuple[Path | None, str]:
@@ -304,8 +342,10 @@ def create_backup(
     *,
     environ: Mapping[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    problems: list[str] | None = None,
 ) -> BackupResult:
-    """Write the archive for ``scope`` at ``destination`` (which must not exist)."""
+    """Write the archive for ``scope`` at ``destination`` (which must not exist). ``problems``
+    are the config's validation errors (``load_for_backup``): recorded as warnings, never fatal."""
     started = time.perf_counter()
     env = os.environ if environ is None else environ
     dest = Path(os.path.abspath(destination))
@@ -324,6 +364,7 @@ def create_backup(
         refuse_tampering(cfg.files, cfg.source.config_dir)
     except ConfigError as exc:
         warnings.insert(0, str(exc))
+    warnings[:0] = problems or []
     warnings.extend(w.message for w in cfg.warnings)
     try:
         snap = _take_snapshot(cfg, snapshot_path)
@@ -352,6 +393,7 @@ def _write_archive(cfg: Config, scope: BackupScope, plan: Plan, snap: Snapshot, 
                    recipient: str, key_path: Path | None, warnings: list[str],
                    progress: Callable[[int, int], None] | None) -> Manifest:
     files: dict[str, str] = {}
+    external = list(plan.config_external)
     now = time.time()
     total = len(plan.members) + 3
     done = 0
@@ -375,6 +417,10 @@ def _write_archive(cfg: Config, scope: BackupScope, plan: Plan, snap: Snapshot, 
             archive = _vault_archive_path(cfg)
             add(archive, snap.vault_blob, snap.vault_mode, now)
             vault = VaultEntry(archive_path=archive, recipient=recipient, sha256=files[archive])
+            if not archive.startswith("config/"):
+                # Outside the config dir: restore puts it back at its recorded path (§8 Targets).
+                external.append(Placed(archive_path=archive, source_path=str(cfg.secrets.vault_file)))
+                warnings.append(external_warning(cfg.secrets.vault_file, archive))
         for name, path in plan.members:
             st = os.stat(path)
             add(name, path.read_bytes(), stat.S_IMODE(st.st_mode), st.st_mtime)
@@ -388,7 +434,7 @@ def _write_archive(cfg: Config, scope: BackupScope, plan: Plan, snap: Snapshot, 
             source_db_path=str(cfg.state_path), source_db_sha256=snap.sha256,
             source_config_dir=str(cfg.source.config_dir), included=sorted([*files, MANIFEST_NAME]),
             files=dict(sorted(files.items())), vault=vault, excluded=excluded, plugin_roots=plan.plugin_roots,
-            env_files=plan.env_files, config_external=plan.config_external, warnings=warnings,
+            env_files=plan.env_files, config_external=external, warnings=warnings,
         )
         add(MANIFEST_NAME, manifest_text(manifest).encode(), 0o644, now)
         tar.close()  # writes the gzip trailer; the archive is complete only after it

@@ -26,10 +26,12 @@ def backup(
     json: bool = False,
 ) -> int:
     """Snapshot the state DB (and config, plugins, env files by scope) into one gzip tar, gateway running or not."""
-    from ductile.app.backup import BackupError, create_backup
+    from ductile.app.backup import BackupError, create_backup, load_for_backup
     from ductile.app.backup_manifest import UnknownScope, parse_scope
-    from ductile.cli.common import resolve
+    from ductile.cli.common import find_source
+    from ductile.cli.output import CliFailure
     from ductile.cli.progress import progress_bar
+    from ductile.config.errors import ConfigError
 
     if not to:
         print(BACKUP_USAGE, file=sys.stderr)
@@ -38,10 +40,13 @@ def backup(
         chosen = parse_scope(scope)
     except UnknownScope as exc:
         raise fail(str(exc), json=json) from None
-    cfg = resolve(config, config_dir)
+    try:
+        loaded = load_for_backup(find_source(config, config_dir))
+    except ConfigError as exc:
+        raise CliFailure(str(exc), prefix="config error") from None
     bar = progress_bar("backing up", json=json, unit="files")
     try:
-        result = create_backup(cfg, Path(to), chosen, progress=bar)
+        result = create_backup(loaded.config, Path(to), chosen, progress=bar, problems=loaded.problems)
     except BackupError as exc:
         raise fail(str(exc), json=json) from None
     finally:

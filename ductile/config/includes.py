@@ -33,6 +33,7 @@ class IncludeWalk:
         self.home = home
         self.documents: list[Document] = []
         self.files: list[Path] = []
+        self.env_files: list[Path] = []  # the environment_vars.include files read, a subset of files
         self.warnings: list[Diagnostic] = []
         self._seen: set[str] = set()
         self.keys = ConfigKeys(environ, source.config_dir, home)
@@ -113,15 +114,23 @@ class IncludeWalk:
             key = ("environment_vars", "include", index)
             path = self._resolve(document, key, interpolate_text(raw, self.environ))
             if not path.is_file():
-                raise document.error(f"environment_vars.include[{index}]: file not found: {path}", key)
+                # Listed though missing: ``system backup`` warns of it (operations.md §7); the
+                # load records the error and goes on with the other files (config.md §5).
+                if path not in self.env_files:
+                    self.env_files.append(path)
+                self._failed(document.error(f"environment_vars.include[{index}]: file not found: {path}", key))
+                continue
             name = display_name(path, self.source.config_dir)
             try:
                 text = read_plaintext(path, self.keys)
             except ConfigError as error:
-                raise document.error(error.message, key) from None
+                self._failed(document.error(error.message, key))
+                continue
             add_missing(self.environ, parse_env_text(text, name))
             if path not in self.files:
                 self.files.append(path)
+            if path not in self.env_files:
+                self.env_files.append(path)
 
     def _configured_key(self, root: Document) -> str | None:
         """``secrets.age_key_file`` as the root writes it, for decrypting the files read after it."""

@@ -52,6 +52,10 @@ class LoadResult(msgspec.Struct, frozen=True):
     config: Config | None
     errors: list[ConfigError]
     warnings: list[Diagnostic]
+    # The config as built with defaults standing in for the sections that failed, when every file
+    # parsed and the sections could be built: enough to find state.path, the roots and the files
+    # read (``system backup`` of a config that does not validate, operations.md §7). Never run it.
+    partial: Config | None = None
 
 
 def load_config(source: ConfigSource, environ: MutableMapping[str, str] | None = None) -> Config:
@@ -114,9 +118,6 @@ def collect_config(source: ConfigSource, environ: MutableMapping[str, str] | Non
     warnings.extend(ctx.attempt(lambda: check_symlinks([*walk.files, *plugin_roots], service.allow_symlinks), []))
     warnings.extend(ctx.warnings)
     errors.extend(ctx.errors)
-    if errors:
-        return LoadResult(config=None, errors=errors, warnings=warnings)
-
     config = Config(
         source=source,
         service=service,
@@ -128,11 +129,14 @@ def collect_config(source: ConfigSource, environ: MutableMapping[str, str] | Non
         webhooks=webhooks,
         raw=raw,
         files=list(walk.files),
+        env_files=list(walk.env_files),
         warnings=warnings,
         secrets=secrets,
         locations=merged.origins.as_dotted(),
         interpolated=merged.origins.templates(),
     )
+    if errors:
+        return LoadResult(config=None, errors=errors, warnings=warnings, partial=config)
     return LoadResult(config=config, errors=[], warnings=warnings)
 
 

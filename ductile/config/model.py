@@ -166,6 +166,7 @@ class Config(msgspec.Struct, frozen=True):
     raw: dict[str, Any]  # the merged, interpolated mapping
     files: list[Path]  # every file the loader read (root, includes, env files), in order
     warnings: list[Diagnostic]
+    env_files: list[Path] = []  # the environment_vars.include files among ``files``
     secrets: SecretsConfig = msgspec.field(default_factory=SecretsConfig)
     locations: dict[str, str] = {}  # dot path ("pipelines[2].steps") -> "file:line" of the winning value
     # Key path in ``raw`` -> the text as written, for each value that took an environment variable:

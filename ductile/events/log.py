@@ -86,7 +86,7 @@ def is_storage_error(exc: BaseException) -> bool:
 def _log_line(level: int, msg: str, exc: BaseException | None = None, **fields: Any) -> None:
     # The shape ductile.system.logs formats (that package sits above this one); ``exc`` becomes
     # the line's ``stack`` there.
-    _log.log(level, msg, exc_info=exc, extra={"component": "events", "fields": fields})
+    _log.log(level, msg, exc_info=exc, extra={"component": "eventlog", "fields": fields})
 
 
 class ProjectionApplier(Protocol):
@@ -296,6 +296,22 @@ def use_wal(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
 
 
+def checkpoint_into_file(conn: sqlite3.Connection, path: Path) -> None:
+    """Move every committed page of the write-ahead log into the database file and truncate the
+    log (operations.md §2): after a stop the file alone holds the whole event log, so a plain copy
+    of it loses nothing. SQLite does this by itself only when the last connection closes; a
+    reader still open elsewhere (a CLI, a leaked follower) would leave the events in ``-wal``."""
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error as exc:
+        _log_line(logging.ERROR, "event log checkpoint at close failed", exc, path=str(path))
+        return
+    if busy:
+        # A reader inside a transaction pinned part of the log: the file may lack its newest events.
+        _log_line(logging.WARNING, "event log checkpoint at close incomplete: a reader held the log",
+                  path=str(path))
+
+
 class EventLog:
     """The durable log. ``open`` it once per process; append through ``submit``/``append``."""
 
@@ -368,6 +384,7 @@ class EventLog:
             self._thread.join()
             self._fail_queued()
         if self._conn is not None:
+            checkpoint_into_file(self._conn, self.path)
             self._conn.close()
             self._conn = None
 

@@ -109,7 +109,7 @@ class ReadPool:
         if not task.cancelled() and task.exception() is not None:
             # Nobody is waiting on this close: the read that spoiled the connection already raised.
             _log.warning("read connection did not close cleanly", exc_info=task.exception(),
-                         extra={"component": "events", "fields": {}})
+                         extra={"component": "eventlog", "fields": {}})
 
     async def close(self) -> None:
         """Refuse new reads, wait for those in flight, then close every connection (each close

@@ -92,8 +92,9 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(_LEVELS.get(level, logging.INFO))
-    # uvicorn's own access/error lines would duplicate ours; keep only its warnings.
-    for noisy in ("uvicorn", "uvicorn.access", "uvicorn.error", "litestar"):
+    # uvicorn's own access/error lines would duplicate ours, and aiosqlite logs every statement at
+    # DEBUG under a component operations.md §1 does not have: keep only their warnings.
+    for noisy in ("uvicorn", "uvicorn.access", "uvicorn.error", "litestar", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -138,12 +138,14 @@ def freshness_check(conn: sqlite3.Connection, config: Config) -> SelfcheckCheck:
     return _ok("queue_terminal_freshness", "no stale terminal queue rows")
 
 
-def vault_check(conn: sqlite3.Connection, config: Config, environ: Mapping[str, str], home: Path) -> SelfcheckCheck:
+def vault_check(conn: sqlite3.Connection, config: Config, environ: Mapping[str, str], home: Path,
+                built: bool = True) -> SelfcheckCheck:
     """``vault_agreement``: vault.md §3 between ``vault.age`` and the log, then (with the key) the
-    decrypted metadata against the vault projection and exactly one recipient."""
+    decrypted metadata against the vault projection and exactly one recipient. ``built`` False: a
+    database from a release before the vault, whose log therefore holds no vault event."""
     name = "vault_agreement"
     path = config.secrets.vault_file or config.source.config_dir / DEFAULT_VAULT_FILE
-    state = vault_projection.load_state(conn.cursor())
+    state = vault_projection.load_state(conn.cursor()) if built else vault_projection.VaultState()
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
@@ -273,7 +275,7 @@ def _state_checks(config: Config, environ: Mapping[str, str], home: Path,
                     *_skipped(OFFLINE_CHECKS[4:], "state database is corrupt")]
         checks = [_ok("db_integrity", "ok", path)]
         stored = _guarded_stored(conn)
-        stale = replay.stale_versions(stored, PROJECTIONS)
+        stale = replay.rebuilt_at_next_start(conn, stored, PROJECTIONS)
         differences = replay.schema_differences(path, EVENTS_DDL, PROJECTIONS, skip=tuple(stale))
         checks.append(_fail("db_schema", "; ".join(differences), path) if differences
                       else _ok("db_schema", "; ".join(["matches the baseline", *stale.values()]), path))
@@ -282,7 +284,8 @@ def _state_checks(config: Config, environ: Mapping[str, str], home: Path,
             checks.append(_guarded("queue_terminal_freshness", lambda: freshness_check(conn, config)))
             checks.append(_guarded("event_log_chain", lambda: chain_check(conn, bar.chain)))
             checks.append(_guarded("projection_replay", lambda: replay_check(path, bar.replay)))
-            checks.append(_guarded("vault_agreement", lambda: vault_check(conn, config, environ, home)))
+            vault_built = vault_projection.PROJECTION.name not in stale
+            checks.append(_guarded("vault_agreement", lambda: vault_check(conn, config, environ, home, vault_built)))
         return checks
     finally:
         conn.close()

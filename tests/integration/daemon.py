@@ -309,3 +309,21 @@ def seed_vault(config_dir: Path, secrets: dict[str, str]) -> tuple[Path, str]:
     for name, value in secrets.items():
         keeper.set(name, value=value, actor=VaultActor.CLI)
     return key, admin
+
+
+def db_file_alone_events(state_db: Path, into: Path) -> list[tuple[int, str]]:
+    """Copy only the database file (never its ``-wal``/``-shm``) into ``into`` and read every
+    event's (position, type) from the copy, read-only: what a plain file copy of a stopped
+    gateway's state holds (operations.md §2)."""
+    import shutil
+    import sqlite3
+
+    into.mkdir(parents=True, exist_ok=True)
+    copy = into / state_db.name
+    shutil.copyfile(state_db, copy)
+    assert not (into / f"{state_db.name}-wal").exists()
+    conn = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT position, type FROM events ORDER BY position").fetchall()
+    finally:
+        conn.close()

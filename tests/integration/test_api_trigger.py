@@ -354,7 +354,7 @@ def test_root_describes_the_gateway(gw: Daemon) -> None:
 def test_healthz_reports_the_documented_keys(gw: Daemon) -> None:
     body = call(gw, "GET", "/healthz", token=None).json()
     assert set(body) == {"status", "uptime_seconds", "queue_depth", "plugins_loaded", "plugins_circuit_open",
-                         "config_path", "binary_path", "version", "posture", "event_log_position"}
+                         "config_path", "binary_path", "version", "posture", "event_log_position", "scheduler"}
     assert body["status"] == "ok"
     assert body["posture"] == "gateway"
     assert body["plugins_loaded"] == len(ENABLED)

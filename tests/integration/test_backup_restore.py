@@ -219,3 +219,29 @@ def test_restore_after_a_wipe_with_the_custodied_key_brings_everything_back(site
     assert SECRET_NAME in [x["name"] for x in json.loads(vault.stdout)["secrets"]]
     status = run("vault", "status", "--json", "--config", str(s.gw.root), cwd=s.root)
     assert json.loads(status.stdout)["agreement"] == "agree"
+
+
+def test_a_config_that_does_not_validate_still_backs_up_with_the_problem_as_a_warning(tmp_path: Path) -> None:
+    """§7: the config only has to parse; a validation problem is a manifest warning, not a refusal."""
+    from ductile.events.log import EventLog
+    from ductile.projections.registry import default_runner
+
+    conf = tmp_path / "etc"
+    (conf / "plugins").mkdir(parents=True)
+    (conf / "config.yaml").write_text("state:\n  path: data/ductile.db\nplugin_roots: [plugins]\n"
+                                      "service:\n  max_workers: 0\n")
+    (conf / "data").mkdir()
+    EventLog(conf / "data" / "ductile.db", "full", default_runner()).open_sync().close()
+    check = run("config", "check", "--config", str(conf), cwd=tmp_path)
+    assert check.returncode == 1  # it really does not validate
+    done = run("system", "backup", "--to", str(tmp_path / "b.tar.gz"), "--config", str(conf), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: config.yaml:5: service.max_workers must be > 0\n" in done.stdout
+    manifest = yaml.safe_load(members(tmp_path / "b.tar.gz")["BACKUP_MANIFEST.txt"])
+    assert "config.yaml:5: service.max_workers must be > 0" in manifest["warnings"]
+    unparsable = tmp_path / "bad"
+    unparsable.mkdir()
+    (unparsable / "config.yaml").write_text("state: [unclosed\n")
+    refused = run("system", "backup", "--to", str(tmp_path / "c.tar.gz"), "--config", str(unparsable), cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stderr.startswith("config error: ")
+    assert not (tmp_path / "c.tar.gz").exists()

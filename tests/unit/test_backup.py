@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ductile.app.backup import BackupError, create_backup, plan_backup
+from ductile.app.backup import BackupError, create_backup, load_for_backup, plan_backup
 from ductile.app.backup_manifest import BackupScope, UnknownScope, parse_scope
-from ductile.app.restore import RestoreError, restore_archive, verify_archive
+from ductile.app.restore import RestoreError, plan_targets, restore_archive, verify_archive
 from ductile.config.discovery import find_config
+from ductile.config.errors import ConfigError
 from ductile.config.loader import load_config
 from ductile.config.model import Config
 from ductile.events.log import EventLog
@@ -168,3 +170,85 @@ def test_restore_refuses_while_the_gateway_holds_the_lock(cfg: Config, tmp_path:
             restore_archive(archive, config_dir=None, current_state_path=lambda: cfg.state_path, force=True)
     assert caught.value.message.startswith("gateway is running (pid ")
     assert caught.value.message.endswith("); stop it before restoring")
+
+
+def _config_dir(tmp_path: Path, config_yaml: str, **files: str) -> Path:
+    d = tmp_path / "etc"
+    (d / "plugins").mkdir(parents=True, exist_ok=True)
+    (d / "config.yaml").write_text(config_yaml)
+    for name, text in files.items():
+        (d / name).write_text(text)
+    return d
+
+
+def _open_db(config: Config) -> None:
+    EventLog(config.state_path, "full", default_runner()).open_sync().close()
+
+
+def test_env_files_are_the_ones_the_loader_read_whatever_their_name(tmp_path: Path) -> None:
+    """An env file named like YAML is still an env file: left out below scope all, under env/ at all."""
+    d = _config_dir(tmp_path, "state:\n  path: data/ductile.db\nplugin_roots: [plugins]\n"
+                              "environment_vars:\n  include: [vars.yaml]\n", **{"vars.yaml": "A=1\n"})
+    config = load_config(find_config(None, str(d)), environ={"HOME": str(tmp_path)})
+    assert config.env_files == [d / "vars.yaml"]
+    assert _names(config, BackupScope.CONFIG) == {"config/config.yaml"}
+    every = plan_backup(config, BackupScope.ALL, None, frozenset())
+    assert [(p.archive_path, p.source_path) for p in every.env_files] == [("env/etc/vars.yaml", str(d / "vars.yaml"))]
+
+
+def test_a_config_that_parses_but_does_not_validate_still_backs_up_with_its_problems_as_warnings(
+        tmp_path: Path) -> None:
+    d = _config_dir(tmp_path, "state:\n  path: data/ductile.db\nplugin_roots: [plugins]\nservice:\n  max_workers: 0\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(find_config(None, str(d)), environ={"HOME": str(tmp_path)})
+    loaded = load_for_backup(find_config(None, str(d)), environ={"HOME": str(tmp_path)})
+    assert loaded.problems == [str(refused.value)]
+    _open_db(loaded.config)
+    result = create_backup(loaded.config, tmp_path / "b.tar.gz", BackupScope.CONFIG, problems=loaded.problems,
+                           environ={"HOME": str(tmp_path)})
+    assert result.manifest.warnings[0] == str(refused.value)
+    assert "config/config.yaml" in result.manifest.files
+
+
+def test_a_config_that_does_not_parse_is_refused_by_the_backup(tmp_path: Path) -> None:
+    d = _config_dir(tmp_path, "state: [unclosed\n")
+    with pytest.raises(ConfigError):
+        load_for_backup(find_config(None, str(d)), environ={"HOME": str(tmp_path)})
+
+
+def test_a_vault_outside_the_config_dir_is_archived_and_restored_to_its_path(tmp_path: Path) -> None:
+    vault = tmp_path / "vaults" / "vault.age"
+    vault.parent.mkdir()
+    vault.write_bytes(b"age-encryption.org/v1 not adopted yet\n")
+    vault.chmod(0o600)
+    d = _config_dir(tmp_path, f"state:\n  path: data/ductile.db\nplugin_roots: [plugins]\nsecrets:\n  vault_file: {vault}\n")
+    config = load_config(find_config(None, str(d)), environ={"HOME": str(tmp_path)})
+    _open_db(config)
+    archive = tmp_path / "b.tar.gz"
+    manifest = create_backup(config, archive, BackupScope.CONFIG, environ={"HOME": str(tmp_path)}).manifest
+    assert manifest.vault is not None and manifest.vault.archive_path == "config-external/vault-vault.age"
+    assert [(p.archive_path, p.source_path) for p in manifest.config_external] == [
+        ("config-external/vault-vault.age", str(vault))]
+    assert ("config file outside the config dir: "
+            f"{vault} (archived as config-external/vault-vault.age)") in manifest.warnings
+    targets = dict(plan_targets(verify_archive(archive), tmp_path / "new", tmp_path / "new" / "ductile.db"))
+    assert targets["config-external/vault-vault.age"] == vault
+    blob = vault.read_bytes()
+    vault.unlink()
+    shutil.rmtree(d)
+    result = restore_archive(archive, config_dir=None, current_state_path=lambda: config.state_path, force=False,
+                             environ={"HOME": str(tmp_path)})
+    assert vault.read_bytes() == blob and (vault.stat().st_mode & 0o777) == 0o600
+    assert str(vault) in {r.target for r in result.restored}
+
+
+def test_a_missing_env_file_is_a_warning_of_the_backup_not_a_refusal(tmp_path: Path) -> None:
+    d = _config_dir(tmp_path, "state:\n  path: data/ductile.db\nplugin_roots: [plugins]\n"
+                              "environment_vars:\n  include: [gone.env]\n")
+    loaded = load_for_backup(find_config(None, str(d)), environ={"HOME": str(tmp_path)})
+    assert loaded.problems == [f"config.yaml:5: environment_vars.include[0]: file not found: {d / 'gone.env'}"]
+    _open_db(loaded.config)
+    manifest = create_backup(loaded.config, tmp_path / "b.tar.gz", BackupScope.ALL, problems=loaded.problems,
+                             environ={"HOME": str(tmp_path)}).manifest
+    assert f"env file not found: {d / 'gone.env'}" in manifest.warnings
+    assert manifest.env_files == [] and "config/config.yaml" in manifest.files

@@ -19,6 +19,11 @@ if payload.get("record"):
         json.dump({"request": request, "env": dict(os.environ)}, f)
 
 
+if payload.get("stderr"):
+    sys.stderr.write(payload["stderr"])
+    sys.stderr.flush()
+
+
 def out(obj, code=0):
     sys.stdout.write(json.dumps(obj))
     sys.stdout.flush()

@@ -43,3 +43,29 @@ def test_a_missing_state_db_is_created_and_reopens(tmp_path: Path) -> None:
     EventLog(path).open_sync().close()
     assert path.stat().st_size > 0
     EventLog(path).open_sync().close()
+
+
+def test_closing_checkpoints_the_wal_into_the_file_even_with_a_reader_still_open(tmp_path: Path) -> None:
+    """operations.md §2: after a stop a copy of the DB file alone (no -wal) holds every event,
+    even when another connection (here an idle reader) keeps SQLite from checkpointing on close."""
+    import shutil
+    import sqlite3
+
+    from ductile.events.types import GatewayStopped
+
+    path = tmp_path / "ductile.db"
+    log = EventLog(path).open_sync()
+    reader = sqlite3.connect(path)
+    reader.execute("SELECT COUNT(*) FROM events").fetchone()  # it has the log open, outside a transaction
+    try:
+        for n in range(3):
+            log.append_sync("system", [GatewayStopped(pid=n, at=n)])
+        log.close()
+        assert (tmp_path / "ductile.db-wal").stat().st_size == 0
+        copy = tmp_path / "copy" / "ductile.db"
+        copy.parent.mkdir()
+        shutil.copyfile(path, copy)
+        with sqlite3.connect(f"file:{copy}?mode=ro", uri=True) as db:
+            assert db.execute("SELECT COUNT(*) FROM events").fetchone() == (3,)
+    finally:
+        reader.close()
