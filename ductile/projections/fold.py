@@ -1,17 +1,20 @@
-"""The fast fold: replay the whole log into fresh projection tables held in SQLite's TEMP schema.
+"""The fast fold: replay the whole log into fresh projection tables in one transaction.
 
-One home for `system rebuild` (``ProjectionRunner.rebuild``, which then copies the folded rows out)
-and selfcheck's ``projection_replay`` (``replay.replay_and_compare``, which compares them with the
-stored ones). The live handlers run unchanged, so the fold is correct by construction:
+One home for `system rebuild` (``ProjectionRunner.rebuild``) and selfcheck's ``projection_replay``
+(``replay.replay_and_compare``, which folds into a private database and compares). The live
+handlers run unchanged, so the fold is correct by construction; what changes is the cost of
+their statements:
 
-* SQLite resolves an unqualified table name in ``temp`` before ``main`` and attached databases, so
-  with a projection's tables created as ``temp.<table>`` its handlers write there without knowing.
-* The TEMP database has no WAL, no fsync and no checkpoint; it lives in the page cache
-  (``FOLD_CACHE_KIB``) and spills to a temporary file beyond that, so a log of millions of events
-  never has to fit in memory. Every intermediate state of a row is written there, not to the
-  state DB: the state DB then receives each final row once, in one ``INSERT … SELECT`` per table,
-  with its indexes built after (``copy_out``).
-* The whole fold is one transaction (the caller's), so it reads one snapshot of the log.
+* The whole fold is one transaction (the caller's): it reads one snapshot of the log, an
+  interrupted rebuild leaves the projections as they were, and there is one commit (one fsync)
+  instead of one per chunk.
+* The page cache is raised (``FOLD_CACHE_KIB``) for the fold, so every intermediate state of a row
+  is written in memory; the database file (or its WAL) receives the final pages once, at commit.
+  Beyond the cache, SQLite spills pages to the file: a log of millions of events never has to fit
+  in memory.
+* Secondary indexes (``CREATE INDEX``, which only the readers use) are built after the rows are
+  in, one sort each, instead of being updated on every statement. Tables, primary keys and
+  ``UNIQUE`` constraints exist from the start: handlers rely on them (upserts, conflicts).
 """
 
 from __future__ import annotations
@@ -24,9 +27,8 @@ from dataclasses import dataclass, field
 from ductile.events.record import from_row
 from ductile.projections.projection import Handler, Projection
 
-FOLDED = "temp"  # the schema the fold writes: searched first for an unqualified name
 FOLD_CHUNK = 5000  # events read and decoded per query
-FOLD_CACHE_KIB = 256 * 1024  # the TEMP database's page cache; beyond it, pages spill to a temp file
+FOLD_CACHE_KIB = 256 * 1024  # the page cache during a fold; beyond it, pages spill to the file
 
 Progress = Callable[[int, int], None]
 
@@ -57,13 +59,15 @@ def statements(ddl: str) -> list[str]:
     return [text for text in map(_without_leading_comments, ddl.split(";")) if text]
 
 
-def is_index(statement: str) -> bool:
-    return statement.strip().upper().startswith(("CREATE INDEX", "CREATE UNIQUE INDEX"))
+def is_deferred_index(statement: str) -> bool:
+    """A secondary index the fold builds after the rows (a UNIQUE one is a constraint: kept)."""
+    return statement.strip().upper().startswith("CREATE INDEX")
 
 
 @dataclass
 class FoldResult:
-    """Where the fold stopped and, per projection, the events its handlers took and their time."""
+    """Where the fold stopped and, per projection, the events its handlers took and the time of its
+    handlers plus its index builds."""
 
     position: int = 0
     applied: dict[str, int] = field(default_factory=dict)
@@ -77,15 +81,35 @@ def fold_log(
     events_schema: str = "main",
     progress: Progress | None = None,
 ) -> FoldResult:
-    """Create ``projections``' tables in ``temp`` and fold every event of ``events_schema``.events
-    into them with the projections' own handlers. Runs inside the caller's transaction."""
+    """Drop and create ``projections``' tables in ``main`` and fold every event of
+    ``events_schema``.events into them with the projections' own handlers, secondary indexes
+    built after. Runs inside the caller's transaction (a write transaction on ``main``)."""
     cur = conn.cursor()
-    cur.execute(f"PRAGMA {FOLDED}.cache_size = -{FOLD_CACHE_KIB}")
-    for p in projections:
-        for table in p.tables:
-            cur.execute(f"DROP TABLE IF EXISTS {FOLDED}.{table}")
-        for statement in statements(p.schema):
-            cur.execute(qualified(statement, FOLDED))
+    cache = cur.execute("PRAGMA main.cache_size").fetchone()[0]
+    cur.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
+    try:
+        for p in projections:
+            for table in p.tables:
+                cur.execute(f"DROP TABLE IF EXISTS main.{table}")
+            for statement in statements(p.schema):
+                if not is_deferred_index(statement):
+                    cur.execute(qualified(statement, "main"))
+        result = _apply_all(cur, projections, events_schema, progress)
+        clock = time.perf_counter_ns
+        for p in projections:
+            begun = clock()
+            for statement in statements(p.schema):
+                if is_deferred_index(statement):
+                    cur.execute(qualified(statement, "main"))
+            result.spent_ns[p.name] += clock() - begun
+        return result
+    finally:
+        cur.execute(f"PRAGMA main.cache_size = {cache}")
+
+
+def _apply_all(
+    cur: sqlite3.Cursor, projections: Sequence[Projection], events_schema: str, progress: Progress | None
+) -> FoldResult:
     # One lookup per event: the (projection name, handlers) that take its type, in projection order.
     dispatch: dict[type, list[tuple[str, list[Handler]]]] = {}
     for p in projections:
@@ -119,30 +143,3 @@ def fold_log(
             progress(position, head)
     result.position = position
     return result
-
-
-def copy_out(conn: sqlite3.Connection, p: Projection) -> int:
-    """Replace ``p``'s tables in ``main`` by the folded ones in ``temp``: each final row written
-    once, indexes built after the rows are in. Runs inside the caller's write transaction;
-    returns the nanoseconds it took (part of ``p``'s rebuild time)."""
-    begun = time.perf_counter_ns()
-    cur = conn.cursor()
-    for table in p.tables:
-        cur.execute(f"DROP TABLE IF EXISTS main.{table}")
-    ddl = statements(p.schema)
-    for statement in ddl:
-        if not is_index(statement):
-            cur.execute(qualified(statement, "main"))
-    for table in p.tables:
-        cur.execute(f"INSERT INTO main.{table} SELECT * FROM {FOLDED}.{table}")
-    for statement in ddl:
-        if is_index(statement):
-            cur.execute(qualified(statement, "main"))
-    return time.perf_counter_ns() - begun
-
-
-def drop_folded(conn: sqlite3.Connection, projections: Sequence[Projection]) -> None:
-    """Free the TEMP tables (the connection may live on: the daemon's catch-up)."""
-    for p in projections:
-        for table in p.tables:
-            conn.execute(f"DROP TABLE IF EXISTS {FOLDED}.{table}")

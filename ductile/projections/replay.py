@@ -1,10 +1,10 @@
 """Replay the whole event log into fresh projections and compare them with the stored ones
 (operations.md §5 ``projection_replay``), plus the checkpoint and schema reads selfcheck needs.
 
-The replay is the fold `system rebuild` uses (``fold.fold_log``): on a private connection with the
-live state DB ATTACHed read-only as ``live``, the same handlers that build the projections live
-fold every event into fresh tables in the connection's TEMP schema (page cache first, spilling to
-a temporary file, so a log of millions of events never has to fit in memory); everything happens
+The replay is the fold `system rebuild` uses (``fold.fold_log``): on a private temporary database
+(``sqlite3.connect("")``: page cache first, spilling to disk, so a log of millions of events never
+has to fit in memory) with the live state DB ATTACHed read-only as ``live``, the same handlers
+that build the projections live fold every event into fresh tables; everything happens
 in one read transaction, so a running gateway's writes after the first read are invisible (a read
 snapshot). Pruning is itself an event (``ProjectionsPruned``), so the replayed tables hold exactly
 the stored rows: no table is exempt from the comparison. Checkpoints are not replayed: they must
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from ductile.projections.fold import FOLDED, fold_log, qualified, statements
+from ductile.projections.fold import fold_log, qualified, statements
 from ductile.projections.projection import Projection
 
 Progress = Callable[[int, int], None]
@@ -71,7 +71,7 @@ def replay_and_compare(
         behind = checkpoints_behind(stored, projections, head)
         if behind:
             return ReplayReport(ok=False, detail=f"checkpoints not at head {head}: " + ", ".join(behind))
-        # The fold that `system rebuild` uses: fresh tables in ``temp``, the live log as input.
+        # The fold `system rebuild` uses: fresh tables in this private ``main``, the live log as input.
         position = fold_log(conn, projections, events_schema="live", progress=progress).position
         stale = stale_versions(stored, projections)
         for p in projections:
@@ -96,14 +96,14 @@ def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[tuple[st
 
 def _first_difference(conn: sqlite3.Connection, table: str) -> str | None:
     """The first row (by primary key) that differs between the replayed and the stored table."""
-    replayed, stored = _columns(conn, FOLDED, table), _columns(conn, "live", table)
+    replayed, stored = _columns(conn, "main", table), _columns(conn, "live", table)
     if [c for c, _ in replayed] != [c for c, _ in stored]:
         return f"table {table} has columns {[c for c, _ in stored]}, expected {[c for c, _ in replayed]}"
     names = [c for c, _ in replayed]
     key = [c for c, rank in sorted(replayed, key=lambda c: c[1]) if rank > 0] or names
     order = ", ".join(f'"{c}"' for c in key)
-    for first, second, missing in (("live", FOLDED, "not produced by the replay"),
-                                   (FOLDED, "live", "missing from the stored projection")):
+    for first, second, missing in (("live", "main", "not produced by the replay"),
+                                   ("main", "live", "missing from the stored projection")):
         row = conn.execute(
             f"SELECT * FROM (SELECT * FROM {first}.{table} EXCEPT SELECT * FROM {second}.{table})"
             f" ORDER BY {order} LIMIT 1"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ductile.events.log import read_head, read_rows
 from ductile.events.record import Recorded
 from ductile.events.types import EventBase
-from ductile.projections.fold import copy_out, drop_folded, fold_log
+from ductile.projections.fold import fold_log
 from ductile.projections.projection import Handler, Projection
 
 CATCH_UP_CHUNK = 5000
@@ -156,28 +156,24 @@ class ProjectionRunner:
     ) -> list[RebuildReport]:
         """Drop the chosen projections (default all) and replay the whole log into them.
 
-        The fast fold (``fold.py``): the handlers fold every event into TEMP tables, then each
-        final row is copied into the state DB once, indexes built after, the checkpoints set to the
-        head, all in one transaction: an interrupted rebuild leaves the projections as they were.
-        Each report's ``seconds`` is its own handlers' time plus its copy and index build.
+        The fast fold (``fold.py``): one transaction, the intermediate states of every row in the
+        page cache, secondary indexes built after, the checkpoints set to the head at the end; an
+        interrupted rebuild leaves the projections as they were. Each report's ``seconds`` is its
+        own handlers' time plus its index builds.
         """
         chosen = [self.by_name(n) for n in names] if names else list(self.projections)
         conn.execute("BEGIN IMMEDIATE")
         try:
             folded = fold_log(conn, chosen, progress=progress)
-            reports = []
-            for p in chosen:
-                copy_ns = copy_out(conn, p)
-                conn.execute(
-                    "INSERT OR REPLACE INTO main.projections(name, version, position) VALUES (?, ?, ?)",
-                    (p.name, p.version, folded.position),
-                )
-                reports.append(RebuildReport(p.name, p.version, folded.applied[p.name],
-                                             (folded.spent_ns[p.name] + copy_ns) / 1e9))
-            drop_folded(conn, chosen)
+            conn.executemany(
+                "INSERT OR REPLACE INTO main.projections(name, version, position) VALUES (?, ?, ?)",
+                [(p.name, p.version, folded.position) for p in chosen],
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        reports = [RebuildReport(p.name, p.version, folded.applied[p.name], folded.spent_ns[p.name] / 1e9)
+                   for p in chosen]
         self.last_reports = reports
         return reports
