@@ -13,7 +13,9 @@
 * baseline: events/s of reading every row of the same log in chunks and decoding it into its
   event Struct (``ductile.events.record.from_row``), in this process: the floor any fold pays.
 
-Each side runs ``--runs`` times, alternating; the medians are reported. The last line is
+Each side runs ``--runs`` times, alternating; the medians are reported. On a shared machine the
+wall clock is noisy, so each run also prints both sides' CPU time (the rebuild process's user +
+system time) and the line before the last gives the CPU ratio. The last line is
 ``RESULT bench=rebuild value=<events/s> baseline=<events/s> ratio=<value/baseline>``.
 """
 
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -244,6 +247,11 @@ def rebuild(root: Path) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=300_000)
@@ -263,22 +271,25 @@ def main() -> None:
             if part.exists():
                 part.rename(f"{state}{suffix}")
         print(f"generated {head} events in {time.perf_counter() - begun:.1f}s at {state}", file=sys.stderr)
-    values, baselines = [], []
+    values, baselines, cpu_ratios = [], [], []
     for run in range(args.runs):
-        begun = time.perf_counter()
+        begun, cpu = time.perf_counter(), _children_cpu()
         report = rebuild(root)
-        wall = time.perf_counter() - begun
+        wall, cpu = time.perf_counter() - begun, _children_cpu() - cpu
         events = report["position"]
         values.append(events / wall)
-        begun = time.perf_counter()
+        begun, own_cpu = time.perf_counter(), time.process_time()
         decoded = read_and_decode(state)
         baselines.append(decoded / (time.perf_counter() - begun))
+        own_cpu = time.process_time() - own_cpu
+        cpu_ratios.append(own_cpu / cpu)
         slowest = ", ".join(f"{p['name']} {p['seconds']}s"
                             for p in sorted(report["projections"], key=lambda p: -p["seconds"])[:3])
         print(f"run {run + 1}: rebuild {events} events in {wall:.2f}s ({values[-1]:,.0f}/s, in-process"
-              f" {report['seconds']}s; slowest {slowest}),"
-              f" read+decode {baselines[-1]:,.0f}/s", file=sys.stderr)
+              f" {report['seconds']}s, CPU {cpu:.2f}s; slowest {slowest}),"
+              f" read+decode {baselines[-1]:,.0f}/s (CPU {own_cpu:.2f}s)", file=sys.stderr)
     value, baseline = statistics.median(values), statistics.median(baselines)
+    print(f"cpu ratio (read+decode CPU / rebuild CPU, median): {statistics.median(cpu_ratios):.3f}")
     print(f"RESULT bench=rebuild value={value:.0f} baseline={baseline:.0f} ratio={value / baseline:.3f}")
 
 

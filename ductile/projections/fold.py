@@ -41,22 +41,24 @@ def qualified(statement: str, schema: str) -> str:
     An unqualified CREATE … IF NOT EXISTS would target ``main`` and could see (and skip for) a
     table of the same name there; an index must live in its table's schema."""
     text = _without_leading_comments(statement)
-    for prefix in _CREATE_PREFIXES:
+    for prefix in _CREATE_PREFIXES:  # matched on the upper-cased head; the text keeps its case
         if text.upper().startswith(prefix):
             return f"{text[:len(prefix)]}{schema}.{text[len(prefix):].lstrip()}"
     raise ValueError(f"not a CREATE … IF NOT EXISTS statement: {text[:60]!r}")
 
 
 def _without_leading_comments(statement: str) -> str:
-    lines = statement.strip().splitlines()
+    # Only the head is trimmed: SQLite stores the rest (trailing newline included) in
+    # sqlite_master, which must stay byte-identical to what the live path created.
+    lines = statement.lstrip().splitlines(keepends=True)
     while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
         lines.pop(0)
-    return "\n".join(lines).strip()
+    return "".join(lines).lstrip()
 
 
 def statements(ddl: str) -> list[str]:
     """The statements of ``ddl`` (a projection's schema), leading comment lines dropped."""
-    return [text for text in map(_without_leading_comments, ddl.split(";")) if text]
+    return [text for text in map(_without_leading_comments, ddl.split(";")) if text.strip()]
 
 
 def is_deferred_index(statement: str) -> bool:
