@@ -68,30 +68,26 @@ class ProjectionRunner:
 
     def prepare(self, conn: sqlite3.Connection, progress: Progress | None = None) -> None:
         """Create missing tables, rebuild projections whose version changed, catch up the rest."""
+        stale: list[str] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             cur = conn.cursor()
             for p in self.projections:
                 row = cur.execute("SELECT version FROM projections WHERE name = ?", (p.name,)).fetchone()
                 if row is None or row[0] != p.version:
-                    self._reset(cur, p)
+                    stale.append(p.name)
                 else:
                     p.create(cur)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self.catch_up(conn, self.projections, progress)
+        # New or reshaped: the fast fold from position 0 (it also creates a new DB's tables).
+        rebuilt = {r.name: r for r in self.rebuild(conn, stale, progress)} if stale else {}
+        caught_up = self.catch_up(conn, self.projections, progress)
+        self.last_reports = [rebuilt.get(r.name, r) for r in caught_up]
 
     # --- catch-up and rebuild ----------------------------------------------------------------
-
-    def _reset(self, cur: sqlite3.Cursor, p: Projection) -> None:
-        p.drop(cur)
-        p.create(cur)
-        cur.execute(
-            "INSERT OR REPLACE INTO projections(name, version, position) VALUES (?, ?, 0)",
-            (p.name, p.version),
-        )
 
     def catch_up(
         self, conn: sqlite3.Connection, projections: Iterable[Projection], progress: Progress | None = None
