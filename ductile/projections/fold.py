@@ -12,6 +12,7 @@ their statements:
   is written in memory; the database file (or its WAL) receives the final pages once, at commit.
   Beyond the cache, SQLite spills pages to the file: a log of millions of events never has to fit
   in memory.
+* ``secure_delete`` is off for the fold: what it deletes or drops is a projection of the log.
 * Secondary indexes (``CREATE INDEX``, which only the readers use) are built after the rows are
   in, one sort each, instead of being updated on every statement. Tables, primary keys and
   ``UNIQUE`` constraints exist from the start: handlers rely on them (upserts, conflicts).
@@ -88,7 +89,11 @@ def fold_log(
     built after. Runs inside the caller's transaction (a write transaction on ``main``)."""
     cur = conn.cursor()
     cache = cur.execute("PRAGMA main.cache_size").fetchone()[0]
+    secure_delete = cur.execute("PRAGMA main.secure_delete").fetchone()[0]
     cur.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
+    # Debian's SQLite zeroes every deleted cell and freed page (8-12% of a rebuild's CPU). Whatever
+    # the fold deletes or drops is a projection of the log, which keeps all of it anyway.
+    cur.execute("PRAGMA main.secure_delete = 0")
     try:
         for p in projections:
             for table in p.tables:
@@ -107,6 +112,7 @@ def fold_log(
         return result
     finally:
         cur.execute(f"PRAGMA main.cache_size = {cache}")
+        cur.execute(f"PRAGMA main.secure_delete = {secure_delete}")
 
 
 def _apply_all(
