@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/rebuild.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

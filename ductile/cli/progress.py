@@ -2,13 +2,17 @@
 
 cli.md §1: a bar appears only when stderr is a TTY and ``--json`` is absent; stdout never
 carries one, so a piped or ``--json`` run prints exactly what it would without a terminal.
-``rich`` is imported only when a bar is actually drawn.
+``rich`` is imported only when a bar is actually drawn. Where no bar may be drawn, the long
+replays (`system rebuild`, `system selfcheck`) print a plain line on stderr every
+``PLAIN_EVERY_S`` seconds instead (``progress_lines``), so a log or a CI job shows they move.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -93,6 +97,49 @@ class ProgressBar:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+PLAIN_EVERY_S = 10.0
+
+
+class PlainProgress:
+    """A ``(done, total)`` callback printing ``<label>: <done>/<total> <unit> (<pct>%), <rate>/s,
+    ETA <s>s`` on stderr at most once every ``every`` seconds: nothing for a short run."""
+
+    def __init__(self, label: str, unit: str = "events", every: float = PLAIN_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.label = label
+        self.unit = unit
+        self.every = every
+        self._clock = clock
+        self._begun = clock()
+        self._last = self._begun
+        self._first_done: int | None = None
+        self._done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = self._clock()
+        if self._first_done is None or done < self._done:
+            # The rate counts from the first report of a pass (selfcheck runs two: chain, replay).
+            self._first_done, self._begun, self._done = done, now, done
+            return
+        self._done = done
+        if now - self._last < self.every:
+            return
+        self._last = now
+        rate = (done - self._first_done) / max(now - self._begun, 1e-9)
+        eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
+        pct = 100 * done / max(total, 1)
+        print(f"{self.label}: {done}/{total} {self.unit} ({pct:.0f}%), {rate:,.0f}/s, ETA {eta}",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Nothing to give back (the bar's interface)."""
+
+
+def progress_lines(label: str, *, json: bool = False, unit: str = "events") -> ProgressBar | PlainProgress:
+    """A bar where cli.md §1 allows one, else periodic plain lines on stderr (never stdout)."""
+    return progress_bar(label, json=json, unit=unit) or PlainProgress(label, unit)
 
 
 def progress_bar(label: str, *, json: bool = False, unit: str = "events") -> ProgressBar | None:

@@ -10,7 +10,7 @@ from cyclopts import App, Parameter
 
 from ductile.cli.common import find_source, resolve
 from ductile.cli.output import emit_json, fail, heading, print_check, print_table
-from ductile.cli.progress import progress_bar
+from ductile.cli.progress import progress_lines
 
 app = App(name="system", help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
 app.command("ductile.cli.skills:skills", name="skills",
@@ -67,7 +67,7 @@ def rebuild(
         lock = PidLock(pid_path(cfg.state_path)).acquire()
     except PidLockHeld as exc:
         raise fail(str(exc), json=json) from None
-    bar = progress_bar("rebuilding", json=json)
+    bar = progress_lines("rebuilding", json=json)
     try:
         conn = connect(cfg.state_path, cfg.service.durability)
         started = time.perf_counter()
@@ -75,8 +75,7 @@ def rebuild(
         position = read_head(conn)
         conn.close()
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
         lock.release()
     seconds = round(time.perf_counter() - started, 3)
     if json:
@@ -99,12 +98,11 @@ def selfcheck(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json
     from ductile.events.timefmt import now_ns, rfc3339
     from ductile.system.selfcheck import CheckStatus, offline_checks
 
-    bar = progress_bar("selfcheck", json=json)
+    bar = progress_lines("selfcheck", json=json)
     try:
         checks = offline_checks(config, config_dir, os.environ, Path.home(), bar)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     healthy = all(c.ok for c in checks)
     if json:
         emit_json({"healthy": healthy, "captured_at": rfc3339(now_ns()), "checks": checks})

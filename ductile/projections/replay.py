@@ -1,13 +1,14 @@
 """Replay the whole event log into fresh projections and compare them with the stored ones
 (operations.md §5 ``projection_replay``), plus the checkpoint and schema reads selfcheck needs.
 
-The replay runs on a private temporary SQLite database (``sqlite3.connect("")``: it spills to
-disk, so a log of millions of events never has to fit in memory) with the live state DB ATTACHed
-read-only as ``live``. The same handlers that build the projections live fold every event, read
-in chunks; everything happens in one read transaction, so a running gateway's writes after the
-first read are invisible (a read snapshot). Pruning is itself an event (``ProjectionsPruned``), so
-the replayed tables hold exactly the stored rows: no table is exempt from the comparison.
-Checkpoints are not replayed: they must equal the head.
+The replay is the fold `system rebuild` uses (``fold.fold_log``): on a private temporary database
+(``sqlite3.connect("")``: page cache first, spilling to disk, so a log of millions of events never
+has to fit in memory) with the live state DB ATTACHed read-only as ``live``, the same handlers
+that build the projections live fold every event into fresh tables; everything happens
+in one read transaction, so a running gateway's writes after the first read are invisible (a read
+snapshot). Pruning is itself an event (``ProjectionsPruned``), so the replayed tables hold exactly
+the stored rows: no table is exempt from the comparison. Checkpoints are not replayed: they must
+equal the head.
 """
 
 from __future__ import annotations
@@ -18,15 +19,10 @@ from pathlib import Path
 
 import msgspec
 
-from ductile.events.record import from_row
-from ductile.projections.projection import Handler, Projection
-from ductile.projections.runner import CATCH_UP_CHUNK
+from ductile.projections.fold import fold_log, qualified, statements
+from ductile.projections.projection import Projection
 
 Progress = Callable[[int, int], None]
-
-_EVENTS_SQL = ("SELECT position, event_id, stream, version, type, schema, recorded_at, data, chain"
-               " FROM live.events WHERE position > ? ORDER BY position LIMIT ?")
-
 
 class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
     """``ok`` with a summary, or the first difference: projection, table and key in ``detail``."""
@@ -94,27 +90,8 @@ def replay_and_compare(
         behind = checkpoints_behind(stored, [p for p in projections if p.name not in pending], head)
         if behind:
             return ReplayReport(ok=False, detail=f"checkpoints not at head {head}: " + ", ".join(behind))
-        cur = conn.cursor()
-        for p in projections:
-            # Unqualified names in the handlers resolve to ``main`` first: the fresh tables.
-            for statement in p.schema.split(";"):
-                if statement.strip():
-                    cur.execute(_in_main(statement))
-        dispatch: dict[type, list[Handler]] = {}
-        for p in projections:
-            for event_type, fns in p.handlers.items():
-                dispatch.setdefault(event_type, []).extend(fns)
-        position = 0
-        while True:
-            rows = conn.execute(_EVENTS_SQL, (position, CATCH_UP_CHUNK)).fetchall()
-            if not rows:
-                break
-            for rec in map(from_row, rows):
-                for fn in dispatch.get(type(rec.event), ()):
-                    fn(cur, rec.event, rec)
-            position = rows[-1][0]
-            if progress is not None:
-                progress(position, head)
+        # The fold `system rebuild` uses: fresh tables in this private ``main``, the live log as input.
+        position = fold_log(conn, projections, events_schema="live", progress=progress).position
         stale = pending
         for p in projections:
             if p.name in stale:
@@ -129,16 +106,6 @@ def replay_and_compare(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         conn.close()
-
-
-def _in_main(statement: str) -> str:
-    # CREATE TABLE/INDEX IF NOT EXISTS with an unqualified name would see live's table and skip.
-    for kind in ("TABLE", "INDEX", "UNIQUE INDEX"):
-        prefix = f"CREATE {kind} IF NOT EXISTS "
-        text = statement.strip()
-        if text.upper().startswith(prefix):
-            return f"{text[:len(prefix)]}main.{text[len(prefix):].lstrip()}"
-    return statement
 
 
 def _columns(conn: sqlite3.Connection, schema: str, table: str) -> list[tuple[str, int]]:
@@ -194,9 +161,8 @@ def schema_differences(
     conn = sqlite3.connect("", uri=True, isolation_level=None)
     try:
         conn.execute("ATTACH DATABASE ? AS live", (state_path.resolve().as_uri() + "?mode=ro",))
-        for statement in [*baseline_ddl.split(";"), *(s for p in projections for s in p.schema.split(";"))]:
-            if statement.strip():
-                conn.execute(_in_main(statement))
+        for statement in [*statements(baseline_ddl), *(s for p in projections for s in statements(p.schema))]:
+            conn.execute(qualified(statement, "main"))
         expected, found = _shape(conn, "main"), _shape(conn, "live")
         skipped = {t for p in projections if p.name in skip for t in p.tables}
         tables_of = dict(conn.execute(

@@ -12,7 +12,7 @@ import pytest
 
 from ductile.cli import output
 from ductile.cli.output import heading, print_check, print_table, table
-from ductile.cli.progress import ProgressBar, progress_bar
+from ductile.cli.progress import PlainProgress, ProgressBar, progress_bar, progress_lines
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 HEADERS = ["job_id", "plugin", "status"]
@@ -144,3 +144,37 @@ def test_progress_bar_shows_a_rate_and_an_eta(monkeypatch: pytest.MonkeyPatch) -
         drawn = ANSI.sub("", err.getvalue())
     assert re.search(r"[\d,]+/s", drawn), drawn
     assert re.search(r"\d:\d\d:\d\d", drawn), drawn  # the time remaining
+
+
+def test_without_a_terminal_long_replays_print_plain_lines_on_stderr_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert isinstance(progress_lines("rebuilding"), PlainProgress)  # piped: lines, not a bar
+    monkeypatch.setattr(sys, "stderr", Tty())
+    assert isinstance(progress_lines("rebuilding", json=True), PlainProgress)
+    assert isinstance(progress_lines("rebuilding"), ProgressBar)
+    monkeypatch.undo()
+    now = [0.0]
+    lines = PlainProgress("rebuilding", every=10, clock=lambda: now[0])
+    for done, at in ((5000, 1), (10_000, 3), (60_000, 11), (70_000, 12), (105_000, 21)):
+        now[0] = at
+        lines(done, 305_000)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [  # one line every 10 s; the rate counts from the first report
+        "rebuilding: 60000/305000 events (20%), 5,500/s, ETA 45s",
+        "rebuilding: 105000/305000 events (34%), 5,000/s, ETA 40s",
+    ]
+
+
+def test_plain_progress_restarts_its_rate_on_a_second_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    now = [0.0]
+    lines = PlainProgress("selfcheck", every=1, clock=lambda: now[0])
+    for done, at in ((100, 0), (1000, 2), (50, 3), (250, 5)):  # the chain, then the replay from 0
+        now[0] = at
+        lines(done, 1000)
+    assert capsys.readouterr().err.splitlines() == [
+        "selfcheck: 1000/1000 events (100%), 450/s, ETA 0s",
+        "selfcheck: 250/1000 events (25%), 100/s, ETA 8s",
+    ]

@@ -301,6 +301,31 @@ async def test_rebuild_reproduces_identical_tables(open_log, db_path, durability
     conn.close()
 
 
+async def test_an_interrupted_rebuild_leaves_the_projections_as_they_were(open_log, db_path, durability):
+    from ductile.events.types import JobSucceeded
+    from ductile.projections.projection import Projection
+
+    log = await open_log(default_runner())
+    await job_history(log, 0, NS)
+    await log.aclose()
+    conn = connect(db_path, durability)
+    before = snapshot(conn, TABLES)
+    checkpoints = rows(conn, "SELECT name, version, position FROM projections ORDER BY name")
+    broken = Projection("broken", 1, "CREATE TABLE IF NOT EXISTS broken_rows (n INTEGER)", ("broken_rows",))
+
+    @broken.on(JobSucceeded)
+    def _fail(cur, e, rec) -> None:
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        ProjectionRunner([*ALL, broken]).rebuild(conn)  # the queue and ledger were folded before it raised
+
+    assert snapshot(conn, TABLES) == before
+    assert rows(conn, "SELECT name, version, position FROM projections ORDER BY name") == checkpoints
+    assert rows(conn, "SELECT name FROM sqlite_master WHERE name = 'broken_rows'") == []
+    conn.close()
+
+
 async def test_rebuild_reports_each_projection_its_own_time(open_log, db_path, durability):
     import time
 
