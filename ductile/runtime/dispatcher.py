@@ -414,7 +414,8 @@ class Dispatcher:
             deadline_at=rfc3339(started + int(timeout * NS)) or "", payload=job.payload or None, event=event,
             secrets=delivery.secrets or None,
         )
-        log.info("job started", **fields)
+        # DEBUG: at info a job is one line, its completion (which names the attempt and duration).
+        log.debug("job started", **fields)
 
         def on_spawn(pid: int) -> None:
             self._pids[job.job_id] = pid
