@@ -333,7 +333,11 @@ class EventLog:
         self._closed = False
         self._head = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        # One long-lived event, pulsed (set, then cleared) on each in-process commit: the
+        # followers already waiting wake, and _commits tells one that was busy reading that it
+        # missed a pulse. No allocation per commit.
         self._changed: asyncio.Event | None = None
+        self._commits = 0
         self._commit_listeners: list[Callable[[list[Recorded]], None]] = []
         self._unwritable: str | None = None
 
@@ -559,9 +563,10 @@ class EventLog:
             self._head = max(self._head, recorded[-1].position)
             for listener in self._commit_listeners:
                 listener(recorded)
+            self._commits += 1
             if self._changed is not None:
                 self._changed.set()
-                self._changed = asyncio.Event()
+                self._changed.clear()
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -583,21 +588,21 @@ class EventLog:
         position = from_position
         try:
             while True:
-                waiter = self._changed
+                commits = self._commits
                 rows = await fetch_rows(reader, position, batch)
                 for rec in rows:
                     position = rec.position
                     yield rec
                 if len(rows) == batch:
                     continue
-                if waiter is None:
+                if self._changed is None:
                     await asyncio.sleep(poll)
-                else:
+                elif self._commits == commits:  # else a commit landed while we read: read again
                     # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                     # that lands as the wait completes, and the follower would then never stop.
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(poll):
-                            await waiter.wait()
+                            await self._changed.wait()
         finally:
             await reader.close()
 

@@ -4,6 +4,8 @@ a depth guard), which ``job inspect`` lists beside the children.
 
 Self-contained: the few enqueue facts a ``job_log`` row needs are kept in ``ledger_jobs`` until
 the job is terminal, so the ledger can be rebuilt on its own even after ``job_queue`` was pruned.
+The config snapshot a job last started under is its latest attempt's, read when its ``job_log``
+row is written, so a start costs no update of the staging row.
 """
 
 from __future__ import annotations
@@ -42,8 +44,7 @@ CREATE TABLE IF NOT EXISTS ledger_jobs (
   parent_job_id TEXT,
   source_event_id TEXT,
   event_context_id TEXT,
-  enqueued_config_snapshot_id TEXT,
-  started_config_snapshot_id TEXT
+  enqueued_config_snapshot_id TEXT
 );
 CREATE TABLE IF NOT EXISTS job_log (
   id TEXT PRIMARY KEY,
@@ -91,6 +92,7 @@ CREATE TABLE IF NOT EXISTS job_attempts (
   stderr TEXT,
   created_ns INTEGER NOT NULL,
   subs TEXT,  -- JSON list of ductile_stopwatch_subs, NULL when the plugin reported none
+  config_snapshot_id TEXT,  -- the config snapshot the attempt started under
   UNIQUE (job_id, attempt)
 );
 CREATE INDEX IF NOT EXISTS job_attempts_created ON job_attempts(created_ns);
@@ -111,7 +113,7 @@ CREATE INDEX IF NOT EXISTS job_dispatch_drops_created ON job_dispatch_drops(crea
 
 PROJECTION = Projection(
     name="ledger",
-    version=2,  # 2: job_attempts.subs, job_dispatch_drops
+    version=3,  # 2: job_attempts.subs, job_dispatch_drops; 3: the started snapshot moved to job_attempts
     schema=SCHEMA,
     tables=("ledger_jobs", "job_log", "job_transitions", "job_attempts", "job_dispatch_drops"),
 )
@@ -148,8 +150,9 @@ def _log(
         " created_at, completed_at, last_error, stderr, parent_job_id, source_event_id, event_context_id,"
         " enqueued_config_snapshot_id, started_config_snapshot_id, completed_ns)"
         " SELECT ?, job_id, plugin, command, ?, ?, ?, submitted_by, created_at, ?, ?, ?, parent_job_id,"
-        " source_event_id, event_context_id, enqueued_config_snapshot_id, started_config_snapshot_id, ?"
-        " FROM ledger_jobs WHERE job_id=?",
+        " source_event_id, event_context_id, enqueued_config_snapshot_id,"
+        " (SELECT a.config_snapshot_id FROM job_attempts a WHERE a.job_id=l.job_id ORDER BY a.attempt DESC LIMIT 1), ?"
+        " FROM ledger_jobs l WHERE job_id=?",
         (f"{job_id}-{attempt}", status, result, attempt, sql_ts(at), last_error, stderr, at, job_id),
     )
     cur.execute("DELETE FROM ledger_jobs WHERE job_id=?", (job_id,))
@@ -169,11 +172,8 @@ def _enqueued(cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
 @PROJECTION.on(JobStarted)
 def _started(cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
     cur.execute(
-        "INSERT INTO job_attempts(id, job_id, attempt, created_at, created_ns) VALUES (?, ?, ?, ?, ?)",
-        (rec.position, e.job_id, e.attempt, sql_ts(e.at), e.at),
-    )
-    cur.execute(
-        "UPDATE ledger_jobs SET started_config_snapshot_id=? WHERE job_id=?", (e.config_snapshot_id, e.job_id)
+        "INSERT INTO job_attempts(id, job_id, attempt, created_at, created_ns, config_snapshot_id) VALUES (?, ?, ?, ?, ?, ?)",
+        (rec.position, e.job_id, e.attempt, sql_ts(e.at), e.at, e.config_snapshot_id),
     )
     _transition(cur, rec, e.job_id, JobStatus.QUEUED, JobStatus.RUNNING, None)
 

@@ -4,8 +4,10 @@ Each claimed job runs in a *slot*: a worker thread that spawns the plugin, class
 outcome, and commits the completion together with the claim of the next eligible job in one
 writer transaction, then runs that job itself. A job turnover therefore costs one commit and no
 event-loop hop; ``Popen`` from threads also spawns about twice as fast as asyncio's subprocess
-transport on small machines. The asyncio side only wakes up to fill free slots: whenever a job
-is enqueued, a retry falls due, a slot ends, and at least every second.
+transport on small machines. The asyncio side only wakes up to fill free slots: when a job is
+enqueued or a retry falls due while a slot is free, when a slot ends after such a job arrived,
+and at least every second. While every slot is busy an enqueue only marks the queue as having
+work: the slots claim it themselves as they turn over, so the loop is not woken for nothing.
 
 Claims go through the single writer, so a job is never claimed twice; lanes and the global
 limit are counted from the queue projection inside the claiming transaction.
@@ -120,7 +122,12 @@ class Dispatcher:
         self.max_workers = max_workers
         self._env = plugin_environment(os.environ, env_passthrough)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="ductile-job")
+        # One long-lived event the claiming loop waits on; set only when a claim may find work.
         self._wake = asyncio.Event()
+        # Work may have become eligible since the last claim the loop made (an enqueue, a retry
+        # falling due): a slot that ends then wakes the loop, as the slot's own claim may have
+        # run before that work arrived.
+        self._pending = True
         self._loop = asyncio.get_running_loop()
         self._claiming = True
         self._abandon = False
@@ -141,7 +148,7 @@ class Dispatcher:
     def _on_commit(self, records: list[Recorded]) -> None:
         for rec in records:
             if isinstance(rec.event, JobEnqueued):
-                self._wake.set()
+                self._work_arrived()
             elif isinstance(rec.event, JobDead) and rec.event.outcome == DeadOutcome.CANCELLED:
                 pid = self._pids.get(rec.event.job_id)
                 if pid is not None:  # cancelled while running here: the process group goes
@@ -149,9 +156,15 @@ class Dispatcher:
             elif isinstance(rec.event, JobRetryScheduled):
                 # Wake when the retry falls due rather than on the next tick.
                 delay = max(0.0, (rec.event.next_retry_at - now_ns()) / NS)
-                self._loop.call_later(delay, self._wake.set)
+                self._loop.call_later(delay, self._work_arrived)
+
+    def _work_arrived(self) -> None:
+        self._pending = True
+        if not self._wake.is_set() and self.running < self.max_workers:
+            self._wake.set()
 
     def wake(self) -> None:
+        self._pending = True
         self._wake.set()
 
     @property
@@ -178,7 +191,7 @@ class Dispatcher:
             self.max_workers = max_workers
             old.shutdown(wait=False)
         self._gen = Generation(catalog, router)
-        self._wake.set()
+        self.wake()  # a plugin that came back may make queued jobs claimable
 
     @staticmethod
     def _unavailable_in(catalog: Catalog) -> Callable[[str, str], str | None]:
@@ -199,6 +212,7 @@ class Dispatcher:
         while self._claiming:
             self._wake.clear()
             if self.running < self.max_workers:
+                self._pending = False  # this claim sees everything committed so far
                 try:
                     self._start(*await self.events.submit(self._claim))
                 except Exception as exc:
@@ -207,8 +221,10 @@ class Dispatcher:
                     # The log says so once (and /healthz turns degraded); claim again next tick.
             if not self._claiming:
                 break
+            # asyncio.timeout, not wait_for: no task per wait on 3.11.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+                async with asyncio.timeout(TICK_SECONDS):
+                    await self._wake.wait()
 
     def _claim(self, tx: WriteTx) -> Claim:
         if not self._claiming:
@@ -244,8 +260,9 @@ class Dispatcher:
         exc = None if future.cancelled() else future.exception()
         if exc is not None:
             log.error("job slot crashed", exc=exc, error=repr(exc))
-        with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
-            self._loop.call_soon_threadsafe(self._wake.set)
+        if self._pending or exc is not None or not self._claiming:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
+                self._loop.call_soon_threadsafe(self._wake.set)
 
     @property
     def running(self) -> int:
@@ -397,7 +414,8 @@ class Dispatcher:
             deadline_at=rfc3339(started + int(timeout * NS)) or "", payload=job.payload or None, event=event,
             secrets=delivery.secrets or None,
         )
-        log.info("job started", **fields)
+        # DEBUG: at info a job is one line, its completion (which names the attempt and duration).
+        log.debug("job started", **fields)
 
         def on_spawn(pid: int) -> None:
             self._pids[job.job_id] = pid

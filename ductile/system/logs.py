@@ -42,9 +42,15 @@ def request_context(request_id: str) -> Iterator[None]:
         _request_id.reset(token)
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted: strftime once per second, not per line
+
+
 def _timestamp(created: float) -> str:
+    global _second
     whole = int(created)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((created - whole) * 1000):03d}Z"
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
 
 
 def _fields(record: logging.LogRecord, formatter: logging.Formatter) -> dict[str, Any]:
@@ -92,6 +98,9 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(_LEVELS.get(level, logging.INFO))
+    # No formatter of ours prints the process or thread a record came from: don't look them up
+    # for every record (the stdlib's documented switches).
+    logging.logProcesses = logging.logMultiprocessing = logging.logThreads = False
     # uvicorn's own access/error lines would duplicate ours, and aiosqlite logs every statement at
     # DEBUG under a component operations.md §1 does not have: keep only their warnings.
     for noisy in ("uvicorn", "uvicorn.access", "uvicorn.error", "litestar", "aiosqlite"):
@@ -109,9 +118,14 @@ class Log:
         self._logger = logging.getLogger(f"ductile.{component}")
 
     def _emit(self, level: int, msg: str, exc: BaseException | None, fields: dict[str, Any]) -> None:
-        if self._logger.isEnabledFor(level):
-            self._logger.log(level, msg, exc_info=exc, extra={"component": self.component, "fields": fields,
-                                                              "request_id": _request_id.get()})
+        logger = self._logger
+        if logger.isEnabledFor(level):
+            # The record is made here rather than by Logger.log: no caller lookup (a stack walk per
+            # line), as no line of ours prints the source file.
+            exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+            record = logger.makeRecord(logger.name, level, "(unknown file)", 0, msg, (), exc_info, extra={
+                "component": self.component, "fields": fields, "request_id": _request_id.get()})
+            logger.handle(record)
 
     def debug(self, msg: str, *, exc: BaseException | None = None, **fields: Any) -> None:
         self._emit(logging.DEBUG, msg, exc, fields)

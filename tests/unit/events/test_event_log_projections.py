@@ -204,6 +204,26 @@ async def test_retry_then_exhaustion_is_projected(open_log):
     conn.close()
 
 
+
+async def test_the_job_log_row_keeps_the_snapshot_of_the_last_start(open_log):
+    """A retried job started under two config snapshots: its ledger row names the last one, and a
+    job that ends without ever starting names none."""
+    log = await open_log(default_runner())
+    conn = log.reader()
+    jid = job_id(3)
+    await run_command(log, enqueue(3, max_attempts=2), NS)
+    await run_command(log, ClaimJob(job_id=jid, config_snapshot_id="cfg-1"), 2 * NS)
+    await run_command(log, complete(3, 1, ERROR, exit_code=1), 3 * NS)
+    await run_command(log, ClaimJob(job_id=jid, config_snapshot_id="cfg-2"), 5 * NS)
+    await run_command(log, complete(3, 2), 6 * NS)
+    await run_command(log, enqueue(4), 7 * NS)
+    await run_command(log, KillJob(job_id=job_id(4), reason="cancelled", error="cancelled by test"), 8 * NS)
+    assert rows(conn, "SELECT job_id, status, started_config_snapshot_id FROM job_log ORDER BY completed_ns") == [
+        (jid, "succeeded", "cfg-2"),
+        (job_id(4), "dead", None),
+    ]
+    conn.close()
+
 async def test_projection_writes_roll_back_with_their_unit(open_log):
     log = await open_log(default_runner())
 

@@ -318,3 +318,26 @@ async def test_a_swap_applies_a_new_max_workers_and_env_passthrough_to_the_next_
     assert "DUCTILE_TEST_PASSED_ON" not in envs[0] and envs[1]["DUCTILE_TEST_PASSED_ON"] == "yes"
     release.set()
     await rig.ended(first, "succeeded")
+
+
+async def test_a_job_enqueued_as_the_only_slot_turns_over_runs_without_waiting_for_the_tick(
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claiming loop is woken only when a slot is free. A job enqueued while the one slot is
+    busy (or just ending) must still run at once: by the slot's own claim, or by the wake-up the
+    ending slot gives. With the safety tick an hour away, a lost wake-up would strand it."""
+    monkeypatch.setattr(dispatcher_module, "TICK_SECONDS", 3600.0)
+    rig = await make_rig(FakePlugin(), max_workers=1)
+    enqueued: list[asyncio.Task[str]] = []
+
+    def enqueue_on_each_start(records: list[Any]) -> None:
+        # Each start enqueues the next job, landing while the slot runs, completes or ends.
+        if any(isinstance(r.event, JobStarted) for r in records) and len(enqueued) < 5:
+            enqueued.append(asyncio.ensure_future(rig.enqueue()))
+
+    rig.events.on_commit(enqueue_on_each_start)
+    first = await rig.enqueue()
+    await rig.ended(first, "succeeded")
+    await rig.until("five jobs enqueued, one per start", lambda: asyncio.sleep(0, len(enqueued) == 5))
+    for job_id in await asyncio.gather(*enqueued):
+        await rig.ended(job_id, "succeeded")

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from ductile.system.logs import JsonFormatter, Log, TextFormatter, request_context
+from ductile.system.logs import JsonFormatter, Log, TextFormatter, _timestamp, request_context
 
 log = Log("test")
 
@@ -103,3 +103,11 @@ def test_the_text_format_prints_the_stack_below_the_line() -> None:
     first, *rest = TextFormatter().format(record).splitlines()
     assert first.endswith("ERROR [test] work failed job_id=j1 error_type=ValueError error=bad value")
     assert rest[0] == "Traceback (most recent call last):" and rest[-1] == "ValueError: bad value"
+
+
+def test_each_line_carries_its_own_second_and_millisecond() -> None:
+    """The formatted second is reused between lines: a line in the next second must not keep it."""
+    assert _timestamp(1_800_000_000.25) == "2027-01-15T08:00:00.250Z"
+    assert _timestamp(1_800_000_000.999) == "2027-01-15T08:00:00.999Z"
+    assert _timestamp(1_800_000_001.0) == "2027-01-15T08:00:01.000Z"
+    assert _timestamp(1_799_999_999.5) == "2027-01-15T07:59:59.500Z"
