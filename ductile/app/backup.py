@@ -48,7 +48,7 @@ from ductile.projections.replay import not_yet_built, stored_projections
 from ductile.projections.vault import PROJECTION as VAULT_PROJECTION
 from ductile.projections.vault import VaultState, load_state
 from ductile.system.build_info import build_info
-from ductile.system.pidlock import pid_path
+from ductile.system.pidlock import pid_path, process_records_dir
 from ductile.vault.keys import AgeKeyError, load_keyring, locate_key
 from ductile.vocabulary import VaultAgreement
 
@@ -203,8 +203,10 @@ def plan_backup(cfg: Config, scope: BackupScope, key_path: Path | None, also_ski
     if scope.covers(BackupScope.CONFIG):
         roots_inside = [r for r in cfg.plugin_roots if _inside(r, config_dir)]
 
+        records = process_records_dir(db.parent)
+
         def prune(d: Path) -> bool:
-            return d.name in NEVER_DIRS or d in roots_inside
+            return d.name in NEVER_DIRS or d in roots_inside or d == records
 
         def skip(path: Path) -> bool:
             if never_file(path) or path in env_paths:

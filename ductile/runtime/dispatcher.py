@@ -61,6 +61,7 @@ from ductile.runtime.observations import LiveHub
 from ductile.runtime.orphans import ProcessRegistry
 from ductile.runtime.process import ProcessResult, kill_group, run_process
 from ductile.system.logs import Log
+from ductile.system.pidlock import process_records_dir
 from ductile.vocabulary import AttemptOutcome, DeadOutcome, JobStatus, PermanentReason, RetryReason
 
 log = Log("dispatch")
@@ -135,7 +136,7 @@ class Dispatcher:
         self._slots: set[Future[None]] = set()
         self._slots_lock = threading.Lock()
         self._pids: dict[str, int] = {}
-        self.procs = ProcessRegistry(state_dir / "procs")
+        self.procs = ProcessRegistry(process_records_dir(state_dir))
         self._snapshot = config_snapshot_id
         self._rng = random.Random()
         self._live = live or LiveHub()
@@ -420,6 +421,12 @@ class Dispatcher:
         def on_spawn(pid: int) -> None:
             self._pids[job.job_id] = pid
             self.procs.record(job.job_id, pid)
+            if self._abandon:
+                # Spawned after the stop stopped waiting (the job was claimed, its process not yet
+                # started when the running ones were killed): it goes too, and recovery re-runs it.
+                # No grace: this thread is the one that reaps it, so the leader would look alive.
+                kill_group(pid, grace=0)
+                return
             self._live.publish("plugin.spawned", {"at": rfc3339(now_ns()), "pid": pid, **fields})
 
         proc = self._run_process([str(plugin.entrypoint)], stdin, self._env, timeout, None, on_spawn)

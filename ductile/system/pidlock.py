@@ -20,6 +20,12 @@ def pid_path(state_path: Path) -> Path:
     return state_path.parent / f"{state_path.stem}.pid"
 
 
+def process_records_dir(state_dir: Path) -> Path:
+    """Where the dispatcher records its running plugin processes (runtime/orphans.py): runtime state
+    beside the PID file, which crash recovery reads and a backup leaves out."""
+    return state_dir / "procs"
+
+
 def holder(path: Path) -> int | None:
     """The PID recorded in a lock file that is currently held, else None."""
     try:
