@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-import h11
 import msgspec
 import uvicorn
 from litestar import Litestar
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ductile.system.logs import Log
 
@@ -23,6 +22,8 @@ log = Log("api")
 
 _STREAM = b"text/event-stream"
 _INVALID_REQUEST = b'{"error":"invalid request"}'
+_INVALID_REQUEST_RESPONSE = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(_INVALID_REQUEST), _INVALID_REQUEST))
 
 
 class HttpTimeouts(msgspec.Struct, frozen=True):
@@ -34,13 +35,14 @@ class HttpTimeouts(msgspec.Struct, frozen=True):
     shutdown: float = 10.0  # a graceful stop waits this long for requests in flight
 
 
-class GatewayHttpProtocol(H11Protocol):
-    """uvicorn's h11 protocol plus read and write deadlines, and a JSON body on its own 400.
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus read and write deadlines, and a JSON body on its own 400.
 
-    uvicorn only times out idle keep-alive connections: a client that sends half a request, or
-    never reads its response, would hold a connection (and a handler) forever. A deadline that
-    passes closes the transport; uvicorn then reports ``http.disconnect`` to the handler and
-    drops what it still sends.
+    httptools (llhttp, in C) rather than h11: h11's pure-Python parser was about half the event
+    loop's time under load (docs/performance.md). uvicorn only times out idle keep-alive
+    connections: a client that sends half a request, or never reads its response, would hold a
+    connection (and a handler) forever. A deadline that passes closes the transport; uvicorn then
+    reports ``http.disconnect`` to the handler and drops what it still sends.
     """
 
     timeouts: ClassVar[HttpTimeouts] = HttpTimeouts()
@@ -49,7 +51,6 @@ class GatewayHttpProtocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._write_deadline: asyncio.TimerHandle | None = None
-        self._timed_cycle: object | None = None
         self.app = self._watch_responses(self.app)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -62,32 +63,32 @@ class GatewayHttpProtocol(H11Protocol):
         self._cancel_write()
         super().connection_lost(exc)
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        their = self.conn.their_state
-        if their in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
-            self._cancel_read()  # the request is fully read; the write deadline takes over
-        elif self._read_deadline is None and (their is h11.SEND_BODY or self.conn.trailing_data[0]):
-            # Bytes of the next request on a kept-alive connection: its read deadline starts now.
+    # llhttp's callbacks, in the order it calls them for one request.
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._read_deadline is None:
+            # The first byte of the next request on a kept-alive connection: its read deadline starts now.
             self._read_deadline = self.loop.call_later(self.timeouts.read, self._read_timed_out)
-        if self.cycle is not None and self.cycle is not self._timed_cycle and not self.cycle.response_complete:
-            self._timed_cycle = self.cycle
-            self._cancel_write()
-            self._write_deadline = self.loop.call_later(self.timeouts.write, self._write_timed_out)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # From a request's headers until its response is complete (a pipelined request's starts
+        # here too, replacing the one before, as it did with h11).
+        self._cancel_write()
+        self._write_deadline = self.loop.call_later(self.timeouts.write, self._write_timed_out)
+
+    def on_message_complete(self) -> None:
+        self._cancel_read()  # the request is fully read; the write deadline takes over
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         self._cancel_write()
         super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
-        """A request h11 cannot parse (e.g. a raw 0xFF byte in the path): api.md §1 wants JSON, not
-        uvicorn's plain text."""
-        response = h11.Response(status_code=400, reason=b"Bad Request", headers=[
-            (b"content-type", b"application/json"), (b"connection", b"close"),
-            (b"content-length", str(len(_INVALID_REQUEST)).encode()),
-        ])
-        for event in (response, h11.Data(data=_INVALID_REQUEST), h11.EndOfMessage()):
-            self.transport.write(self.conn.send(event))
+        """A request llhttp cannot parse (e.g. a raw 0xFF byte in the path): api.md §1 wants JSON,
+        not uvicorn's plain text."""
+        self.transport.write(_INVALID_REQUEST_RESPONSE)
         self.transport.close()
 
     def _watch_responses(self, app: Any) -> Any:

@@ -52,7 +52,7 @@ BARE_400 = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\
 
 
 class WebhookHttpProtocol(GatewayHttpProtocol):
-    """The gateway's h11 protocol (read/write deadlines) with the webhook listener's own 400."""
+    """The gateway's HTTP protocol (read/write deadlines) with the webhook listener's own 400."""
 
     def send_400_response(self, msg: str) -> None:
         self.transport.write(BARE_400)
