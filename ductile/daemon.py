@@ -472,12 +472,7 @@ class Gateway:
         host, port = split_listen(config.api.listen)
         holder = AppHolder(app)
         server = make_server(holder, host, port)
-        task = asyncio.create_task(_serve_api(server), name="api")
-        while not server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if task.done():
-            reason = task.exception() if not task.cancelled() else None
-            raise BootError(f"api: failed to listen on {config.api.listen}" + (f": {reason}" if reason else ""))
+        task = await _listening(server, "api", config.api.listen)
         self._api, self._api_server, self._api_task = holder, server, task
         self._watch_changed.set()
 
@@ -492,12 +487,7 @@ class Gateway:
         holder = AppHolder(app)
         host, port = split_listen(listen)
         server = webhook_server(holder, host, port)
-        task = asyncio.create_task(_serve_api(server), name="webhooks")
-        while not server.started and not task.done():
-            await asyncio.sleep(0.01)
-        if task.done():
-            reason = task.exception() if not task.cancelled() else None
-            raise BootError(f"webhooks: failed to listen on {listen}" + (f": {reason}" if reason else ""))
+        task = await _listening(server, "webhooks", listen)
         self._webhooks, self._webhook_server = holder, server
         self._tasks.append(task)
         self._watch_changed.set()
@@ -583,6 +573,18 @@ class Gateway:
             task.add_done_callback(self._signal_reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, reload)
+
+
+async def _listening(server: uvicorn.Server, name: str, listen: str) -> asyncio.Task[None]:
+    """Serve ``server`` in a task named ``name`` once it listens; a failed bind is a BootError
+    (``<name>: failed to listen on <listen>: <why>``)."""
+    task = asyncio.create_task(_serve_api(server), name=name)
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if task.done():
+        reason = task.exception() if not task.cancelled() else None
+        raise BootError(f"{name}: failed to listen on {listen}" + (f": {reason}" if reason else ""))
+    return task
 
 
 async def _after(first: asyncio.Task[None], run: Callable[[], Awaitable[None]]) -> None:

@@ -31,6 +31,7 @@ from ductile.app.backup_manifest import (
     sha256_hex,
 )
 from ductile.commands.vault import agreement
+from ductile.config.atomic import replace_file
 from ductile.config.interpolation import interpolate_text
 from ductile.config.loader import DEFAULT_STATE_PATH
 from ductile.config.paths import home_directory, resolve_path
@@ -200,22 +201,6 @@ def plan_targets(verified: Verified, config_dir: Path, db_target: Path) -> list[
     return targets
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temp = path.parent / f".{path.name}.restore-{os.getpid()}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def key_instruction(recipient: str, uid: str, path: Path) -> str:
     return (f"restore the age key for recipient {recipient} (backup_uid {uid}) to {path} with mode 0600,"
             " then run 'ductile system selfcheck'")
@@ -275,7 +260,8 @@ def restore_archive(archive: Path, *, config_dir: Path | None, current_state_pat
                     moved.append(str(aside))
         restored: list[Restored] = []
         for name, target in targets:
-            _write_atomic(target, verified.contents[name], verified.modes.get(name, 0o600))
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            replace_file(target, verified.contents[name], mode=verified.modes.get(name, 0o600))
             restored.append(Restored(archive_path=name, target=str(target)))
     finally:
         lock.release()

@@ -12,15 +12,13 @@ a gateway that runs as another user.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import yaml
 
+from ductile.config.atomic import replace_file
 from ductile.formats.yaml12 import YamlError, parse_document
 
 CHECKSUMS_NAME = ".checksums"
@@ -105,31 +103,5 @@ def render(lock: Checksums) -> bytes:
 def write_checksums(config_dir: Path, lock: Checksums) -> Path:
     """Write ``.checksums`` atomically (0600, owner of the previous file kept); returns its path."""
     path = checksums_path(config_dir)
-    try:
-        owner: tuple[int, int] | None = (lambda st: (st.st_uid, st.st_gid))(path.stat())
-    except FileNotFoundError:
-        owner = None
-    temp = path.parent / f".checksums-{secrets.token_hex(8)}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
-    try:
-        try:
-            data = memoryview(render(lock))
-            while data:
-                data = data[os.write(fd, data):]
-            os.fchmod(fd, FILE_MODE)  # whatever the umask
-            if owner is not None and owner != (os.geteuid(), os.getegid()):
-                os.fchown(fd, *owner)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_file(path, render(lock), mode=FILE_MODE)
     return path

@@ -17,7 +17,6 @@ import contextlib
 import io
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,6 +25,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError as RoundTripError
 
+from ductile.config.atomic import replace_file
 from ductile.config.discovery import ConfigSource
 from ductile.config.documents import display_name
 from ductile.config.errors import ConfigError
@@ -143,7 +143,7 @@ def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_
         return Edited(config, text)
     if original is not None:
         shutil.copy2(path, path.with_name(path.name + ".bak"))
-    _write_atomic(path, text)
+    replace_file(path, text)
     try:
         config = load_config(source)
         check(config)
@@ -151,7 +151,7 @@ def edit(source: ConfigSource, path: Path, change: Change, check: Check, *, dry_
         if original is None:
             path.unlink()
         else:
-            _write_atomic(path, original)
+            replace_file(path, original)
         raise ConfigEditFailed(f"validation failed: {exc} (restored {name})") from None
     return Edited(config, text)
 
@@ -216,27 +216,3 @@ def _changed_text(name: str, original: bytes | None, change: Change) -> bytes:
     return out.getvalue().encode()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file beside ``path``, fsync, rename; the old file's mode and owner are kept (0600 for
-    a new one)."""
-    stat = path.stat() if path.exists() else None
-    mode = stat.st_mode & 0o7777 if stat is not None else 0o600
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        if stat is not None and (stat.st_uid, stat.st_gid) != (os.getuid(), os.getgid()):
-            os.chown(temp, stat.st_uid, stat.st_gid)  # root editing another user's config
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
