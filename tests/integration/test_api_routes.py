@@ -118,51 +118,7 @@ def enqueue_child(gw: Daemon, plugin: str, payload: dict[str, Any], **lineage: A
         log.close()
 
 
-# --- scope matrix ------------------------------------------------------------------------------------
-
-SCOPED = [
-    ("GET", "/plugin/behave", {"tok-catalog", "tok-plugin-ro"}),
-    ("GET", "/analytics/summary", {"tok-status", "tok-jobs-ro"}),
-    ("GET", "/analytics/queue", {"tok-status", "tok-jobs-ro"}),
-    ("GET", "/stopwatch/behave", {"tok-status", "tok-jobs-ro"}),
-    ("GET", "/topology", {"tok-system-ro", "tok-system-rw"}),
-    ("GET", "/config/view", {"tok-system-ro", "tok-system-rw"}),
-    ("GET", "/system/doctor", {"tok-system-ro", "tok-system-rw"}),
-    ("GET", "/system/selfcheck", {"tok-system-ro", "tok-system-rw"}),
-    ("GET", "/metrics", {"tok-system-ro", "tok-system-rw"}),
-    ("POST", "/system/reload", {"tok-system-rw"}),
-]
-OPEN_TO_ANY_TOKEN = ["/skills", "/.well-known/ai-plugin.json", "/plugin/behave/openapi.json"]
-
-
-@pytest.mark.parametrize(("method", "path", "allowed"), SCOPED)
-def test_each_route_needs_one_of_its_scopes(gw: Daemon, method: str, path: str, allowed: set[str]) -> None:
-    ok = 200
-    for token in TOKENS:
-        resp = call(gw, method, path, token=token)
-        if token == TOKEN or token in allowed:
-            assert resp.status_code == ok, (token, resp.text)
-        else:
-            assert resp.status_code == 403, (token, resp.text)
-            assert error_of(resp) == "insufficient scope"
-    for headers, message in (({}, "missing or invalid Authorization header"),
-                             ({"Authorization": "Basic x"}, "invalid Authorization header format"),
-                             ({"Authorization": "Bearer nope"}, "invalid token")):
-        resp = call(gw, method, path, token=None, headers=headers)
-        assert resp.status_code == 401
-        assert error_of(resp) == message
-        assert resp.headers["www-authenticate"] == "Bearer"
-
-
-@pytest.mark.parametrize("path", OPEN_TO_ANY_TOKEN)
-def test_discovery_routes_take_any_valid_token_and_refuse_none(gw: Daemon, path: str) -> None:
-    assert call(gw, "GET", path, token="tok-none").status_code == 200
-    resp = call(gw, "GET", path, token=None)
-    assert resp.status_code == 401
-    assert error_of(resp) == "missing or invalid Authorization header"
-
-
-# --- catalog ---------------------------------------------------------------------------------------
+# --- catalog (the scope matrix of every route is test_scope_matrix.py) -----------------------------
 
 
 def test_plugin_describes_manifest_and_commands(gw: Daemon) -> None:
