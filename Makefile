@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check ductile tests bench
 	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+# The long crash soak (tests/chaos/, >= 1,000 jobs x 20 SIGKILLs); DUCTILE_SOAK_SEED=<n> replays a run.
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m slow tests/chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check ductile tests bench
