@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from litestar import Request, get
+from litestar import Litestar, Request, get
 from litestar.params import FromPath
 from msgspec import UNSET, UnsetType
 
@@ -82,10 +82,22 @@ async def get_plugin(ductile: Facade, plugin: FromPath[str]) -> PluginDetail:
     return describe(_plugin_or_404(ductile, plugin))
 
 
+DOCUMENT_KEY = "openapi_document"
+
+
 @get("/plugin/{plugin:str}/openapi.json", guards=[scopes()], responses=errors(400, 401, 404))
 async def plugin_openapi(ductile: Facade, request: Request[Any, Any, Any], plugin: FromPath[str]) -> dict[str, Any]:
     _plugin_or_404(ductile, plugin)
-    return plugin_document(request.app.openapi_schema.to_schema(), plugin)
+    return plugin_document(_gateway_document(request.app), plugin)
+
+
+def _gateway_document(app: Litestar) -> dict[str, Any]:
+    """The app's whole document as a dict, built once per app (a reload builds a new app): building
+    it costs ~100 ms of CPU, which any token holder could otherwise ask for in a loop."""
+    document: dict[str, Any] | None = app.state.get(DOCUMENT_KEY)
+    if document is None:
+        document = app.state[DOCUMENT_KEY] = app.openapi_schema.to_schema()
+    return document
 
 
 @get("/skills", guards=[scopes()], responses=errors(401))
