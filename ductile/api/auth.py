@@ -91,6 +91,15 @@ class TokenSet:
         return found
 
 
+def authorization_header(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The request's one ``Authorization`` value (ASGI raw headers). Two are ambiguous (which one
+    would a proxy in front have checked?), so they fail closed rather than the first one winning."""
+    values = [v.decode("latin-1") for k, v in headers if k.lower() == b"authorization"]
+    if len(values) > 1:
+        raise unauthorized("missing or invalid Authorization header")
+    return values[0] if values else None
+
+
 def extract_bearer(authorization: str | None, query_token: str | None = None, allow_query: bool = False) -> str:
     if authorization and authorization.strip().lower() == "bearer":
         # "Bearer " with an empty token (servers strip the trailing space).
@@ -132,8 +141,8 @@ def scopes(*any_of: str) -> Guard:
     # async although it never awaits: Litestar runs a sync guard in a worker thread (a thread hop
     # and a GIL handoff on every request) for a check that takes microseconds.
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        connection.state.caller = require(connection.app.state.tokens, connection.headers.get("authorization"),
-                                          *any_of)
+        connection.state.caller = require(connection.app.state.tokens,
+                                          authorization_header(connection.scope["headers"]), *any_of)
 
     return guard
 
@@ -144,5 +153,5 @@ def caller_of(request: Request[Any, Any, Any]) -> Caller:
     return caller
 
 
-__all__ = ["KNOWN_SCOPES", "ApiError", "Caller", "SecretRef", "TokenSet", "authenticate", "caller_of", "expand", "require",
+__all__ = ["KNOWN_SCOPES", "ApiError", "Caller", "SecretRef", "TokenSet", "authenticate", "authorization_header", "caller_of", "expand", "require",
            "scopes"]

@@ -19,7 +19,7 @@ import msgspec
 from litestar import asgi
 from litestar.types import Receive, Scope, Send
 
-from ductile.api.auth import authenticate
+from ductile.api.auth import authenticate, authorization_header
 from ductile.api.errors import ApiError
 from ductile.events.log import fetch_head
 from ductile.runtime.event_feed import Mailbox, Types, backlog, frames_after
@@ -71,7 +71,7 @@ async def events_stream(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         if scope.get("method", "GET") != "GET":
             raise ApiError(405, "method not allowed", {"Allow": "GET"})
-        caller = authenticate(app.state.tokens, headers.get("authorization"),
+        caller = authenticate(app.state.tokens, authorization_header(scope.get("headers", [])),
                               query_token=(query.get("token") or [None])[0], allow_query=True)
         caller.require("events:ro", "events:rw")
         raw_id = headers.get("last-event-id") or (query.get("last_event_id") or [None])[0]

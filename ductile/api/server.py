@@ -35,6 +35,16 @@ class HttpTimeouts(msgspec.Struct, frozen=True):
     shutdown: float = 10.0  # a graceful stop waits this long for requests in flight
 
 
+# The request line plus headers. llhttp sets no bound of its own: without one, a client could grow a
+# request head in memory for the whole read timeout. 64 KiB is far above any real client's.
+MAX_REQUEST_HEAD = 64 * 1024
+LINGER_SECONDS = 1.0
+
+
+class RequestHeadTooLarge(Exception):
+    """Raised from a parser callback: llhttp stops, and uvicorn answers through ``send_400_response``."""
+
+
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus read and write deadlines, and a JSON body on its own 400.
 
@@ -51,6 +61,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._write_deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._discarding = False  # after a 400: the rest of the connection's input is dropped
         self.app = self._watch_responses(self.app)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -66,9 +78,23 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     # llhttp's callbacks, in the order it calls them for one request.
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_bytes = 0
         if self._read_deadline is None:
             # The first byte of the next request on a kept-alive connection: its read deadline starts now.
             self._read_deadline = self.loop.call_later(self.timeouts.read, self._read_timed_out)
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_REQUEST_HEAD:
+            raise RequestHeadTooLarge(f"request head over {MAX_REQUEST_HEAD} bytes")
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -86,10 +112,23 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
-        """A request llhttp cannot parse (e.g. a raw 0xFF byte in the path): api.md §1 wants JSON,
-        not uvicorn's plain text."""
+        """A request llhttp cannot parse (e.g. a raw 0xFF byte in the path, a head over
+        ``MAX_REQUEST_HEAD``): api.md §1 wants JSON, not uvicorn's plain text."""
         self.transport.write(_INVALID_REQUEST_RESPONSE)
-        self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close, then drop what the client still sends for a moment before closing: a close
+        with unread input makes the kernel send a reset, which destroys the 400 before the client
+        has read it (RFC 9112 §9.6, "lingering close")."""
+        self._discarding = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._discarding:
+            super().data_received(data)
 
     def _watch_responses(self, app: Any) -> Any:
         async def watched(scope: Any, receive: Any, send: Any) -> None:

@@ -22,7 +22,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import FromQuery, QueryParameter
 
-from ductile.api.auth import extract_bearer
+from ductile.api.auth import authorization_header, extract_bearer
 from ductile.api.body import json_object
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal, unauthorized
@@ -79,7 +79,7 @@ async def admin_token(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRou
     if keeper is None:
         raise ApiError(503, VAULT_UNAVAILABLE)
     try:
-        presented = extract_bearer(connection.headers.get("authorization"))
+        presented = extract_bearer(authorization_header(connection.scope["headers"]))
         if not admin_token_matches(presented, keeper.document()):
             raise unauthorized(INVALID_ADMIN_TOKEN)
     except ApiError:

@@ -1,13 +1,17 @@
-"""A job whose completion cannot be committed must still end in a defined state (issue 9: B, C).
+"""Storage faults: a job whose completion cannot be committed must still end in a defined state,
+enqueues are refused clearly, and the gateway recovers without a restart (issue 9: B, C; issue 16
+item 5).
 
-In process: the real dispatcher, ``EventLog`` and plugin, and the real ``/healthz`` app. Storage
-fails for real: the writer connection's ``max_page_count`` is pinned at the file's current size,
-so SQLite answers ``database or disk is full`` exactly as on a full disk.
+In process: the real dispatcher, ``EventLog`` and plugin, and the real HTTP app. A full disk is
+real: the writer connection's ``max_page_count`` is pinned at the file's current size, so SQLite
+answers ``database or disk is full`` exactly as on a full disk. An I/O error and a read-only
+database are injected at the writer's seam, its ``COMMIT``, with SQLite's own error codes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import uuid
@@ -27,6 +31,7 @@ from ductile.app.facade import Ductile
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
+from ductile.events import log as log_module
 from ductile.events.log import EventLog, WriteTx
 from ductile.projections.job_queries import get_job
 from ductile.projections.registry import default_runner
@@ -38,6 +43,7 @@ from ductile.system.logs import JsonFormatter
 from tests.polling import until
 
 TEST_PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+RIG_TOKEN = "rig-token"
 pytestmark = pytest.mark.anyio
 
 
@@ -92,6 +98,12 @@ class Rig:
 
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with open_rig(tmp_path) as r:
+        yield r
+
+
+@contextlib.asynccontextmanager
+async def open_rig(tmp_path: Path) -> AsyncIterator[Rig]:
     config_dir = tmp_path / "config"
     config_dir.mkdir()
     (config_dir / "config.yaml").write_text(yaml.safe_dump({
@@ -107,8 +119,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     dispatcher = Dispatcher(events, catalog, max_workers=1, env_passthrough=[], state_dir=config.state_path.parent,
                             live=services.live)
     task = asyncio.create_task(dispatcher.run())
-    app = create_app(Ductile(config, catalog, events, services), services, TokenSet([]))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as http:
+    app = create_app(Ductile(config, catalog, events, services), services, TokenSet([(RIG_TOKEN, ["*"])]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw",
+                                 headers={"Authorization": f"Bearer {RIG_TOKEN}"}) as http:
         try:
             yield Rig(events, services, http)
         finally:
@@ -194,3 +207,78 @@ async def test_a_result_fails_its_job_even_when_routing_keeps_raising(rig: Rig, 
     job = await rig.wait("the job to end", lambda: _ended(rig, job_id))
     assert (job["status"], job["last_error"]) == (
         "failed", "internal error: the result could not be recorded: RuntimeError: router exploded")
+
+
+# --- issue 16 item 5: storage faults at enqueue, at completion, and the recovery ---------------------
+
+class FaultyCommit:
+    """The writer's connection, whose ``COMMIT`` fails with SQLite error ``code`` while one is set."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.failing: tuple[int, str] | None = None
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.failing is not None:
+            code, message = self.failing
+            exc = sqlite3.OperationalError(message)
+            exc.sqlite_errorcode = code  # type: ignore[attr-defined]  # as SQLite's own would carry
+            raise exc
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+FAULTS = {
+    "disk-full": (13, "database or disk is full"),  # real, through max_page_count
+    "io-error": (10, "disk I/O error"),  # SQLITE_IOERR
+    "read-only": (8, "attempt to write a readonly database"),  # SQLITE_READONLY
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+async def test_a_storage_fault_refuses_enqueues_holds_the_running_job_and_recovers_without_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    writers: list[FaultyCommit] = []
+    real_connect = log_module.connect
+
+    def connect(path: Any, durability: str = "full", readonly: bool = False) -> Any:
+        conn = real_connect(path, durability, readonly)
+        if readonly:
+            return conn
+        writers.append(FaultyCommit(conn))
+        return writers[-1]
+
+    monkeypatch.setattr(log_module, "connect", connect)
+    async with open_rig(tmp_path) as rig:
+        running = await rig.enqueue({"mode": "slow_big", "seconds": 0.5})
+        acknowledged = await rig.enqueue({"mode": "blank_result"})  # waits for the only worker slot
+        await rig.wait("the first job to run", lambda: _status_is(rig, running, "running"))
+        message = FAULTS[fault][1]
+        if fault == "disk-full":
+            await rig.pin_size(None)
+        else:
+            writers[-1].failing = FAULTS[fault]
+
+        health = await rig.wait("health to turn degraded", lambda: _degraded(rig))
+        assert health["degraded"] == [f"event log not writable: {message}"]
+        # Larger than any free page a full disk may still hold: an enqueue that fits is simply stored.
+        refused = await rig.http.post("/plugin/quirks/poll", json={"payload": {"mode": "blank_result",
+                                                                               "pad": "p" * 200_000}})
+        assert (refused.status_code, refused.json()) == (500, {"error": "failed to enqueue job"})
+        assert (await rig.job(running))["status"] == "running"  # held, not lost
+        assert (await rig.job(acknowledged))["status"] == "queued"
+
+        if fault == "disk-full":
+            await rig.pin_size(1 << 30)
+        else:
+            writers[-1].failing = None
+        await rig.wait("the held job to succeed", lambda: _status_is(rig, running, "succeeded"))
+        await rig.wait("the acknowledged job to succeed", lambda: _status_is(rig, acknowledged, "succeeded"))
+        health = await rig.health()
+        assert health["status"] == "ok" and "degraded" not in health
+        accepted = await rig.http.post("/plugin/quirks/poll", json={"payload": {"mode": "blank_result"}})
+        assert accepted.status_code == 202, accepted.text
+        await rig.wait("a new job to succeed", lambda: _status_is(rig, accepted.json()["job_id"], "succeeded"))
