@@ -219,6 +219,12 @@ def _edit_tokens(cfg: Config, change: Any, holds: Any) -> None:
     def check(after: Config) -> None:
         if not holds(after):
             raise ConfigEditFailed("the effective api.auth.tokens does not carry the change")
+        # config.md §10: the write rules of `config set --apply`, its validation included.
+        from ductile.cli.config_set import validation_report
+
+        errors = validation_report(cfg).errors
+        if errors:
+            raise ConfigEditFailed(f"{errors[0].field}: {errors[0].message}")
 
     try:
         edit(cfg.source, owning_file(cfg, "api"), apply, check)

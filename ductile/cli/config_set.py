@@ -49,7 +49,7 @@ def set_(assignment: Annotated[str, Parameter(help="<path>=<value>; the value is
 
     def validate(_after: Config) -> None:
         # The summary's own report is the validation (config.md §9): its errors undo the edit.
-        report = _report(cfg)
+        report = validation_report(cfg)
         reports.append(report)
         if report.errors:
             first = report.errors[0]
@@ -71,7 +71,7 @@ def set_(assignment: Annotated[str, Parameter(help="<path>=<value>; the value is
         print(DRY_RUN.format(path=text.strip(), value=shown, file=display_name(target, cfg.source.config_dir)))
         if not reports and exc.text is not None:
             with substituted(target, exc.text):
-                reports.append(_report(cfg))
+                reports.append(validation_report(cfg))
         return _render(reports[-1] if reports else Report([]), failure=str(exc))
     file = display_name(target, cfg.source.config_dir)
     line = DRY_RUN if dry_run else APPLIED
@@ -83,9 +83,10 @@ def set_(assignment: Annotated[str, Parameter(help="<path>=<value>; the value is
     return code
 
 
-def _report(cfg: Config) -> Report:
+def validation_report(cfg: Config) -> Report:
     """``config check``'s report on the config as it now reads (the edited text, in a dry run),
-    integrity excluded: the edit is by definition not sealed yet (config.md §9)."""
+    integrity excluded: the edit is by definition not sealed yet (config.md §9). Every config
+    edit validates with it: ``config set`` and the ``config token`` verbs (§10)."""
     from ductile.runtime.config_check import INTEGRITY, Report, check_config
 
     return Report([f for f in check_config(cfg.source).findings if f.category != INTEGRITY])

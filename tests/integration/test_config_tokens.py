@@ -132,3 +132,21 @@ def test_create_and_revoke_through_the_running_gateway_and_revoke_takes_effect_a
 def cli_env(gw: Daemon, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ductile.cli.main", *args, "--config", str(gw.root)],
                           capture_output=True, text=True, timeout=60, cwd=gw.root, env={**os.environ, **env})
+
+
+def test_a_create_whose_config_then_fails_validation_is_undone_and_its_secret_revoked(gw: Daemon) -> None:
+    # config.md §10 step 4: the entry is written with `config set --apply`'s rules, validation
+    # included; an enabled plugin missing from plugin_roots is a doctor error.
+    write_key_file(gw.root / "age.key", generate_identity(), "test")
+    assert cli(gw, "vault", "init").returncode == 0
+    gw.config["plugins"]["ghost"] = {"enabled": True}
+    gw.write_config()
+    before = (gw.root / "config.yaml").read_bytes()
+    failed = cli(gw, "config", "token", "create", "--name", "ci", "--scopes", "jobs:ro")
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr.startswith("error: validation failed: ") and "(restored config.yaml)" in failed.stderr
+    assert 'plugin "ghost"' in failed.stderr
+    assert (gw.root / "config.yaml").read_bytes() == before
+    got = cli(gw, "vault", "get", "--name", "api-token-ci")  # offline: the vault file itself
+    assert (got.returncode, got.stdout) == (1, "")
+    assert got.stderr.endswith('error: secret "api-token-ci" is revoked (value cleared)\n')
