@@ -8,7 +8,7 @@ from textual.widgets import DataTable, TabbedContent
 from ductile.tui.app import WatchApp
 from ductile.tui.feed import ScopeMissing
 
-from .fake_feed import NOW, FakeFeed
+from .fake_feed import NOW, SKILLS, FakeFeed
 
 
 def run(coro_fn, feed: FakeFeed | None = None):  # type: ignore[no-untyped-def]
@@ -160,9 +160,23 @@ def test_an_unreachable_gateway_reads_disconnected_and_is_retried() -> None:
     assert feed.resumed_from == [None]
 
 
+async def _settled(pilot) -> None:  # type: ignore[no-untyped-def]
+    """Until the fake feed's frames and first polls have all landed: a fixed pause is too short on
+    a loaded machine, and the snapshot would catch the screen half drawn."""
+    model = pilot.app.model
+    last = [f.id for f in FakeFeed().frames if f.id][-1]
+    pipelines = {s["pipeline"] for s in SKILLS if s.get("kind") == "pipeline"}
+    for _ in range(200):
+        await pilot.pause(0.02)
+        if (model.last_event_id == last and model.health is not None and model.schedules
+                and model.queue is not None and pipelines <= set(model.pipelines)):
+            return
+    raise AssertionError("the fake feed never settled")
+
+
 def test_the_dashboard_fits_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
     async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-        await pilot.pause(0.1)
+        await _settled(pilot)
         pilot.app.redraw()
         await pilot.pause()
     assert snap_compare(WatchApp(FakeFeed(), clock=lambda: NOW), terminal_size=(80, 24), run_before=settle)
@@ -170,7 +184,7 @@ def test_the_dashboard_fits_80x24(snap_compare) -> None:  # type: ignore[no-unty
 
 def test_the_jobs_and_breakers_tabs_fit_80x24(snap_compare) -> None:  # type: ignore[no-untyped-def]
     async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-        await pilot.pause(0.1)
+        await _settled(pilot)
         await pilot.press("5", "6")
         pilot.app.redraw()
         await pilot.pause()
