@@ -12,10 +12,15 @@ from .fake_feed import NOW, SKILLS, FakeFeed
 
 
 def run(coro_fn, feed: FakeFeed | None = None):  # type: ignore[no-untyped-def]
+    feed = feed or FakeFeed()
+
     async def main() -> None:
-        app = WatchApp(feed or FakeFeed(), clock=lambda: NOW)
+        app = WatchApp(feed, clock=lambda: NOW)
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.1)
+            if type(feed) is FakeFeed and feed.up:
+                await _settled(pilot)  # a fixed pause loses to a loaded machine
+            else:
+                await pilot.pause(0.1)  # a feed that fails or refuses never settles
             app.redraw()
             await coro_fn(app, pilot)
     asyncio.run(main())
