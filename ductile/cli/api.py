@@ -255,24 +255,22 @@ def _print_body(content: bytes, decoded: Any, json: bool) -> None:
 
 def _stream(resp: Any, json: bool) -> None:
     """Print SSE frames as they arrive: raw, or one compact JSON object per frame with ``--json``."""
-    frame: dict[str, Any] = {}
+    from ductile.formats.sse import SseLines
+
+    frames = SseLines()
     for line in resp.iter_lines():
         if not json:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
             continue
-        if line == "":
-            if frame:
-                sys.stdout.write(msgspec.json.encode(frame).decode() + "\n")
-                sys.stdout.flush()
-                frame = {}
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data = _decode(value.encode())
-            frame["data"] = value if data is _NOT_JSON else data
-        elif name in ("id", "event"):
-            frame[name] = value
+        for frame in frames.feed((line,)):
+            out: dict[str, Any] = {}
+            if frame.id is not None:
+                out["id"] = frame.id
+            if frame.event is not None:
+                out["event"] = frame.event
+            if frame.data is not None:
+                data = _decode(frame.data.encode())
+                out["data"] = frame.data if data is _NOT_JSON else data
+            sys.stdout.write(msgspec.json.encode(out).decode() + "\n")
+            sys.stdout.flush()

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import httpx
 import msgspec
 
+from ductile.formats.sse import SseFrame, SseLines
 from ductile.tui.model import Frame
 
 # The scope a panel needs, named in its `insufficient scope (<scope> needed)` line (cli.md §3).
@@ -33,46 +34,31 @@ class ScopeMissing(FeedError):
 
 
 class SseParser:
-    """Incremental ``text/event-stream`` parser (api.md §5 frames; comments are keep-alives)."""
+    """The stream's frames as the dashboard reads them (api.md §5): a frame whose data is not a
+    JSON object is dropped and counted; comments (keep-alives) never reach here."""
 
     def __init__(self) -> None:
-        self._id: str | None = None
-        self._type = "message"
-        self._data: list[str] = []
+        self._lines = SseLines()
         self.malformed = 0  # frames dropped because their data was not a JSON object
 
     def feed(self, lines: Iterable[str]) -> Iterator[Frame]:
-        for line in lines:
-            if line == "":
-                frame = self._dispatch()
-                if frame is not None:
-                    yield frame
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "id":
-                self._id = value or None
-            elif field == "event":
-                self._type = value
-            elif field == "data":
-                self._data.append(value)
+        for raw in self._lines.feed(lines):
+            frame = self._frame(raw)
+            if frame is not None:
+                yield frame
 
-    def _dispatch(self) -> Frame | None:
-        frame_id, frame_type, data = self._id, self._type, "\n".join(self._data)
-        self._id, self._type, self._data = None, "message", []
-        if not data:
+    def _frame(self, raw: SseFrame) -> Frame | None:
+        if not raw.data:
             return None
         try:
-            body = _decode.decode(data)
+            body = _decode.decode(raw.data)
         except msgspec.DecodeError:
             self.malformed += 1
             return None
         if not isinstance(body, dict):
             self.malformed += 1
             return None
-        return Frame(type=frame_type, data=body, id=frame_id)
+        return Frame(type=raw.event or "message", data=body, id=raw.id or None)
 
 
 class Feed(Protocol):
