@@ -175,6 +175,10 @@ class _Statement:
                     raise self.refuse("a blob literal X'…'")
                 self.out[i] = t.text.replace("%", "%%")
             elif t.kind == "param":
+                if self.word(k + 1) == "is":
+                    # SQLite has no types to infer; PostgreSQL infers a parameter's type from its
+                    # first use, and "$1 IS NULL" gives it none. CAST(? AS TEXT) works on both.
+                    raise self.refuse(f"a placeholder tested with IS ({t.text} IS …: write CAST({t.text} AS <type>) IS …)")
                 self.out[i] = "%s" if t.text == "?" else f"%({t.text[1:]})s"
             elif t.text == "%":
                 self.out[i] = "%%"
