@@ -27,9 +27,11 @@ def pg_server() -> Iterator[PgServer]:
     if os.environ.get(SKIP_ENV) == "skip":
         pytest.skip(f"{SKIP_ENV}=skip")
     try:
-        server = start_server()
+        server: PgServer | None = start_server()
     except PostgresUnavailable as e:
-        pytest.fail(f"cannot start a PostgreSQL server for the tests: {e}", pytrace=False)
+        server, reason = None, str(e)
+    if server is None:  # failed outside the except block: one message, not two chained tracebacks
+        pytest.fail(f"cannot start a PostgreSQL server for the tests: {reason}", pytrace=False)
     try:
         yield server
     finally:

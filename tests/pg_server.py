@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,8 @@ SUPERUSER = "postgres"
 RUN_AS = "postgres"  # the image's unprivileged account, used only when the suite runs as root
 SKIP_ENV = "DUCTILE_TEST_POSTGRES"  # "skip": skip the PostgreSQL tests explicitly
 BIN_ENV = "DUCTILE_TEST_POSTGRES_BIN"  # a directory holding initdb and pg_ctl, searched first
+DIR_PREFIX = "ductile-pg-"
+OWNER_FILE = "owner.pid"  # the test process a server belongs to: a server whose owner died is an orphan
 START_ATTEMPTS = 3  # a free port can be taken by another process between probing and binding
 
 # Durability settings a test never needs: a crashed test server is thrown away, never recovered.
@@ -167,6 +170,24 @@ class PgServer:
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def stop_orphans(bin_dir: Path) -> None:
+    """Stop and remove the servers of test processes that died without stopping them (SIGKILL, a
+    CI timeout): nothing else would, and each holds memory and a port until the machine reboots."""
+    for owner in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*/{OWNER_FILE}"):
+        try:
+            os.kill(int(owner.read_text()), 0)
+            continue  # its test process is alive (maybe another engineer's session): not ours to stop
+        except ProcessLookupError:
+            pass
+        except (PermissionError, ValueError):
+            continue  # another user's process, or a file being written: leave it
+        orphan = PgServer(bin_dir, owner.parent)
+        try:
+            orphan.stop()
+        except PostgresUnavailable as e:
+            warnings.warn(f"could not stop an orphaned test server in {owner.parent}: {e}", stacklevel=1)
+
+
 def start_server() -> PgServer:
     """A started server in a new temporary directory; raises PostgresUnavailable with the reason."""
     bin_dir = find_bin_dir()
@@ -176,8 +197,10 @@ def start_server() -> PgServer:
             "/usr/lib/postgresql/*/bin: install the server (e.g. `apt-get install postgresql`), point "
             f"{BIN_ENV} at its bin directory, or set {SKIP_ENV}=skip to skip the PostgreSQL tests"
         )
+    stop_orphans(bin_dir)
     # Not pytest's tmp_path: its parents are private to root, which the `postgres` account cannot enter.
-    server = PgServer(bin_dir, Path(tempfile.mkdtemp(prefix="ductile-pg-")))
+    server = PgServer(bin_dir, Path(tempfile.mkdtemp(prefix=DIR_PREFIX)))
+    (server.root / OWNER_FILE).write_text(str(os.getpid()))
     started = time.perf_counter()
     try:
         server.start()
