@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.params import FromPath
@@ -14,6 +14,7 @@ from ductile.api.auth import caller_of, scopes
 from ductile.api.body import json_object, payload_of
 from ductile.api.context import Facade, facade_of
 from ductile.api.errors import ApiError, forbidden, internal
+from ductile.api.handlers import get, post
 from ductile.api.schemas import PAYLOAD_BODY, RawSchema, body_of, errors
 from ductile.runtime.catalog import Catalog
 from ductile.vocabulary import JobStatus
