@@ -1,9 +1,10 @@
 """The fast fold: replay the whole log into fresh projection tables in one transaction.
 
 One home for `system rebuild` (``ProjectionRunner.rebuild``) and selfcheck's ``projection_replay``
-(``replay.replay_and_compare``, which folds into a private database and compares). The live
-handlers run unchanged, so the fold is correct by construction; what changes is the cost of
-their statements:
+(``replay.replay_and_compare``, which folds into a private database and compares). A projection
+that offers a bulk fold (``Projection.bulk``) is folded in memory and each of its final rows is
+written once with ``executemany`` (a row pruned before the end is never written); the others run
+their live handlers unchanged. Either way:
 
 * The whole fold is one transaction (the caller's): it reads one snapshot of the log, an
   interrupted rebuild leaves the projections as they were, and there is one commit (one fsync)
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ductile.events.record import from_row
-from ductile.projections.projection import Handler, Projection
+from ductile.projections.projection import BulkFold, Handler, Projection
 
 FOLD_CHUNK = 5000  # events read and decoded per query
 FOLD_CACHE_KIB = 256 * 1024  # the page cache during a fold; beyond it, pages spill to the file
@@ -69,8 +70,8 @@ def is_deferred_index(statement: str) -> bool:
 
 @dataclass
 class FoldResult:
-    """Where the fold stopped and, per projection, the events its handlers took and the time of its
-    handlers plus its index builds."""
+    """Where the fold stopped and, per projection, the events it took and the time of its handlers
+    (or bulk fold, writes included) plus its index builds."""
 
     position: int = 0
     applied: dict[str, int] = field(default_factory=dict)
@@ -83,10 +84,12 @@ def fold_log(
     *,
     events_schema: str = "main",
     progress: Progress | None = None,
+    bulk: bool = True,
 ) -> FoldResult:
     """Drop and create ``projections``' tables in ``main`` and fold every event of
-    ``events_schema``.events into them with the projections' own handlers, secondary indexes
-    built after. Runs inside the caller's transaction (a write transaction on ``main``)."""
+    ``events_schema``.events into them (with each projection's bulk fold where it has one and
+    ``bulk`` is true, else its handlers), secondary indexes built after. Runs inside the caller's
+    transaction (a write transaction on ``main``)."""
     cur = conn.cursor()
     cache = cur.execute("PRAGMA main.cache_size").fetchone()[0]
     secure_delete = cur.execute("PRAGMA main.secure_delete").fetchone()[0]
@@ -101,7 +104,8 @@ def fold_log(
             for statement in statements(p.schema):
                 if not is_deferred_index(statement):
                     cur.execute(qualified(statement, "main"))
-        result = _apply_all(cur, projections, events_schema, progress)
+        folds = {p.name: p.bulk() for p in projections if bulk and p.bulk is not None}
+        result = _apply_all(cur, projections, folds, events_schema, progress)
         clock = time.perf_counter_ns
         for p in projections:
             begun = clock()
@@ -116,12 +120,15 @@ def fold_log(
 
 
 def _apply_all(
-    cur: sqlite3.Cursor, projections: Sequence[Projection], events_schema: str, progress: Progress | None
+    cur: sqlite3.Cursor, projections: Sequence[Projection], folds: dict[str, BulkFold], events_schema: str,
+    progress: Progress | None,
 ) -> FoldResult:
     # One lookup per event: the (projection name, handlers) that take its type, in projection order.
     dispatch: dict[type, list[tuple[str, list[Handler]]]] = {}
     for p in projections:
-        for event_type, fns in p.handlers.items():
+        fold = folds.get(p.name)
+        takers = {t: [fn] for t, fn in fold.handlers.items()} if fold is not None else p.handlers
+        for event_type, fns in takers.items():
             dispatch.setdefault(event_type, []).append((p.name, fns))
     result = FoldResult(applied={p.name: 0 for p in projections}, spent_ns={p.name: 0 for p in projections})
     applied, spent = result.applied, result.spent_ns
@@ -147,7 +154,17 @@ def _apply_all(
                 spent[name] += clock() - begun
                 applied[name] += 1
         position = rows[-1][0]
+        _flush(cur, folds, spent, final=False)
         if progress is not None:
             progress(position, head)
+    _flush(cur, folds, spent, final=True)
     result.position = position
     return result
+
+
+def _flush(cur: sqlite3.Cursor, folds: dict[str, BulkFold], spent: dict[str, int], *, final: bool) -> None:
+    clock = time.perf_counter_ns
+    for name, fold in folds.items():
+        begun = clock()
+        fold.flush(cur, final=final)
+        spent[name] += clock() - begun
