@@ -285,6 +285,10 @@ _INSERT_ATTEMPTS = _insert("job_attempts", _ATTEMPT_COLUMNS)
 _INSERT_LOG = _insert("job_log", _LOG_COLUMNS, "INSERT OR REPLACE")
 _INSERT_STAGING = _insert("ledger_jobs", _STAGING_COLUMNS)
 _INSERT_DROPS = _insert("job_dispatch_drops", _DROP_COLUMNS)
+# Plain text, not the StrEnum members (projection.py says why).
+_QUEUED, _RUNNING, _SUCCEEDED, _DEAD, _SKIPPED, _FAILED = map(str, (
+    JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.SKIPPED, JobStatus.FAILED))
+_OK, _INTERRUPTED = str(AttemptOutcome.OK), str(DeadOutcome.INTERRUPTED)
 # Indexes into a held job_attempts row (the order of _ATTEMPT_COLUMNS) and job_log row.
 _A_COMPLETED_AT, _A_CREATED_NS, _A_SNAPSHOT = 4, 10, 12
 _L_COMPLETED_NS = 17
@@ -340,6 +344,14 @@ class LedgerFold:
             cur.executemany(_INSERT_ATTEMPTS, [a for job in oldest for a in job.attempts.values()])
             self.written = True
 
+    def _live(self, handler: Handler, cur: sqlite3.Cursor, e: EventBase, rec: Recorded) -> None:
+        # The live handler may write a job_log row: the rows held before it must be in the table
+        # first, or the table's order would differ from the live path's.
+        if self.log:
+            cur.executemany(_INSERT_LOG, list(self.log.values()))
+            self.log = {}
+        handler(cur, e, rec)
+
     def _transition(self, rec: Recorded, job_id: str, frm: str | None, to: str, reason: str | None) -> None:
         at = rec.event.at
         self.transitions.append((rec.position, job_id, frm, to, reason, sql_ts(at), at))
@@ -376,70 +388,70 @@ class LedgerFold:
             job = _HeldJob(staging)
         job.staging = staging
         self.jobs[e.job_id] = job  # at the end: the live row is inserted last
-        self._transition(rec, e.job_id, None, JobStatus.QUEUED, None)
+        self._transition(rec, e.job_id, None, _QUEUED, None)
 
     def _started(self, cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
-            return _started(cur, e, rec)
+            return self._live(_started, cur, e, rec)
         if e.attempt in job.attempts:  # UNIQUE (job_id, attempt), as the live INSERT
             raise sqlite3.IntegrityError("UNIQUE constraint failed: job_attempts.job_id, job_attempts.attempt")
         job.attempts[e.attempt] = [rec.position, e.job_id, e.attempt, sql_ts(e.at), None, None, None, None, None,
                                    None, e.at, None, e.config_snapshot_id]
-        self._transition(rec, e.job_id, JobStatus.QUEUED, JobStatus.RUNNING, None)
+        self._transition(rec, e.job_id, _QUEUED, _RUNNING, None)
 
     def _succeeded(self, cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
-            return _succeeded(cur, e, rec)
-        self._finish(job, e.attempt, e.at, AttemptOutcome.OK, e.exit_code, e.duration_ms, None, e.stderr, e.subs)
-        self._transition(rec, e.job_id, JobStatus.RUNNING, JobStatus.SUCCEEDED, None)
-        self._log(job, e.attempt, JobStatus.SUCCEEDED, e.at, e.result, None, e.stderr)
+            return self._live(_succeeded, cur, e, rec)
+        self._finish(job, e.attempt, e.at, _OK, e.exit_code, e.duration_ms, None, e.stderr, e.subs)
+        self._transition(rec, e.job_id, _RUNNING, _SUCCEEDED, None)
+        self._log(job, e.attempt, _SUCCEEDED, e.at, e.result, None, e.stderr)
 
     def _retry(self, cur: sqlite3.Cursor, e: JobRetryScheduled, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
-            return _retry(cur, e, rec)
-        self._finish(job, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
-        self._transition(rec, e.job_id, JobStatus.RUNNING, JobStatus.QUEUED, e.error)
+            return self._live(_retry, cur, e, rec)
+        self._finish(job, e.attempt, e.at, str(e.outcome), e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
+        self._transition(rec, e.job_id, _RUNNING, _QUEUED, e.error)
 
     def _failed(self, cur: sqlite3.Cursor, e: JobFailed, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
-            return _failed(cur, e, rec)
-        self._finish(job, e.attempt, e.at, e.outcome, e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
-        self._transition(rec, e.job_id, JobStatus.RUNNING, e.status, e.error)
-        self._log(job, e.attempt, e.status, e.at, e.result, e.error, e.stderr)
+            return self._live(_failed, cur, e, rec)
+        self._finish(job, e.attempt, e.at, str(e.outcome), e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
+        self._transition(rec, e.job_id, _RUNNING, str(e.status), e.error)
+        self._log(job, e.attempt, str(e.status), e.at, e.result, e.error, e.stderr)
 
     def _recovered(self, cur: sqlite3.Cursor, e: JobRecovered, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
-            return _recovered(cur, e, rec)
-        self._finish(job, e.attempt - 1, e.at, DeadOutcome.INTERRUPTED, None, None, e.error, None)
-        self._transition(rec, e.job_id, JobStatus.RUNNING, JobStatus.QUEUED, "crash_recovery")
+            return self._live(_recovered, cur, e, rec)
+        self._finish(job, e.attempt - 1, e.at, _INTERRUPTED, None, None, e.error, None)
+        self._transition(rec, e.job_id, _RUNNING, _QUEUED, "crash_recovery")
 
     def _dead(self, cur: sqlite3.Cursor, e: JobDead, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
-            return _dead(cur, e, rec)
+            return self._live(_dead, cur, e, rec)
         if e.outcome is not None:
-            self._finish(job, e.attempt, e.at, e.outcome, None, None, e.error, None)
-        self._transition(rec, e.job_id, e.from_status, JobStatus.DEAD, e.reason)
-        self._log(job, e.attempt, JobStatus.DEAD, e.at, None, e.error, None)
+            self._finish(job, e.attempt, e.at, str(e.outcome), None, None, e.error, None)
+        self._transition(rec, e.job_id, str(e.from_status), _DEAD, e.reason)
+        self._log(job, e.attempt, _DEAD, e.at, None, e.error, None)
 
     def _skipped(self, cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
-            return _skipped(cur, e, rec)
-        self._transition(rec, e.job_id, JobStatus.QUEUED, JobStatus.SKIPPED, e.reason)
-        self._log(job, e.attempt, JobStatus.SKIPPED, e.at, None, None, None)
+            return self._live(_skipped, cur, e, rec)
+        self._transition(rec, e.job_id, _QUEUED, _SKIPPED, e.reason)
+        self._log(job, e.attempt, _SKIPPED, e.at, None, None, None)
 
     def _dispatch_failed(self, cur: sqlite3.Cursor, e: JobDispatchFailed, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
-            return _dispatch_failed(cur, e, rec)
-        self._transition(rec, e.job_id, JobStatus.QUEUED, JobStatus.FAILED, e.error)
-        self._log(job, 1, JobStatus.FAILED, e.at, None, e.error, None)
+            return self._live(_dispatch_failed, cur, e, rec)
+        self._transition(rec, e.job_id, _QUEUED, _FAILED, e.error)
+        self._log(job, 1, _FAILED, e.at, None, e.error, None)
 
     def _drop(self, rec: Recorded, job_id: str, outcome: str, event_type: str | None, pipeline: str | None,
               step_id: str | None, existing_job_id: str | None) -> None:

@@ -188,6 +188,9 @@ _COLUMNS = ("job_id, plugin, command, payload, status, attempt, max_attempts, su
             " event_context_id, schedule_id, pipeline, step_id, enqueued_config_snapshot_id,"
             " started_config_snapshot_id, enqueue_position, created_ns, next_retry_ns, completed_ns, stream_version")
 _INSERT_ROWS = f"INSERT INTO job_queue({_COLUMNS}) VALUES ({', '.join('?' * (_COLUMNS.count(',') + 1))})"
+# Plain text, not the StrEnum members (projection.py says why).
+_QUEUED, _RUNNING, _SUCCEEDED, _DEAD, _SKIPPED, _FAILED = map(str, (
+    JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.SKIPPED, JobStatus.FAILED))
 # Indexes into a held row (the order of _COLUMNS).
 (_STATUS, _ATTEMPT, _STARTED_AT, _COMPLETED_AT, _NEXT_RETRY_AT, _LAST_ERROR, _RESULT, _STARTED_SNAPSHOT,
  _NEXT_RETRY_NS, _COMPLETED_NS, _VERSION) = (4, 5, 10, 11, 12, 13, 14, 22, 25, 26, 27)
@@ -223,7 +226,7 @@ class QueueFold:
         if e.job_id in self.rows:  # the live INSERT's primary key refuses it the same way
             raise sqlite3.IntegrityError("UNIQUE constraint failed: job_queue.job_id")
         self.rows[e.job_id] = [
-            e.job_id, e.plugin, e.command, _json.encode(e.payload).decode(), JobStatus.QUEUED, 1, e.max_attempts,
+            e.job_id, e.plugin, e.command, _json.encode(e.payload).decode(), _QUEUED, 1, e.max_attempts,
             e.submitted_by, e.dedupe_key, sql_ts(e.at), None, None, None, None, None, e.parent_job_id,
             e.source_event_id, e.event_context_id, e.schedule_id, e.pipeline, e.step_id, e.config_snapshot_id,
             None, rec.position, e.at, None, None, rec.version,
@@ -233,7 +236,7 @@ class QueueFold:
         row = self.rows.get(e.job_id)
         if row is None:
             return _started(cur, e, rec)
-        row[_STATUS], row[_ATTEMPT], row[_STARTED_AT] = JobStatus.RUNNING, e.attempt, sql_ts(e.at)
+        row[_STATUS], row[_ATTEMPT], row[_STARTED_AT] = _RUNNING, e.attempt, sql_ts(e.at)
         row[_NEXT_RETRY_AT] = row[_NEXT_RETRY_NS] = None
         row[_STARTED_SNAPSHOT], row[_VERSION] = e.config_snapshot_id, rec.version
 
@@ -241,14 +244,14 @@ class QueueFold:
         row = self.rows.get(e.job_id)
         if row is None:
             return _succeeded(cur, e, rec)
-        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = JobStatus.SUCCEEDED, sql_ts(e.at), e.at
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = _SUCCEEDED, sql_ts(e.at), e.at
         row[_RESULT], row[_LAST_ERROR], row[_VERSION] = e.result, None, rec.version
 
     def _retry(self, cur: sqlite3.Cursor, e: JobRetryScheduled, rec: Recorded) -> None:
         row = self.rows.get(e.job_id)
         if row is None:
             return _retry(cur, e, rec)
-        row[_STATUS], row[_ATTEMPT] = JobStatus.QUEUED, e.attempt + 1
+        row[_STATUS], row[_ATTEMPT] = _QUEUED, e.attempt + 1
         row[_NEXT_RETRY_AT], row[_NEXT_RETRY_NS] = sql_ts(e.next_retry_at), e.next_retry_at
         row[_LAST_ERROR], row[_VERSION] = e.error, rec.version
 
@@ -256,14 +259,14 @@ class QueueFold:
         row = self.rows.get(e.job_id)
         if row is None:
             return _failed(cur, e, rec)
-        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = e.status, sql_ts(e.at), e.at
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = str(e.status), sql_ts(e.at), e.at
         row[_LAST_ERROR], row[_RESULT], row[_VERSION] = e.error, e.result, rec.version
 
     def _recovered(self, cur: sqlite3.Cursor, e: JobRecovered, rec: Recorded) -> None:
         row = self.rows.get(e.job_id)
         if row is None:
             return _recovered(cur, e, rec)
-        row[_STATUS], row[_ATTEMPT] = JobStatus.QUEUED, e.attempt
+        row[_STATUS], row[_ATTEMPT] = _QUEUED, e.attempt
         row[_NEXT_RETRY_AT] = row[_NEXT_RETRY_NS] = None
         row[_LAST_ERROR], row[_VERSION] = e.error, rec.version
 
@@ -271,21 +274,21 @@ class QueueFold:
         row = self.rows.get(e.job_id)
         if row is None:
             return _dead(cur, e, rec)
-        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = JobStatus.DEAD, sql_ts(e.at), e.at
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = _DEAD, sql_ts(e.at), e.at
         row[_LAST_ERROR], row[_VERSION] = e.error, rec.version
 
     def _skipped(self, cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
         row = self.rows.get(e.job_id)
         if row is None:
             return _skipped(cur, e, rec)
-        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = JobStatus.SKIPPED, sql_ts(e.at), e.at
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = _SKIPPED, sql_ts(e.at), e.at
         row[_LAST_ERROR], row[_VERSION] = None, rec.version
 
     def _dispatch_failed(self, cur: sqlite3.Cursor, e: JobDispatchFailed, rec: Recorded) -> None:
         row = self.rows.get(e.job_id)
         if row is None:
             return _dispatch_failed(cur, e, rec)
-        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = JobStatus.FAILED, sql_ts(e.at), e.at
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = _FAILED, sql_ts(e.at), e.at
         row[_LAST_ERROR], row[_VERSION] = e.error, rec.version
 
     def _pruned(self, cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:

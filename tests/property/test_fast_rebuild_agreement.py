@@ -45,8 +45,6 @@ from ductile.events.types import (
     schedule_stream,
 )
 from ductile.projections import fold
-from ductile.projections.ledger import LedgerFold
-from ductile.projections.queue import QueueFold
 from ductile.projections.registry import ALL, default_runner
 from ductile.projections.replay import replay_and_compare
 from ductile.vocabulary import SecretPattern, VaultActor
@@ -208,13 +206,17 @@ def test_every_bulk_fold_writes_the_rows_its_live_handlers_write_in_their_order(
         path = Path(tmp) / "state.db"
         _write_log(path, steps)
         handlers = folded_tables(path, BULK, bulk=False)
-        saved = QueueFold.held, LedgerFold.held, fold.FOLD_CHUNK
-        QueueFold.held = LedgerFold.held = held
+        folds: list[Any] = [p.bulk for p in BULK]  # each a class with a ``held`` limit
+        saved = [f.held for f in folds], fold.FOLD_CHUNK
+        for f in folds:
+            f.held = held
         fold.FOLD_CHUNK = chunk
         try:
             bulk = folded_tables(path, BULK, bulk=True)
         finally:
-            QueueFold.held, LedgerFold.held, fold.FOLD_CHUNK = saved
+            for f, value in zip(folds, saved[0], strict=True):
+                f.held = value
+            fold.FOLD_CHUNK = saved[1]
         assert bulk == handlers
 
 
