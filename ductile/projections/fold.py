@@ -21,13 +21,14 @@ their live handlers unchanged. Either way:
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ductile.events.record import from_row
+from ductile.events.record import Recorded, from_row
 from ductile.projections.projection import BulkFold, Handler, Projection
 
 FOLD_CHUNK = 5000  # events read and decoded per query
@@ -106,7 +107,7 @@ def fold_log(
                 if not is_deferred_index(statement):
                     cur.execute(qualified(statement, "main"))
         folds = {p.name: p.bulk() for p in projections if bulk and p.bulk is not None}
-        with _null_binds_adapted():
+        with _null_binds_adapted(), _collector_paused():
             result = _apply_all(cur, projections, folds, events_schema, progress)
         clock = time.perf_counter_ns
         for p in projections:
@@ -144,17 +145,35 @@ def _null_binds_adapted() -> Iterator[None]:
         sqlite3.adapters.pop(_NULL_KEY, None)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the fold, back as it was after.
+
+    A fold allocates millions of short-lived rows, records and tuples, freed by reference counting
+    (it makes no cycles), and holds tens of thousands of rows: each collection the allocations
+    trigger walks them all again, about a quarter of a rebuild's CPU (measured on bench/rebuild.py's
+    log: 7.2 s with the collector, 5.1 s without)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _apply_all(
     cur: sqlite3.Cursor, projections: Sequence[Projection], folds: dict[str, BulkFold], events_schema: str,
     progress: Progress | None,
 ) -> FoldResult:
-    # One lookup per event: the (projection name, handlers) that take its type, in projection order.
-    dispatch: dict[type, list[tuple[str, list[Handler]]]] = {}
-    for p in projections:
+    # Per event type, the projections that take it: (index into ``names``, handlers).
+    names = [p.name for p in projections]
+    dispatch: dict[type, list[tuple[int, list[Handler]]]] = {}
+    for index, p in enumerate(projections):
         fold = folds.get(p.name)
         takers = {t: [fn] for t, fn in fold.handlers.items()} if fold is not None else p.handlers
         for event_type, fns in takers.items():
-            dispatch.setdefault(event_type, []).append((p.name, fns))
+            dispatch.setdefault(event_type, []).append((index, fns))
     result = FoldResult(applied={p.name: 0 for p in projections}, spent_ns={p.name: 0 for p in projections})
     applied, spent = result.applied, result.spent_ns
     head = cur.execute(f"SELECT COALESCE(MAX(position), 0) FROM {events_schema}.events").fetchone()[0]
@@ -166,18 +185,24 @@ def _apply_all(
         rows = cur.execute(sql, (position, head, FOLD_CHUNK)).fetchall()
         if not rows:
             break
+        # A chunk is sorted into each projection's share, then each projection takes its share in log
+        # order: a projection writes and reads only its own tables, so the order between two
+        # projections never shows, and each one's time (its own, as the report says) costs two clock
+        # reads a chunk instead of two per event.
+        shares: list[list[tuple[list[Handler], Recorded]]] = [[] for _ in names]
         for rec in map(from_row, rows):
-            takers = dispatch.get(type(rec.event))
-            if not takers:
+            for index, fns in dispatch.get(type(rec.event), ()):
+                shares[index].append((fns, rec))
+        for index, share in enumerate(shares):
+            if not share:
                 continue
-            event = rec.event
-            for name, fns in takers:
-                # The projections share one pass over the log, so each one's time is its own handlers'.
-                begun = clock()
+            begun = clock()
+            for fns, rec in share:
+                event = rec.event
                 for fn in fns:
                     fn(cur, event, rec)
-                spent[name] += clock() - begun
-                applied[name] += 1
+            spent[names[index]] += clock() - begun
+            applied[names[index]] += len(share)
         position = rows[-1][0]
         _flush(cur, folds, spent, final=False)
         if progress is not None:
