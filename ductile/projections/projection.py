@@ -23,7 +23,7 @@ Handler = Callable[[sqlite3.Cursor, Any, Recorded], None]
 
 # How many rows of unbounded kind (one per job, say) a bulk fold holds before it writes its oldest:
 # memory stays bounded on any log, and a job is rarely still changing that many jobs later.
-BULK_ROWS_HELD = 50_000
+BULK_ROWS_HELD = 10_000
 
 # A bulk fold binds statuses and outcomes as exact ``str`` (``str(member)``), never as the
 # ``StrEnum`` member: sqlite3 binds an exact str directly, but sends a str subclass through its

@@ -10,7 +10,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ductile.commands.jobs import (
@@ -192,9 +192,21 @@ def test_the_fast_rebuild_and_replay_equal_the_live_projections(steps: list[tupl
         assert replay_and_compare(path, ALL).ok
 
 
+def _job(outcomes: list[Any], *, scheduled: bool = True, kill: bool = False, child: bool = False) -> tuple[str, Any]:
+    return ("job", {"plugin": "echo", "outcomes": outcomes, "kill": kill, "child": child, "scheduled": scheduled})
+
+
+# Every kind of row a bulk fold holds, left outstanding at the end or not: a scheduled job waiting on
+# its retry, one that ran out of attempts, a cancelled one, a pipeline's child, a prune between them.
+_EVERY_KIND = [_job([ERROR]), _job([ERROR, ERROR, ERROR]), _job([], kill=True), _job([OK], child=True),
+               ("prune", 0.5), _job([TIMEOUT, OK]), ("state", "echo"), ("fact", "rss")]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(step, min_size=1, max_size=40), held=st.sampled_from([1, 2, 4, 50_000]),
+@given(steps=st.lists(step, min_size=1, max_size=40), held=st.sampled_from([1, 2, 4, 10_000]),
        chunk=st.sampled_from([1, 3, 5000]))
+@example(steps=_EVERY_KIND, held=1, chunk=1)
+@example(steps=_EVERY_KIND, held=10_000, chunk=5000)
 def test_every_bulk_fold_writes_the_rows_its_live_handlers_write_in_their_order(
     steps: list[tuple[str, Any]], held: int, chunk: int
 ) -> None:
