@@ -10,6 +10,8 @@ from tempfile import TemporaryDirectory
 
 from ductile.commands.errors import Refused
 from ductile.events.log import EventLog, ProjectionApplier, WriteTx, connect
+from ductile.projections.fold import fold_log
+from ductile.projections.projection import Projection
 from ductile.projections.registry import default_runner
 
 
@@ -45,5 +47,20 @@ def assert_rebuild_reproduces(path: Path, tables: tuple[str, ...] | list[str]) -
         live = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
         default_runner().rebuild(conn)
         assert {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables} == live
+    finally:
+        conn.close()
+
+
+def folded_tables(path: Path, projections: tuple[Projection, ...], *, bulk: bool) -> dict[str, list[tuple]]:
+    """Every row of ``projections``' tables after a whole-log fold (bulk folds or live handlers), in
+    the tables' own order, so rows written in another order differ too; the fold is rolled back."""
+    conn = connect(path, "normal")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fold_log(conn, projections, bulk=bulk)
+            return {t: conn.execute(f"SELECT * FROM {t}").fetchall() for p in projections for t in p.tables}
+        finally:
+            conn.execute("ROLLBACK")
     finally:
         conn.close()
