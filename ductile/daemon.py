@@ -252,7 +252,7 @@ class Gateway:
             catalog, compiled = load_plugins(config)
             self.pipelines = compiled
             self._lock = PidLock(pid_path(config.state_path)).acquire()
-            events = EventLog(config.state_path, config.service.durability, default_runner())
+            events = EventLog(config.store(), config.service.durability, default_runner())
             self.events = events
             bar = progress_bar("catching up projections")
             try:
