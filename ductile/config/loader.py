@@ -101,6 +101,7 @@ def collect_config(source: ConfigSource, environ: MutableMapping[str, str] | Non
         return LoadResult(config=None, errors=[*errors, *ctx.errors], warnings=warnings)
 
     raw = plain(merged.data)
+    _mask_in_reprs(raw)
     try:
         schema = msgspec.convert(raw, RootSchema, strict=True)
     except msgspec.ValidationError as error:  # shapes.py checked every file; kept as a safety net
@@ -200,6 +201,13 @@ def _state_path(schema: RootSchema, ctx: BuildContext) -> Path:
     elif schema.database is not None and schema.database.path:
         text = schema.database.path
     return resolve_path(text, ctx.config_dir, ctx.home)
+
+
+def _mask_in_reprs(raw: dict[str, Any]) -> None:
+    """``state.url`` as a ``StoreUrl``: a repr of the config (or of its raw mapping) masks the password."""
+    state = raw.get("state")
+    if isinstance(state, dict) and isinstance(state.get("url"), str):
+        state["url"] = StoreUrl(state["url"])
 
 
 def _state_url(schema: RootSchema, ctx: BuildContext) -> StoreUrl | None:

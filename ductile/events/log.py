@@ -151,9 +151,11 @@ class WriteTx:
                     (position, eid, stream, version, type_, SCHEMAS[type_], recorded_at, data, chain),
                 )
             except Exception as exc:
-                if not self._log.store.is_conflict(exc):
+                store = self._log.store
+                if not store.is_conflict(exc):
                     raise
                 if expected == NO_STREAM and version == 1:
+                    store.recover_failed_statement(self.conn)  # to read the stream's version
                     raise ConcurrencyError(stream, expected, self._actual_version(stream)) from None
                 raise
             rec = Recorded(

@@ -155,6 +155,9 @@ class SqliteStore:
     def begin_write(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
+    def recover_failed_statement(self, conn: sqlite3.Connection) -> None:
+        pass  # SQLite undid the failed statement alone
+
     def close_writer(self, conn: sqlite3.Connection) -> None:
         checkpoint_into_file(conn, self.path)
         conn.close()

@@ -34,6 +34,9 @@ def log_line(level: int, msg: str, exc: BaseException | None = None, **fields: A
     _log.log(level, msg, exc_info=exc, extra={"component": "eventlog", "fields": fields})
 
 
+UNIT_SAVEPOINT = "unit"  # the savepoint log.py wraps each unit of work in (its literal "SAVEPOINT unit")
+
+
 class StoreKind(StrEnum):
     SQLITE = "sqlite"
     POSTGRES = "postgres"
@@ -125,6 +128,12 @@ class EventStore(Protocol):
         """Begin the write transaction of one batch, holding the log's single write lock: from here
         to commit no other appender (any process) reads the head, so positions stay gap-free and
         the chain linear."""
+        ...
+
+    def recover_failed_statement(self, conn: sqlite3.Connection) -> None:
+        """Make the write transaction usable again after a statement of the running unit failed
+        and the unit goes on (to say why). SQLite undid the statement alone; PostgreSQL aborted
+        the transaction up to the unit's savepoint (``UNIT_SAVEPOINT``)."""
         ...
 
     def close_writer(self, conn: sqlite3.Connection) -> None:
