@@ -83,6 +83,12 @@ class StoreUrl(str):
         return repr(self.masked)
 
 
+def dialect_of(db: sqlite3.Connection | sqlite3.Cursor | Any) -> StoreKind:
+    """Which engine a connection or cursor talks to, for the few statements written per dialect
+    (a ``{StoreKind: sql}`` map beside the statement, in its projection's module)."""
+    return StoreKind.SQLITE if isinstance(db, (sqlite3.Cursor, sqlite3.Connection)) else StoreKind.POSTGRES
+
+
 def is_postgres_url(text: str) -> bool:
     return text.lower().startswith(POSTGRES_SCHEMES)
 

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ductile.events.record import from_row
+from ductile.events.store import StoreKind, dialect_of
 from ductile.projections.projection import Handler, Projection
 
 FOLD_CHUNK = 5000  # events read and decoded per query
@@ -88,12 +89,15 @@ def fold_log(
     ``events_schema``.events into them with the projections' own handlers, secondary indexes
     built after. Runs inside the caller's transaction (a write transaction on ``main``)."""
     cur = conn.cursor()
-    cache = cur.execute("PRAGMA main.cache_size").fetchone()[0]
-    secure_delete = cur.execute("PRAGMA main.secure_delete").fetchone()[0]
-    cur.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
-    # Debian's SQLite zeroes every deleted cell and freed page (8-12% of a rebuild's CPU). Whatever
-    # the fold deletes or drops is a projection of the log, which keeps all of it anyway.
-    cur.execute("PRAGMA main.secure_delete = 0")
+    # The page cache and secure_delete are SQLite's; PostgreSQL's server sizes its own buffers.
+    sqlite = dialect_of(conn) is StoreKind.SQLITE
+    if sqlite:
+        cache = cur.execute("PRAGMA main.cache_size").fetchone()[0]
+        secure_delete = cur.execute("PRAGMA main.secure_delete").fetchone()[0]
+        cur.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
+        # Debian's SQLite zeroes every deleted cell and freed page (8-12% of a rebuild's CPU). Whatever
+        # the fold deletes or drops is a projection of the log, which keeps all of it anyway.
+        cur.execute("PRAGMA main.secure_delete = 0")
     try:
         for p in projections:
             for table in p.tables:
@@ -111,8 +115,9 @@ def fold_log(
             result.spent_ns[p.name] += clock() - begun
         return result
     finally:
-        cur.execute(f"PRAGMA main.cache_size = {cache}")
-        cur.execute(f"PRAGMA main.secure_delete = {secure_delete}")
+        if sqlite:
+            cur.execute(f"PRAGMA main.cache_size = {cache}")
+            cur.execute(f"PRAGMA main.secure_delete = {secure_delete}")
 
 
 def _apply_all(
