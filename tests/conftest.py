@@ -1,8 +1,45 @@
 """Suite-wide test settings."""
 
+import os
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import settings
+
+from tests.pg_server import SKIP_ENV, PgServer, PostgresUnavailable, start_server
 
 # The suite runs on 2-core machines beside real daemons: a per-example deadline would turn a busy
 # moment into a failure that says nothing about the code. Hypothesis still reports slow examples.
 settings.register_profile("ductile", deadline=None)
 settings.load_profile("ductile")
+
+
+# --- A throwaway PostgreSQL server (issue 17) -------------------------------------------------
+# Started lazily, once per pytest(-xdist) worker, by the first test that asks for `pg_url`; stopped
+# (`pg_ctl stop -m immediate`) and its directory removed when the session ends, failed or not.
+# No server binaries is an error with the reason, not a silent skip: `make test` on a fresh
+# machine must run these tests. DUCTILE_TEST_POSTGRES=skip skips them explicitly;
+# DUCTILE_TEST_POSTGRES_BIN=/path/to/bin names the directory holding initdb and pg_ctl.
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    if os.environ.get(SKIP_ENV) == "skip":
+        pytest.skip(f"{SKIP_ENV}=skip")
+    try:
+        server: PgServer | None = start_server()
+    except PostgresUnavailable as e:
+        server, reason = None, str(e)
+    if server is None:  # failed outside the except block: one message, not two chained tracebacks
+        pytest.fail(f"cannot start a PostgreSQL server for the tests: {reason}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A ``postgresql://`` URL of a fresh, empty database, dropped after the test."""
+    with pg_server.fresh_database() as url:
+        yield url

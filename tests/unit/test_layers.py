@@ -250,7 +250,7 @@ def test_version_does_not_import_the_web_stack(argv: list[str]) -> None:
 
 
 # What a pure decider never touches (ARCHITECTURE §2): SQL, ids, the clock, threads, the writer.
-IMPURE = {"sqlite3", "aiosqlite", "uuid", "time", "random", "secrets", "asyncio", "threading", "subprocess",
+IMPURE = {"sqlite3", "aiosqlite", "psycopg", "uuid", "time", "random", "secrets", "asyncio", "threading", "subprocess",
           "ductile.events.log", "litestar", "httpx"}
 
 
