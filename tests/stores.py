@@ -10,7 +10,10 @@ SQLite alone; everything else runs on both.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import pytest
@@ -71,3 +74,68 @@ def table_names(conn: Any) -> set[str]:
     from ductile.events.pg_connections import pg_tables
 
     return pg_tables(conn)
+
+
+# --- one empty store per hypothesis example ----------------------------------------------------
+# Hypothesis runs a test body many times inside one pytest test, so a property test asks for a
+# factory: each call gives an empty store. On PostgreSQL that is one database per test process,
+# emptied between examples (a schema dropped and made again costs far less than a database).
+
+class FreshStore:
+    """``fresh()``: an empty store of ``kind``, each call (a context manager)."""
+
+    def __init__(self, kind: StoreKind, fresh: Callable[[], AbstractContextManager[EventStore]]) -> None:
+        self.kind = kind
+        self._fresh = fresh
+
+    def __call__(self) -> AbstractContextManager[EventStore]:
+        return self._fresh()
+
+    def examples(self, sqlite: int) -> int:
+        """How many hypothesis examples to run: ``sqlite`` on SQLite, a fifth on PostgreSQL, where
+        each example's schema, statements and commits are round trips to a server (the SQL under
+        test is the same; the SQLite run explores the space)."""
+        return sqlite if self.kind is StoreKind.SQLITE else max(10, sqlite // 5)
+
+
+@contextmanager
+def fresh_sqlite_store() -> Iterator[EventStore]:
+    with TemporaryDirectory(prefix="ductile-prop-") as tmp:
+        yield SqliteStore(Path(tmp) / "state.db")
+
+
+def emptied_postgres(url: str) -> Callable[[], AbstractContextManager[EventStore]]:
+    from ductile.events.pg_connections import pg_tables
+    from ductile.events.pg_cursor import PgConnection
+    from ductile.events.postgres_store import PostgresStore
+
+    @contextmanager
+    def fresh() -> Iterator[EventStore]:
+        admin = PgConnection.connect(url)
+        try:
+            # Every row goes, the tables stay (creating ~30 tables per example would dominate):
+            # the log, the projections' rows, and their checkpoints back to 0, as a new database
+            # would have them once opened.
+            rows = sorted(pg_tables(admin) - {"ductile_meta", "projections"})
+            if rows:
+                admin.raw.execute(f"TRUNCATE {', '.join(rows)}")
+            if "projections" in pg_tables(admin):
+                admin.raw.execute("UPDATE projections SET position = 0")
+        finally:
+            admin.close()
+        yield PostgresStore(url)
+
+    return fresh
+
+
+SQLITE_FRESH = FreshStore(StoreKind.SQLITE, fresh_sqlite_store)
+
+
+@pytest.fixture(scope="session", params=[StoreKind.SQLITE, StoreKind.POSTGRES])
+def fresh_store(request: pytest.FixtureRequest) -> Iterator[FreshStore]:
+    """A factory of empty stores (see above), one parameter per store."""
+    if request.param is StoreKind.SQLITE:
+        yield SQLITE_FRESH
+        return
+    with request.getfixturevalue("pg_server").fresh_database() as url:
+        yield FreshStore(StoreKind.POSTGRES, emptied_postgres(url))

@@ -58,7 +58,7 @@ def test_an_unset_variable_in_state_url_is_an_error(write: Write, load: Load, tm
 
 def test_state_path_and_url_together_are_refused(write: Write, load: Load) -> None:
     write("config.yaml", ROOTS + f"state:\n  path: data/state.db\n  url: {URL}\n")
-    with pytest.raises(ConfigError, match="either path .SQLite. or url .PostgreSQL., not both"):
+    with pytest.raises(ConfigError, match=r"either path \(SQLite\) or url \(PostgreSQL\), not both"):
         load()
 
 
@@ -83,5 +83,5 @@ def test_mask_password_hides_only_the_password(url: str, shown: str) -> None:
 
 def test_system_backup_refuses_a_postgres_store_and_names_pg_dump(write: Write, load: Load, tmp_path: Path) -> None:
     write("config.yaml", ROOTS + f"state:\n  url: {URL}\n")
-    with pytest.raises(BackupError, match="system backup: not supported with state.url yet; use pg_dump"):
+    with pytest.raises(BackupError, match=r"system backup: not supported with state\.url yet; use pg_dump"):
         create_backup(load(), tmp_path / "out.tar.gz", BackupScope.DB)
