@@ -84,6 +84,10 @@ def open_writer(url: str, durability: str) -> PgWriteConnection:
     return writer
 
 
+def open_work(url: str) -> PgConnection:
+    return _connect(url, "ductile-selfcheck")
+
+
 def open_reader(url: str) -> PgConnection:
     conn = _connect(url, "ductile-reader")
     conn.raw.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -102,6 +102,11 @@ class PostgresStore:
     def close_writer(self, conn: sqlite3.Connection) -> None:
         conn.close()  # every commit is already in the server's WAL; nothing to move
 
+    def work_connection(self) -> sqlite3.Connection:
+        """A writable connection outside the log's writer, for work whose transaction is always
+        rolled back (selfcheck's replay folds into a private schema)."""
+        return self._connections().open_work(self.url)  # type: ignore[no-any-return]
+
     def reader(self) -> sqlite3.Connection:
         return self._connections().open_reader(self.url)  # type: ignore[no-any-return]
 

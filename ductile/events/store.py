@@ -198,6 +198,14 @@ def open_store(where: str | Path) -> EventStore:
     return SqliteStore(Path(where))
 
 
+def is_database_error(exc: BaseException) -> bool:
+    """Is this an error of a store's engine (any failure of the database, not of our code)?"""
+    if isinstance(exc, sqlite3.Error):
+        return True
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
 def is_storage_error(exc: BaseException) -> bool:
     """Did an append fail because the log could not be written (disk full, read-only, I/O, the
     server gone)? Such a failure rolls the whole batch back; the caller may submit the same work
