@@ -196,23 +196,28 @@ def _guarded(name: str, run: Callable[[], SelfcheckCheck]) -> SelfcheckCheck:
 # --- the runs -------------------------------------------------------------------------------------
 
 
-def online_checks(open_reader: Callable[[], sqlite3.Connection], state_path: Path, config: Config,
+def online_checks(open_reader: Callable[[], sqlite3.Connection], state: Path | PostgresStore, config: Config,
                   environ: Mapping[str, str], home: Path) -> list[SelfcheckCheck]:
     """The checks that are safe beside a running gateway, on read snapshots of the state DB (the
     replay takes its own). api.md's shape has no ``path``."""
     try:
         conn = open_reader()
-    except sqlite3.Error as exc:
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
         return _skipped(ONLINE_CHECKS, f"cannot open the state DB read-only: {exc}")
     try:
         with read_snapshot(conn):
             checks = [
                 _guarded("event_log_chain", lambda: chain_check(conn)),
-                _guarded("projection_replay", lambda: replay_check(state_path)),
+                _guarded("projection_replay", lambda: replay_check(state) if isinstance(state, Path)
+                         else _server_replay_check(state)),
                 _guarded("queue_terminal_freshness", lambda: freshness_check(conn, config)),
                 _guarded("vault_agreement", lambda: vault_check(conn, config, environ, home)),
             ]
-    except sqlite3.Error as exc:
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
         return _skipped(ONLINE_CHECKS, f"state DB not readable: {exc}")
     finally:
         conn.close()

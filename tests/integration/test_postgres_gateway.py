@@ -12,7 +12,7 @@ import pytest
 
 from ductile.events.log import read_head, verify_chain
 from ductile.events.postgres_store import PostgresStore
-from tests.integration.daemon import Daemon
+from tests.integration.daemon import Daemon, free_port
 
 FAST_RETRY = {"max_attempts": 3, "backoff_base": "100ms"}
 PASSWORD = "pg-seam-pass"  # the test server trusts local connections: any password is accepted
@@ -55,6 +55,9 @@ def test_a_gateway_on_state_url_runs_jobs_and_selfcheck_is_green(pg_gateway: Any
     shown = gw.cli("config", "show", "--config", str(gw.root))
     assert shown.returncode == 0, shown.stderr
     assert "postgres:***@" in shown.stdout
+    online = gw.client.get("/system/selfcheck")
+    assert online.status_code == 200, online.text
+    assert {c["name"]: c["status"] for c in online.json()["checks"]}["projection_replay"] == "ok"
 
     assert gw.stop() == 0
     check = gw.cli("system", "selfcheck", "--json", "--config", str(gw.root))
@@ -77,3 +80,19 @@ def test_file_only_verbs_refuse_a_postgres_store_in_one_line(pg_gateway: Any) ->
     assert backup.returncode != 0
     assert "system backup: not supported with state.url yet; use pg_dump" in backup.stderr
     assert "Traceback" not in backup.stderr
+
+
+def test_an_unreachable_server_fails_the_start_in_one_line_without_the_password(tmp_path: Path) -> None:
+    gw = Daemon(tmp_path / "gw", {})
+    gw.config["state"] = {"url": f"postgresql://ductile:{PASSWORD}@127.0.0.1:{free_port()}/ductile"}
+    gw.write_config()
+    try:
+        gw.start(wait=False)
+        assert gw.proc is not None
+        assert gw.proc.wait(60) == 1
+        text = gw.log_text()
+        assert "cannot connect to the event store postgresql://ductile:***@127.0.0.1:" in text
+        assert PASSWORD not in text
+        assert "Traceback" not in text
+    finally:
+        gw.close()
