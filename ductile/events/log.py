@@ -2,10 +2,11 @@
 
 Callers submit *units of work*: a function that runs inside the writer's transaction, reads what
 it needs through ``WriteTx`` (the projections it reads are current, including earlier units of
-the same batch), and appends events. The writer drains everything queued, runs it in one
-write transaction (begun by the store: ``BEGIN IMMEDIATE`` on SQLite) with a ``SAVEPOINT`` per unit (a unit that raises is rolled back
-alone and its caller gets the exception), applies the projections inside the same savepoint, and
-only then resolves the callers' futures: a change is acknowledged after its commit returned.
+the same batch), and appends events. The writer drains everything queued, runs it in one write
+transaction (begun by the store: ``BEGIN IMMEDIATE`` on SQLite) with a ``SAVEPOINT`` per unit (a
+unit that raises is rolled back alone and its caller gets the exception), applies the projections
+inside the same savepoint, and only then resolves the callers' futures: a change is acknowledged
+after its commit returned.
 
 Other processes append through this same class; the store's write lock serialises them and the
 positions and chain are computed inside each transaction from the current head. What differs
