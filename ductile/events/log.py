@@ -371,8 +371,6 @@ class EventLog:
         return self.submit_sync(lambda tx: tx.append(stream, events, expected, event_ids))
 
     def _run(self) -> None:
-        conn = self._conn
-        assert conn is not None
         while True:
             first = self._queue.get()
             if first is None:
@@ -388,7 +386,8 @@ class EventLog:
                     stop = True
                     break
                 batch.append(nxt)
-            self._run_batch(conn, batch)
+            assert self._conn is not None  # the store may have replaced it after a storage error
+            self._run_batch(self._conn, batch)
             if stop:
                 return
 
@@ -428,6 +427,7 @@ class EventLog:
                     log_line(logging.DEBUG, "rollback after a failed batch failed", rollback_exc)
             if self.store.is_storage_error(exc):
                 self._storage_failed(exc)
+                self._conn = self.store.reopen_writer(conn, self.durability)
             failed = [_Outcome(req, error=exc) for req in batch]
             self._deliver(failed, [])
             return
