@@ -43,7 +43,9 @@ from ductile.config.secret_refs import SecretRef
 from ductile.config.secret_refs import resolve as resolve_secret_ref
 from ductile.config.webhooks import check_secret_refs as check_webhook_secret_refs
 from ductile.events.log import EventLog
+from ductile.events.postgres_store import PostgresUnavailable
 from ductile.events.schema import UnknownSchema
+from ductile.events.store import is_database_error
 from ductile.events.timefmt import NS, now_ns, rfc3339
 from ductile.events.types import ConfigSnapshotted, GatewayStarted, GatewayStopped, JobDead, JobRecovered
 from ductile.pipelines.compiler import Compiled, compile_pipelines
@@ -252,7 +254,7 @@ class Gateway:
             catalog, compiled = load_plugins(config)
             self.pipelines = compiled
             self._lock = PidLock(pid_path(config.state_path)).acquire()
-            events = EventLog(config.state_path, config.service.durability, default_runner())
+            events = EventLog(config.store(), config.service.durability, default_runner())
             self.events = events
             bar = progress_bar("catching up projections")
             try:
@@ -272,7 +274,11 @@ class Gateway:
             for warning in admit_boot(config, catalog, compiled, document, runtime.tokens):
                 Log("config").warn(warning)
         except (ConfigError, DiscoveryError, PidLockHeld, UnknownSchema, BootError, OSError, sqlite3.Error,
-                VaultBootRefused, AgeKeyError, VaultBlobError) as exc:
+                VaultBootRefused, AgeKeyError, VaultBlobError, PostgresUnavailable) as exc:
+            return self._boot_failed(str(exc))
+        except Exception as exc:
+            if not is_database_error(exc):  # a PostgreSQL store's refusal (permissions, a read-only server)
+                raise
             return self._boot_failed(str(exc))
         try:
             return await self._serve(runtime, events)

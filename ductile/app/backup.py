@@ -44,6 +44,7 @@ from ductile.config.loader import collect_config
 from ductile.config.model import Config
 from ductile.config.paths import home_directory
 from ductile.events.snapshot import integrity_problems, open_readonly, vacuum_into
+from ductile.events.store import NotAFileStore, require_file
 from ductile.projections.replay import not_yet_built, stored_projections
 from ductile.projections.vault import PROJECTION as VAULT_PROJECTION
 from ductile.projections.vault import VaultState, load_state
@@ -353,6 +354,10 @@ def create_backup(
     dest = Path(os.path.abspath(destination))
     if os.path.lexists(dest):
         raise BackupError(destination_exists(dest))
+    try:
+        require_file(cfg.store(), "system backup", "use pg_dump (docs/postgresql.md)")
+    except NotAFileStore as exc:
+        raise BackupError(str(exc)) from None
     if not cfg.state_path.is_file():
         raise BackupError(f"state database {cfg.state_path} not found")
     dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

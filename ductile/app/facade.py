@@ -333,7 +333,9 @@ class System:
         self._selfcheck_running = True
         try:
             gw = self._gw
-            return await asyncio.to_thread(online_checks, gw.events.reader, gw.events.path, gw.config, os.environ,
+            store = gw.events.store
+            state = store.file if store.file is not None else store  # the SQLite file, or the server store
+            return await asyncio.to_thread(online_checks, gw.events.reader, state, gw.config, os.environ,
                                            Path.home())
         finally:
             self._selfcheck_running = False

@@ -361,9 +361,6 @@ def boot_vault(config: Config, events: EventLog, environ: Mapping[str, str], hom
 def vault_status(config: Config, environ: Mapping[str, str], home: Path) -> tuple[dict[str, object], str | None]:
     """The status document, in the spec's key order, and the error line (``no vault at ...``).
     Works with the gateway running: the blob and the key are read, the state DB only read-only."""
-    import sqlite3
-
-    from ductile.events.log import connect
     from ductile.system.pidlock import holder, pid_path
     from ductile.vault.blob import VaultBlobError, VaultMissing, recipient_count, sha256_hex
     from ductile.vault.keys import AgeKeyError, key_mode, load_keyring, locate_key, mode_text
@@ -395,14 +392,15 @@ def vault_status(config: Config, environ: Mapping[str, str], home: Path) -> tupl
             recipients = None
     counts: vault_projection.VaultCounts | None = None
     agreement: VaultAgreement | None = None
-    if config.state_path.exists():
-        conn = connect(config.state_path, readonly=True)
+    store = config.store()
+    if store.exists():
+        conn = store.reader()
         try:
             cur = conn.cursor()
             counts = vault_projection.counts(cur)
             if blob is not None:
                 agreement = decider.agreement(vault_projection.load_state(cur), sha256_hex(blob))
-        except sqlite3.Error:
+        except store.errors:
             counts, agreement = None, None
         finally:
             conn.close()

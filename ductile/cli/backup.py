@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
 from ductile.cli.output import emit_json, fail
+
+if TYPE_CHECKING:
+    from ductile.config.model import Config
 
 BACKUP_USAGE = "usage: ductile system backup --to FILE.tar.gz [--scope db|config|plugins|all] [--config…] [--json]"
 RESTORE_USAGE = "usage: ductile system restore --from FILE.tar.gz [--config-dir D] [--force] [--json]"
@@ -91,7 +94,7 @@ def restore(
     archive = Path(from_)
     try:
         result = restore_archive(archive, config_dir=Path(config_dir) if config_dir else None,
-                                 current_state_path=lambda: resolve(None, config_dir).state_path, force=force)
+                                 current_state_path=lambda: _state_file(resolve(None, config_dir)), force=force)
     except RestoreError as exc:
         raise fail(exc.message, json=json) from None
     check = run_selfcheck(result.config_dir)
@@ -115,3 +118,14 @@ def restore(
         print(f"error: {result.key_problem}", file=sys.stderr)
     return 0 if ok else 1
 
+
+
+def _state_file(cfg: Config) -> Path:
+    """The current config's state DB, the target of a ``db`` scope restore (a file only)."""
+    from ductile.app.restore import RestoreError
+    from ductile.events.store import NotAFileStore, require_file
+
+    try:
+        return require_file(cfg.store(), "system restore", "restore the database with pg_restore")
+    except NotAFileStore as exc:
+        raise RestoreError(str(exc)) from None

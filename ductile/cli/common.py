@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from ductile.cli.output import CliFailure
 
 if TYPE_CHECKING:
     import aiosqlite
+
+    from ductile.events.store import EventStore
 
 T = TypeVar("T")
 
@@ -53,26 +54,24 @@ def find_source(config: str | None, config_dir: str | None):  # -> ConfigSource
         raise CliFailure(str(exc), prefix="config error") from None
 
 
-def read_state(state_path: Path, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+def read_state(store: EventStore, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
     """``fn`` run on the state DB opened read-only: works while the gateway runs, never modifies
-    anything. The query functions are the API's own (async, on aiosqlite)."""
+    anything. The query functions are the API's own (async, on the store's async reader)."""
     import asyncio
 
-    from ductile.events.log import connect_async
-
-    if not state_path.exists():
-        raise CliFailure(f"state database {state_path} does not exist (has the gateway ever started?)")
+    if not store.exists():
+        raise CliFailure(f"state database {store.location} does not exist (has the gateway ever started?)")
 
     async def run() -> T:
         try:
-            conn = await connect_async(state_path)
-        except sqlite3.Error as exc:
-            raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
+            conn = await store.connect_async()
+        except store.errors as exc:
+            raise CliFailure(f"cannot read state database {store.location}: {exc}") from None
         try:
             try:
                 await conn.execute_fetchall("SELECT 1 FROM job_queue LIMIT 1")
-            except sqlite3.Error as exc:
-                raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
+            except store.errors as exc:
+                raise CliFailure(f"cannot read state database {store.location}: {exc}") from None
             return await fn(conn)
         finally:
             await conn.close()
@@ -103,20 +102,18 @@ def parse_timeout(text: str, flag: str = "--timeout") -> tuple[float, str]:
     return seconds, shown
 
 
-def read_state_sync(state_path: Path, fn: Callable[[sqlite3.Cursor], T]) -> T:
+def read_state_sync(store: EventStore, fn: Callable[[sqlite3.Cursor], T]) -> T:
     """``fn`` (a projection's typed reader) on the state DB opened read-only, for the commands
     that need no async reader: works while the gateway runs, never modifies anything."""
-    from ductile.events.log import connect
-
-    if not state_path.exists():
-        raise CliFailure(f"state database {state_path} does not exist (has the gateway ever started?)")
+    if not store.exists():
+        raise CliFailure(f"state database {store.location} does not exist (has the gateway ever started?)")
     try:
-        conn = connect(state_path, readonly=True)
-    except sqlite3.Error as exc:
-        raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
+        conn = store.reader()
+    except store.errors as exc:
+        raise CliFailure(f"cannot read state database {store.location}: {exc}") from None
     try:
         return fn(conn.cursor())
-    except sqlite3.Error as exc:
-        raise CliFailure(f"cannot read state database {state_path}: {exc}") from None
+    except store.errors as exc:
+        raise CliFailure(f"cannot read state database {store.location}: {exc}") from None
     finally:
         conn.close()

@@ -240,9 +240,9 @@ def _secret_statuses(cfg: Config) -> dict[str, str]:
     from ductile.cli.common import read_state
     from ductile.projections.vault import fetch_state
 
-    if not cfg.state_path.exists():
+    if not cfg.store().exists():
         return {}
-    state = read_state(cfg.state_path, fetch_state)
+    state = read_state(cfg.store(), fetch_state)
     return {n: str(s.status) for n, s in state.meta.secrets.items()}
 
 
@@ -353,8 +353,8 @@ def _local_keeper(cfg: Config, action: str) -> Iterator[VaultKeeper]:
     if keyring is None:
         raise CliFailure(f"{action}: no age key was found (set secrets.age_key_file or DUCTILE_AGE_KEY_FILE)")
     events = None
-    if cfg.state_path.exists():
-        events = EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync()
+    if cfg.store().exists():
+        events = EventLog(cfg.store(), cfg.service.durability, default_runner()).open_sync()
     try:
         try:
             keeper = VaultKeeper.load(vault_path(cfg), keyring, events)

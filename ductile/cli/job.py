@@ -42,7 +42,7 @@ def inspect(job_id: str, *, config: ConfigOpt = None, config_dir: ConfigDirOpt =
             "context": await q.context_chain(conn, job.get("event_context_id")),
         }
 
-    report = read_state(cfg.state_path, load)
+    report = read_state(cfg.store(), load)
     if report is None:
         raise fail(f"job not found: {job_id}", json=json)
     if json:
@@ -114,7 +114,7 @@ def logs(
         raise fail(f"--limit must be between 1 and {q.MAX_LIMIT}", json=json)
     cfg = resolve(config, config_dir)
     try:
-        data = read_state(cfg.state_path, lambda conn: q.job_logs(
+        data = read_state(cfg.store(), lambda conn: q.job_logs(
             conn, plugin=plugin, command=command, status=status, submitted_by=submitted_by,
             from_=from_, to=to, query=query, limit=limit, include_result=include_result))
     except q.QueryError as exc:
@@ -149,7 +149,7 @@ def list_(
         raise fail(f"--limit must be between 1 and {q.MAX_LIMIT}", json=json)
     cfg = resolve(config, config_dir)
     try:
-        data = read_state(cfg.state_path, lambda conn: q.list_jobs(
+        data = read_state(cfg.store(), lambda conn: q.list_jobs(
             conn, plugin=plugin, command=command, status=status, submitted_by=submitted_by, limit=limit))
     except q.QueryError as exc:
         raise fail(str(exc), json=json) from None

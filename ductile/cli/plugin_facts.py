@@ -33,7 +33,7 @@ def plugin_facts(
     if limit <= 0:
         raise fail("--limit must be > 0", json=json)
     cfg = resolve(config, config_dir)
-    facts = read_state_sync(cfg.state_path, lambda cur: list_facts(cur, plugin, fact_type, limit))
+    facts = read_state_sync(cfg.store(), lambda cur: list_facts(cur, plugin, fact_type, limit))
     # Facts outlive a plugin's removal from the config (they are never pruned), so only a name
     # that is neither configured nor in the log is an error.
     if not facts and plugin not in cfg.plugins:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from cyclopts import App, Parameter
 
 from ductile.cli.common import find_source, resolve
 from ductile.cli.output import emit_json, fail, heading, print_check, print_table
 from ductile.cli.progress import progress_lines
+
+if TYPE_CHECKING:
+    from ductile.events.store import EventStore
 
 app = App(name="system", help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
 app.command("ductile.cli.skills:skills", name="skills",
@@ -45,7 +48,8 @@ def rebuild(
     json: bool = False,
 ) -> int:
     """Drop projections and rebuild them from the event log (the gateway must be stopped)."""
-    from ductile.events.log import EmptyStateDatabase, connect, read_head, refuse_empty_state_file
+    from ductile.events.log import read_head
+    from ductile.events.schema import UnknownSchema
     from ductile.projections.registry import default_runner
     from ductile.projections.runner import UnknownProjection
     from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
@@ -57,19 +61,19 @@ def rebuild(
             runner.by_name(name)
     except UnknownProjection as exc:
         raise fail(str(exc), json=json) from None
-    if not cfg.state_path.exists():
-        raise fail(f"state database {cfg.state_path} does not exist", json=json)
-    try:
-        refuse_empty_state_file(cfg.state_path)
-    except EmptyStateDatabase as exc:
-        raise fail(str(exc), json=json) from None
+    store = cfg.store()
+    if not store.exists():
+        raise fail(f"state database {store.location} does not exist", json=json)
     try:
         lock = PidLock(pid_path(cfg.state_path)).acquire()
     except PidLockHeld as exc:
         raise fail(str(exc), json=json) from None
     bar = progress_lines("rebuilding", json=json)
     try:
-        conn = connect(cfg.state_path, cfg.service.durability)
+        try:
+            conn = store.open_writer(cfg.service.durability)
+        except UnknownSchema as exc:  # an emptied file, someone else's database
+            raise fail(str(exc), json=json) from None
         started = time.perf_counter()
         reports = runner.rebuild(conn, projection or None, bar)
         position = read_head(conn)
@@ -121,7 +125,7 @@ def scheduler(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json
     from ductile.projections.schedule_queries import active_polls
 
     cfg = resolve(config, config_dir)
-    polls = read_state(cfg.state_path, active_polls)
+    polls = read_state(cfg.store(), active_polls)
     if json:
         emit_json({"service_name": cfg.service.name, "count": len(polls), "active_polls": polls})
         return 0
@@ -150,7 +154,7 @@ def breaker(
     cfg = resolve(config, config_dir)
     if plugin not in cfg.plugins:
         raise fail(f"plugin not found: {plugin}", json=json)
-    report = read_state(cfg.state_path, lambda conn: breaker_report(conn, plugin, command, limit))
+    report = read_state(cfg.store(), lambda conn: breaker_report(conn, plugin, command, limit))
     if json:
         emit_json(report)
         return 0
@@ -202,7 +206,7 @@ def reset(
             raise fail(str(exc), json=json) from None
         try:
             try:
-                log = EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync()
+                log = EventLog(cfg.store(), cfg.service.durability, default_runner()).open_sync()
             except UnknownSchema as exc:
                 raise fail(str(exc), json=json) from None
             try:
@@ -297,9 +301,10 @@ def reload(
         raise fail("gateway is not running", json=json)
     if pid <= 0:
         raise fail(f"the PID lock {pid_path(cfg.state_path)} is held but names no process", json=json)
-    from ductile.events.log import connect, read_head
+    from ductile.events.log import read_head
 
-    conn = connect(cfg.state_path, readonly=True)
+    store = cfg.store()
+    conn = store.reader()
     try:
         head = read_head(conn)  # the outcome is the first one recorded after this position
     finally:
@@ -310,19 +315,19 @@ def reload(
         raise fail("gateway is not running", json=json) from None
     except PermissionError:
         raise fail(f"cannot signal the gateway (pid {pid}): permission denied", json=json) from None
-    return _await_reload_outcome(cfg.state_path, head, pid, seconds, shown, json)
+    return _await_reload_outcome(store, head, pid, seconds, shown, json)
 
 
-def _await_reload_outcome(state_path: Path, head: int, pid: int, seconds: float, shown: str, json: bool) -> int:
+def _await_reload_outcome(store: EventStore, head: int, pid: int, seconds: float, shown: str, json: bool) -> int:
     """Wait for the reload's outcome in the event log: the first ``ConfigReloaded`` or
     ``ConfigReloadRejected`` after ``head`` (the log's head before the signal)."""
     from ductile.app.reload import RELOADED_MESSAGE, ReloadStatus
-    from ductile.events.log import connect, iter_rows
+    from ductile.events.log import iter_rows
     from ductile.events.timefmt import rfc3339
     from ductile.events.types import ConfigReloaded, ConfigReloadRejected
 
     deadline = time.monotonic() + seconds
-    conn = connect(state_path, readonly=True)
+    conn = store.reader()
     try:
         while True:
             for rec in iter_rows(conn, head):
@@ -413,7 +418,7 @@ def status_report(config: str | None, config_dir: str | None) -> dict[str, Any]:
         checks.append({"name": "config_load", "ok": False, "path": str(source.root_file), "detail": str(exc)})
         return skip("state_db", "pid_lock", "health", why="config did not load")
     checks.append({"name": "config_load", "ok": True, "path": str(source.root_file)})
-    checks.append(_state_db_check(cfg.state_path))
+    checks.append(_state_db_check(cfg.store()))
     lock_path = pid_path(cfg.state_path)
     pid = holder(lock_path)
     if pid is None:
@@ -434,22 +439,20 @@ def status_report(config: str | None, config_dir: str | None) -> dict[str, Any]:
     return report
 
 
-def _state_db_check(state_path: Any) -> dict[str, Any]:
-    import sqlite3
+def _state_db_check(store: EventStore) -> dict[str, Any]:
+    from ductile.events.log import read_head
 
-    from ductile.events.log import connect, read_head
-
-    check: dict[str, Any] = {"name": "state_db", "ok": False, "path": str(state_path)}
-    if not state_path.exists():
+    check: dict[str, Any] = {"name": "state_db", "ok": False, "path": store.location}
+    if not store.exists():
         check["detail"] = "does not exist (has the gateway ever started?)"
         return check
     try:
-        conn = connect(state_path, readonly=True)
+        conn = store.reader()
         try:
             head = read_head(conn)
         finally:
             conn.close()
-    except sqlite3.Error as exc:
+    except store.errors as exc:
         check["detail"] = f"cannot read: {exc}"
         return check
     check.update(ok=True, detail=f"event log position {head}")

@@ -83,8 +83,8 @@ def _local(action: str, cfg: Config | None) -> Iterator[EventLog | None]:
                          ) from None
     events: EventLog | None = None
     try:
-        if cfg.state_path.exists():
-            events = EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync()
+        if cfg.store().exists():
+            events = EventLog(cfg.store(), cfg.service.durability, default_runner()).open_sync()
         else:
             print(NOT_LOGGED, file=sys.stderr)
         yield events
@@ -351,9 +351,9 @@ def _is_manual(cfg: Config | None, name: str) -> bool:
     from ductile.projections.vault import fetch_state
     from ductile.vocabulary import SecretPattern
 
-    if cfg is None or not cfg.state_path.exists():
+    if cfg is None or not cfg.store().exists():
         return False
-    secret = read_state(cfg.state_path, fetch_state).meta.secrets.get(name)
+    secret = read_state(cfg.store(), fetch_state).meta.secrets.get(name)
     return secret is not None and secret.pattern == SecretPattern.MANUAL
 
 
@@ -443,8 +443,8 @@ def get(*, name: NameOpt = None, config: ConfigOpt = None, config_dir: ConfigDir
     cfg = _require_config(config, config_dir)
     keyring = _keyring(cfg, None, "get")
     events = None
-    if cfg.state_path.exists():
-        events = _call(EventLog(cfg.state_path, cfg.service.durability, default_runner()).open_sync)
+    if cfg.store().exists():
+        events = _call(EventLog(cfg.store(), cfg.service.durability, default_runner()).open_sync)
     try:
         keeper = _load(_vault_path(cfg, None), keyring, events)
         if events is None:
@@ -468,7 +468,7 @@ def list_(*, principals: bool = False, json: bool = False, config: ConfigOpt = N
     from ductile.projections.vault import fetch_state
 
     cfg = _require_config(config, config_dir)
-    state = read_state(cfg.state_path, fetch_state)
+    state = read_state(cfg.store(), fetch_state)
     if principals:
         rows = [{"name": n, "kind": p.kind, "status": p.status} for n, p in sorted(state.meta.principals.items())]
         if json:
@@ -540,7 +540,7 @@ def vault_audit(*, principal: str | None, secret: str | None, limit: int, json: 
         raise fail(LIMIT_NOT_POSITIVE, json=json)
     query = AuditQuery(principal=principal, secret=secret, limit=limit)
     cfg = _require_config(config, config_dir)
-    page: AuditPage = read_state(cfg.state_path, lambda conn: fetch_query(conn, query))
+    page: AuditPage = read_state(cfg.store(), lambda conn: fetch_query(conn, query))
     if json:
         emit_json(page)
         return

@@ -28,6 +28,7 @@ from ductile.config.service import build_service
 from ductile.config.shapes import check_shape
 from ductile.config.symlinks import check_symlinks
 from ductile.config.webhooks import check_webhooks
+from ductile.events.store import StoreUrl, is_postgres_url, mask_password
 
 DEFAULT_STATE_PATH = "data/ductile.db"
 DEFAULT_VAULT_FILE = "vault.age"
@@ -36,6 +37,7 @@ DEFAULT_VAULT_FILE = "vault.age"
 _PATH_KEYS: frozenset[KeyPath] = frozenset(
     {
         ("state", "path"),
+        ("state", "url"),
         ("database", "path"),
         ("secrets", "age_key_file"),
         ("secrets", "vault_file"),
@@ -99,6 +101,7 @@ def collect_config(source: ConfigSource, environ: MutableMapping[str, str] | Non
         return LoadResult(config=None, errors=[*errors, *ctx.errors], warnings=warnings)
 
     raw = plain(merged.data)
+    _mask_in_reprs(raw)
     try:
         schema = msgspec.convert(raw, RootSchema, strict=True)
     except msgspec.ValidationError as error:  # shapes.py checked every file; kept as a safety net
@@ -109,6 +112,7 @@ def collect_config(source: ConfigSource, environ: MutableMapping[str, str] | Non
     # with defaults standing in for what failed.
     service = ctx.attempt(lambda: build_service(schema.service, ctx), ServiceConfig())
     state_path = ctx.attempt(lambda: _state_path(schema, ctx), source.config_dir / DEFAULT_STATE_PATH)
+    state_url = ctx.attempt(lambda: _state_url(schema, ctx), None)
     plugin_roots = ctx.attempt(lambda: _plugin_roots(schema, ctx), [])
     api = ctx.attempt(lambda: build_api(schema.api, ctx, state_path), ApiConfig())
     plugins = build_plugins(schema.plugins or {}, ctx, service.max_workers, merged.plugin_files)
@@ -122,6 +126,7 @@ def collect_config(source: ConfigSource, environ: MutableMapping[str, str] | Non
         source=source,
         service=service,
         state_path=state_path,
+        state_url=state_url,
         plugin_roots=plugin_roots,
         api=api,
         plugins=plugins,
@@ -188,12 +193,33 @@ def _check_unresolved(merged: dict[str, Any], ctx: BuildContext) -> None:
 
 
 def _state_path(schema: RootSchema, ctx: BuildContext) -> Path:
+    """The state DB file, or with ``state.url`` where the gateway's local files (the PID lock,
+    the records directories beside it) live: the default path's directory."""
     text = DEFAULT_STATE_PATH
     if schema.state is not None and schema.state.path:
         text = schema.state.path
     elif schema.database is not None and schema.database.path:
         text = schema.database.path
     return resolve_path(text, ctx.config_dir, ctx.home)
+
+
+def _mask_in_reprs(raw: dict[str, Any]) -> None:
+    """``state.url`` as a ``StoreUrl``: a repr of the config (or of its raw mapping) masks the password."""
+    state = raw.get("state")
+    if isinstance(state, dict) and isinstance(state.get("url"), str):
+        state["url"] = StoreUrl(state["url"])
+
+
+def _state_url(schema: RootSchema, ctx: BuildContext) -> StoreUrl | None:
+    url = schema.state.url if schema.state is not None else None
+    if url is None:
+        return None
+    if (schema.state is not None and schema.state.path) or (schema.database is not None and schema.database.path):
+        raise ctx.error("state: set either path (SQLite) or url (PostgreSQL), not both", ("state", "url"))
+    if not is_postgres_url(url):
+        # The text may hold a password: only its masked form is shown.
+        raise ctx.error(f"state.url: {mask_password(url)!r} is not a postgresql:// URL", ("state", "url"))
+    return StoreUrl(url)
 
 
 def _plugin_roots(schema: RootSchema, ctx: BuildContext) -> list[Path]:

@@ -10,6 +10,7 @@ import msgspec
 
 from ductile.config.discovery import ConfigSource
 from ductile.config.locations import KeyPath
+from ductile.events.store import EventStore, StoreUrl, open_store
 
 # The defaults of config.md §4 that code outside the config model also needs (a fallback for a
 # plugin missing from the catalog, a decider's default argument). They live here only; every
@@ -157,7 +158,7 @@ class Diagnostic(msgspec.Struct, frozen=True, omit_defaults=True):
 class Config(msgspec.Struct, frozen=True):
     source: ConfigSource
     service: ServiceConfig
-    state_path: Path
+    state_path: Path  # the SQLite file; with ``state_url``, only the anchor of the local files beside it
     plugin_roots: list[Path]
     api: ApiConfig
     plugins: dict[str, PluginEntry]
@@ -172,6 +173,11 @@ class Config(msgspec.Struct, frozen=True):
     # Key path in ``raw`` -> the text as written, for each value that took an environment variable:
     # such values are shown and logged as their template or not at all (config.md §9).
     interpolated: dict[KeyPath, str] = {}
+    state_url: StoreUrl | None = None  # ``state.url``: the log on PostgreSQL; holds a password, never print it
+
+    def store(self) -> EventStore:
+        """Where the event log lives: ``state.url`` (PostgreSQL) or ``state.path`` (SQLite)."""
+        return open_store(self.state_url if self.state_url is not None else self.state_path)
 
     def relay_instance_names(self) -> set[str]:
         """The names under ``instances:``: the peers a ``relay:`` step may name (pipelines.md §10)."""

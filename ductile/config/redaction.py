@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ductile.config.locations import KeyPath
+from ductile.events.store import mask_password
 
 if TYPE_CHECKING:
     from ductile.config.model import Config
@@ -16,13 +17,16 @@ REDACTED = "[REDACTED]"
 
 
 def redact(value: Any, key: str | None = None) -> Any:
-    """Replace scalars whose nearest key looks sensitive; ``*_ref`` keys name secrets and stay."""
+    """Replace scalars whose nearest key looks sensitive; ``*_ref`` keys name secrets and stay.
+    A URL's password (``state.url: postgresql://user:pw@host/db``) is masked under any key."""
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, key) for v in value]
     if key is not None and not key.endswith("_ref") and _SENSITIVE.search(key) and value is not None:
         return REDACTED
+    if isinstance(value, str):
+        return mask_password(value)
     return value
 
 

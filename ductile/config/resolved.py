@@ -58,7 +58,7 @@ def resolved_document(config: Config) -> dict[str, Any]:
     if isinstance(auth, dict):
         auth.setdefault("tokens", [])  # §4.3: no tokens by default
     document.setdefault("plugins", {})  # §4.1
-    if "database" not in document:
+    if "database" not in document and config.state_url is None:
         _section(document, "state").setdefault("path", DEFAULT_STATE_PATH)
     secrets = _section(document, "secrets")
     if "vault_file" not in secrets and config.secrets.vault_file is not None:

@@ -56,6 +56,11 @@ class PathSchema(_Section):
     path: str | None = None
 
 
+class StateSchema(_Section):
+    path: str | None = None
+    url: str | None = None  # postgresql://… (docs/postgresql.md); exactly one of path and url
+
+
 class SecretsSchema(_Section):
     age_key_file: str | None = None
     vault_file: str | None = None
@@ -112,7 +117,7 @@ class RootSchema(_Section):
     include: list[str] | None = None
     environment_vars: EnvironmentVarsSchema | None = None
     service: ServiceSchema | None = None
-    state: PathSchema | None = None
+    state: StateSchema | None = None
     database: PathSchema | None = None
     secrets: SecretsSchema | None = None
     plugin_roots: list[str] | None = None

@@ -1,14 +1,16 @@
-"""The event log: one append-only SQLite table, one writer thread, group commit.
+"""The event log: one append-only table, one writer thread, group commit.
 
 Callers submit *units of work*: a function that runs inside the writer's transaction, reads what
 it needs through ``WriteTx`` (the projections it reads are current, including earlier units of
-the same batch), and appends events. The writer drains everything queued, runs it in one
-``BEGIN IMMEDIATE … COMMIT`` with a ``SAVEPOINT`` per unit (a unit that raises is rolled back
-alone and its caller gets the exception), applies the projections inside the same savepoint, and
-only then resolves the callers' futures: a change is acknowledged after its commit returned.
+the same batch), and appends events. The writer drains everything queued, runs it in one write
+transaction (begun by the store: ``BEGIN IMMEDIATE`` on SQLite) with a ``SAVEPOINT`` per unit (a
+unit that raises is rolled back alone and its caller gets the exception), applies the projections
+inside the same savepoint, and only then resolves the callers' futures: a change is acknowledged
+after its commit returned.
 
-Other processes append through this same class; SQLite's write lock serialises them and the
-positions and chain are computed inside each transaction from the current head.
+Other processes append through this same class; the store's write lock serialises them and the
+positions and chain are computed inside each transaction from the current head. What differs
+between storage engines (SQLite, PostgreSQL) is behind ``EventStore`` (store.py).
 """
 
 from __future__ import annotations
@@ -26,12 +28,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import aiosqlite
 import msgspec
 
 from ductile.events import codec
 from ductile.events.record import GENESIS_CHAIN, SELECT_COLUMNS, Recorded, chain_hash, from_row
-from ductile.events.schema import UnknownSchema, ensure_schema
+
+# Re-exported: the SQLite file's helpers were born here and many callers (and other branches)
+# import them from this module.
+from ductile.events.sqlite_store import EmptyStateDatabase as EmptyStateDatabase
+from ductile.events.sqlite_store import SqliteStore
+from ductile.events.sqlite_store import connect as connect
+from ductile.events.sqlite_store import connect_async as connect_async
+from ductile.events.sqlite_store import refuse_empty_state_file as refuse_empty_state_file
+from ductile.events.sqlite_store import use_wal as use_wal
+from ductile.events.store import FOLLOW_POLL_SECONDS, AsyncReader, EventStore, log_line
+from ductile.events.store import is_storage_error as is_storage_error
 from ductile.events.timefmt import now_ns
 from ductile.events.types import SCHEMAS, EventBase
 
@@ -42,7 +53,6 @@ NO_STREAM = "no_stream"
 Expected = int | str  # ANY, NO_STREAM or an exact version (>= 1)
 
 MAX_BATCH = 2000
-FOLLOW_POLL_SECONDS = 1.0
 
 
 class ConcurrencyError(Exception):
@@ -57,36 +67,6 @@ class ConcurrencyError(Exception):
 
 class LogClosed(RuntimeError):
     pass
-
-
-# SQLite primary result codes that mean the storage, not the work, failed: the same work may
-# succeed once the disk has room again, the file is writable again, or another writer let go.
-_STORAGE_CODES = frozenset({
-    5,   # SQLITE_BUSY
-    6,   # SQLITE_LOCKED
-    7,   # SQLITE_NOMEM
-    8,   # SQLITE_READONLY
-    10,  # SQLITE_IOERR
-    13,  # SQLITE_FULL
-    14,  # SQLITE_CANTOPEN
-    15,  # SQLITE_PROTOCOL
-})
-
-_log = logging.getLogger("ductile.events")
-
-
-def is_storage_error(exc: BaseException) -> bool:
-    """Did an append fail because the log could not be written (disk full, read-only, I/O)?
-
-    Such a failure rolls the whole batch back; the caller may submit the same work again."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF in _STORAGE_CODES
-
-
-def _log_line(level: int, msg: str, exc: BaseException | None = None, **fields: Any) -> None:
-    # The shape ductile.system.logs formats (that package sits above this one); ``exc`` becomes
-    # the line's ``stack`` there.
-    _log.log(level, msg, exc_info=exc, extra={"component": "eventlog", "fields": fields})
 
 
 class ProjectionApplier(Protocol):
@@ -171,8 +151,12 @@ class WriteTx:
                     " VALUES (?,?,?,?,?,?,?,?,?)",
                     (position, eid, stream, version, type_, SCHEMAS[type_], recorded_at, data, chain),
                 )
-            except sqlite3.IntegrityError:
+            except Exception as exc:
+                store = self._log.store
+                if not store.is_conflict(exc):
+                    raise
                 if expected == NO_STREAM and version == 1:
+                    store.recover_failed_statement(self.conn)  # to read the stream's version
                     raise ConcurrencyError(stream, expected, self._actual_version(stream)) from None
                 raise
             rec = Recorded(
@@ -238,92 +222,20 @@ class LogStats:
     events: int = 0
 
 
-# operations.md §10: a writer waits this long for another process's write transaction (a sqlite3
-# shell, a copy tool) before ``database is locked``; the single writer makes waiting on ourselves rare.
-BUSY_TIMEOUT_MS = 5000
-
-
-def connect(path: str | Path, durability: str = "full", readonly: bool = False) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA query_only = ON")
-    else:
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return conn
-
-
-def connect_async(path: str | Path) -> aiosqlite.Connection:
-    """A read-only aiosqlite connection set up as ``connect(readonly=True)``; await it to open it
-    and ``close()`` it once done (its thread keeps the process alive until then)."""
-    return aiosqlite.Connection(lambda: connect(path, readonly=True), iter_chunk_size=256)
-
-
-class EmptyStateDatabase(UnknownSchema):
-    """A zero-length file where the state DB should be: its history was lost outside Ductile."""
-
-
-def prepare_state_file(path: Path) -> bool:
-    """Create a missing state DB file 0600 (True: created); refuse an existing one that is empty.
-
-    SQLite creates a new database file 0644 (less the umask) and gives its ``-wal`` and ``-shm``
-    files the database file's mode, so creating the file first, private, keeps all three
-    private. An existing empty file is not a new gateway: SQLite would happily start a fresh
-    log in it and every job, schedule and vault record would be silently gone.
-    """
-    try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        return True
-    except FileExistsError:
-        pass
-    refuse_empty_state_file(path)
-    return False
-
-
-def refuse_empty_state_file(path: Path) -> None:
-    if path.stat().st_size == 0:
-        raise EmptyStateDatabase(
-            f"state database {path} is empty (0 bytes); refusing to start a new event log over it. "
-            "Restore it from a backup, or delete the file to start with a new, empty log"
-        )
-
-
-def use_wal(conn: sqlite3.Connection) -> None:
-    # Only once the DB is known to be ours: a refused foreign DB keeps its journal mode.
-    conn.execute("PRAGMA journal_mode = WAL")
-
-
-def checkpoint_into_file(conn: sqlite3.Connection, path: Path) -> None:
-    """Move every committed page of the write-ahead log into the database file and truncate the
-    log (operations.md §2): after a stop the file alone holds the whole event log, so a plain copy
-    of it loses nothing. SQLite does this by itself only when the last connection closes; a
-    reader still open elsewhere (a CLI, a leaked follower) would leave the events in ``-wal``."""
-    try:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    except sqlite3.Error as exc:
-        _log_line(logging.ERROR, "event log checkpoint at close failed", exc, path=str(path))
-        return
-    if busy:
-        # A reader inside a transaction pinned part of the log: the file may lack its newest events.
-        _log_line(logging.WARNING, "event log checkpoint at close incomplete: a reader held the log",
-                  path=str(path))
-
-
 class EventLog:
-    """The durable log. ``open`` it once per process; append through ``submit``/``append``."""
+    """The durable log. ``open`` it once per process; append through ``submit``/``append``.
+
+    ``where`` is an ``EventStore`` or, for SQLite, the state DB's path."""
 
     def __init__(
         self,
-        path: str | Path,
+        where: EventStore | str | Path,
         durability: str = "full",
         projections: ProjectionApplier | None = None,
     ) -> None:
         if durability not in ("full", "normal"):
             raise ValueError('durability must be "full" or "normal"')
-        self.path = Path(path)
+        self.store: EventStore = SqliteStore(Path(where)) if isinstance(where, (str, Path)) else where
         self.durability = durability
         self.projections = projections
         self.stats = LogStats()
@@ -341,25 +253,31 @@ class EventLog:
         self._commit_listeners: list[Callable[[list[Recorded]], None]] = []
         self._unwritable: str | None = None
 
+    def __repr__(self) -> str:
+        return f"EventLog({self.store!r}, durability={self.durability!r})"
+
+    @property
+    def path(self) -> Path:
+        """The SQLite state DB file; a PostgreSQL store has none (the file-only callers refuse it
+        before they get here)."""
+        file = self.store.file
+        if file is None:
+            raise TypeError(f"the event log at {self.store.location} is not a file")
+        return file
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     def open_sync(self, progress: Callable[[int, int], None] | None = None) -> EventLog:
-        """Create or open the DB, prepare projections (catch-up/rebuild) and start the writer."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        created = prepare_state_file(self.path)
-        conn = connect(self.path, self.durability)
+        """Create or open the log, prepare projections (catch-up/rebuild) and start the writer."""
+        conn = self.store.open_writer(self.durability)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            ensure_schema(conn, str(self.path))
-            conn.execute("COMMIT")
-            use_wal(conn)
             if self.projections is not None:
                 self.projections.prepare(conn, progress)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             conn.close()
-            self._forget_unwritten(created)
+            self.store.forget_unwritten()
             raise
         row = conn.execute("SELECT MAX(position) FROM events").fetchone()
         self._head = row[0] or 0
@@ -367,11 +285,6 @@ class EventLog:
         self._thread = threading.Thread(target=self._run, name="ductile-writer", daemon=True)
         self._thread.start()
         return self
-
-    def _forget_unwritten(self, created: bool) -> None:
-        # A file this open created but never wrote would be refused as an emptied DB next time.
-        if created and self.path.stat().st_size == 0:
-            self.path.unlink()
 
     async def open(self, progress: Callable[[int, int], None] | None = None) -> EventLog:
         self._loop = asyncio.get_running_loop()
@@ -388,8 +301,7 @@ class EventLog:
             self._thread.join()
             self._fail_queued()
         if self._conn is not None:
-            checkpoint_into_file(self._conn, self.path)
-            self._conn.close()
+            self.store.close_writer(self._conn)
             self._conn = None
 
     def _fail_queued(self) -> None:
@@ -459,8 +371,6 @@ class EventLog:
         return self.submit_sync(lambda tx: tx.append(stream, events, expected, event_ids))
 
     def _run(self) -> None:
-        conn = self._conn
-        assert conn is not None
         while True:
             first = self._queue.get()
             if first is None:
@@ -476,7 +386,8 @@ class EventLog:
                     stop = True
                     break
                 batch.append(nxt)
-            self._run_batch(conn, batch)
+            assert self._conn is not None  # the store may have replaced it after a storage error
+            self._run_batch(self._conn, batch)
             if stop:
                 return
 
@@ -484,7 +395,7 @@ class EventLog:
         outcomes: list[_Outcome] = []
         tx = WriteTx(self, conn, now_ns())
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self.store.begin_write(conn)
             row = conn.execute(
                 "SELECT position, chain FROM events ORDER BY position DESC LIMIT 1"
             ).fetchone()
@@ -496,7 +407,7 @@ class EventLog:
                 try:
                     result = req.work(tx)
                 except BaseException as exc:
-                    if is_storage_error(exc):
+                    if self.store.is_storage_error(exc):
                         raise  # the storage, not this unit, failed: the whole batch fails alike
                     conn.execute("ROLLBACK TO unit")
                     conn.execute("RELEASE unit")
@@ -510,16 +421,19 @@ class EventLog:
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
+                try:
                     conn.execute("ROLLBACK")
-            if is_storage_error(exc):
+                except Exception as rollback_exc:  # the batch's own error is what callers get
+                    log_line(logging.DEBUG, "rollback after a failed batch failed", rollback_exc)
+            if self.store.is_storage_error(exc):
                 self._storage_failed(exc)
+                self._conn = self.store.reopen_writer(conn, self.durability)
             failed = [_Outcome(req, error=exc) for req in batch]
             self._deliver(failed, [])
             return
         if self._unwritable is not None:
             self._unwritable = None
-            _log_line(logging.INFO, "event log writable again")
+            log_line(logging.INFO, "event log writable again")
         self.stats.batches += 1
         self.stats.units += len(batch)
         self.stats.events += len(tx.recorded)
@@ -528,7 +442,7 @@ class EventLog:
     def _storage_failed(self, exc: BaseException) -> None:
         """One WARN with the traceback when the log stops being writable; each caller is told too."""
         if self._unwritable is None:
-            _log_line(logging.WARNING, "event log not writable", exc=exc)
+            log_line(logging.WARNING, "event log not writable", exc=exc)
         self._unwritable = str(exc)
 
     def _deliver(self, outcomes: list[_Outcome], recorded: list[Recorded]) -> None:
@@ -572,7 +486,7 @@ class EventLog:
 
     def reader(self) -> sqlite3.Connection:
         """A new read-only connection (never blocks the writer, WAL snapshot per statement)."""
-        return connect(self.path, readonly=True)
+        return self.store.reader()
 
     async def follow(
         self, from_position: int = 0, batch: int = 500, poll: float = FOLLOW_POLL_SECONDS
@@ -584,7 +498,7 @@ class EventLog:
         """
         # aiosqlite, not a worker-thread read: a cancelled follower's close is queued behind the
         # statement still running on the connection's own thread, never run under it (SIGSEGV).
-        reader = await connect_async(self.path)
+        reader: AsyncReader = await self.store.connect_async()
         position = from_position
         try:
             while True:
@@ -623,7 +537,7 @@ def read_head(conn: sqlite3.Connection) -> int:
     return head
 
 
-async def fetch_head(conn: aiosqlite.Connection) -> int:
+async def fetch_head(conn: AsyncReader) -> int:
     """``read_head`` on an async connection."""
     rows = list(await conn.execute_fetchall(HEAD_SQL))
     head: int = rows[0][0]
@@ -635,7 +549,7 @@ def read_rows(conn: sqlite3.Connection, from_position: int = 0, limit: int | Non
     return [from_row(r) for r in conn.execute(sql, params).fetchall()]
 
 
-async def fetch_rows(conn: aiosqlite.Connection, from_position: int = 0, limit: int | None = None) -> list[Recorded]:
+async def fetch_rows(conn: AsyncReader, from_position: int = 0, limit: int | None = None) -> list[Recorded]:
     """``read_rows`` on an async connection."""
     sql, params = _rows_sql(from_position, limit)
     return [from_row(r) for r in await conn.execute_fetchall(sql, params)]

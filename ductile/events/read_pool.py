@@ -1,4 +1,6 @@
-"""Read-only aiosqlite connections shared by the gateway's async reads (API routes, SSE catch-up).
+"""Read-only async connections shared by the gateway's async reads (API routes, SSE catch-up).
+
+The store opens them (``EventStore.connect_async``): aiosqlite on SQLite.
 
 Each connection runs its statements one after another on its own thread (aiosqlite), so a read
 never waits for the writer (WAL) nor for a read on another connection. Cancelling a read does not
@@ -11,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
-
-from ductile.events.log import LogClosed, connect_async
+from ductile.events.log import LogClosed
+from ductile.events.sqlite_store import SqliteStore
+from ductile.events.store import AsyncReader, EventStore
 
 T = TypeVar("T")
 
@@ -31,35 +32,29 @@ class ReadPoolClosed(LogClosed):
         return "read pool is closed"
 
 
-async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+async def fetch_one(conn: AsyncReader, sql: str, params: Sequence[Any] = ()) -> Any:
     """The first row of a query, or None (one hop to the connection's thread)."""
     rows = list(await conn.execute_fetchall(sql, params))
     return rows[0] if rows else None
 
 
-async def fetch_value(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> Any:
+async def fetch_value(conn: AsyncReader, sql: str, params: Sequence[Any] = ()) -> Any:
     """The first column of the first row (``COUNT(*)``, ``MAX(…)``)."""
     row = await fetch_one(conn, sql, params)
     return None if row is None else row[0]
 
 
-def spoils_connection(exc: BaseException) -> bool:
-    """Does this error leave the connection unfit for the next read? A statement that failed
-    (``OperationalError``: busy, I/O, no such table) leaves it as it was; misuse or a damaged file
-    (``ProgrammingError``, ``DatabaseError``) may not, and a fresh connection costs little."""
-    return isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.OperationalError)
-
-
 class ReadPool:
-    """Up to ``size`` read-only connections on the state DB, opened on demand."""
+    """Up to ``size`` read-only connections on the event store, opened on demand. ``where`` is an
+    ``EventStore`` or, for SQLite, the state DB's path."""
 
-    def __init__(self, path: str | Path, size: int = DEFAULT_SIZE) -> None:
+    def __init__(self, where: EventStore | str | Path, size: int = DEFAULT_SIZE) -> None:
         if size < 1:
             raise ValueError("a read pool needs at least one connection")
-        self.path = Path(path)
+        self.store: EventStore = SqliteStore(Path(where)) if isinstance(where, (str, Path)) else where
         self.size = size
         self._slots = asyncio.Semaphore(size)  # at most ``size`` connections, each used by one read
-        self._idle: list[aiosqlite.Connection] = []
+        self._idle: list[AsyncReader] = []
         self._retiring: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._drained = asyncio.Event()
@@ -70,7 +65,7 @@ class ReadPool:
     def closed(self) -> bool:
         return self._closed
 
-    async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    async def read(self, fn: Callable[[AsyncReader], Awaitable[T]]) -> T:
         """``await fn(conn)`` on a connection of its own; the connection goes back to the pool
         whatever happens, even on cancellation."""
         if self._closed:
@@ -81,12 +76,12 @@ class ReadPool:
             async with self._slots:
                 if self._closed:
                     raise ReadPoolClosed()
-                conn = self._idle.pop() if self._idle else await connect_async(self.path)
+                conn = self._idle.pop() if self._idle else await self.store.connect_async()
                 spoiled = False
                 try:
                     return await fn(conn)
                 except BaseException as exc:
-                    spoiled = spoils_connection(exc)
+                    spoiled = self.store.spoils_connection(exc)
                     raise
                 finally:
                     self._release(conn, spoiled)
@@ -95,7 +90,7 @@ class ReadPool:
             if self._in_flight == 0:
                 self._drained.set()
 
-    def _release(self, conn: aiosqlite.Connection, spoiled: bool) -> None:
+    def _release(self, conn: AsyncReader, spoiled: bool) -> None:
         if not spoiled:
             self._idle.append(conn)
             return

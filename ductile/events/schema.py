@@ -1,8 +1,13 @@
-"""DDL of the event log and the checks that a state DB is one of ours."""
+"""DDL of the event log and the checks that a state DB is one of ours.
+
+The DDL is written once, in SQLite's dialect; the PostgreSQL store runs it translated
+(``sql_dialect.to_postgres``). What differs is how each engine lists its tables (``tables``).
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 LOG_SCHEMA_VERSION = 1
 
@@ -39,16 +44,18 @@ def has_tables(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' LIMIT 1").fetchone() is not None
 
 
-def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
-    """Create the log in an empty DB; refuse a DB that holds someone else's tables."""
-    if has_tables(conn):
-        found = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='events'"
-        ).fetchone()
-        meta = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='ductile_meta'"
-        ).fetchone()
-        if not found or not meta:
+def sqlite_tables(conn: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def ensure_schema(
+    conn: sqlite3.Connection, path: str, tables: Callable[[sqlite3.Connection], set[str]] = sqlite_tables
+) -> None:
+    """Create the log in an empty DB; refuse a DB that holds someone else's tables. ``tables``
+    lists the database's tables (the engine's own catalogue)."""
+    found = tables(conn)
+    if found:
+        if not {"events", "ductile_meta"} <= found:
             raise UnknownSchema(
                 f"state database {path} has an unknown schema (no event log); refusing to modify it"
             )
@@ -63,8 +70,8 @@ def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
     for statement in EVENTS_DDL.split(";"):
         if statement.strip():
             conn.execute(statement)
-    conn.execute(
-        "INSERT OR REPLACE INTO ductile_meta(key, value) VALUES ('log_schema', ?)",
+    conn.execute(  # a new, empty database: no row to replace (the one form both dialects take)
+        "INSERT INTO ductile_meta(key, value) VALUES ('log_schema', ?)",
         (str(LOG_SCHEMA_VERSION),),
     )
 

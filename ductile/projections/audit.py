@@ -255,9 +255,10 @@ def _auth_failed(cur: sqlite3.Cursor, e: VaultAuthFailed, rec: Recorded) -> None
 
 _QUERY_SQL = (
     "SELECT position, op, principal, secret_name, actor, outcome, detail, created_at FROM vault_audit"
-    " WHERE (:principal IS NULL OR principal = :principal"
+    # CAST: PostgreSQL types a parameter by its first use, and ``IS NULL`` gives it none.
+    " WHERE (CAST(:principal AS TEXT) IS NULL OR principal = :principal"
     "   OR secret_name IN (SELECT secret_name FROM vault_audit_grants WHERE principal = :principal))"
-    " AND (:secret IS NULL OR secret_name = :secret)"
+    " AND (CAST(:secret AS TEXT) IS NULL OR secret_name = :secret)"
     " ORDER BY position DESC, seq DESC LIMIT :limit"
 )
 

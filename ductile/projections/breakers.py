@@ -59,9 +59,9 @@ def _transitioned(cur: sqlite3.Cursor, e: BreakerTransitioned, rec: Recorded) ->
         " updated_at, opened_ns, last_failure_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT(plugin, command) DO UPDATE SET state=excluded.state, failure_count=excluded.failure_count,"
         " opened_at=excluded.opened_at, opened_ns=excluded.opened_ns,"
-        " last_failure_at=COALESCE(excluded.last_failure_at, last_failure_at),"
-        " last_failure_ns=COALESCE(excluded.last_failure_ns, last_failure_ns),"
-        " last_job_id=COALESCE(excluded.last_job_id, last_job_id), updated_at=excluded.updated_at",
+        " last_failure_at=COALESCE(excluded.last_failure_at, circuit_breakers.last_failure_at),"
+        " last_failure_ns=COALESCE(excluded.last_failure_ns, circuit_breakers.last_failure_ns),"
+        " last_job_id=COALESCE(excluded.last_job_id, circuit_breakers.last_job_id), updated_at=excluded.updated_at",
         (e.plugin, e.command, e.to_state, e.failure_count, sql_ts(opened), sql_ts(e.last_failure_at), e.job_id,
          sql_ts(e.at), opened, e.last_failure_at),
     )
@@ -79,9 +79,9 @@ def _counted(cur: sqlite3.Cursor, e: BreakerFailureCounted, rec: Recorded) -> No
         "INSERT INTO circuit_breakers(plugin, command, state, failure_count, last_failure_at, last_job_id,"
         " updated_at, last_failure_ns) VALUES (?, ?, 'closed', ?, ?, ?, ?, ?)"
         " ON CONFLICT(plugin, command) DO UPDATE SET failure_count=excluded.failure_count,"
-        " last_failure_at=COALESCE(excluded.last_failure_at, last_failure_at),"
-        " last_failure_ns=COALESCE(excluded.last_failure_ns, last_failure_ns),"
-        " last_job_id=COALESCE(excluded.last_job_id, last_job_id), updated_at=excluded.updated_at",
+        " last_failure_at=COALESCE(excluded.last_failure_at, circuit_breakers.last_failure_at),"
+        " last_failure_ns=COALESCE(excluded.last_failure_ns, circuit_breakers.last_failure_ns),"
+        " last_job_id=COALESCE(excluded.last_job_id, circuit_breakers.last_job_id), updated_at=excluded.updated_at",
         (e.plugin, e.command, e.failure_count, sql_ts(e.last_failure_at), e.job_id, sql_ts(e.at), e.last_failure_at),
     )
 

@@ -2,7 +2,7 @@
 
 One home for `system rebuild` (``ProjectionRunner.rebuild``) and selfcheck's ``projection_replay``
 (``replay.replay_and_compare``, which folds into a private database and compares). A projection
-that offers a bulk fold (``Projection.bulk``) is folded in memory and each of its final rows is
+that offers a bulk fold (``Projection.bulk``) is folded, on SQLite, in memory and each of its final rows is
 written once with ``executemany`` (a row pruned before the end is never written); the others run
 their live handlers unchanged. Either way:
 
@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ductile.events.record import Recorded, from_row
+from ductile.events.store import StoreKind, dialect_of
 from ductile.projections.projection import BulkFold, Handler, Projection
 
 FOLD_CHUNK = 5000  # events read and decoded per query
@@ -93,12 +94,15 @@ def fold_log(
     ``bulk`` is true, else its handlers), secondary indexes built after. Runs inside the caller's
     transaction (a write transaction on ``main``)."""
     cur = conn.cursor()
-    cache = cur.execute("PRAGMA main.cache_size").fetchone()[0]
-    secure_delete = cur.execute("PRAGMA main.secure_delete").fetchone()[0]
-    cur.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
-    # Debian's SQLite zeroes every deleted cell and freed page (8-12% of a rebuild's CPU). Whatever
-    # the fold deletes or drops is a projection of the log, which keeps all of it anyway.
-    cur.execute("PRAGMA main.secure_delete = 0")
+    # The page cache and secure_delete are SQLite's; PostgreSQL's server sizes its own buffers.
+    sqlite = dialect_of(conn) is StoreKind.SQLITE
+    if sqlite:
+        cache = cur.execute("PRAGMA main.cache_size").fetchone()[0]
+        secure_delete = cur.execute("PRAGMA main.secure_delete").fetchone()[0]
+        cur.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
+        # Debian's SQLite zeroes every deleted cell and freed page (8-12% of a rebuild's CPU). Whatever
+        # the fold deletes or drops is a projection of the log, which keeps all of it anyway.
+        cur.execute("PRAGMA main.secure_delete = 0")
     try:
         for p in projections:
             for table in p.tables:
@@ -106,7 +110,9 @@ def fold_log(
             for statement in statements(p.schema):
                 if not is_deferred_index(statement):
                     cur.execute(qualified(statement, "main"))
-        folds = {p.name: p.bulk() for p in projections if bulk and p.bulk is not None}
+        # The bulk folds write SQLite's statements (OR REPLACE, its adapters); a PostgreSQL fold
+        # runs the live handlers, which speak both dialects.
+        folds = {p.name: p.bulk() for p in projections if bulk and sqlite and p.bulk is not None}
         with _null_binds_adapted(), _collector_paused():
             result = _apply_all(cur, projections, folds, events_schema, progress)
         clock = time.perf_counter_ns
@@ -118,8 +124,9 @@ def fold_log(
             result.spent_ns[p.name] += clock() - begun
         return result
     finally:
-        cur.execute(f"PRAGMA main.cache_size = {cache}")
-        cur.execute(f"PRAGMA main.secure_delete = {secure_delete}")
+        if sqlite:
+            cur.execute(f"PRAGMA main.cache_size = {cache}")
+            cur.execute(f"PRAGMA main.secure_delete = {secure_delete}")
 
 
 _NULL_KEY = (type(None), sqlite3.PrepareProtocol)

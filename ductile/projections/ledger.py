@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from ductile.events.record import Recorded
+from ductile.events.store import StoreKind, dialect_of
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
     EventBase,
@@ -144,18 +145,33 @@ def _finish_attempt(
     )
 
 
+_JOB_LOG_COLUMNS = (
+    "id", "job_id", "plugin", "command", "status", "result", "attempt", "submitted_by", "created_at", "completed_at",
+    "last_error", "stderr", "parent_job_id", "source_event_id", "event_context_id", "enqueued_config_snapshot_id",
+    "started_config_snapshot_id", "completed_ns",
+)
+_LOG_JOB_SELECT = (
+    f"job_log({', '.join(_JOB_LOG_COLUMNS)})"
+    " SELECT ?, job_id, plugin, command, ?, ?, ?, submitted_by, created_at, ?, ?, ?, parent_job_id,"
+    " source_event_id, event_context_id, enqueued_config_snapshot_id,"
+    " (SELECT a.config_snapshot_id FROM job_attempts a WHERE a.job_id=l.job_id ORDER BY a.attempt DESC LIMIT 1), ?"
+    " FROM ledger_jobs l WHERE job_id=?"
+)
+# The row of an attempt logged again replaces the first: SQLite's OR REPLACE; PostgreSQL names the
+# conflict and the columns it takes.
+_LOG_JOB = {
+    StoreKind.SQLITE: f"INSERT OR REPLACE INTO {_LOG_JOB_SELECT}",
+    StoreKind.POSTGRES: f"INSERT INTO {_LOG_JOB_SELECT} ON CONFLICT (id) DO UPDATE SET "
+                        + ", ".join(f"{c} = excluded.{c}" for c in _JOB_LOG_COLUMNS[1:]),
+}
+
+
 def _log(
     cur: sqlite3.Cursor, job_id: str, attempt: int, status: str, at: int,
     result: str | None, last_error: str | None, stderr: str | None,
 ) -> None:
     cur.execute(
-        "INSERT OR REPLACE INTO job_log(id, job_id, plugin, command, status, result, attempt, submitted_by,"
-        " created_at, completed_at, last_error, stderr, parent_job_id, source_event_id, event_context_id,"
-        " enqueued_config_snapshot_id, started_config_snapshot_id, completed_ns)"
-        " SELECT ?, job_id, plugin, command, ?, ?, ?, submitted_by, created_at, ?, ?, ?, parent_job_id,"
-        " source_event_id, event_context_id, enqueued_config_snapshot_id,"
-        " (SELECT a.config_snapshot_id FROM job_attempts a WHERE a.job_id=l.job_id ORDER BY a.attempt DESC LIMIT 1), ?"
-        " FROM ledger_jobs l WHERE job_id=?",
+        _LOG_JOB[dialect_of(cur)],
         (f"{job_id}-{attempt}", status, result, attempt, sql_ts(at), last_error, stderr, at, job_id),
     )
     cur.execute("DELETE FROM ledger_jobs WHERE job_id=?", (job_id,))

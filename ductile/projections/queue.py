@@ -8,12 +8,14 @@ table also serves as the dedupe index for the whole window.
 from __future__ import annotations
 
 import itertools
+import re
 import sqlite3
 from typing import Any, ClassVar
 
 import msgspec
 
 from ductile.events.record import Recorded
+from ductile.events.store import StoreKind, dialect_of
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
     EventBase,
@@ -433,14 +435,27 @@ ORDER BY j.created_ns, j.enqueue_position LIMIT ?5
 """
 
 
+
+def _on_postgres(sql: str) -> str:
+    # PostgreSQL has no INDEXED BY (its planner keeps statistics), no rowid (the primary key is the
+    # row's identity) and no numbered ``?N`` placeholders (each is used once, in order: ``?``).
+    sql = sql.replace(" INDEXED BY job_queue_lane", "").replace("j.rowid", "j.job_id").replace("q.rowid", "q.job_id")
+    return re.sub(r"\?\d", "?", sql)
+
+
+_LANE_HEADS = {StoreKind.SQLITE: LANE_HEADS, StoreKind.POSTGRES: _on_postgres(LANE_HEADS)}
+_LANE_NEXT = {StoreKind.SQLITE: LANE_NEXT, StoreKind.POSTGRES: _on_postgres(LANE_NEXT)}
+
+
 def lane_heads(conn: sqlite3.Connection, now: int) -> list[QueuedJob]:
     """The oldest job of every lane that is claimable at ``now``."""
-    return [_queued(row) for row in conn.execute(LANE_HEADS, (now,)).fetchall()]
+    return [_queued(row) for row in conn.execute(_LANE_HEADS[dialect_of(conn)], (now,)).fetchall()]
 
 
 def lane_next(conn: sqlite3.Connection, after: QueuedJob, now: int, limit: int) -> list[QueuedJob]:
     """Up to ``limit`` claimable jobs of ``after``'s lane that come after it, oldest first."""
-    rows = conn.execute(LANE_NEXT, (after.plugin, after.created_ns, after.enqueue_position, now, limit)).fetchall()
+    rows = conn.execute(_LANE_NEXT[dialect_of(conn)],
+                        (after.plugin, after.created_ns, after.enqueue_position, now, limit)).fetchall()
     return [_queued(row) for row in rows]
 
 

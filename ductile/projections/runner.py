@@ -162,7 +162,8 @@ class ProjectionRunner:
         try:
             folded = fold_log(conn, chosen, progress=progress)
             conn.executemany(
-                "INSERT OR REPLACE INTO main.projections(name, version, position) VALUES (?, ?, ?)",
+                "INSERT INTO main.projections(name, version, position) VALUES (?, ?, ?) ON CONFLICT (name)"
+                " DO UPDATE SET version = excluded.version, position = excluded.position",
                 [(p.name, p.version, folded.position) for p in chosen],
             )
             conn.execute("COMMIT")

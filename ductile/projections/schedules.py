@@ -127,7 +127,7 @@ def _status(cur: sqlite3.Cursor, e: ScheduleStatusChanged, rec: Recorded) -> Non
         "INSERT INTO schedule_state(plugin, schedule_id, status, reason, detail, command, mode, timezone, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(plugin, schedule_id) DO UPDATE SET status=excluded.status,"
         " reason=excluded.reason, detail=excluded.detail, command=excluded.command, mode=excluded.mode,"
-        " timezone=excluded.timezone, plan_key=CASE WHEN excluded.status='paused_invalid' THEN NULL ELSE plan_key END,"
+        " timezone=excluded.timezone, plan_key=CASE WHEN excluded.status='paused_invalid' THEN NULL ELSE schedule_state.plan_key END,"
         " updated_at=excluded.updated_at",
         (e.plugin, e.schedule_id, e.status, e.reason, e.detail, e.command, e.mode, e.timezone, sql_ts(e.at)),
     )

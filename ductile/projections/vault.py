@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ductile.events.record import Recorded
+from ductile.events.store import StoreKind, dialect_of
 from ductile.events.timefmt import rfc3339_seconds
 from ductile.events.types import (
     VAULT_CHANGES,
@@ -93,6 +94,13 @@ class VaultCounts(msgspec.Struct, frozen=True, kw_only=True):
 _grants_encoder = msgspec.json.Encoder()
 _grants_decoder = msgspec.json.Decoder(list[str])
 
+
+def _grants_json(cur: sqlite3.Cursor, grants: Any) -> bytes | str:
+    """The ``grants`` column's value. SQLite has stored the encoder's bytes since release 1 (a BLOB
+    in a TEXT column, which replays compare as such); PostgreSQL's TEXT column takes text."""
+    data = _grants_encoder.encode(grants)
+    return data if dialect_of(cur) is StoreKind.SQLITE else data.decode()
+
 _UPSERT_SECRET = (
     "INSERT INTO vault_secrets(name, status, pattern, roll_count, grants, created_at, updated_at, revoked_at,"
     " description) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET status=excluded.status,"
@@ -107,7 +115,7 @@ _UPSERT_PRINCIPAL = (
 
 
 def _put_secret(cur: sqlite3.Cursor, name: str, s: SecretMeta) -> None:
-    cur.execute(_UPSERT_SECRET, (name, s.status, s.pattern, s.roll_count, _grants_encoder.encode(s.grants),
+    cur.execute(_UPSERT_SECRET, (name, s.status, s.pattern, s.roll_count, _grants_json(cur, s.grants),
                                  s.created_at, s.updated_at, s.revoked_at, s.description))
 
 
@@ -131,9 +139,9 @@ def _blob(cur: sqlite3.Cursor, e: VaultChange, rec: Recorded) -> None:
     cur.execute(
         "INSERT INTO vault_blob(id, blob_sha256, prev_blob_sha256, last_change, position) VALUES (1, ?, ?, ?, ?)"
         " ON CONFLICT(id) DO UPDATE SET last_change=excluded.last_change, position=excluded.position,"
-        " blob_sha256=CASE WHEN excluded.blob_sha256 != '' THEN excluded.blob_sha256 ELSE blob_sha256 END,"
+        " blob_sha256=CASE WHEN excluded.blob_sha256 != '' THEN excluded.blob_sha256 ELSE vault_blob.blob_sha256 END,"
         " prev_blob_sha256=CASE WHEN excluded.blob_sha256 != '' THEN excluded.prev_blob_sha256"
-        " ELSE prev_blob_sha256 END",
+        " ELSE vault_blob.prev_blob_sha256 END",
         (e.blob_sha256, e.prev_blob_sha256 if e.blob_sha256 else "", rec.type, rec.position),
     )
 
@@ -162,7 +170,7 @@ def _purged(cur: sqlite3.Cursor, e: PrincipalPurged, rec: Recorded) -> None:
         row = cur.execute("SELECT grants FROM vault_secrets WHERE name=?", (secret,)).fetchone()
         if row is not None:
             kept = [g for g in _grants_decoder.decode(row[0]) if g != e.name]
-            cur.execute("UPDATE vault_secrets SET grants=? WHERE name=?", (_grants_encoder.encode(kept), secret))
+            cur.execute("UPDATE vault_secrets SET grants=? WHERE name=?", (_grants_json(cur, kept), secret))
 
 
 def _rolled(cur: sqlite3.Cursor, names: Iterable[str], at: int) -> None:
@@ -182,7 +190,7 @@ def _set(cur: sqlite3.Cursor, e: SecretSet, rec: Recorded) -> None:
         _put_secret(cur, e.name, SecretMeta(pattern=e.pattern, grants=e.grants, created_at=at, updated_at=at))
     else:
         cur.execute("UPDATE vault_secrets SET pattern=?, grants=?, updated_at=? WHERE name=?",
-                    (e.pattern, _grants_encoder.encode(e.grants), at, e.name))
+                    (e.pattern, _grants_json(cur, e.grants), at, e.name))
 
 
 @PROJECTION.on(SecretRolled)

@@ -24,6 +24,7 @@ from ductile.config.model import Config
 from ductile.config.paths import home_directory
 from ductile.events.log import EmptyStateDatabase, connect, read_head, refuse_empty_state_file
 from ductile.events.schema import UnknownSchema, ensure_schema, has_tables
+from ductile.events.store import EventStore
 from ductile.events.timefmt import now_ns, rfc3339
 from ductile.projections.schedules import planned_runs
 from ductile.runtime.catalog import Catalog
@@ -80,14 +81,15 @@ def schedule_findings(config: Config, catalog: Catalog, now: int) -> list[Findin
     a start now would plan (before jitter)."""
     specs, _ = load_specs(config, catalog)  # their warnings are config check's
     planned: dict[tuple[str, str], int] = {}
-    if specs and config.state_path.exists():
+    store = config.store()
+    if specs and store.exists():
         try:
-            conn = connect(config.state_path, readonly=True)
+            conn = store.reader()
             try:
                 planned = planned_runs(conn)
             finally:
                 conn.close()
-        except sqlite3.Error:
+        except store.errors:
             planned = {}  # state_findings reports an unreadable DB once
     out: list[Finding] = []
     for spec in specs:
@@ -146,11 +148,26 @@ def state_findings(config: Config) -> list[Finding]:
     if config.service.durability == "normal":
         out.append(Finding(level=Level.WARNING, category="durability", field="service.durability",
                            message=DURABILITY_NORMAL))
-    out.append(_state_db(config.state_path))
+    store = config.store()
+    out.append(_state_db(config.state_path) if store.file is not None else _state_server(store))
     pid = holder(pid_path(config.state_path))
     message = GATEWAY_NOT_RUNNING if pid is None else GATEWAY_RUNNING.format(pid=pid if pid > 0 else "unknown")
     out.append(_info("gateway", "state.path", message))
     return out
+
+
+def _state_server(store: EventStore) -> Finding:
+    """``state.url``: the log's head on the server (its schema is checked when the gateway opens it)."""
+    try:
+        conn = store.reader()
+        try:
+            head = read_head(conn)
+        finally:
+            conn.close()
+    except store.errors as exc:
+        return Finding(level=Level.ERROR, category="state_db", field="state.url",
+                       message=f"event store {store.location} cannot be read: {exc}")
+    return _info("state_db", "state.url", f"event log head {head} ({store.location})")
 
 
 def _state_db(path: Path) -> Finding:

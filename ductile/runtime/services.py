@@ -42,7 +42,7 @@ class Services:
         self.feed = EventFeed(events, self.live)  # the SSE streams' one follower of the log
         self.sse_subscribers = 0
         self.stopping = asyncio.Event()
-        self.reads = ReadPool(events.path)  # closed by close(), once the API has drained
+        self.reads = ReadPool(events.store)  # closed by close(), once the API has drained
         self.last_tick_ns: int | None = None  # the scheduler's last tick (operations.md §9 heartbeat)
         self._late_logged = False
 

@@ -30,10 +30,12 @@ from ductile.events.log import (
     read_snapshot,
     verify_chain,
 )
+from ductile.events.postgres_store import PostgresStore, PostgresUnavailable
 from ductile.events.schema import EVENTS_DDL, integrity_problems
+from ductile.events.store import is_database_error
 from ductile.events.timefmt import NS
 from ductile.projections import queue as queue_projection
-from ductile.projections import replay
+from ductile.projections import replay, replay_postgres
 from ductile.projections import vault as vault_projection
 from ductile.projections.registry import ALL as PROJECTIONS
 from ductile.system.pidlock import PidLock, PidLockHeld, holder, pid_path
@@ -184,7 +186,9 @@ def _guarded(name: str, run: Callable[[], SelfcheckCheck]) -> SelfcheckCheck:
     """A check whose read failed is failed with the reason, never an exception out of selfcheck."""
     try:
         return run()
-    except sqlite3.Error as exc:
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
         # Capped: a tampered row's decode error quotes the row's bytes.
         return _fail(name, f"read failed: {str(exc)[:_ERROR_CHARS]}")
 
@@ -192,23 +196,28 @@ def _guarded(name: str, run: Callable[[], SelfcheckCheck]) -> SelfcheckCheck:
 # --- the runs -------------------------------------------------------------------------------------
 
 
-def online_checks(open_reader: Callable[[], sqlite3.Connection], state_path: Path, config: Config,
+def online_checks(open_reader: Callable[[], sqlite3.Connection], state: Path | PostgresStore, config: Config,
                   environ: Mapping[str, str], home: Path) -> list[SelfcheckCheck]:
     """The checks that are safe beside a running gateway, on read snapshots of the state DB (the
     replay takes its own). api.md's shape has no ``path``."""
     try:
         conn = open_reader()
-    except sqlite3.Error as exc:
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
         return _skipped(ONLINE_CHECKS, f"cannot open the state DB read-only: {exc}")
     try:
         with read_snapshot(conn):
             checks = [
                 _guarded("event_log_chain", lambda: chain_check(conn)),
-                _guarded("projection_replay", lambda: replay_check(state_path)),
+                _guarded("projection_replay", lambda: replay_check(state) if isinstance(state, Path)
+                         else _server_replay_check(state)),
                 _guarded("queue_terminal_freshness", lambda: freshness_check(conn, config)),
                 _guarded("vault_agreement", lambda: vault_check(conn, config, environ, home)),
             ]
-    except sqlite3.Error as exc:
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
         return _skipped(ONLINE_CHECKS, f"state DB not readable: {exc}")
     finally:
         conn.close()
@@ -259,6 +268,9 @@ def offline_checks(
 
 def _state_checks(config: Config, environ: Mapping[str, str], home: Path,
                   progress: Progress | None) -> list[SelfcheckCheck]:
+    store = config.store()
+    if isinstance(store, PostgresStore):
+        return _server_state_checks(config, store, environ, home, progress)
     path = config.state_path
     if not path.exists():
         return [_fail("db_integrity", f"state database {path} does not exist", path),
@@ -291,8 +303,55 @@ def _state_checks(config: Config, environ: Mapping[str, str], home: Path,
         conn.close()
 
 
+def _server_state_checks(config: Config, store: PostgresStore, environ: Mapping[str, str], home: Path,
+                         progress: Progress | None) -> list[SelfcheckCheck]:
+    """§5's state checks on a PostgreSQL store: the server keeps its own pages (``db_integrity``
+    is that the log can be read there); the schema, the chain, the replay (in a private schema,
+    rolled back), freshness and the vault as on SQLite."""
+    try:
+        conn = store.reader()
+        head = read_head(conn)
+    except (*store.errors, PostgresUnavailable) as exc:
+        return [_fail("db_integrity", f"cannot read {store.location}: {exc}"),
+                *_skipped(OFFLINE_CHECKS[4:], "state database not readable")]
+    try:
+        checks = [_ok("db_integrity", f"event log head {head} on {store.location} (pages are the server's)")]
+        stored = _guarded_stored(conn)
+        stale = {**replay.stale_versions(stored, PROJECTIONS),
+                 **{p.name: f"{p.name}: not stored yet, built at the next start ({p.version})"
+                    for p in PROJECTIONS if p.name not in stored}}
+        work = store.work_connection()
+        try:
+            differences = replay_postgres.schema_differences(work, EVENTS_DDL, PROJECTIONS, skip=tuple(stale))
+        finally:
+            work.close()
+        checks.append(_fail("db_schema", "; ".join(differences)) if differences
+                      else _ok("db_schema", "; ".join(["matches the baseline", *stale.values()])))
+        with read_snapshot(conn):
+            bar = _Progress(progress, read_head(conn))
+            checks.append(_guarded("queue_terminal_freshness", lambda: freshness_check(conn, config)))
+            checks.append(_guarded("event_log_chain", lambda: chain_check(conn, bar.chain)))
+            checks.append(_guarded("projection_replay", lambda: _server_replay_check(store, bar.replay)))
+            vault_built = vault_projection.PROJECTION.name not in stale
+            checks.append(_guarded("vault_agreement", lambda: vault_check(conn, config, environ, home, vault_built)))
+        return checks
+    finally:
+        conn.close()
+
+
+def _server_replay_check(store: PostgresStore, progress: Progress | None = None) -> SelfcheckCheck:
+    work = store.work_connection()
+    try:
+        outcome = replay_postgres.replay_and_compare(work, PROJECTIONS, progress)
+    finally:
+        work.close()
+    return (_ok if outcome.ok else _fail)("projection_replay", outcome.detail)
+
+
 def _guarded_stored(conn: sqlite3.Connection) -> dict[str, replay.StoredProjection]:
     try:
         return replay.stored_projections(conn)
-    except sqlite3.Error:
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
         return {}  # no projections table: db_schema lists it as missing

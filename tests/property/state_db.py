@@ -1,4 +1,5 @@
-"""Fresh state DBs for property tests (one per hypothesis example, so no pytest tmp_path)."""
+"""Fresh state DBs for property tests (one per hypothesis example, so no pytest tmp_path), on the
+store the test's ``fresh_store`` fixture gives (tests/stores.py: SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,22 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from tempfile import TemporaryDirectory
 
 from ductile.commands.errors import Refused
 from ductile.events.log import EventLog, ProjectionApplier, WriteTx, connect
+from ductile.events.store import EventStore
 from ductile.projections.fold import fold_log
 from ductile.projections.projection import Projection
 from ductile.projections.registry import default_runner
+from tests.stores import SQLITE_FRESH, FreshStore
 
 
 @asynccontextmanager
 async def fresh_log(
-    durability: str = "full", projections: ProjectionApplier | None = None
+    durability: str = "full", projections: ProjectionApplier | None = None, store: FreshStore = SQLITE_FRESH
 ) -> AsyncIterator[EventLog]:
-    with TemporaryDirectory(prefix="ductile-prop-") as tmp:
-        log = EventLog(Path(tmp) / "state.db", durability=durability, projections=projections)
+    with store() as empty:
+        log = EventLog(empty, durability=durability, projections=projections)
         await log.open()
         try:
             yield log
@@ -40,9 +42,9 @@ async def submit_wave(log: EventLog, wave: list[tuple[Hashable, Callable[[WriteT
             accepted[key].extend(result)
 
 
-def assert_rebuild_reproduces(path: Path, tables: tuple[str, ...] | list[str]) -> None:
+def assert_rebuild_reproduces(store: EventStore, tables: tuple[str, ...] | list[str]) -> None:
     """Replaying the whole log reproduces the projections the writer kept live (log closed)."""
-    conn = connect(path, "normal")
+    conn = store.open_writer("normal")
     try:
         live = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
         default_runner().rebuild(conn)

@@ -21,6 +21,7 @@ from ductile.events.log import NO_STREAM, WriteTx, read_stream
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import BreakerTransitioned, EventBase, breaker_stream
 from ductile.projections.registry import ALL, default_runner
+from tests.stores import FreshStore
 
 from .state_db import assert_rebuild_reproduces, fresh_log, submit_wave
 
@@ -91,10 +92,10 @@ def check_breaker(conn, key: tuple[str, str], accepted: list[EventBase]) -> None
                            for e in events if isinstance(e, BreakerTransitioned)]
 
 
-async def scenario(plan: list[list[tuple[str, int, dict[str, Any]]]]) -> None:
+async def scenario(plan: list[list[tuple[str, int, dict[str, Any]]]], fresh_store: FreshStore) -> None:
     accepted: dict[tuple[str, str], list[EventBase]] = {key: [] for key in KEYS}
     seq = 0
-    async with fresh_log("normal", default_runner()) as log:
+    async with fresh_log("normal", default_runner(), store=fresh_store) as log:
         for wave in plan:
             units = []
             for kind, n, spec in wave:
@@ -105,12 +106,15 @@ async def scenario(plan: list[list[tuple[str, int, dict[str, Any]]]]) -> None:
         for key, events in accepted.items():
             check_breaker(conn, key, events)
         conn.close()
-        path = log.path
+        stored = log.store
         await log.aclose()
-        assert_rebuild_reproduces(path, TABLES)
+        assert_rebuild_reproduces(stored, TABLES)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(plan=waves)
-def test_breaker_projection_equals_the_fold_of_every_breaker_stream(plan):
-    asyncio.run(scenario(plan))
+def test_breaker_projection_equals_the_fold_of_every_breaker_stream(fresh_store):
+    @settings(max_examples=fresh_store.examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(plan=waves)
+    def run(plan) -> None:
+        asyncio.run(scenario(plan, fresh_store))
+
+    run()

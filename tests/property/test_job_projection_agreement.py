@@ -36,6 +36,7 @@ from ductile.events.log import NO_STREAM, WriteTx, read_stream
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import JOB_EVENTS, EventBase, JobStarted, job_stream
 from ductile.projections.registry import ALL, default_runner
+from tests.stores import FreshStore
 
 from .state_db import assert_rebuild_reproduces, fresh_log, submit_wave
 
@@ -185,10 +186,10 @@ def check_job(conn, jid: str, accepted: list[EventBase]) -> None:
         assert pending is not None
 
 
-async def scenario(plan: list[list[tuple[str, int, Any]]]) -> None:
+async def scenario(plan: list[list[tuple[str, int, Any]]], fresh_store: FreshStore) -> None:
     accepted: dict[str, list[EventBase]] = {job_id(n): [] for n in range(JOBS)}
     seq = 0
-    async with fresh_log("normal", default_runner()) as log:
+    async with fresh_log("normal", default_runner(), store=fresh_store) as log:
         for wave in plan:
             units = []
             for kind, n, spec in wave:
@@ -204,12 +205,15 @@ async def scenario(plan: list[list[tuple[str, int, Any]]]) -> None:
         ).fetchone()[0]
         assert one(conn, "SELECT COUNT(*) FROM job_transitions") == (job_events,)
         conn.close()
-        path = log.path
+        stored = log.store
         await log.aclose()
-        assert_rebuild_reproduces(path, TABLES)
+        assert_rebuild_reproduces(stored, TABLES)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(plan=waves)
-def test_job_projections_equal_the_fold_of_every_job_stream(plan):
-    asyncio.run(scenario(plan))
+def test_job_projections_equal_the_fold_of_every_job_stream(fresh_store):
+    @settings(max_examples=fresh_store.examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(plan=waves)
+    def run(plan) -> None:
+        asyncio.run(scenario(plan, fresh_store))
+
+    run()

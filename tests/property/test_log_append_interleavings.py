@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ductile.events.log import ANY, NO_STREAM, ConcurrencyError, WriteTx, verify_chain
 from ductile.events.record import Recorded
 from ductile.events.types import PluginStateChanged
+from tests.stores import FreshStore
 
 from .state_db import fresh_log
 
@@ -69,8 +70,8 @@ async def run_task(log, index: int, ops, out: Outcome) -> None:
         out.appended.append(recs)
 
 
-async def scenario(plan, durability: str) -> None:
-    async with fresh_log(durability) as log:
+async def scenario(plan, durability: str, fresh_store: FreshStore) -> None:
+    async with fresh_log(durability, store=fresh_store) as log:
         out = Outcome()
         await asyncio.gather(*(run_task(log, i, ops, out) for i, ops in enumerate(plan)))
         conn = log.reader()
@@ -104,7 +105,10 @@ async def scenario(plan, durability: str) -> None:
 
 
 @pytest.mark.parametrize("durability", ["full", "normal"])
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(plan=tasks)
-def test_concurrent_appends_keep_positions_gap_free_and_versions_contiguous(durability, plan):
-    asyncio.run(scenario(plan, durability))
+def test_concurrent_appends_keep_positions_gap_free_and_versions_contiguous(durability, fresh_store):
+    @settings(max_examples=fresh_store.examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(plan=tasks)
+    def run(plan) -> None:
+        asyncio.run(scenario(plan, durability, fresh_store))
+
+    run()

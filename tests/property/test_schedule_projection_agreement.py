@@ -31,6 +31,7 @@ from ductile.events.types import (
     schedule_stream,
 )
 from ductile.projections.registry import ALL, default_runner
+from tests.stores import FreshStore
 
 from .state_db import assert_rebuild_reproduces, fresh_log
 
@@ -114,10 +115,10 @@ def unit(kind: str, n: int, arg: int, draw: float) -> Callable[[WriteTx], object
     return lambda tx: app_schedules.catch_up(tx, entry, SETTINGS, draw, NS)
 
 
-async def scenario(plan: list[tuple[tuple[str, int, int], float]]) -> None:
+async def scenario(plan: list[tuple[tuple[str, int, int], float]], fresh_store: FreshStore) -> None:
     clock = [T0]
     with mock.patch.object(log_module, "now_ns", lambda: clock[0]):
-        async with fresh_log("normal", default_runner()) as log:
+        async with fresh_log("normal", default_runner(), store=fresh_store) as log:
             for (kind, n, arg), draw in plan:
                 clock[0] += 1_000  # every pass at its own instant, as on a real clock
                 if kind == "advance":
@@ -128,9 +129,9 @@ async def scenario(plan: list[tuple[tuple[str, int, int], float]]) -> None:
             for sid in IDS:
                 check_entry(conn, sid)
             conn.close()
-            path = log.path
+            stored = log.store
             await log.aclose()
-            assert_rebuild_reproduces(path, TABLES)
+            assert_rebuild_reproduces(stored, TABLES)
 
 
 def check_entry(conn, sid: str) -> None:
@@ -149,7 +150,10 @@ def check_entry(conn, sid: str) -> None:
     assert dict(rows.fetchall()) == outstanding
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(plan=plans)
-def test_schedule_projection_equals_the_fold_of_every_schedule_stream(plan):
-    asyncio.run(scenario(plan))
+def test_schedule_projection_equals_the_fold_of_every_schedule_stream(fresh_store):
+    @settings(max_examples=fresh_store.examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(plan=plans)
+    def run(plan) -> None:
+        asyncio.run(scenario(plan, fresh_store))
+
+    run()

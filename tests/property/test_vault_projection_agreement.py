@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from ductile.commands import vault as v
 from ductile.commands.errors import Refused
 from ductile.events import log as log_module
-from ductile.events.log import WriteTx, connect_async, read_rows, read_stream
+from ductile.events.log import WriteTx, read_rows, read_stream
 from ductile.events.types import (
     VAULT_AUDIT_STREAM,
     VAULT_STREAM,
@@ -38,6 +38,7 @@ from ductile.projections import audit, vault
 from ductile.projections.registry import default_runner
 from ductile.vault.document import ADMIN_TOKEN, CORE, VaultDocument, marshal
 from ductile.vocabulary import AuditOutcome, SecretDenialReason, VaultActor
+from tests.stores import FreshStore
 
 from .state_db import assert_rebuild_reproduces, fresh_log
 
@@ -133,11 +134,11 @@ def ever_granted(events: list[Any], who: str) -> set[str]:
     return names
 
 
-async def scenario(plan: list[Any]) -> None:
+async def scenario(plan: list[Any], fresh_store: FreshStore) -> None:
     clock = [T0]
     subject = Vault()
     with mock.patch.object(log_module, "now_ns", lambda: clock[0]):
-        async with fresh_log("normal", default_runner()) as log:
+        async with fresh_log("normal", default_runner(), store=fresh_store) as log:
             await log.submit(subject.change(v.InitVault(vault_path="/v")))
             for step in [*REGISTER_BOTH, *plan]:
                 clock[0] += 700_000_000  # sometimes the same whole second, sometimes the next
@@ -163,14 +164,20 @@ async def scenario(plan: list[Any]) -> None:
                     assert page.rows == expected
             finally:
                 conn.close()
-            path = log.path
-            async with connect_async(path) as aconn:
+            stored = log.store
+            aconn = await stored.connect_async()
+            try:
                 assert await vault.fetch_state(aconn) == state
+            finally:
+                await aconn.close()
             await log.aclose()
-            assert_rebuild_reproduces(path, TABLES)
+            assert_rebuild_reproduces(stored, TABLES)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(plan=steps)
-def test_vault_projection_equals_the_fold_equals_the_document(plan):
-    asyncio.run(scenario(plan))
+def test_vault_projection_equals_the_fold_equals_the_document(fresh_store):
+    @settings(max_examples=fresh_store.examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(plan=steps)
+    def run(plan) -> None:
+        asyncio.run(scenario(plan, fresh_store))
+
+    run()

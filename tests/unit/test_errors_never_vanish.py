@@ -16,7 +16,7 @@ import ductile
 ROOT = Path(ductile.__file__).parent
 BROAD = frozenset({"Exception", "BaseException"})
 LOG_METHODS = frozenset({"debug", "info", "warn", "warning", "error", "exception", "critical", "at"})
-REPORTERS = frozenset({"internal", "internal_error", "_log_line"})
+REPORTERS = frozenset({"internal", "internal_error", "_log_line", "log_line"})
 
 
 def _is_broad(node: ast.expr | None) -> bool:

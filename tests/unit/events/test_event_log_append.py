@@ -223,6 +223,7 @@ async def test_reopened_log_continues_positions_and_versions(open_log, db_path, 
     assert (recs[0].position, recs[0].version) == (3, 3)
 
 
+@pytest.mark.sqlite_only  # PRAGMA max_page_count: SQLite's own way to make a full disk
 async def test_a_full_disk_fails_the_append_and_marks_the_log_unwritable_until_a_commit(open_log) -> None:
     log = await open_log()
     await log.append("s", [note(1)])

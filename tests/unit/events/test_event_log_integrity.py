@@ -9,6 +9,8 @@ import pytest
 from ductile.events import codec
 from ductile.events.log import EventLog, verify_chain
 from ductile.events.schema import UnknownSchema
+from ductile.events.store import EventStore
+from tests.stores import raw_connection
 
 from .samples import note
 
@@ -22,8 +24,8 @@ async def _log_with_events(open_log, n: int = 10) -> EventLog:
     return log
 
 
-def _raw(path) -> sqlite3.Connection:
-    return sqlite3.connect(path, isolation_level=None)
+def _raw(store: EventStore):
+    return raw_connection(store)
 
 
 async def test_verify_chain_passes_on_a_clean_log(open_log):
@@ -50,10 +52,10 @@ async def test_verify_chain_passes_on_an_empty_log(open_log):
         ("event_id", bytes(16)),
     ],
 )
-async def test_verify_chain_detects_a_tampered_row(open_log, db_path, column, value):
+async def test_verify_chain_detects_a_tampered_row(open_log, store, column, value):
     log = await _log_with_events(open_log)
     await log.aclose()
-    raw = _raw(db_path)
+    raw = _raw(store)
     raw.execute(f"UPDATE events SET {column} = ? WHERE position = 5", (value,))
     report = verify_chain(raw)
     raw.close()
@@ -63,10 +65,10 @@ async def test_verify_chain_detects_a_tampered_row(open_log, db_path, column, va
     assert report.events == 4
 
 
-async def test_verify_chain_detects_a_deleted_row(open_log, db_path):
+async def test_verify_chain_detects_a_deleted_row(open_log, store):
     log = await _log_with_events(open_log)
     await log.aclose()
-    raw = _raw(db_path)
+    raw = _raw(store)
     raw.execute("DELETE FROM events WHERE position = 5")
     report = verify_chain(raw)
     raw.close()
@@ -85,6 +87,7 @@ async def test_appends_after_reopen_extend_the_chain(open_log):
     conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_fresh_database_gets_the_log_schema(tmp_path, durability):
     path = tmp_path / "fresh.db"
     log = EventLog(path, durability=durability).open_sync()
@@ -109,6 +112,7 @@ def _foreign_db(path) -> None:
     raw.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_database_of_someone_else_is_refused_untouched(tmp_path, durability):
     path = tmp_path / "other.db"
     _foreign_db(path)
@@ -123,6 +127,7 @@ def test_a_database_of_someone_else_is_refused_untouched(tmp_path, durability):
     raw.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_refused_database_keeps_its_journal_mode(tmp_path, durability):
     path = tmp_path / "other.db"
     _foreign_db(path)
@@ -134,11 +139,37 @@ def test_a_refused_database_keeps_its_journal_mode(tmp_path, durability):
     assert mode == "delete"
 
 
-async def test_a_log_written_by_a_newer_ductile_is_refused(open_log, db_path, durability):
+async def test_a_log_written_by_a_newer_ductile_is_refused(open_log, store, durability):
     log = await open_log()
     await log.aclose()
-    raw = _raw(db_path)
+    raw = _raw(store)
     raw.execute("UPDATE ductile_meta SET value = '99' WHERE key = 'log_schema'")
     raw.close()
     with pytest.raises(UnknownSchema, match="newer than this Ductile supports"):
-        EventLog(db_path, durability=durability).open_sync()
+        EventLog(store, durability=durability).open_sync()
+
+
+def test_a_store_holding_someone_elses_tables_is_refused_untouched(store, durability):
+    raw = _raw(store)
+    raw.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    raw.execute("INSERT INTO notes(id, body) VALUES (1, 'keep me')")
+    with pytest.raises(UnknownSchema) as err:
+        EventLog(store, durability=durability).open_sync()
+    assert str(err.value) == (
+        f"state database {store.location} has an unknown schema (no event log); refusing to modify it"
+    )
+    assert raw.execute("SELECT body FROM notes").fetchall() == [("keep me",)]
+    raw.close()
+
+
+def test_a_fresh_store_gets_the_log_schema_and_a_valid_chain(store, durability):
+    log = EventLog(store, durability=durability).open_sync()
+    try:
+        log.append_sync("s", [note(1)])
+        conn = log.reader()
+        assert conn.execute("SELECT value FROM ductile_meta WHERE key = 'log_schema'").fetchone() == ("1",)
+        assert conn.execute("SELECT name, version, position FROM projections").fetchall() == []
+        assert verify_chain(conn).ok
+        conn.close()
+    finally:
+        log.close()

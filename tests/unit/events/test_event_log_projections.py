@@ -18,12 +18,13 @@ from ductile.commands.jobs import (
     RecoverJob,
     SkipJob,
 )
-from ductile.events.log import WriteTx, connect, read_rows, read_stream
+from ductile.events.log import WriteTx, read_rows, read_stream
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import PluginFactAppended, PluginStateChanged, ProjectionsPruned, job_stream
 from ductile.projections import ledger, plugin_state, queue
 from ductile.projections.registry import ALL, default_runner
 from ductile.projections.runner import ProjectionRunner, UnknownProjection
+from tests.stores import table_names
 
 from .samples import NS, decide_and_append, enqueued, job_id, run_command, snapshot
 
@@ -267,11 +268,11 @@ async def test_a_projection_behind_the_log_catches_up_on_open(open_log, db_path)
     assert applied["queue"] > 0 and applied["ledger"] > 0 and applied["plugin_state"] == 2
 
 
-async def test_a_projection_whose_version_changed_is_dropped_and_rebuilt(open_log, db_path, durability):
+async def test_a_projection_whose_version_changed_is_dropped_and_rebuilt(open_log, store, durability):
     log = await open_log(default_runner())
     await job_history(log, 0, NS)
     await log.aclose()
-    conn = connect(db_path, durability)
+    conn = store.open_writer(durability)
     expected = snapshot(conn, TABLES)
     conn.execute("DELETE FROM job_queue WHERE job_id = ?", (job_id(0),))
     conn.execute("UPDATE job_queue SET status = 'bogus'")
@@ -301,12 +302,12 @@ async def test_a_projection_whose_version_changed_is_dropped_and_rebuilt(open_lo
     assert all(r.events_applied == 0 for r in again.last_reports)
 
 
-async def test_rebuild_reproduces_identical_tables(open_log, db_path, durability):
+async def test_rebuild_reproduces_identical_tables(open_log, store, durability):
     log = await open_log(default_runner())
     await job_history(log, 0, NS)
     await job_history(log, 100, 500 * NS)
     await log.aclose()
-    conn = connect(db_path, durability)
+    conn = store.open_writer(durability)
     before = snapshot(conn, TABLES)
     conn.execute("DELETE FROM job_log")
     conn.execute("UPDATE job_queue SET attempt = attempt + 7")
@@ -321,14 +322,14 @@ async def test_rebuild_reproduces_identical_tables(open_log, db_path, durability
     conn.close()
 
 
-async def test_an_interrupted_rebuild_leaves_the_projections_as_they_were(open_log, db_path, durability):
+async def test_an_interrupted_rebuild_leaves_the_projections_as_they_were(open_log, store, durability):
     from ductile.events.types import JobSucceeded
     from ductile.projections.projection import Projection
 
     log = await open_log(default_runner())
     await job_history(log, 0, NS)
     await log.aclose()
-    conn = connect(db_path, durability)
+    conn = store.open_writer(durability)
     before = snapshot(conn, TABLES)
     checkpoints = rows(conn, "SELECT name, version, position FROM projections ORDER BY name")
     broken = Projection("broken", 1, "CREATE TABLE IF NOT EXISTS broken_rows (n INTEGER)", ("broken_rows",))
@@ -342,11 +343,11 @@ async def test_an_interrupted_rebuild_leaves_the_projections_as_they_were(open_l
 
     assert snapshot(conn, TABLES) == before
     assert rows(conn, "SELECT name, version, position FROM projections ORDER BY name") == checkpoints
-    assert rows(conn, "SELECT name FROM sqlite_master WHERE name = 'broken_rows'") == []
+    assert "broken_rows" not in table_names(conn)
     conn.close()
 
 
-async def test_rebuild_reports_each_projection_its_own_time(open_log, db_path, durability):
+async def test_rebuild_reports_each_projection_its_own_time(open_log, store, durability):
     import time
 
     from ductile.events.types import JobEnqueued
@@ -359,7 +360,7 @@ async def test_rebuild_reports_each_projection_its_own_time(open_log, db_path, d
     log = await open_log(default_runner())
     await job_history(log, 0, NS)
     await log.aclose()
-    conn = connect(db_path, durability)
+    conn = store.open_writer(durability)
 
     reports = {r.name: r for r in ProjectionRunner([slow, quick]).rebuild(conn)}
 
@@ -369,11 +370,11 @@ async def test_rebuild_reports_each_projection_its_own_time(open_log, db_path, d
     conn.close()
 
 
-async def test_rebuild_of_one_projection_leaves_the_others_alone(open_log, db_path, durability):
+async def test_rebuild_of_one_projection_leaves_the_others_alone(open_log, store, durability):
     log = await open_log(default_runner())
     await job_history(log, 0, NS)
     await log.aclose()
-    conn = connect(db_path, durability)
+    conn = store.open_writer(durability)
     before = snapshot(conn, TABLES)
     conn.execute("DELETE FROM job_log")
     conn.execute("DELETE FROM job_queue")
@@ -388,7 +389,7 @@ async def test_rebuild_of_one_projection_leaves_the_others_alone(open_log, db_pa
 
 
 async def test_pruning_deletes_projection_rows_only_and_a_rebuild_reproduces_it(
-    open_log, db_path, durability
+    open_log, store, durability
 ):
     log = await open_log(default_runner())
     await job_history(log, 0, NS)  # old: every event before 100 s
@@ -423,7 +424,7 @@ async def test_pruning_deletes_projection_rows_only_and_a_rebuild_reproduces_it(
     await log.aclose()
     conn.close()
 
-    conn = connect(db_path, durability)
+    conn = store.open_writer(durability)
     pruned_state = snapshot(conn, TABLES)
     default_runner().rebuild(conn)
     assert snapshot(conn, TABLES) == pruned_state

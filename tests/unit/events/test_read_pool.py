@@ -1,18 +1,20 @@
 """The read pool: concurrent reads on their own connections, released whatever happens, and a
-close that never pulls a connection from under a statement (the SIGSEGV of test_sse_load.py)."""
+close that never pulls a connection from under a statement (the SIGSEGV of test_sse_load.py).
+On every store (tests/stores.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiosqlite
 import pytest
 
-from ductile.events.log import LogClosed, connect, use_wal
+from ductile.events.log import LogClosed
 from ductile.events.read_pool import ReadPool, ReadPoolClosed, fetch_value
+from ductile.events.store import EventStore, StoreKind
+from tests.stores import raw_connection
 
 pytestmark = pytest.mark.anyio
 
@@ -26,18 +28,27 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "state.db"
-    conn = connect(path)
-    use_wal(conn)
+def db(store: EventStore) -> EventStore:
+    conn = raw_connection(store)
+    if store.kind is StoreKind.SQLITE:
+        conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("CREATE TABLE t(v INTEGER)")
     conn.execute("INSERT INTO t VALUES (7)")
     conn.close()
-    return path
+    return store
+
+
+def spoiling_error(store: EventStore) -> Exception:
+    """An error that may leave a connection unfit for the next read, on ``store``'s engine."""
+    if store.kind is StoreKind.SQLITE:
+        return sqlite3.ProgrammingError("misuse")
+    import psycopg
+
+    return psycopg.OperationalError("server closed the connection unexpectedly")
 
 
 @pytest.fixture
-async def pool(db: Path) -> AsyncIterator[ReadPool]:
+async def pool(db: EventStore) -> AsyncIterator[ReadPool]:
     pool = ReadPool(db, size=2)
     yield pool
     await pool.close()
@@ -56,12 +67,12 @@ async def test_reads_run_concurrently_on_different_connections(pool: ReadPool) -
 
 
 async def test_connections_are_read_only(pool: ReadPool) -> None:
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(pool.store.errors):
         await pool.read(lambda c: c.execute_fetchall("INSERT INTO t VALUES (8)"))
     assert await pool.read(lambda c: fetch_value(c, "SELECT COUNT(*) FROM t")) == 1
 
 
-async def test_a_failed_read_releases_its_connection(db: Path) -> None:
+async def test_a_failed_read_releases_its_connection(db: EventStore) -> None:
     pool = ReadPool(db, size=1)  # a leaked connection would block every later read
     try:
         async def boom(_conn: aiosqlite.Connection) -> None:
@@ -70,7 +81,7 @@ async def test_a_failed_read_releases_its_connection(db: Path) -> None:
         for _ in range(3):
             with pytest.raises(ValueError, match="query refused"):
                 await pool.read(boom)
-            with pytest.raises(sqlite3.OperationalError):
+            with pytest.raises(db.errors):
                 await pool.read(lambda c: c.execute_fetchall("SELECT nope FROM t"))
         async with asyncio.timeout(10):
             assert await pool.read(lambda c: fetch_value(c, "SELECT v FROM t")) == 7
@@ -78,15 +89,16 @@ async def test_a_failed_read_releases_its_connection(db: Path) -> None:
         await pool.close()
 
 
-async def test_a_connection_an_error_may_have_spoiled_is_replaced(db: Path) -> None:
+async def test_a_connection_an_error_may_have_spoiled_is_replaced(db: EventStore) -> None:
     pool = ReadPool(db, size=1)
+    error = spoiling_error(db)
     try:
         async def spoil(conn: aiosqlite.Connection) -> int:
-            raise sqlite3.ProgrammingError("misuse")
+            raise error
 
         first = await pool.read(lambda c: asyncio.sleep(0, id(c)))
         assert await pool.read(lambda c: asyncio.sleep(0, id(c))) == first  # reused while healthy
-        with pytest.raises(sqlite3.ProgrammingError):
+        with pytest.raises(type(error)):
             await pool.read(spoil)
         assert await pool.read(lambda c: fetch_value(c, "SELECT v FROM t")) == 7  # on a fresh one
     finally:
@@ -117,7 +129,7 @@ async def test_close_waits_for_a_read_in_flight_then_refuses_reads(pool: ReadPoo
     assert pool.closed
 
 
-async def test_cancelled_reads_then_close_never_crash(db: Path) -> None:
+async def test_cancelled_reads_then_close_never_crash(db: EventStore) -> None:
     # Cancelling an await does not stop the statement on the connection's thread: closing the
     # connection then must wait for it (a sqlite3 close under a running statement is a SIGSEGV).
     for _ in range(5):
