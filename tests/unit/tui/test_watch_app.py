@@ -66,7 +66,8 @@ def test_enter_on_an_event_opens_its_job_tree_in_the_inspector() -> None:
 
     async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("j", "j", "j", "enter")
-        await pilot.pause(0.1)
+        await _until(pilot, lambda: bool(feed.trees) and app.query_one("#right", TabbedContent).active == "inspector")
+        await pilot.pause(0.05)
         app.redraw()
         assert feed.trees == ["aaaa1111"]
         assert app.query_one("#right", TabbedContent).active == "inspector"
@@ -80,7 +81,7 @@ def test_5_lists_running_jobs_with_elapsed_time_ticking_then_recent_completions_
     async def main() -> None:
         app = WatchApp(FakeFeed(), clock=lambda: clock[0])
         async with app.run_test(size=(80, 24)) as pilot:
-            await pilot.pause(0.1)
+            await _settled(pilot)
             await pilot.press("5")
             assert app.query_one("#left", TabbedContent).active == "jobs"
             assert app.focused is app.query_one("#jobs-table")
@@ -94,7 +95,8 @@ def test_5_lists_running_jobs_with_elapsed_time_ticking_then_recent_completions_
             assert str(app.query_one("#jobs-summary").render()) == (
                 "queued 12 retry 2 workers 3/4 oldest 42s")
             clock[0] += 65 * 10**9
-            await pilot.pause(1.2)  # the once-a-second redraw moves the elapsed time
+            # the once-a-second redraw moves the elapsed time (give a loaded machine a few seconds)
+            await _until(pilot, lambda: cells(app, "jobs")[0][1] == "3m05s")
             assert [r[1] for r in cells(app, "jobs")] == ["3m05s", "1m59s", "2m ago", "2m ago"]
     asyncio.run(main())
 
@@ -107,7 +109,7 @@ def test_6_lists_open_breakers_and_enter_inspects_the_job_that_tripped_one() -> 
         assert app.query_one("#right", TabbedContent).active == "breakers"
         assert cells(app, "breakers") == [["mail", "send", "open", "3", "53s ago"]]
         await pilot.press("enter")
-        await pilot.pause(0.1)
+        await _until(pilot, lambda: feed.trees)
         assert feed.trees == ["bbbb2222"] and app.query_one("#right", TabbedContent).active == "inspector"
     run(check, feed)
 
@@ -117,7 +119,7 @@ def test_enter_on_a_running_job_opens_its_tree() -> None:
 
     async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("5", "j", "enter")
-        await pilot.pause(0.1)
+        await _until(pilot, lambda: feed.trees)
         assert feed.trees == ["cccc3333"]
     run(check, feed)
 
@@ -149,7 +151,7 @@ def test_q_quits_and_closes_the_feed() -> None:
 
     async def check(app: WatchApp, pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("q")
-        await pilot.pause(0.1)
+        await _until(pilot, lambda: not app.is_running)
         assert not app.is_running
     run(check, feed)
     assert feed.closed
@@ -165,6 +167,15 @@ def test_an_unreachable_gateway_reads_disconnected_and_is_retried() -> None:
     assert feed.resumed_from == [None]
 
 
+async def _until(pilot, done) -> None:  # type: ignore[no-untyped-def]
+    """Until ``done()`` holds (at most 4 s): what a key starts runs in a worker, which a loaded
+    machine may not have scheduled within a fixed pause."""
+    for _ in range(200):
+        if done():
+            return
+        await pilot.pause(0.02)
+
+
 async def _settled(pilot) -> None:  # type: ignore[no-untyped-def]
     """Until the fake feed's frames and first polls have all landed: a fixed pause is too short on
     a loaded machine, and the snapshot would catch the screen half drawn."""
@@ -174,7 +185,8 @@ async def _settled(pilot) -> None:  # type: ignore[no-untyped-def]
     for _ in range(200):
         await pilot.pause(0.02)
         if (model.last_event_id == last and model.health is not None and model.schedules
-                and model.queue is not None and pipelines <= set(model.pipelines)):
+                and model.queue is not None and pipelines <= set(model.pipelines)
+                and "dddd4444" in model.running and model.breakers):
             return
     raise AssertionError("the fake feed never settled")
 
