@@ -11,7 +11,7 @@ import re
 from typing import Annotated
 
 from litestar.datastructures import ResponseHeader
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from ductile.api.errors import ApiError
 
@@ -29,9 +29,9 @@ _DESCRIPTION = (
 
 Key = Annotated[
     str | None,
-    Parameter(header=HEADER, required=False, description=_DESCRIPTION,
-              # Documentation only: the handler checks the key itself, so that a bad one is our 400.
-              schema_extra={"minLength": 1, "maxLength": MAX_LENGTH, "pattern": "^[\\x20-\\x7e]+$"}),
+    HeaderParameter(name=HEADER, required=False, description=_DESCRIPTION,
+                    # Documentation only: the handler checks the key itself, so that a bad one is our 400.
+                    schema_extra={"minLength": 1, "maxLength": MAX_LENGTH, "pattern": "^[\\x20-\\x7e]+$"}),
 ]
 
 RESPONSE_HEADERS = [
