@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request
+from litestar import Request, Response
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.params import FromPath
 
+from ductile.api import idempotency
 from ductile.api.auth import caller_of, scopes
 from ductile.api.body import json_object, payload_of
 from ductile.api.context import Facade, facade_of
@@ -31,11 +32,12 @@ class PluginList(msgspec.Struct):
     plugins: list[PluginSummary]
 
 
-class TriggerAccepted(msgspec.Struct):
+class TriggerAccepted(msgspec.Struct, omit_defaults=True):
     job_id: str
     status: JobStatus
     plugin: str
     command: str
+    deduped: bool = False  # present (true) only when an Idempotency-Key replays an existing job
 
 
 @get("/plugins", guards=[scopes()], responses=errors(401))
@@ -55,10 +57,12 @@ TRIGGER_SCOPES = ("plugin:invoke:ro", "plugin:rw")
 
 
 @post("/plugin/{plugin:str}/{command:str}", status_code=202, guards=[scopes(*TRIGGER_SCOPES)],
-      responses=TRIGGER_ERRORS, operation_class=body_of(PAYLOAD_BODY), response_description="job queued")
-async def trigger(request: Request[Any, Any, Any], plugin: FromPath[str], command: FromPath[str]) -> TriggerAccepted:
+      responses=TRIGGER_ERRORS, operation_class=body_of(PAYLOAD_BODY), response_description="job queued",
+      response_headers=idempotency.RESPONSE_HEADERS)
+async def trigger(request: Request[Any, Any, Any], plugin: FromPath[str], command: FromPath[str],
+                  idempotency_key: idempotency.Key = None) -> Response[TriggerAccepted]:
     """Trigger a plugin command."""
-    return await _trigger(request, plugin, command)
+    return await _trigger(request, plugin, command, idempotency_key)
 
 
 def command_routes(catalog: Catalog) -> list[HTTPRouteHandler]:
@@ -76,16 +80,19 @@ def _command_route(plugin: str, command: str, summary: str, input_schema: dict[s
     operation = body_of(Schema(type=OpenAPIType.OBJECT, properties={"payload": RawSchema(document=input_schema)})) \
         if input_schema is not None else Operation
 
-    async def trigger_command(request: Request[Any, Any, Any]) -> TriggerAccepted:
-        return await _trigger(request, plugin, command)
+    async def trigger_command(request: Request[Any, Any, Any],
+                              idempotency_key: idempotency.Key = None) -> Response[TriggerAccepted]:
+        return await _trigger(request, plugin, command, idempotency_key)
 
     return post(f"/plugin/{plugin}/{command}", status_code=202, guards=[scopes(*TRIGGER_SCOPES)],
                 responses=TRIGGER_ERRORS, operation_id=f"{plugin}__{command}", summary=summary, tags=[plugin],
                 operation_class=operation, response_description="job queued",
+                response_headers=idempotency.RESPONSE_HEADERS,
                 name=f"trigger:{plugin}:{command}")(trigger_command)
 
 
-async def _trigger(request: Request[Any, Any, Any], plugin: str, command: str) -> TriggerAccepted:
+async def _trigger(request: Request[Any, Any, Any], plugin: str, command: str,
+                   idempotency_key: str | None) -> Response[TriggerAccepted]:
     # The hot path takes the facade and the caller from the request rather than by dependency
     # injection: two injected values cost an anyio task group per request (docs/performance.md).
     ductile, caller = facade_of(request), caller_of(request)
@@ -98,10 +105,17 @@ async def _trigger(request: Request[Any, Any, Any], plugin: str, command: str) -
     if spec.type != "read" and not caller.has("plugin:rw"):
         raise forbidden()
     payload = payload_of(await json_object(request))
+    key = idempotency.checked(idempotency_key)  # api.md §3: after the body's checks
     if command == "handle":
         payload = {"type": "api.trigger", "payload": payload}
     try:
-        outcome = await ductile.jobs.enqueue(plugin, command, payload, "api", direct=True)
+        outcome = await ductile.jobs.enqueue(plugin, command, payload, "api", dedupe_key=key, direct=True)
     except Exception as exc:
         raise internal("failed to enqueue job", exc, plugin=plugin, command=command) from None
-    return TriggerAccepted(job_id=outcome.job_id or "", status=JobStatus.QUEUED, plugin=plugin, command=command)
+    if outcome.deduped and outcome.existing_job_id is not None:
+        # Only a key can dedupe here: the request carries no other dedupe_key (api.md §1).
+        replay = TriggerAccepted(job_id=outcome.existing_job_id, status=outcome.existing_status or JobStatus.QUEUED,
+                                 plugin=plugin, command=command, deduped=True)
+        return Response(replay, status_code=202, headers=idempotency.REPLAY_HEADERS)
+    return Response(TriggerAccepted(job_id=outcome.job_id or "", status=JobStatus.QUEUED, plugin=plugin,
+                                    command=command), status_code=202)

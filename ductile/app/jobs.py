@@ -43,6 +43,7 @@ class EnqueueOutcome(msgspec.Struct, frozen=True):
     deduped: bool = False
     dedupe_reason: str | None = None
     existing_job_id: str | None = None
+    existing_status: JobStatus | None = None  # the existing job's status, read in the deciding transaction
     position: int = 0
 
 
@@ -103,8 +104,11 @@ def enqueue(tx: WriteTx, cmd: EnqueueJob) -> EnqueueOutcome:
     recs = enqueue_recorded(tx, cmd)
     first = recs[0].event
     if isinstance(first, JobDeduped):
+        # An idempotent replay answers with the existing job's status (api.md §1); reading it here,
+        # in the transaction that decided, cannot race the job's own progress.
         return EnqueueOutcome(
-            job_id=None, deduped=True, dedupe_reason=first.dedupe_reason, existing_job_id=first.existing_job_id
+            job_id=None, deduped=True, dedupe_reason=first.dedupe_reason, existing_job_id=first.existing_job_id,
+            existing_status=queue.status_of(tx.cur, first.existing_job_id),
         )
     return EnqueueOutcome(job_id=cmd.job_id, position=recs[-1].position)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +17,8 @@ from ductile.cli.output import CliFailure
 from ductile.config.model import DEFAULT_API_LISTEN
 
 UNREACHABLE_HINT = "(is it running? try 'ductile system status')"
+# A request carrying an Idempotency-Key is sent at most this many times when the transport fails.
+IDEMPOTENT_ATTEMPTS = 3
 
 
 class GatewayHttpError(CliFailure):
@@ -102,17 +106,31 @@ class GatewayClient:
     def unreachable(self, reason: object) -> CliFailure:
         return CliFailure(f"cannot reach the gateway at {self.api_url}: {reason} {UNREACHABLE_HINT}")
 
-    def request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+    def request(self, method: str, path: str, body: Any = None, *, auth: bool = True,
+                idempotency_key: str | None = None) -> Any:
+        """One call; with ``idempotency_key`` (sent as ``Idempotency-Key``) a request whose answer
+        was lost in transit is sent again with the same key, which the gateway answers with the
+        job the first one made (api.md §1). Without a key nothing is retried: it could enqueue twice."""
         import httpx
 
         headers = {"Accept": "application/json"}
         if auth and self.api_key:
             require_local_host(self.api_url)
             headers["Authorization"] = f"Bearer {self.api_key}"
-        try:
-            resp = httpx.request(method, self.api_url + path, json=body, headers=headers, timeout=self.timeout)
-        except httpx.HTTPError as exc:
-            raise self.unreachable(exc) from None
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        attempts = IDEMPOTENT_ATTEMPTS if idempotency_key is not None else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                resp = httpx.request(method, self.api_url + path, json=body, headers=headers, timeout=self.timeout)
+                break
+            except httpx.TransportError as exc:
+                if attempt == attempts:
+                    raise self.unreachable(exc) from None
+                print(f"retrying {method} {path} with the same Idempotency-Key ({exc})", file=sys.stderr)
+                time.sleep(0.5 * attempt)
+            except httpx.HTTPError as exc:
+                raise self.unreachable(exc) from None
         try:
             data = resp.json()
         except ValueError:

@@ -93,6 +93,9 @@ def run(
     payload_file: Annotated[str | None, Parameter(help="Read the payload from a file, or - for stdin.")] = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
+    idempotency_key: Annotated[str | None, Parameter(
+        help="Sent as Idempotency-Key: a repeat with the same key answers with the first job instead of "
+             "enqueuing again, so the run is safe to retry (the CLI itself retries a lost answer with it).")] = None,
     wait: Annotated[bool, Parameter(help="Wait until the job ends and print its outcome.")] = False,
     timeout: Annotated[str, Parameter(help="How long --wait waits (a duration: 30s, 5m; a bare number is "
                                            "seconds).")] = "5m",
@@ -107,12 +110,14 @@ def run(
         client = _client(api_url, api_key)
         if not client.api_key:
             raise CliFailure("--api-key is required (or set DUCTILE_API_KEY)")
-        queued = client.request("POST", f"/plugin/{name}/{command}", body)
+        queued = client.request("POST", f"/plugin/{name}/{command}", body, idempotency_key=idempotency_key)
         if not wait:
             if json:
                 emit_json(queued)
             else:
                 print(f"Queued job {queued['job_id']} ({name} {command})")
+                if queued.get("deduped"):  # stdout keeps cli.md's line; the note is for the human
+                    print(f"(made earlier with this idempotency key; now {queued['status']})", file=sys.stderr)
             return 0
         deadline = time.monotonic() + seconds
         job = queued

@@ -31,6 +31,11 @@ MSG_KEYS_IGNORED = "unknown manifest keys ignored"
 MSG_UNREADABLE_DIRECTORY = "plugin root directory cannot be read"
 
 
+def repeated_command_message(plugin: str, command: str) -> str:
+    """plugins.md §2: a command declared twice keeps its first entry, with this warning."""
+    return f'plugin {plugin}: command "{command}" declared twice; the first entry is used'
+
+
 class DiscoveredPlugin(msgspec.Struct, frozen=True):
     manifest: Manifest
     directory: Path
@@ -153,6 +158,8 @@ class _Walk:
                 path=str(manifest_path),
                 keys=list(manifest.ignored_keys),
             )
+        for command in manifest.repeated_commands:
+            self.log("WARN", repeated_command_message(manifest.name, command), path=str(manifest_path))
         kept = self.plugins.get(manifest.name)
         if kept is not None:
             self.log(

@@ -85,6 +85,8 @@ class Manifest(msgspec.Struct, frozen=True):
     config_optional: tuple[str, ...]
     stopwatch_max_subs: int = DEFAULT_STOPWATCH_MAX_SUBS
     ignored_keys: tuple[str, ...] = ()
+    # Command names declared more than once; only the first entry is in ``commands`` (plugins.md §2).
+    repeated_commands: tuple[str, ...] = ()
 
     def command(self, name: str) -> CommandSpec | None:
         for spec in self.commands:
@@ -133,6 +135,7 @@ class _Parser:
     def __init__(self, path: str) -> None:
         self.path = path
         self.ignored: list[str] = []
+        self.repeated: list[str] = []
 
     def fail(self, message: str) -> ManifestError:
         return ManifestError(message, self.path)
@@ -173,6 +176,7 @@ class _Parser:
             config_optional=self.config_keys(doc.get("config_keys"), "optional"),
             stopwatch_max_subs=self.stopwatch(doc.get("stopwatch")),
             ignored_keys=tuple(self.ignored),
+            repeated_commands=tuple(self.repeated),
         )
 
     def required(self, doc: dict, key: str) -> Any:
@@ -214,7 +218,11 @@ class _Parser:
         for i, item in enumerate(value):
             spec = self.command(i, item)
             if spec.name in seen:
-                raise self.fail(f"commands[{i}]: duplicate command name {spec.name!r}")
+                # The reference's own plugin template repeats `poll`: such manifests keep loading,
+                # with the first entry, and discovery warns (plugins.md §2).
+                if spec.name not in self.repeated:
+                    self.repeated.append(spec.name)
+                continue
             seen.add(spec.name)
             specs.append(spec)
         return tuple(specs)

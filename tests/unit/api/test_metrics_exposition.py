@@ -175,3 +175,19 @@ def test_the_job_identity_map_is_bounded(monkeypatch: Any) -> None:
     assert list(m._jobs) == ["j7", "j8", "j9"]
     m.observe(_records(JobSucceeded(job_id="j9", attempt=1, result="{}", at=NS)))
     assert list(m._jobs) == ["j7", "j8"]  # a terminal job is forgotten
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("# TYPE ductile_workers_total gauge\nductile_workers_total 4\n", "gauge ductile_workers_total ends in _total"),
+    ("ductile_orphan_total 1\n", "unknown ductile_orphan_total ends in _total"),
+    ("# TYPE a gauge\na 1\na 2\n", "duplicate sample a"),
+])
+def test_the_exposition_check_refuses_what_promtool_would(text: str, why: str) -> None:
+    # The checks the tests add to the official parser: each must be able to fail.
+    with pytest.raises(AssertionError, match=why):
+        parse_exposition(text)
+
+
+def test_a_malformed_sample_line_is_refused_by_the_official_parser() -> None:
+    with pytest.raises(ValueError):
+        parse_exposition('# TYPE a gauge\na{status="x} 1\n')

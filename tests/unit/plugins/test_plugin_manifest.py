@@ -113,6 +113,16 @@ def test_command_without_type_is_a_write_command() -> None:
     assert m.command("poll") == CommandSpec(name="poll", type="read")
 
 
+def test_a_command_declared_twice_keeps_its_first_entry_and_is_reported() -> None:
+    commands = [{"name": "poll", "type": "read", "description": "first"}, {"name": "health", "type": "read"},
+                {"name": "poll", "type": "write", "description": "second"}, {"name": "poll"}]
+    manifest = parse_manifest(manifest_yaml(commands=commands))
+    assert [c.name for c in manifest.commands] == ["poll", "health"]
+    poll = manifest.command("poll")
+    assert poll is not None and (poll.type, poll.description) == ("read", "first")
+    assert manifest.repeated_commands == ("poll",)
+
+
 def test_command_lookup_returns_none_for_an_undeclared_command() -> None:
     assert parse_manifest(manifest_yaml()).command("token_refresh") is None
 
@@ -185,7 +195,6 @@ def test_stopwatch_max_subs_zero_means_the_default() -> None:
         ({"commands": ["poll", "health"]}, "commands[0] must be object with name/type"),
         ({"commands": [{"type": "read"}]}, "commands[0] must be object with name/type"),
         ({"commands": [{"name": "poll"}, {"name": "9lives"}]}, "commands[1].name '9lives' is invalid"),
-        ({"commands": [{"name": "poll"}, {"name": "poll"}]}, "commands[1]: duplicate command name 'poll'"),
         ({"commands": [{"name": "poll", "type": "admin"}]}, 'commands[0].type must be "read" or "write"'),
         (
             {"commands": [{"name": "poll", "idempotent": "yes please"}]},
