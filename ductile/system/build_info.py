@@ -8,6 +8,9 @@ from pathlib import Path
 
 import ductile
 
+# Written into an installed package by the build (setup.py), which has no .git to read.
+BUILD_COMMIT_FILE = "BUILD_COMMIT"
+
 
 def _git_commit(start: Path) -> str:
     for parent in (start, *start.parents):
@@ -32,12 +35,21 @@ def _git_commit(start: Path) -> str:
     return "unknown"
 
 
+def _commit(package_dir: Path) -> str:
+    """The environment's override, else the commit the build recorded, else the checkout's HEAD."""
+    if override := os.environ.get("DUCTILE_COMMIT"):
+        return override
+    recorded = package_dir / BUILD_COMMIT_FILE
+    if recorded.is_file():
+        return recorded.read_text().strip()[:12] or "unknown"
+    return _git_commit(package_dir)
+
+
 def build_info() -> dict[str, str]:
     package_dir = Path(ductile.__file__).resolve().parent
-    commit = os.environ.get("DUCTILE_COMMIT") or _git_commit(package_dir)
     built = datetime.fromtimestamp(package_dir.joinpath("__init__.py").stat().st_mtime, UTC)
     return {
         "version": ductile.__version__,
-        "commit": commit,
+        "commit": _commit(package_dir),
         "build_time": built.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
