@@ -30,6 +30,7 @@ def test_the_wheel_runs_the_gateway_from_a_clean_venv(tmp_path: Path) -> None:
     # The checkout's code must not leak in: no PYTHONPATH, a home of its own.
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "DUCTILE_CONFIG_DIR", "DUCTILE_COMMIT"}}
     env["HOME"] = str(tmp_path)
+    env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))  # the new HOME has no cache
 
     # An sdist, then the wheel built from it, as a packager's `python -m build` does; the backend is the
     # locked one already in this venv, so the build needs no index.
