@@ -55,13 +55,16 @@ def test_docs_installing_runs_as_written(tmp_path: Path) -> None:
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(work)], check=True, timeout=60)
     (work / ".venv").symlink_to(sys.prefix)
     bin_dir = tmp_path / "bin"
+    tools = tmp_path / "tools"  # pipx alone, so the venv's own `ductile` is not on PATH
+    tools.mkdir()
+    (tools / "pipx").symlink_to(Path(sys.executable).parent / "pipx")
     env = {k: v for k, v in os.environ.items()
            if k not in {"PYTHONPATH", "DUCTILE_CONFIG_DIR", "DUCTILE_COMMIT", "DUCTILE_API_KEY"}}
     env |= {
         "HOME": str(tmp_path), "PIPX_HOME": str(tmp_path / "pipx"), "PIPX_BIN_DIR": str(bin_dir),
         "PIPX_MAN_DIR": str(tmp_path / "man"), "PIP_CONFIG_FILE": os.devnull,
         "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip")),
-        "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PATH": f"{bin_dir}:{tools}:{os.environ['PATH']}",
     }
     reader = Reader(work, env, tmp_path / "shell-env", gateway=lambda: no_gateway(work))
     try:
