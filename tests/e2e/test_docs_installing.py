@@ -21,6 +21,7 @@ import pytest
 
 from tests.e2e.doc_pages import Reader, steps
 from tests.integration.daemon import REPO, Daemon
+from tests.lockfile import normalise, pins
 
 PAGE = REPO / "docs" / "installing.md"
 pytestmark = pytest.mark.package
@@ -76,11 +77,10 @@ def test_docs_installing_runs_as_written(tmp_path: Path) -> None:
 
     installed = subprocess.run(["pipx", "runpip", "ductile", "freeze"], env=env, capture_output=True, text=True,
                                timeout=60, check=True).stdout
-    lock = (work / "requirements-runtime.lock").read_text()
-    for name, version in re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", installed, flags=re.M):
-        if name.lower() != "ductile":
-            assert re.search(rf"^{re.escape(name)}=={re.escape(version)} ", lock, flags=re.M | re.I), \
-                f"{name}=={version} is not the lock's"
+    lock = pins(work / "requirements-runtime.lock")
+    venv = {normalise(name): version for name, version in re.findall(r"^([\w.\-]+)==(\S+)$", installed, flags=re.M)}
+    assert re.search(r"^ductile @ file://\S+/ductile-0\.1\.0-py3-none-any\.whl", installed, flags=re.M), installed
+    assert venv == lock, "pipx's venv is not exactly the runtime lock"
     log = (work / "gateway.log").read_text()
     assert log.count('"msg":"gateway started"') == 2 and log.count('"msg":"gateway stopped"') == 2
     assert (tmp_path / ".local" / "share" / "bash-completion" / "completions" / "ductile").is_file()
