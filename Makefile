@@ -16,7 +16,8 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# Re-resolve after changing a dependency in pyproject.toml: the whole tree (runtime, the test and
+# Re-lock after changing a dependency in pyproject.toml (pins that still fit are kept; `make lock
+# UPGRADE=--upgrade` moves every pin to the newest release within its bounds): the whole tree (runtime, the test and
 # postgres extras, the build backend) into $(LOCK), and the runtime alone, at the same versions, into
 # $(RUNTIME_LOCK) for installs from a wheel. Both are stamped with pyproject's requirements, so a
 # test fails when the two disagree. LOCK_ENV keeps this machine's pip configuration (mirrors, local
@@ -24,7 +25,7 @@ $(STAMP): $(LOCK) pyproject.toml
 LOCK_ENV ?= PIP_CONFIG_FILE=/dev/null
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links --strip-extras
 lock: $(STAMP)
-	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_FLAGS) --upgrade --all-build-deps --extra test --extra postgres \
+	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_FLAGS) $(UPGRADE) --all-build-deps --extra test --extra postgres \
 		--output-file $(LOCK) pyproject.toml
 	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_FLAGS) --constraint $(LOCK) --output-file $(RUNTIME_LOCK) pyproject.toml
 	$(BIN)/python -m tests.lockfile $(LOCK) $(RUNTIME_LOCK)
