@@ -118,7 +118,7 @@ def logs(
     **Examples:**
 
         ductile job logs --plugin echo
-        ductile job logs --status failed --from 2026-01-01T00:00:00Z --include-result --json
+        ductile job logs --status failed --from 2026-01-01T00:00:00Z --json
     """
     from ductile.projections import job_queries as q
 

@@ -32,7 +32,7 @@ app.command("ductile.cli.api:api", name="api", help=(
     "**Examples:**\n\n"
     "    ductile api /healthz\n"
     "    ductile api /plugin/echo/poll -f message=hi\n"
-    "    ductile api /pipeline/greeting-followup -b '{\"payload\": {\"name\": \"Ada\"}}'\n"))
+    "    ductile api /pipeline/greeting-followup -f name=Ada\n"))
 app.command("ductile.cli.skills:skills", name="skills", help=(
     "Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.\n\n"
     "**Examples:**\n\n"
@@ -48,7 +48,7 @@ app.command("ductile.cli.relay:app", name="relay", help="Send an event to a peer
 app.command("ductile.cli.completion:completion", name="completion", help=(
     "Print the shell completion script for bash, zsh or fish on stdout.\n\n"
     "**Examples:**\n\n"
-    "    ductile completion bash > ~/.local/share/bash-completion/completions/ductile\n"
+    "    ductile completion bash > ~/.bash_completion.d/ductile\n"
     "    ductile completion zsh > ~/.zsh/completions/_ductile\n"))
 app.command("ductile.cli.completion:install", name="--install-completion", help=(
     "Install shell completion for bash, zsh or fish where that shell looks for it, and source it from the "

@@ -71,7 +71,7 @@ def encrypt(
 
     **Examples:**
 
-        ductile secrets encrypt --recipient age1... --in secrets.yaml --out secrets.yaml.age
+        ductile secrets encrypt --recipient age1... --in app.yaml --out app.yaml.age
     """
     from ductile.vault.keys import encrypt as seal
     from ductile.vault.keys import write_private_file
@@ -102,7 +102,7 @@ def rotate(
 
     **Examples:**
 
-        ductile secrets rotate --file secrets.yaml.age --key age.key --recipients-file recipients.txt
+        ductile secrets rotate --file app.yaml.age --recipients-file team.txt
     """
     from ductile.vault.document import looks_like_vault
     from ductile.vault.keys import encrypt as seal

@@ -38,7 +38,7 @@ app.command("ductile.cli.backup:restore", name="restore", help=(
     "Verify a backup archive whole, restore it (gateway stopped), then run the selfcheck.\n\n"
     "**Examples:**\n\n"
     "    ductile system restore --from backup.tar.gz --config-dir ./my-gateway\n"
-    "    ductile system restore --from backup.tar.gz --config-dir ./my-gateway --force\n"))
+    "    ductile system restore --from backup.tar.gz --config-dir ./gw --force\n"))
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]

@@ -4,6 +4,7 @@ run that very command. A new command without one fails here, naming itself."""
 from __future__ import annotations
 
 import io
+import shlex
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 
@@ -38,12 +39,29 @@ def test_the_walk_finds_every_noun_and_verb() -> None:
     assert len(found) >= 60
 
 
+def examples(text: str) -> list[str]:
+    """The lines of the help's ``Examples:`` section (up to the first panel), blank ones dropped."""
+    if "Examples:" not in text:
+        return []
+    block = text.split("Examples:", 1)[1].split("╭", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
 def test_every_commands_help_shows_an_example() -> None:
     missing = []
     for path in sorted(commands()):
-        text = help_text(path)
-        examples = text.split("Examples:", 1)[1].splitlines() if "Examples:" in text else []
-        runs_it = [line for line in examples if line.strip().startswith(" ".join(("ductile", *path)))]
+        runs_it = [line for line in examples(help_text(path)) if line.startswith(" ".join(("ductile", *path)))]
         if not runs_it:
             missing.append(" ".join(path))
     assert missing == [], f"--help shows no 'Examples:' that runs the command: {missing}"
+
+
+def test_every_example_is_one_line_the_parser_accepts() -> None:
+    """An example wrapped by the help's width, or naming a flag the command lacks, fails here."""
+    for path in sorted(commands()):
+        for line in examples(help_text(path)):
+            assert "ductile " in line, f"ductile {' '.join(path)} --help: {line!r} is not a command (wrapped?)"
+            command = line[line.index("ductile "):]
+            for shell_syntax in (" > ", " >> ", " | ", " &"):  # what follows is the shell's, not ductile's
+                command = command.split(shell_syntax)[0]
+            app.parse_args(shlex.split(command)[1:], exit_on_error=False, print_error=False)
