@@ -3,14 +3,36 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+RUNTIME_LOCK := requirements-runtime.lock
 
-.PHONY: run test lint bench soak clean
+.PHONY: run test lint bench soak clean lock dist
 
-$(STAMP): pyproject.toml
+# Every install is the lock (docs/installing.md): exact versions, each checked against its hash, the
+# build backend included, so the editable install of Ductile itself needs nothing from the index.
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Re-lock after changing a dependency in pyproject.toml (pins that still fit are kept; `make lock
+# UPGRADE=--upgrade` moves every pin to the newest release within its bounds): the whole tree (runtime, the test and
+# postgres extras, the build backend) into $(LOCK), and the runtime alone, at the same versions, into
+# $(RUNTIME_LOCK) for installs from a wheel. Both are stamped with pyproject's requirements, so a
+# test fails when the two disagree. LOCK_ENV keeps this machine's pip configuration (mirrors, local
+# wheel dirs) out of the resolution, so every hash is the package index's.
+LOCK_ENV ?= PIP_CONFIG_FILE=/dev/null
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find-links --strip-extras
+lock: $(STAMP)
+	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_FLAGS) $(UPGRADE) --all-build-deps --extra test --extra postgres \
+		--output-file $(LOCK) pyproject.toml
+	$(LOCK_ENV) $(BIN)/pip-compile $(LOCK_FLAGS) --constraint $(LOCK) --output-file $(RUNTIME_LOCK) pyproject.toml
+	$(BIN)/python -m tests.lockfile $(LOCK) $(RUNTIME_LOCK)
+
+# The wheel and the sdist in dist/, built with the locked backend already in the venv.
+dist: $(STAMP)
+	$(BIN)/python -m build --no-isolation --outdir dist
 
 run: $(STAMP)
 	$(BIN)/ductile system start --config examples/quickstart

@@ -71,7 +71,13 @@ def create(*, name: NameOpt = None,
                                                         help='JSON {"scopes": [...]}, or - for stdin.')] = None,
            api_url: ApiUrlOpt = None, token: AdminTokenOpt = None, json: bool = False,
            config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Mint a token, store it in the vault as api-token-NAME and add it to api.auth.tokens."""
+    """Mint a token, store it in the vault as api-token-NAME and add it to api.auth.tokens.
+
+    **Examples:**
+
+        ductile config token create --name ci --scopes jobs:status:ro
+        ductile config token create --name deploy --scopes-file scopes.txt --json
+    """
     from ductile.config.api import KNOWN_SCOPES
     from ductile.vault import mint
 
@@ -133,7 +139,13 @@ def _scopes(scopes: str | None, scopes_file: str | None) -> list[str]:
 
 @token_app.command(name="list")
 def list_(*, json: bool = False, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Every api.auth.tokens entry in merge order with its status; never a value."""
+    """Every api.auth.tokens entry in merge order with its status; never a value.
+
+    **Examples:**
+
+        ductile config token list
+        ductile config token list --json
+    """
     cfg = _config(config, config_dir)
     statuses = _secret_statuses(cfg)
     rows: list[dict[str, Any]] = []
@@ -159,7 +171,12 @@ def list_(*, json: bool = False, config: ConfigOpt = None, config_dir: ConfigDir
 @token_app.command
 def revoke(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: AdminTokenOpt = None, json: bool = False,
            config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Remove the api.auth.tokens entry of api-token-NAME and revoke that secret."""
+    """Remove the api.auth.tokens entry of api-token-NAME and revoke that secret.
+
+    **Examples:**
+
+        ductile config token revoke --name ci
+    """
     if name is None:
         raise CliFailure("config token revoke: --name is required")
     cfg = _config(config, config_dir)

@@ -22,7 +22,13 @@ def check(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None,
           json: bool = False, fail_on_warnings: FailOnWarningsOpt = False,
           strict: Annotated[bool, Parameter(name="--strict", negative="",
                                             help="Deprecated alias of --fail-on-warnings.")] = False) -> int:
-    """Validate the config as boot would (load, plugins, doctor, integrity) without starting anything."""
+    """Validate the config as boot would (load, plugins, doctor, integrity) without starting anything.
+
+    **Examples:**
+
+        ductile config check --config ./my-gateway
+        ductile config check --fail-on-warnings --json
+    """
     if strict:
         print(STRICT_NOTE, file=sys.stderr)
     return _run(config, config_dir, json=json or format == "json", fail_on_warnings=fail_on_warnings or strict)

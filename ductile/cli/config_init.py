@@ -13,7 +13,12 @@ def init(*, config_dir: Annotated[str | None, Parameter(name="--config-dir",
                                                         help="The directory to create (default ~/.config/ductile).")] = None,
          force: Annotated[bool, Parameter(help="Overwrite an existing config.yaml; each replaced file is kept as FILE.bak.")] = False,
          json: bool = False) -> int:
-    """Scaffold a config directory that boots as it is (API off), and lock it."""
+    """Scaffold a config directory that boots as it is (API off), and lock it.
+
+    **Examples:**
+
+        ductile config init --config-dir ./my-gateway
+    """
     import os
     from pathlib import Path
 

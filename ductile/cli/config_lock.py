@@ -16,7 +16,13 @@ def lock(
     verbose: Annotated[bool, Parameter(name=["--verbose", "-v"], help="Print every file and plugin entry.")] = False,
     dry_run: Annotated[bool, Parameter(name="--dry-run", help="Show what would be locked; write nothing.")] = False,
 ) -> int:
-    """Hash every config file into .checksums; plugin fingerprints of configured plugins are kept."""
+    """Hash every config file into .checksums; plugin fingerprints of configured plugins are kept.
+
+    **Examples:**
+
+        ductile config lock
+        ductile config lock --dry-run --verbose
+    """
     import os
 
     from ductile.app import config_lock as cl

@@ -18,7 +18,13 @@ ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config
 @app.command(name="list")
 def list_(*, format: Literal["human", "json"] = "human", json: bool = False,
           config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
-    """Every plugin discovered or configured: version, enabled, commands, path."""
+    """Every plugin discovered or configured: version, enabled, commands, path.
+
+    **Examples:**
+
+        ductile config plugin list
+        ductile config plugin list --json
+    """
     from ductile.app.config_plugins import plugin_rows
     from ductile.cli.common import resolve
 
@@ -34,7 +40,13 @@ def list_(*, format: Literal["human", "json"] = "human", json: bool = False,
 
 @app.command
 def show(name: str, /, *, json: bool = False, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
-    """One plugin: manifest summary, effective config with sources, schedules, fingerprint status."""
+    """One plugin: manifest summary, effective config with sources, schedules, fingerprint status.
+
+    **Examples:**
+
+        ductile config plugin show echo
+        ductile config plugin show echo --json
+    """
     import os
 
     from ductile.app.config_plugins import PluginNotFound, plugin_detail

@@ -18,7 +18,13 @@ INVALID = "INVALID — {file}: {pointer}: {message}"
 
 def schema(*, name: Annotated[str | None, Parameter(help="The schema to print (default: list the names).")] = None,
            json: bool = False) -> int:
-    """The embedded schema names, or one schema as a JSON Schema (2020-12) document."""
+    """The embedded schema names, or one schema as a JSON Schema (2020-12) document.
+
+    **Examples:**
+
+        ductile config schema
+        ductile config schema --name config
+    """
     from ductile.config.json_schema import SCHEMAS, UnknownSchema, json_schema
 
     if name is None:
@@ -39,7 +45,13 @@ def validate(*, file: Annotated[str | None, Parameter(help="The file to check.")
              whole: Annotated[bool, Parameter(help="FILE is a root config.yaml: check it merged with its "
                                                    "plaintext includes.")] = False,
              json: bool = False) -> int:
-    """A structural check against a schema: no decryption, no key, no cross-references."""
+    """A structural check against a schema: no decryption, no key, no cross-references.
+
+    **Examples:**
+
+        ductile config validate --file ./my-gateway/config.yaml
+        ductile config validate --file plugins.yaml --name config --json
+    """
     from ductile.config.errors import ConfigError
     from ductile.config.json_schema import UnknownSchema, check_document, check_file, whole_document
 

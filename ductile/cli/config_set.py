@@ -25,7 +25,13 @@ def set_(assignment: Annotated[str, Parameter(help="<path>=<value>; the value is
          apply: Annotated[bool, Parameter(help="Write the change (a .bak copy is kept).")] = False,
          config: Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")] = None,
          config_dir: Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")] = None) -> int:
-    """Set one key in the file that provides it, keeping comments; then validate."""
+    """Set one key in the file that provides it, keeping comments; then validate.
+
+    **Examples:**
+
+        ductile config set plugins.echo.enabled=true --apply
+        ductile config set service.max_workers=8 --dry-run
+    """
     from ductile.app.config_lock import Tier, tier_of
     from ductile.cli.common import resolve
     from ductile.config.documents import display_name

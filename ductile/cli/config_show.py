@@ -22,7 +22,13 @@ def show(entity: Annotated[str | None, Parameter(help="A dot path, plugin:<name>
          /, *, json: bool = False,
          effective: Annotated[bool, Parameter(help="Per plugin: each runtime setting, explicit or default.")] = False,
          config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
-    """The resolved config (defaults applied), secrets redacted, as YAML or JSON."""
+    """The resolved config (defaults applied), secrets redacted, as YAML or JSON.
+
+    **Examples:**
+
+        ductile config show
+        ductile config show plugins.echo --effective --json
+    """
     from ductile.cli.common import resolve_verified
 
     cfg = resolve_verified(config, config_dir)  # a full load (config.md §6.3)
@@ -52,7 +58,13 @@ def get(path: Annotated[str, Parameter(help="a.b.c, a.b[0], plugin:<name>.<field
                                             "<plugin>[.<field>].")], /, *, json: bool = False,
         effective: Annotated[bool, Parameter(help="The value with its source (explicit or default).")] = False,
         config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
-    """One value of the resolved config (secrets redacted)."""
+    """One value of the resolved config (secrets redacted).
+
+    **Examples:**
+
+        ductile config get api.listen
+        ductile config get plugins.echo --effective --json
+    """
     from ductile.cli.common import resolve_verified
     from ductile.config.keypaths import KeyPathError, lookup, parse_key_path
     from ductile.config.resolved import resolved_document

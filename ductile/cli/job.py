@@ -20,7 +20,13 @@ ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config
 
 @app.command
 def inspect(job_id: str, *, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: bool = False) -> int:
-    """Show one job: record, transitions, attempts and lineage (result and stderr included)."""
+    """Show one job: record, transitions, attempts and lineage (result and stderr included).
+
+    **Examples:**
+
+        ductile job inspect 0192c2a4-5b1e-7c3d-9e8f-0a1b2c3d4e5f
+        ductile job inspect 0192c2a4-5b1e-7c3d-9e8f-0a1b2c3d4e5f --json
+    """
     from ductile.projections import job_queries as q
 
     cfg = resolve(config, config_dir)
@@ -107,7 +113,13 @@ def logs(
     config_dir: ConfigDirOpt = None,
     json: bool = False,
 ) -> int:
-    """Terminal jobs from the ledger, newest first."""
+    """Terminal jobs from the ledger, newest first.
+
+    **Examples:**
+
+        ductile job logs --plugin echo
+        ductile job logs --status failed --from 2026-01-01T00:00:00Z --json
+    """
     from ductile.projections import job_queries as q
 
     if not 1 <= limit <= q.MAX_LIMIT:
@@ -142,7 +154,13 @@ def list_(
     config_dir: ConfigDirOpt = None,
     json: bool = False,
 ) -> int:
-    """Jobs in the queue (outstanding, and terminal ones inside retention), newest first."""
+    """Jobs in the queue (outstanding, and terminal ones inside retention), newest first.
+
+    **Examples:**
+
+        ductile job list
+        ductile job list --plugin echo --status failed --limit 10 --json
+    """
     from ductile.projections import job_queries as q
 
     if not 1 <= limit <= q.MAX_LIMIT:

@@ -24,11 +24,20 @@ app.command("ductile.cli.system:app", name="system",
             help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
 app.command("ductile.cli.job:app", name="job", help="Jobs in the ledger: inspect, logs, list.")
 app.command("ductile.cli.plugin:app", name="plugin", help="Plugins on the running gateway: list, show, run.")
+# The nouns that are one command keep their help here, examples included, so that listing them in
+# ``ductile --help`` imports none of their modules (a lazy command's docstring would).
 app.command("ductile.cli.api:api", name="api", help=(
     "Call any gateway route and print the response body (pretty JSON when it is JSON).\n\n"
-    "Exit 0 when HTTP < 400, 1 otherwise (the body is still printed). /events streams its frames until Ctrl-C."))
-app.command("ductile.cli.skills:skills", name="skills",
-            help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
+    "Exit 0 when HTTP < 400, 1 otherwise (the body is still printed). /events streams its frames until Ctrl-C.\n\n"
+    "**Examples:**\n\n"
+    "    ductile api /healthz\n"
+    "    ductile api /plugin/echo/poll -f message=hi\n"
+    "    ductile api /pipeline/greeting-followup -f name=Ada\n"))
+app.command("ductile.cli.skills:skills", name="skills", help=(
+    "Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.\n\n"
+    "**Examples:**\n\n"
+    "    ductile skills --config ./my-gateway\n"
+    "    ductile skills --json\n"))
 app.command("ductile.cli.secrets:app", name="secrets",
             help="age keys and age-encrypted config files (not the vault): keygen, encrypt, rotate.")
 app.command("ductile.cli.config:app", name="config",
@@ -36,11 +45,29 @@ app.command("ductile.cli.config:app", name="config",
 app.command("ductile.cli.vault:app", name="vault",
             help="The secrets vault: init, get, list, status, set, roll, revoke, principals, rotate-key, import, audit.")
 app.command("ductile.cli.relay:app", name="relay", help="Send an event to a peer gateway (later phase).")
+app.command("ductile.cli.completion:completion", name="completion", help=(
+    "Print the shell completion script for bash, zsh or fish on stdout.\n\n"
+    "**Examples:**\n\n"
+    "    ductile completion bash > ~/.bash_completion.d/ductile\n"
+    "    ductile completion zsh > ~/.zsh/completions/_ductile\n"))
+app.command("ductile.cli.completion:install", name="--install-completion", help=(
+    "Install shell completion for bash, zsh or fish where that shell looks for it, and source it from the "
+    "shell's rc file (--no-add-to-startup leaves that alone). Open a new shell afterwards.\n\n"
+    "**Examples:**\n\n"
+    "    ductile --install-completion\n"
+    "    ductile --install-completion --shell zsh\n"))
 
 
 @app.command
 def version(*, json: bool = False) -> None:
     """Print the version, commit and build time.
+
+    The commit is the one the package was built from, or the checkout's HEAD when run from a clone.
+
+    **Examples:**
+
+        ductile version
+        ductile version --json
 
     Parameters
     ----------

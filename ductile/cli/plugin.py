@@ -26,7 +26,13 @@ def _client(api_url: str | None, api_key: str | None) -> GatewayClient:
 
 @app.command(name="list")
 def list_(*, api_url: ApiUrl = None, api_key: ApiKey = None, json: bool = False) -> int:
-    """List the enabled plugins (``GET /plugins``)."""
+    """List the enabled plugins (``GET /plugins``).
+
+    **Examples:**
+
+        ductile plugin list
+        ductile plugin list --api-url http://127.0.0.1:8080 --json
+    """
     try:
         data = _client(api_url, api_key).request("GET", "/plugins")
     except CliFailure as exc:
@@ -41,7 +47,13 @@ def list_(*, api_url: ApiUrl = None, api_key: ApiKey = None, json: bool = False)
 
 @app.command
 def show(name: str, *, api_url: ApiUrl = None, api_key: ApiKey = None, json: bool = False) -> int:
-    """Show plugin NAME: version, protocol, description and commands (``GET /plugin/NAME``)."""
+    """Show plugin NAME: version, protocol, description and commands (``GET /plugin/NAME``).
+
+    **Examples:**
+
+        ductile plugin show echo
+        ductile plugin show echo --json
+    """
     from urllib.parse import quote
 
     from ductile.cli.client import GatewayHttpError
@@ -101,7 +113,13 @@ def run(
                                            "seconds).")] = "5m",
     json: bool = False,
 ) -> int:
-    """Enqueue one job of plugin NAME (``POST /plugin/NAME/COMMAND``)."""
+    """Enqueue one job of plugin NAME (``POST /plugin/NAME/COMMAND``).
+
+    **Examples:**
+
+        ductile plugin run echo
+        ductile plugin run greeter --payload '{"name": "Ada"}' --wait
+    """
     from ductile.cli.common import parse_timeout
 
     seconds, shown = parse_timeout(timeout)
@@ -163,7 +181,13 @@ def lock(
     config: Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")] = None,
     config_dir: Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")] = None,
 ) -> int:
-    """Record plugin fingerprints (keyed with the vault nonce) in .checksums; effective at the next reload."""
+    """Record plugin fingerprints (keyed with the vault nonce) in .checksums; effective at the next reload.
+
+    **Examples:**
+
+        ductile plugin lock echo
+        ductile plugin lock --all --dry-run
+    """
     import os
 
     from ductile.app import plugin_lock as pl

@@ -34,5 +34,10 @@ def send(
     config_dir: Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")] = None,
     json: bool = False,
 ) -> int:
-    """Send one event to relay INSTANCE. Not available in this release: exits 1."""
+    """Send one event to relay INSTANCE. Not available in this release: exits 1.
+
+    **Examples:**
+
+        ductile relay send peer --event greeter.greeted --payload '{"name": "Ada"}'
+    """
     raise fail(RELAY_NOT_AVAILABLE, json=json)

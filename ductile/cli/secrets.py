@@ -43,6 +43,10 @@ def keygen(*, out: Annotated[str | None, Parameter(help="Write the identity here
     """Make a new age identity: on stdout, or in --out at mode 0600 (never over an existing file).
 
     The public recipient is printed on stderr either way.
+
+    **Examples:**
+
+        ductile secrets keygen --out ~/.config/ductile/age.key
     """
     from ductile.vault.keys import generate_identity, key_file_text, write_key_file
 
@@ -63,7 +67,12 @@ def encrypt(
     in_: Annotated[str | None, Parameter(name="--in", help="Input file (default: stdin).")] = None,
     out: Annotated[str | None, Parameter(help="Output file, mode 0600 (default: stdout).")] = None,
 ) -> None:
-    """Encrypt a file (armored age) for one or more recipients."""
+    """Encrypt a file (armored age) for one or more recipients.
+
+    **Examples:**
+
+        ductile secrets encrypt --recipient age1... --in app.yaml --out app.yaml.age
+    """
     from ductile.vault.keys import encrypt as seal
     from ductile.vault.keys import write_private_file
 
@@ -90,6 +99,10 @@ def rotate(
     """Re-encrypt an age-encrypted config file for new recipients, in place (atomic, no .bak).
 
     Refuses the vault (use 'ductile vault rotate-key'). Re-lock the config afterwards.
+
+    **Examples:**
+
+        ductile secrets rotate --file app.yaml.age --recipients-file team.txt
     """
     from ductile.vault.document import looks_like_vault
     from ductile.vault.keys import encrypt as seal

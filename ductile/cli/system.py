@@ -16,16 +16,32 @@ if TYPE_CHECKING:
     from ductile.events.store import EventStore
 
 app = App(name="system", help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
-app.command("ductile.cli.skills:skills", name="skills",
-            help="Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.")
-app.command("ductile.cli.config_check:doctor", name="doctor",
-            help="Diagnose the configuration, plugins and vault, gateway running or not (the config check report).")
-app.command("ductile.cli.plugin_facts:plugin_facts", name="plugin-facts",
-            help="A plugin's appended facts (fact_outputs), newest first.")
-app.command("ductile.cli.backup:backup", name="backup",
-            help="Snapshot the state DB (and config, plugins, env files by --scope) into one gzip tar, gateway running or not.")
-app.command("ductile.cli.backup:restore", name="restore",
-            help="Verify a backup archive whole, restore it (gateway stopped), then run the selfcheck.")
+# Lazy verbs keep their help here, examples included, so listing them does not import their modules.
+app.command("ductile.cli.skills:skills", name="skills", help=(
+    "Print the LLM operator skill manifest: CLI commands, plugin commands and pipelines.\n\n"
+    "**Examples:**\n\n"
+    "    ductile system skills\n"
+    "    ductile system skills --config ./my-gateway --json\n"))
+app.command("ductile.cli.config_check:doctor", name="doctor", help=(
+    "Diagnose the configuration, plugins and vault, gateway running or not (the config check report).\n\n"
+    "**Examples:**\n\n"
+    "    ductile system doctor\n"
+    "    ductile system doctor --fail-on-warnings --json\n"))
+app.command("ductile.cli.plugin_facts:plugin_facts", name="plugin-facts", help=(
+    "A plugin's appended facts (fact_outputs), newest first.\n\n"
+    "**Examples:**\n\n"
+    "    ductile system plugin-facts echo\n"
+    "    ductile system plugin-facts echo --fact-type seen --limit 5 --json\n"))
+app.command("ductile.cli.backup:backup", name="backup", help=(
+    "Snapshot the state DB (and config, plugins, env files by --scope) into one gzip tar, gateway running or not."
+    "\n\n**Examples:**\n\n"
+    "    ductile system backup --to backup.tar.gz\n"
+    "    ductile system backup --to backup.tar.gz --scope all --json\n"))
+app.command("ductile.cli.backup:restore", name="restore", help=(
+    "Verify a backup archive whole, restore it (gateway stopped), then run the selfcheck.\n\n"
+    "**Examples:**\n\n"
+    "    ductile system restore --from backup.tar.gz --config-dir ./my-gateway\n"
+    "    ductile system restore --from backup.tar.gz --config-dir ./gw --force\n"))
 
 ConfigOpt = Annotated[str | None, Parameter(name=["--config", "-c"], help="Config file or directory.")]
 ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config directory.")]
@@ -33,7 +49,13 @@ ConfigDirOpt = Annotated[str | None, Parameter(name="--config-dir", help="Config
 
 @app.command
 def start(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
-    """Start the gateway in the foreground (JSON logs on stdout; SIGTERM/SIGINT stop it gracefully)."""
+    """Start the gateway in the foreground (JSON logs on stdout; SIGTERM/SIGINT stop it gracefully).
+
+    **Examples:**
+
+        ductile system start --config ./my-gateway
+        ductile system start --config examples/quickstart >> gateway.log &
+    """
     from ductile.daemon import start as start_gateway
 
     return start_gateway(find_source(config, config_dir))
@@ -47,7 +69,13 @@ def rebuild(
     projection: Annotated[list[str] | None, Parameter(help="Projection to rebuild (repeatable; default all).")] = None,
     json: bool = False,
 ) -> int:
-    """Drop projections and rebuild them from the event log (the gateway must be stopped)."""
+    """Drop projections and rebuild them from the event log (the gateway must be stopped).
+
+    **Examples:**
+
+        ductile system rebuild
+        ductile system rebuild --projection queue --json
+    """
     from ductile.events.log import read_head
     from ductile.events.schema import UnknownSchema
     from ductile.projections.registry import default_runner
@@ -96,7 +124,13 @@ def rebuild(
 @app.command
 def selfcheck(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: bool = False) -> int:
     """Offline deploy gate (gateway stopped): DB integrity and schema, the event log's hash chain, a replay
-    of every event into fresh projections, queue freshness and the vault's agreement with the log."""
+    of every event into fresh projections, queue freshness and the vault's agreement with the log.
+
+    **Examples:**
+
+        ductile system selfcheck --config ./my-gateway
+        ductile system selfcheck --json
+    """
     import os
 
     from ductile.events.timefmt import now_ns, rfc3339
@@ -120,7 +154,13 @@ def selfcheck(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json
 
 @app.command
 def scheduler(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: bool = False) -> int:
-    """Outstanding scheduler jobs, from the read models (gateway running or not)."""
+    """Outstanding scheduler jobs, from the read models (gateway running or not).
+
+    **Examples:**
+
+        ductile system scheduler
+        ductile system scheduler --json
+    """
     from ductile.cli.common import read_state
     from ductile.projections.schedule_queries import active_polls
 
@@ -145,7 +185,13 @@ def breaker(
     config_dir: ConfigDirOpt = None,
     json: bool = False,
 ) -> int:
-    """Circuit breaker state of PLUGIN's COMMAND and its transitions, newest first."""
+    """Circuit breaker state of PLUGIN's COMMAND and its transitions, newest first.
+
+    **Examples:**
+
+        ductile system breaker echo
+        ductile system breaker echo --command poll --json
+    """
     from ductile.cli.common import read_state
     from ductile.projections.schedule_queries import breaker as breaker_report
 
@@ -177,7 +223,13 @@ def reset(
     api_key: str | None = None,
     json: bool = False,
 ) -> int:
-    """Close PLUGIN's circuit breaker (through the gateway when it runs, else in the log directly)."""
+    """Close PLUGIN's circuit breaker (through the gateway when it runs, else in the log directly).
+
+    **Examples:**
+
+        ductile system reset echo
+        ductile system reset echo --command poll --json
+    """
     from ductile.system.pidlock import holder, pid_path
 
     cfg = resolve(config, config_dir)
@@ -235,7 +287,13 @@ def stop(
     timeout: TimeoutOpt = "60s",
     json: bool = False,
 ) -> int:
-    """Stop the gateway: SIGTERM to the PID holding the lock, then wait until the lock is released."""
+    """Stop the gateway: SIGTERM to the PID holding the lock, then wait until the lock is released.
+
+    **Examples:**
+
+        ductile system stop
+        ductile system stop --timeout 2m --json
+    """
     import os
     import signal
 
@@ -284,7 +342,13 @@ def reload(
     timeout: TimeoutOpt = "30s",
     json: bool = False,
 ) -> int:
-    """Reload the configuration: POST /system/reload with --api-url, else SIGHUP to the PID holding the lock."""
+    """Reload the configuration: POST /system/reload with --api-url, else SIGHUP to the PID holding the lock.
+
+    **Examples:**
+
+        ductile system reload
+        ductile system reload --api-url http://127.0.0.1:8080 --json
+    """
     from ductile.cli.common import parse_timeout
 
     seconds, shown = parse_timeout(timeout)
@@ -373,7 +437,13 @@ def _reload_over_api(api_url: str, api_key: str | None, seconds: float, json: bo
 
 @app.command
 def status(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None, json: bool = False) -> int:
-    """Is the gateway running and healthy: config, state DB, PID lock and GET /healthz."""
+    """Is the gateway running and healthy: config, state DB, PID lock and GET /healthz.
+
+    **Examples:**
+
+        ductile system status
+        ductile system status --json
+    """
     report = status_report(config, config_dir)
     if json:
         emit_json(report)
@@ -512,7 +582,13 @@ def vault_audit(
     config: ConfigOpt = None,
     config_dir: ConfigDirOpt = None,
 ) -> None:
-    """The vault audit trail (vault.md §12), newest first; works with the gateway running."""
+    """The vault audit trail (vault.md §12), newest first; works with the gateway running.
+
+    **Examples:**
+
+        ductile system vault-audit
+        ductile system vault-audit --secret api-token-ci --limit 10 --json
+    """
     from ductile.cli.vault import vault_audit as show
 
     show(principal=principal, secret=secret, limit=limit, json=json, config=config, config_dir=config_dir)
@@ -528,7 +604,13 @@ def watch(
     api_key: Annotated[str | None, Parameter(help="API token (default: $DUCTILE_API_KEY).")] = None,
 ) -> int:
     """Full-screen dashboard of a running gateway: health, pipelines, schedules, running and recent jobs, open
-    breakers, live events (q quits)."""
+    breakers, live events (q quits).
+
+    **Examples:**
+
+        ductile system watch
+        ductile system watch --api-url http://127.0.0.1:8080
+    """
     import sys
 
     if not (sys.stdin.isatty() and sys.stdout.isatty()):

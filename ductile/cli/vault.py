@@ -147,7 +147,12 @@ def _refusals() -> tuple[type[Exception], ...]:
 def init(*, vault: Annotated[str | None, Parameter(help="The vault file to create.")] = None,
          key: Annotated[str | None, Parameter(help="The age key to encrypt it to.")] = None,
          config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Create the vault: principal core with the fingerprint nonce, and the admin token (printed once)."""
+    """Create the vault: principal core with the fingerprint nonce, and the admin token (printed once).
+
+    **Examples:**
+
+        ductile vault init --config ./my-gateway
+    """
     from ductile.app.vault import init_vault
     from ductile.vault.keys import load_keyring, locate_key
 
@@ -178,7 +183,12 @@ def init(*, vault: Annotated[str | None, Parameter(help="The vault file to creat
 
 @app.command(name="rotate-admin-token")
 def rotate_admin_token(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Mint a new admin token (printed once); the old one stops working at once."""
+    """Mint a new admin token (printed once); the old one stops working at once.
+
+    **Examples:**
+
+        ductile vault rotate-admin-token
+    """
     cfg = _config(config, config_dir)
     if cfg is None:
         raise CliFailure("vault rotate-admin-token: no config found")
@@ -192,7 +202,12 @@ def rotate_admin_token(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = N
 
 @app.command(name="rotate-key")
 def rotate_key(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Re-encrypt the vault to a new age key, crash-safe (vault.md §8). Stop the gateway first."""
+    """Re-encrypt the vault to a new age key, crash-safe (vault.md §8). Stop the gateway first.
+
+    **Examples:**
+
+        ductile vault rotate-key --config ./my-gateway
+    """
     from ductile.vault.rotation import success_lines
 
     cfg = _config(config, config_dir)
@@ -208,7 +223,12 @@ def rotate_key(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> 
 
 @app.command
 def adopt(*, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Accept the on-disk vault.age as truth after the boot check refused it (vault.md §3)."""
+    """Accept the on-disk vault.age as truth after the boot check refused it (vault.md §3).
+
+    **Examples:**
+
+        ductile vault adopt --config ./my-gateway
+    """
     from ductile.vocabulary import VaultActor
 
     cfg = _require_config(config, config_dir)
@@ -228,7 +248,13 @@ def import_(*, tokens: Annotated[str | None, Parameter(help="The legacy tokens.y
                               ] = False,
             json: bool = False, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
     """Import legacy tokens.yaml entries as manual secrets with no grants (all or nothing), or
-    --verify: a read-only parity report. Key values are never printed."""
+    --verify: a read-only parity report. Key values are never printed.
+
+    **Examples:**
+
+        ductile vault import --tokens tokens.yaml
+        ductile vault import --tokens tokens.yaml --verify --json
+    """
     from ductile.commands import vault_import
     from ductile.events.types import VaultImported
 
@@ -299,7 +325,13 @@ def set_(*, name: NameOpt = None,
          api_url: ApiUrlOpt = None, token: TokenOpt = None,
          config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
     """Create or update a secret; a manual value is read from stdin (never argv). Through the
-    daemon, or offline (daemon stopped) with --vault and --key."""
+    daemon, or offline (daemon stopped) with --vault and --key.
+
+    **Examples:**
+
+        printf %s "$VALUE" | ductile vault set --name api-key --principal echo
+        ductile vault set --name webhook-secret --pattern auto
+    """
     from ductile.vocabulary import VaultActor
 
     if name is None:
@@ -360,7 +392,13 @@ def _is_manual(cfg: Config | None, name: str) -> bool:
 @app.command
 def roll(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None, config: ConfigOpt = None,
          config_dir: ConfigDirOpt = None) -> None:
-    """Roll a secret: a manual one takes its new value from piped stdin, an auto one is minted."""
+    """Roll a secret: a manual one takes its new value from piped stdin, an auto one is minted.
+
+    **Examples:**
+
+        ductile vault roll --name webhook-secret
+        printf %s "$NEW_VALUE" | ductile vault roll --name api-key
+    """
     if name is None:
         raise CliFailure("vault roll: --name is required")
     body: dict[str, Any] = {"name": name}
@@ -385,7 +423,12 @@ def _named(action: str, path: str, done: str, name: str | None, api_url: str | N
 @app.command
 def revoke(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None, config: ConfigOpt = None,
            config_dir: ConfigDirOpt = None) -> None:
-    """Revoke a secret: its value is cleared and its name can never be reused."""
+    """Revoke a secret: its value is cleared and its name can never be reused.
+
+    **Examples:**
+
+        ductile vault revoke --name api-token-ci
+    """
     _named("revoke", "/vault/secret/revoke", 'Revoked secret "{name}"', name, api_url, token, config, config_dir)
 
 
@@ -394,7 +437,12 @@ def register_principal(*, name: NameOpt = None,
                        kind: Annotated[str, Parameter(help="plugin (default), consumer or gateway.")] = "plugin",
                        api_url: ApiUrlOpt = None, token: TokenOpt = None, config: ConfigOpt = None,
                        config_dir: ConfigDirOpt = None) -> None:
-    """Register a principal that secrets can be granted to."""
+    """Register a principal that secrets can be granted to.
+
+    **Examples:**
+
+        ductile vault register-principal --name echo --kind plugin
+    """
     _named("register-principal", "/vault/principal", 'Registered principal "{name}"', name, api_url, token, config,
            config_dir, kind=kind)
 
@@ -402,7 +450,12 @@ def register_principal(*, name: NameOpt = None,
 @app.command(name="revoke-principal")
 def revoke_principal(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None,
                      config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Revoke a principal: its grants stay, delivery to it fails closed."""
+    """Revoke a principal: its grants stay, delivery to it fails closed.
+
+    **Examples:**
+
+        ductile vault revoke-principal --name old-plugin
+    """
     _named("revoke-principal", "/vault/principal/revoke", 'Revoked principal "{name}"', name, api_url, token, config,
            config_dir)
 
@@ -410,7 +463,12 @@ def revoke_principal(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: 
 @app.command(name="purge-principal")
 def purge_principal(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None,
                     config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Delete a principal and strip its name from every grant."""
+    """Delete a principal and strip its name from every grant.
+
+    **Examples:**
+
+        ductile vault purge-principal --name old-plugin
+    """
     _named("purge-principal", "/vault/principal/purge", 'Purged principal "{name}"', name, api_url, token, config,
            config_dir)
 
@@ -418,7 +476,12 @@ def purge_principal(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: T
 @app.command(name="roll-principal")
 def roll_principal(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: TokenOpt = None,
                    config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Roll every auto secret granted to a principal; manual ones are listed to roll by hand."""
+    """Roll every auto secret granted to a principal; manual ones are listed to roll by hand.
+
+    **Examples:**
+
+        ductile vault roll-principal --name echo
+    """
     if name is None:
         raise CliFailure("vault roll-principal: --name is required")
     answer = _post(api_url, token, config, config_dir, "/vault/principal/roll", {"name": name})
@@ -433,7 +496,12 @@ def roll_principal(*, name: NameOpt = None, api_url: ApiUrlOpt = None, token: To
 
 @app.command
 def get(*, name: NameOpt = None, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """Print a secret's value; its read is audited before the value is printed."""
+    """Print a secret's value; its read is audited before the value is printed.
+
+    **Examples:**
+
+        ductile vault get --name api-token-ci
+    """
     from ductile.app.vault import NOT_AUDITED
     from ductile.events.log import EventLog
     from ductile.projections.registry import default_runner
@@ -462,7 +530,13 @@ def get(*, name: NameOpt = None, config: ConfigOpt = None, config_dir: ConfigDir
 @app.command(name="list")
 def list_(*, principals: bool = False, json: bool = False, config: ConfigOpt = None,
           config_dir: ConfigDirOpt = None) -> None:
-    """Secrets (or principals) as the event log knows them: metadata only, never values."""
+    """Secrets (or principals) as the event log knows them: metadata only, never values.
+
+    **Examples:**
+
+        ductile vault list
+        ductile vault list --principals --json
+    """
     from ductile.cli.common import read_state
     from ductile.cli.output import print_table
     from ductile.projections.vault import fetch_state
@@ -489,7 +563,13 @@ def list_(*, principals: bool = False, json: bool = False, config: ConfigOpt = N
 
 @app.command
 def status(*, json: bool = False, config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> int:
-    """The vault's health (vault.md §6): file, key, recipients, counts, agreement, gateway. Never values."""
+    """The vault's health (vault.md §6): file, key, recipients, counts, agreement, gateway. Never values.
+
+    **Examples:**
+
+        ductile vault status
+        ductile vault status --json
+    """
     from ductile.app.vault import vault_status
 
     cfg = _require_config(config, config_dir)
@@ -526,7 +606,13 @@ def _human(value: object) -> str:
 def audit(*, principal: str | None = None, secret: str | None = None,
           limit: Annotated[int, Parameter(help=LIMIT_HELP)] = 50, json: bool = False,
           config: ConfigOpt = None, config_dir: ConfigDirOpt = None) -> None:
-    """The vault audit trail (same as ``ductile system vault-audit``)."""
+    """The vault audit trail (same as ``ductile system vault-audit``).
+
+    **Examples:**
+
+        ductile vault audit
+        ductile vault audit --principal echo --json
+    """
     vault_audit(principal=principal, secret=secret, limit=limit, json=json, config=config, config_dir=config_dir)
 
 
