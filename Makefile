@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/e2e.py
-	$(BIN)/python bench/api.py
+	$(BIN)/python bench/api.py --floor
 	$(BIN)/python bench/rebuild.py
 
 clean:

@@ -6,6 +6,12 @@ drives each with the same concurrency. The gateway runs durable (``synchronous=F
 its dispatcher draining the queue meanwhile.
 Last line: ``RESULT bench=api value=<req/s> baseline=<hello req/s> ratio=<v/b> p99_ms=<p99>
 cpu_ratio=<hello CPU/request over the gateway's>``. Both servers use uvicorn's httptools parser.
+
+``--floor`` also serves ``bench/api_floor.py`` (the gateway's HTTP stack, guard, access log and body
+checks around a write that a thread resolves at once, no SQL) in the same run, and prints its line
+first: ``RESULT bench=api_floor value=<req/s> baseline=<hello req/s> ratio=<v/b> p99_ms=<p99>
+cpu_ratio=<hello CPU/request over the floor's>``. Every server's CPU per request is also split
+between its event loop (the main thread) and its other threads (the writer).
 """
 
 from __future__ import annotations
@@ -84,21 +90,27 @@ async def load(port: int, path: str, total: int, concurrency: int) -> tuple[floa
     return total / (time.perf_counter() - started), latencies
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of every thread of ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU so far of every thread of ``pid``, or of its thread ``tid`` (Linux ``/proc``)."""
+    stat = Path(f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat")
+    fields = stat.read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Run:
-    """One server's measured load: throughput, p99 latency and CPU per request."""
+    """One server's measured load: throughput, p99 latency and CPU per request (in all, and of the
+    event loop's thread, which is the process's main thread)."""
 
     def __init__(self, pid: int, port: int, path: str, requests: int, concurrency: int) -> None:
         asyncio.run(load(port, path, 500, concurrency))  # warm-up
-        cpu = cpu_seconds(pid)
+        cpu, loop_cpu = cpu_seconds(pid), cpu_seconds(pid, pid)
         self.rate, latencies = asyncio.run(load(port, path, requests, concurrency))
         self.cpu_ms = (cpu_seconds(pid) - cpu) / requests * 1000
+        self.loop_ms = (cpu_seconds(pid, pid) - loop_cpu) / requests * 1000
         self.p99 = p99_ms(latencies)
+
+    def cpu(self) -> str:
+        return f"{self.cpu_ms:.3f} ms CPU/request (loop {self.loop_ms:.3f}, other threads {self.cpu_ms - self.loop_ms:.3f})"
 
 
 def p99_ms(latencies: list[float]) -> float:
@@ -120,6 +132,19 @@ def run_hello(requests: int, concurrency: int) -> Run:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait()
+    return run
+
+
+def run_floor(requests: int, concurrency: int) -> Run:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "api_floor.py"), "--port", str(port)],
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        wait_port(port)
+        run = Run(proc.pid, port, "/plugin/behave/poll", requests, concurrency)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
     return run
 
 
@@ -153,13 +178,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--floor", action="store_true", help="also measure bench/api_floor.py (no-SQL write)")
     args = parser.parse_args()
     base = run_hello(args.requests, args.concurrency)
-    print(f"baseline: hello-world Litestar route: {base.rate:.0f} req/s, p99 {base.p99:.1f} ms, "
-          f"{base.cpu_ms:.3f} ms CPU/request")
+    print(f"baseline: hello-world Litestar route: {base.rate:.0f} req/s, p99 {base.p99:.1f} ms, {base.cpu()}")
+    floor = run_floor(args.requests, args.concurrency) if args.floor else None
+    if floor is not None:
+        print(f"floor: the gateway's stack, guard, access log and body checks, no-op write: {floor.rate:.0f} req/s, "
+              f"p99 {floor.p99:.1f} ms, {floor.cpu()}")
     gw = run_gateway(args.requests, args.concurrency)
-    print(f"gateway: POST /plugin/behave/poll (durable enqueue): {gw.rate:.0f} req/s, p99 {gw.p99:.1f} ms, "
-          f"{gw.cpu_ms:.3f} ms CPU/request (all threads: loop and writer)")
+    print(f"gateway: POST /plugin/behave/poll (durable enqueue): {gw.rate:.0f} req/s, p99 {gw.p99:.1f} ms, {gw.cpu()}")
+    if floor is not None:
+        print(f"RESULT bench=api_floor value={floor.rate:.1f} baseline={base.rate:.1f} ratio={floor.rate / base.rate:.3f} "
+              f"p99_ms={floor.p99:.1f} cpu_ratio={base.cpu_ms / floor.cpu_ms:.3f}")
     # cpu_ratio (hello's CPU per request over the gateway's) is the same ratio counted in work
     # rather than wall time: it holds on a machine others are loading, where req/s does not.
     print(f"RESULT bench=api value={gw.rate:.1f} baseline={base.rate:.1f} ratio={gw.rate / base.rate:.3f} "

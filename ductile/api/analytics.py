@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import get
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from ductile.api.auth import scopes
 from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError
+from ductile.api.handlers import get
 from ductile.api.schemas import errors, query_schema
 from ductile.events.timefmt import now_ns
 from ductile.projections import analytics_queries

@@ -72,13 +72,14 @@ class TokenSet:
                  document: Callable[[], VaultDocument | None] = _no_vault) -> None:
         self._tokens = [(t.encode() if isinstance(t, str) else t, expand(scopes)) for t, scopes in tokens if t]
         self._document = document
+        self._any_ref = any(isinstance(t, SecretRef) for t, _ in self._tokens)  # fixed: read the vault only then
 
     def __len__(self) -> int:
         return len(self._tokens)
 
     def match(self, presented: str) -> Caller | None:
         given = presented.encode()
-        document = self._document() if any(isinstance(t, SecretRef) for t, _ in self._tokens) else None
+        document = self._document() if self._any_ref else None
         found: Caller | None = None
         for token, scopes in self._tokens:
             if isinstance(token, SecretRef):
@@ -141,15 +142,20 @@ def scopes(*any_of: str) -> Guard:
     # async although it never awaits: Litestar runs a sync guard in a worker thread (a thread hop
     # and a GIL handoff on every request) for a check that takes microseconds.
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        connection.state.caller = require(connection.app.state.tokens,
-                                          authorization_header(connection.scope["headers"]), *any_of)
+        caller = require(connection.app.state.tokens, authorization_header(connection.scope["headers"]), *any_of)
+        # The request's state dict itself (Litestar's router creates it): ``connection.state``
+        # wraps it in a new ``State``, with its own lock, on every access.
+        connection.scope["state"][_CALLER] = caller
 
     return guard
 
 
+_CALLER = "caller"
+
+
 def caller_of(request: Request[Any, Any, Any]) -> Caller:
     """The authenticated caller that the route's ``scopes`` guard stored."""
-    caller: Caller = request.state.caller
+    caller: Caller = request.scope["state"][_CALLER]
     return caller
 
 

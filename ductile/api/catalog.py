@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import msgspec
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request
 from litestar.params import FromPath
 from msgspec import UNSET, UnsetType
 
 from ductile.api.auth import scopes
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError
+from ductile.api.handlers import get
 from ductile.api.schemas import errors
 from ductile.app.facade import Ductile
 from ductile.runtime.catalog import LoadedPlugin

@@ -6,6 +6,9 @@ Its own module so that route modules depend on the app's state, not on one anoth
 
 from __future__ import annotations
 
+from typing import Any
+
+from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import SkipValidation
@@ -24,6 +27,11 @@ CallerDep = NamedDependency[SkipValidation[Caller]]
 def ductile_of(state: State) -> Ductile:
     facade: Ductile = state.ductile
     return facade
+
+
+def facade_of(request: Request[Any, Any, Any]) -> Ductile:
+    """The facade, for a handler on the enqueue path that takes it without dependency injection."""
+    return ductile_of(request.app.state)
 
 
 def runtime_of(state: State) -> Services:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 
 import msgspec
-from litestar import get
 
 from ductile import __version__
 from ductile.api.context import Facade, Runtime
 from ductile.api.errors import ApiError, internal
+from ductile.api.handlers import get
 from ductile.api.schemas import errors
 from ductile.events.timefmt import now_ns, rfc3339
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import get
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.params import FromPath, QueryParameter
 
 from ductile.api.auth import scopes
 from ductile.api.context import CallerDep, Facade
 from ductile.api.errors import ApiError, forbidden
+from ductile.api.handlers import get
 from ductile.api.schemas import errors, query_schema
 from ductile.projections.analytics_queries import TreeNode
 from ductile.projections.job_queries import DEFAULT_LIMIT, MAX_LIMIT, STATUS_ALIASES, Job, JobLogPage, JobPage

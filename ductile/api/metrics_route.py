@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response
 
 from ductile.api.auth import scopes
 from ductile.api.context import Runtime
+from ductile.api.handlers import get
 from ductile.api.schemas import errors
 from ductile.runtime.metrics import CONTENT_TYPE, Metrics
 

@@ -7,7 +7,7 @@ import time
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, post
+from litestar import Request, Response
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, QueryParameter
@@ -17,6 +17,7 @@ from ductile.api.auth import scopes
 from ductile.api.body import json_object, payload_of
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
+from ductile.api.handlers import post
 from ductile.api.schemas import PAYLOAD_BODY, body_of, errors
 from ductile.app.facade import Ductile
 from ductile.commands.errors import PayloadTooLarge, PipelineInputRefused

@@ -5,17 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.spec import OpenAPIType, Operation, Schema
 from litestar.params import FromPath
 
-from ductile.api.auth import Caller, scopes
+from ductile.api.auth import caller_of, scopes
 from ductile.api.body import json_object, payload_of
-from ductile.api.context import CallerDep, Facade
+from ductile.api.context import Facade, facade_of
 from ductile.api.errors import ApiError, forbidden, internal
+from ductile.api.handlers import get, post
 from ductile.api.schemas import PAYLOAD_BODY, RawSchema, body_of, errors
-from ductile.app.facade import Ductile
 from ductile.runtime.catalog import Catalog
 from ductile.vocabulary import JobStatus
 
@@ -56,11 +56,9 @@ TRIGGER_SCOPES = ("plugin:invoke:ro", "plugin:rw")
 
 @post("/plugin/{plugin:str}/{command:str}", status_code=202, guards=[scopes(*TRIGGER_SCOPES)],
       responses=TRIGGER_ERRORS, operation_class=body_of(PAYLOAD_BODY), response_description="job queued")
-async def trigger(ductile: Facade, caller: CallerDep, request: Request[Any, Any, Any],
-                  plugin: FromPath[str],
-                  command: FromPath[str]) -> TriggerAccepted:
+async def trigger(request: Request[Any, Any, Any], plugin: FromPath[str], command: FromPath[str]) -> TriggerAccepted:
     """Trigger a plugin command."""
-    return await _trigger(ductile, caller, request, plugin, command)
+    return await _trigger(request, plugin, command)
 
 
 def command_routes(catalog: Catalog) -> list[HTTPRouteHandler]:
@@ -78,8 +76,8 @@ def _command_route(plugin: str, command: str, summary: str, input_schema: dict[s
     operation = body_of(Schema(type=OpenAPIType.OBJECT, properties={"payload": RawSchema(document=input_schema)})) \
         if input_schema is not None else Operation
 
-    async def trigger_command(ductile: Facade, caller: CallerDep, request: Request[Any, Any, Any]) -> TriggerAccepted:
-        return await _trigger(ductile, caller, request, plugin, command)
+    async def trigger_command(request: Request[Any, Any, Any]) -> TriggerAccepted:
+        return await _trigger(request, plugin, command)
 
     return post(f"/plugin/{plugin}/{command}", status_code=202, guards=[scopes(*TRIGGER_SCOPES)],
                 responses=TRIGGER_ERRORS, operation_id=f"{plugin}__{command}", summary=summary, tags=[plugin],
@@ -87,8 +85,10 @@ def _command_route(plugin: str, command: str, summary: str, input_schema: dict[s
                 name=f"trigger:{plugin}:{command}")(trigger_command)
 
 
-async def _trigger(ductile: Ductile, caller: Caller, request: Request[Any, Any, Any], plugin: str,
-                   command: str) -> TriggerAccepted:
+async def _trigger(request: Request[Any, Any, Any], plugin: str, command: str) -> TriggerAccepted:
+    # The hot path takes the facade and the caller from the request rather than by dependency
+    # injection: two injected values cost an anyio task group per request (docs/performance.md).
+    ductile, caller = facade_of(request), caller_of(request)
     loaded = ductile.plugins.get(plugin)
     if loaded is None:
         raise ApiError(400, "plugin not found")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, get, post
+from litestar import Request
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import FromPath
 
@@ -13,6 +13,7 @@ from ductile.api.auth import scopes
 from ductile.api.body import json_object
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
+from ductile.api.handlers import get, post
 from ductile.api.schemas import body_of, errors
 from ductile.projections.schedule_queries import ScheduleList
 from ductile.vocabulary import CircuitState

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
-from litestar import get, post
 from msgspec import UNSET, UnsetType
 
 from ductile import __version__
 from ductile.api.auth import scopes
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal
+from ductile.api.handlers import get, post
 from ductile.api.schemas import errors
 from ductile.app.reload import ReloadStatus
 from ductile.config.model import Config, WebhooksConfig

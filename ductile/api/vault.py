@@ -16,7 +16,7 @@ import hmac
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from litestar import Request, Router, get, post
+from litestar import Request, Router
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.spec import OpenAPIType, Schema
@@ -26,6 +26,7 @@ from ductile.api.auth import authorization_header, extract_bearer
 from ductile.api.body import json_object
 from ductile.api.context import Facade
 from ductile.api.errors import ApiError, internal, unauthorized
+from ductile.api.handlers import get, post
 from ductile.api.jobs import MAX_LIMIT
 from ductile.api.schemas import SECURED, body_of, errors
 from ductile.app.facade import VaultUnavailable

@@ -16,19 +16,29 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-_last_second: list[object] = [None, ""]
+# The last instant and the last second formatted, each one tuple replaced whole, so a thread never
+# reads one instant's text with another's key. Projections format the same instant several times
+# in a row (a job's enqueue: its queue row, its ledger row, its transition) and the same second
+# many times; strftime is the costly part.
+_last_instant: tuple[int | None, str] = (None, "")
+_last_second: tuple[int | None, str] = (None, "")
 
 
 def sql_ts(ns: int | None) -> str | None:
     """Fixed-width ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` used in SQL read models."""
+    global _last_instant, _last_second
     if ns is None:
         return None
+    last = _last_instant
+    if last[0] == ns:
+        return last[1]
     seconds, rem = divmod(ns, NS)
-    # Projections format the same second many times in a row; strftime is the costly part.
-    if _last_second[0] != seconds:
-        _last_second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _last_second[0] = seconds
-    return f"{_last_second[1]}.{rem // 1000:06d}Z"
+    second = _last_second
+    if second[0] != seconds:
+        second = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    text = f"{second[1]}.{rem // 1000:06d}Z"
+    _last_instant = (ns, text)
+    return text
 
 
 def rfc3339(ns: int | None) -> str | None:

@@ -6,14 +6,14 @@ Never pruned (jobs.md §10): ``ductile job inspect`` shows the chain and the mer
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
-from ductile.events.types import ContextCreated
-from ductile.projections.projection import Projection
+from ductile.events.types import ContextCreated, EventBase
+from ductile.projections.projection import BULK_ROWS_HELD, Handler, Projection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS event_contexts (
@@ -34,14 +34,37 @@ PROJECTION = Projection(name="contexts", version=1, schema=SCHEMA, tables=("even
 _json = msgspec.json.Encoder()
 
 
+_INSERT = ("INSERT INTO event_contexts(id, parent_id, pipeline_name, step_id, claims, context, hops, hook_depth,"
+           " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _row(e: ContextCreated) -> tuple[Any, ...]:
+    return (e.context_id, e.parent_id, e.pipeline, e.step_id, _json.encode(e.claims).decode(),
+            _json.encode(e.context).decode(), e.hops, e.hook_depth, sql_ts(e.at))
+
+
 @PROJECTION.on(ContextCreated)
 def _created(cur: sqlite3.Cursor, e: ContextCreated, rec: Recorded) -> None:
-    cur.execute(
-        "INSERT INTO event_contexts(id, parent_id, pipeline_name, step_id, claims, context, hops, hook_depth, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (e.context_id, e.parent_id, e.pipeline, e.step_id, _json.encode(e.claims).decode(),
-         _json.encode(e.context).decode(), e.hops, e.hook_depth, sql_ts(e.at)),
-    )
+    cur.execute(_INSERT, _row(e))
+
+
+@PROJECTION.bulk_fold
+class ContextsFold:
+    """Contexts are only ever inserted: the rows, appended, written ``BULK_ROWS_HELD`` at a time."""
+
+    held: ClassVar[int] = BULK_ROWS_HELD  # a test lowers it to make the rows go mid-log
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+        self.handlers: dict[type[EventBase], Handler] = {ContextCreated: self._created}
+
+    def flush(self, cur: sqlite3.Cursor, *, final: bool) -> None:
+        if final or len(self.rows) > self.held:
+            cur.executemany(_INSERT, self.rows)
+            self.rows = []
+
+    def _created(self, cur: sqlite3.Cursor, e: ContextCreated, rec: Recorded) -> None:
+        self.rows.append(_row(e))
 
 
 _decode_context = msgspec.json.Decoder(dict[str, Any])

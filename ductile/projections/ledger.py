@@ -10,7 +10,9 @@ row is written, so a start costs no update of the staging row.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -18,6 +20,7 @@ from ductile.events.record import Recorded
 from ductile.events.store import StoreKind, dialect_of
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
+    EventBase,
     JobDead,
     JobDeduped,
     JobDispatchFailed,
@@ -32,7 +35,7 @@ from ductile.events.types import (
     RouteDepthExceeded,
     StopwatchSub,
 )
-from ductile.projections.projection import Projection
+from ductile.projections.projection import BULK_ROWS_HELD, Handler, Projection
 from ductile.vocabulary import AttemptOutcome, DeadOutcome, JobStatus
 
 SCHEMA = """
@@ -273,3 +276,221 @@ def _pruned(cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
         before = e.before.get(key)
         if before:
             cur.execute(sql, (before,))
+
+
+# --- the bulk fold (system rebuild, start-up, selfcheck's replay) ---------------------------------
+
+_TRANSITION_COLUMNS = "id, job_id, from_status, to_status, reason, created_at, created_ns"
+_ATTEMPT_COLUMNS = ("id, job_id, attempt, created_at, completed_at, outcome, exit_code, duration_ms, error, stderr,"
+                    " created_ns, subs, config_snapshot_id")
+_LOG_COLUMNS = ("id, job_id, plugin, command, status, result, attempt, submitted_by, created_at, completed_at,"
+                " last_error, stderr, parent_job_id, source_event_id, event_context_id, enqueued_config_snapshot_id,"
+                " started_config_snapshot_id, completed_ns")
+_STAGING_COLUMNS = ("job_id, plugin, command, submitted_by, created_at, parent_job_id, source_event_id,"
+                    " event_context_id, enqueued_config_snapshot_id")
+_DROP_COLUMNS = "id, job_id, event_type, pipeline, step_id, outcome, existing_job_id, created_at, created_ns"
+
+
+def _insert(table: str, columns: str, verb: str = "INSERT") -> str:
+    return f"{verb} INTO {table}({columns}) VALUES ({', '.join('?' * (columns.count(',') + 1))})"
+
+
+_INSERT_TRANSITIONS = _insert("job_transitions", _TRANSITION_COLUMNS)
+_INSERT_ATTEMPTS = _insert("job_attempts", _ATTEMPT_COLUMNS)
+# The live ``_log`` replaces a row of the same id (the row moves to the table's end): so does this.
+_INSERT_LOG = _insert("job_log", _LOG_COLUMNS, "INSERT OR REPLACE")
+_INSERT_STAGING = _insert("ledger_jobs", _STAGING_COLUMNS)
+_INSERT_DROPS = _insert("job_dispatch_drops", _DROP_COLUMNS)
+# Plain text, not the StrEnum members (projection.py says why).
+_QUEUED, _RUNNING, _SUCCEEDED, _DEAD, _SKIPPED, _FAILED = map(str, (
+    JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.SKIPPED, JobStatus.FAILED))
+_OK, _INTERRUPTED = str(AttemptOutcome.OK), str(DeadOutcome.INTERRUPTED)
+# Indexes into a held job_attempts row (the order of _ATTEMPT_COLUMNS) and job_log row.
+_A_COMPLETED_AT, _A_CREATED_NS, _A_SNAPSHOT = 4, 10, 12
+_L_COMPLETED_NS = 17
+
+
+class _HeldJob:
+    """A job the bulk fold holds: its ``ledger_jobs`` row (None once terminal) and its attempts."""
+
+    __slots__ = ("attempts", "staging")
+
+    def __init__(self, staging: tuple[Any, ...]) -> None:
+        self.staging: tuple[Any, ...] | None = staging
+        self.attempts: dict[int, list[Any]] = {}
+
+
+@PROJECTION.bulk_fold
+class LedgerFold:
+    """The ledger folded in memory: transitions and dropped dispatches appended, each job's staging
+    row and attempts held until the job is written, ``job_log`` rows in the order the live path
+    writes them. Each handler does what its live handler's statements do; a job whose rows were
+    already written (jobs beyond ``BULK_ROWS_HELD`` are written oldest first) goes through the live
+    handler instead, which then finds every row of that job in the tables."""
+
+    held: ClassVar[int] = BULK_ROWS_HELD  # a test lowers it to make the oldest rows go first
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, _HeldJob] = {}
+        self.transitions: list[tuple[Any, ...]] = []
+        self.drops: list[tuple[Any, ...]] = []
+        self.log: dict[str, tuple[Any, ...]] = {}
+        self.written = False
+        self.handlers: dict[type[EventBase], Handler] = {
+            JobEnqueued: self._enqueued, JobStarted: self._started, JobSucceeded: self._succeeded,
+            JobRetryScheduled: self._retry, JobFailed: self._failed, JobRecovered: self._recovered,
+            JobDead: self._dead, JobSkipped: self._skipped, JobDispatchFailed: self._dispatch_failed,
+            JobDeduped: self._deduped, RouteDepthExceeded: self._depth_exceeded, ProjectionsPruned: self._pruned,
+        }
+
+    def flush(self, cur: sqlite3.Cursor, *, final: bool) -> None:
+        if final or len(self.transitions) + len(self.drops) > self.held:
+            cur.executemany(_INSERT_TRANSITIONS, self.transitions)
+            cur.executemany(_INSERT_DROPS, self.drops)
+            self.transitions, self.drops = [], []
+            self.written = True
+        if final or len(self.log) > self.held:
+            cur.executemany(_INSERT_LOG, list(self.log.values()))
+            self.log = {}
+            self.written = True
+        if final or len(self.jobs) > self.held:
+            keep = 0 if final else self.held // 2
+            oldest = [self.jobs.pop(job_id) for job_id in list(itertools.islice(self.jobs, len(self.jobs) - keep))]
+            cur.executemany(_INSERT_STAGING, [job.staging for job in oldest if job.staging is not None])
+            cur.executemany(_INSERT_ATTEMPTS, [a for job in oldest for a in job.attempts.values()])
+            self.written = True
+
+    def _live(self, handler: Handler, cur: sqlite3.Cursor, e: EventBase, rec: Recorded) -> None:
+        # The live handler may write a job_log row: the rows held before it must be in the table
+        # first, or the table's order would differ from the live path's.
+        if self.log:
+            cur.executemany(_INSERT_LOG, list(self.log.values()))
+            self.log = {}
+        handler(cur, e, rec)
+
+    def _transition(self, rec: Recorded, job_id: str, frm: str | None, to: str, reason: str | None) -> None:
+        at = rec.event.at
+        self.transitions.append((rec.position, job_id, frm, to, reason, sql_ts(at), at))
+
+    def _finish(self, job: _HeldJob, attempt: int, at: int, outcome: str, exit_code: int | None,
+                duration_ms: int | None, error: str | None, stderr: str | None,
+                subs: list[StopwatchSub] | None = None) -> None:
+        row = job.attempts.get(attempt)
+        if row is not None:
+            row[_A_COMPLETED_AT:_A_CREATED_NS] = (sql_ts(at), outcome, exit_code, duration_ms, error, stderr)
+            row[_A_CREATED_NS + 1] = msgspec.json.encode(subs).decode() if subs else None
+
+    def _log(self, job: _HeldJob, attempt: int, status: str, at: int, result: str | None,
+             last_error: str | None, stderr: str | None) -> None:
+        staging = job.staging
+        if staging is None:  # the live INSERT … SELECT finds no ledger_jobs row: nothing written
+            return
+        job_id, plugin, command, submitted_by, created_at, parent, source, context, enqueued_snapshot = staging
+        started_snapshot = job.attempts[max(job.attempts)][_A_SNAPSHOT] if job.attempts else None
+        log_id = f"{job_id}-{attempt}"
+        self.log.pop(log_id, None)
+        self.log[log_id] = (log_id, job_id, plugin, command, status, result, attempt, submitted_by, created_at,
+                            sql_ts(at), last_error, stderr, parent, source, context, enqueued_snapshot,
+                            started_snapshot, at)
+        job.staging = None
+
+    def _enqueued(self, cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
+        job = self.jobs.pop(e.job_id, None)
+        if job is not None and job.staging is not None:  # the live INSERT's primary key refuses it
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: ledger_jobs.job_id")
+        staging = (e.job_id, e.plugin, e.command, e.submitted_by, sql_ts(e.at), e.parent_job_id, e.source_event_id,
+                   e.event_context_id, e.config_snapshot_id)
+        if job is None:
+            job = _HeldJob(staging)
+        job.staging = staging
+        self.jobs[e.job_id] = job  # at the end: the live row is inserted last
+        self._transition(rec, e.job_id, None, _QUEUED, None)
+
+    def _started(self, cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None:
+            return self._live(_started, cur, e, rec)
+        if e.attempt in job.attempts:  # UNIQUE (job_id, attempt), as the live INSERT
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: job_attempts.job_id, job_attempts.attempt")
+        job.attempts[e.attempt] = [rec.position, e.job_id, e.attempt, sql_ts(e.at), None, None, None, None, None,
+                                   None, e.at, None, e.config_snapshot_id]
+        self._transition(rec, e.job_id, _QUEUED, _RUNNING, None)
+
+    def _succeeded(self, cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None:
+            return self._live(_succeeded, cur, e, rec)
+        self._finish(job, e.attempt, e.at, _OK, e.exit_code, e.duration_ms, None, e.stderr, e.subs)
+        self._transition(rec, e.job_id, _RUNNING, _SUCCEEDED, None)
+        self._log(job, e.attempt, _SUCCEEDED, e.at, e.result, None, e.stderr)
+
+    def _retry(self, cur: sqlite3.Cursor, e: JobRetryScheduled, rec: Recorded) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None:
+            return self._live(_retry, cur, e, rec)
+        self._finish(job, e.attempt, e.at, str(e.outcome), e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
+        self._transition(rec, e.job_id, _RUNNING, _QUEUED, e.error)
+
+    def _failed(self, cur: sqlite3.Cursor, e: JobFailed, rec: Recorded) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None:
+            return self._live(_failed, cur, e, rec)
+        self._finish(job, e.attempt, e.at, str(e.outcome), e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
+        self._transition(rec, e.job_id, _RUNNING, str(e.status), e.error)
+        self._log(job, e.attempt, str(e.status), e.at, e.result, e.error, e.stderr)
+
+    def _recovered(self, cur: sqlite3.Cursor, e: JobRecovered, rec: Recorded) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None:
+            return self._live(_recovered, cur, e, rec)
+        self._finish(job, e.attempt - 1, e.at, _INTERRUPTED, None, None, e.error, None)
+        self._transition(rec, e.job_id, _RUNNING, _QUEUED, "crash_recovery")
+
+    def _dead(self, cur: sqlite3.Cursor, e: JobDead, rec: Recorded) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None:
+            return self._live(_dead, cur, e, rec)
+        if e.outcome is not None:
+            self._finish(job, e.attempt, e.at, str(e.outcome), None, None, e.error, None)
+        self._transition(rec, e.job_id, str(e.from_status), _DEAD, e.reason)
+        self._log(job, e.attempt, _DEAD, e.at, None, e.error, None)
+
+    def _skipped(self, cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None:
+            return self._live(_skipped, cur, e, rec)
+        self._transition(rec, e.job_id, _QUEUED, _SKIPPED, e.reason)
+        self._log(job, e.attempt, _SKIPPED, e.at, None, None, None)
+
+    def _dispatch_failed(self, cur: sqlite3.Cursor, e: JobDispatchFailed, rec: Recorded) -> None:
+        job = self.jobs.get(e.job_id)
+        if job is None:
+            return self._live(_dispatch_failed, cur, e, rec)
+        self._transition(rec, e.job_id, _QUEUED, _FAILED, e.error)
+        self._log(job, 1, _FAILED, e.at, None, e.error, None)
+
+    def _drop(self, rec: Recorded, job_id: str, outcome: str, event_type: str | None, pipeline: str | None,
+              step_id: str | None, existing_job_id: str | None) -> None:
+        at = rec.event.at
+        self.drops.append((rec.position, job_id, event_type, pipeline, step_id, outcome, existing_job_id,
+                           sql_ts(at), at))
+
+    def _deduped(self, cur: sqlite3.Cursor, e: JobDeduped, rec: Recorded) -> None:
+        if e.parent_job_id is not None:
+            self._drop(rec, e.parent_job_id, "deduped", e.event_type, e.pipeline, e.step_id, e.existing_job_id)
+
+    def _depth_exceeded(self, cur: sqlite3.Cursor, e: RouteDepthExceeded, rec: Recorded) -> None:
+        self._drop(rec, e.job_id, "depth_exceeded", None, e.pipeline, e.step_id, None)
+
+    def _pruned(self, cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
+        if before := e.before.get("job_log"):
+            self.log = {k: row for k, row in self.log.items() if not row[_L_COMPLETED_NS] < before}
+        if before := e.before.get("job_transitions"):
+            self.transitions = [row for row in self.transitions if not row[-1] < before]
+            self.drops = [row for row in self.drops if not row[-1] < before]
+        if before := e.before.get("job_attempts"):
+            for job in self.jobs.values():
+                if job.attempts:
+                    job.attempts = {n: a for n, a in job.attempts.items() if not a[_A_CREATED_NS] < before}
+        if self.written:  # rows already in the tables are pruned by the live statements
+            _pruned(cur, e, rec)

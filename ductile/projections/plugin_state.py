@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
 from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
-from ductile.events.types import PluginFactAppended, PluginStateChanged
-from ductile.projections.projection import Projection
+from ductile.events.types import EventBase, PluginFactAppended, PluginStateChanged
+from ductile.projections.projection import BULK_ROWS_HELD, Handler, Projection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS plugin_state (
@@ -54,6 +54,40 @@ def _fact(cur: sqlite3.Cursor, e: PluginFactAppended, rec: Recorded) -> None:
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (rec.position, e.seq, e.plugin, e.fact_type, _json.encode(e.fact).decode(), e.job_id, e.command, sql_ts(e.at)),
     )
+
+
+_INSERT_STATES = "INSERT INTO plugin_state(plugin, state, job_id, updated_at) VALUES (?, ?, ?, ?)"
+_INSERT_FACTS = ("INSERT INTO plugin_facts(id, seq, plugin_name, fact_type, fact_json, job_id, command, created_at)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+@PROJECTION.bulk_fold
+class PluginStateFold:
+    """Each plugin's last state (the live upsert keeps a plugin's row where it was first inserted:
+    so does the dict) and the facts, appended. States are one per plugin; facts are written
+    whenever ``BULK_ROWS_HELD`` of them are held."""
+
+    held: ClassVar[int] = BULK_ROWS_HELD  # a test lowers it to make the facts go mid-log
+
+    def __init__(self) -> None:
+        self.states: dict[str, tuple[Any, ...]] = {}
+        self.facts: list[tuple[Any, ...]] = []
+        self.handlers: dict[type[EventBase], Handler] = {PluginStateChanged: self._state,
+                                                          PluginFactAppended: self._fact}
+
+    def flush(self, cur: sqlite3.Cursor, *, final: bool) -> None:
+        if final or len(self.facts) > self.held:
+            cur.executemany(_INSERT_FACTS, self.facts)
+            self.facts = []
+        if final:
+            cur.executemany(_INSERT_STATES, list(self.states.values()))
+
+    def _state(self, cur: sqlite3.Cursor, e: PluginStateChanged, rec: Recorded) -> None:
+        self.states[e.plugin] = (e.plugin, _json.encode(e.state).decode(), e.job_id, sql_ts(e.at))
+
+    def _fact(self, cur: sqlite3.Cursor, e: PluginFactAppended, rec: Recorded) -> None:
+        self.facts.append((rec.position, e.seq, e.plugin, e.fact_type, _json.encode(e.fact).decode(), e.job_id,
+                           e.command, sql_ts(e.at)))
 
 
 _decode_state = msgspec.json.Decoder(dict[str, Any])

@@ -7,9 +7,10 @@ table also serves as the dedupe index for the whole window.
 
 from __future__ import annotations
 
+import itertools
 import re
 import sqlite3
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -17,6 +18,7 @@ from ductile.events.record import Recorded
 from ductile.events.store import StoreKind, dialect_of
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
+    EventBase,
     JobDead,
     JobDispatchFailed,
     JobEnqueued,
@@ -28,8 +30,8 @@ from ductile.events.types import (
     JobSucceeded,
     ProjectionsPruned,
 )
-from ductile.projections.projection import Projection
-from ductile.vocabulary import OUTSTANDING_SQL, TERMINAL_SQL, JobStatus
+from ductile.projections.projection import BULK_ROWS_HELD, Handler, Projection
+from ductile.vocabulary import OUTSTANDING_SQL, TERMINAL, TERMINAL_SQL, JobStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_queue (
@@ -179,6 +181,127 @@ def _pruned(cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
             f" AND status IN {TERMINAL_SQL}",
             (before,),
         )
+
+
+# --- the bulk fold (system rebuild, start-up, selfcheck's replay) ---------------------------------
+
+_COLUMNS = ("job_id, plugin, command, payload, status, attempt, max_attempts, submitted_by, dedupe_key, created_at,"
+            " started_at, completed_at, next_retry_at, last_error, result, parent_job_id, source_event_id,"
+            " event_context_id, schedule_id, pipeline, step_id, enqueued_config_snapshot_id,"
+            " started_config_snapshot_id, enqueue_position, created_ns, next_retry_ns, completed_ns, stream_version")
+_INSERT_ROWS = f"INSERT INTO job_queue({_COLUMNS}) VALUES ({', '.join('?' * (_COLUMNS.count(',') + 1))})"
+# Plain text, not the StrEnum members (projection.py says why).
+_QUEUED, _RUNNING, _SUCCEEDED, _DEAD, _SKIPPED, _FAILED = map(str, (
+    JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.SKIPPED, JobStatus.FAILED))
+# Indexes into a held row (the order of _COLUMNS).
+(_STATUS, _ATTEMPT, _STARTED_AT, _COMPLETED_AT, _NEXT_RETRY_AT, _LAST_ERROR, _RESULT, _STARTED_SNAPSHOT,
+ _NEXT_RETRY_NS, _COMPLETED_NS, _VERSION) = (4, 5, 10, 11, 12, 13, 14, 22, 25, 26, 27)
+
+
+@PROJECTION.bulk_fold
+class QueueFold:
+    """``job_queue`` folded in memory: one row per job, each written once, in enqueue order (the
+    order the live inserts give the table). Each handler sets the columns its live handler's
+    statement sets; a job whose row was already written (held rows beyond ``BULK_ROWS_HELD`` are
+    written oldest first) goes through the live handler's statement instead."""
+
+    held: ClassVar[int] = BULK_ROWS_HELD  # a test lowers it to make the oldest rows go first
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[Any]] = {}
+        self.written = False
+        self.handlers: dict[type[EventBase], Handler] = {
+            JobEnqueued: self._enqueued, JobStarted: self._started, JobSucceeded: self._succeeded,
+            JobRetryScheduled: self._retry, JobFailed: self._failed, JobRecovered: self._recovered,
+            JobDead: self._dead, JobSkipped: self._skipped, JobDispatchFailed: self._dispatch_failed,
+            ProjectionsPruned: self._pruned,
+        }
+
+    def flush(self, cur: sqlite3.Cursor, *, final: bool) -> None:
+        keep = 0 if final else self.held // 2
+        if final or len(self.rows) > self.held:
+            oldest = list(itertools.islice(self.rows, len(self.rows) - keep))
+            cur.executemany(_INSERT_ROWS, [self.rows.pop(job_id) for job_id in oldest])
+            self.written = True
+
+    def _enqueued(self, cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
+        if e.job_id in self.rows:  # the live INSERT's primary key refuses it the same way
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: job_queue.job_id")
+        self.rows[e.job_id] = [
+            e.job_id, e.plugin, e.command, _json.encode(e.payload).decode(), _QUEUED, 1, e.max_attempts,
+            e.submitted_by, e.dedupe_key, sql_ts(e.at), None, None, None, None, None, e.parent_job_id,
+            e.source_event_id, e.event_context_id, e.schedule_id, e.pipeline, e.step_id, e.config_snapshot_id,
+            None, rec.position, e.at, None, None, rec.version,
+        ]
+
+    def _started(self, cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
+        row = self.rows.get(e.job_id)
+        if row is None:
+            return _started(cur, e, rec)
+        row[_STATUS], row[_ATTEMPT], row[_STARTED_AT] = _RUNNING, e.attempt, sql_ts(e.at)
+        row[_NEXT_RETRY_AT] = row[_NEXT_RETRY_NS] = None
+        row[_STARTED_SNAPSHOT], row[_VERSION] = e.config_snapshot_id, rec.version
+
+    def _succeeded(self, cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
+        row = self.rows.get(e.job_id)
+        if row is None:
+            return _succeeded(cur, e, rec)
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = _SUCCEEDED, sql_ts(e.at), e.at
+        row[_RESULT], row[_LAST_ERROR], row[_VERSION] = e.result, None, rec.version
+
+    def _retry(self, cur: sqlite3.Cursor, e: JobRetryScheduled, rec: Recorded) -> None:
+        row = self.rows.get(e.job_id)
+        if row is None:
+            return _retry(cur, e, rec)
+        row[_STATUS], row[_ATTEMPT] = _QUEUED, e.attempt + 1
+        row[_NEXT_RETRY_AT], row[_NEXT_RETRY_NS] = sql_ts(e.next_retry_at), e.next_retry_at
+        row[_LAST_ERROR], row[_VERSION] = e.error, rec.version
+
+    def _failed(self, cur: sqlite3.Cursor, e: JobFailed, rec: Recorded) -> None:
+        row = self.rows.get(e.job_id)
+        if row is None:
+            return _failed(cur, e, rec)
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = str(e.status), sql_ts(e.at), e.at
+        row[_LAST_ERROR], row[_RESULT], row[_VERSION] = e.error, e.result, rec.version
+
+    def _recovered(self, cur: sqlite3.Cursor, e: JobRecovered, rec: Recorded) -> None:
+        row = self.rows.get(e.job_id)
+        if row is None:
+            return _recovered(cur, e, rec)
+        row[_STATUS], row[_ATTEMPT] = _QUEUED, e.attempt
+        row[_NEXT_RETRY_AT] = row[_NEXT_RETRY_NS] = None
+        row[_LAST_ERROR], row[_VERSION] = e.error, rec.version
+
+    def _dead(self, cur: sqlite3.Cursor, e: JobDead, rec: Recorded) -> None:
+        row = self.rows.get(e.job_id)
+        if row is None:
+            return _dead(cur, e, rec)
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = _DEAD, sql_ts(e.at), e.at
+        row[_LAST_ERROR], row[_VERSION] = e.error, rec.version
+
+    def _skipped(self, cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
+        row = self.rows.get(e.job_id)
+        if row is None:
+            return _skipped(cur, e, rec)
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = _SKIPPED, sql_ts(e.at), e.at
+        row[_LAST_ERROR], row[_VERSION] = None, rec.version
+
+    def _dispatch_failed(self, cur: sqlite3.Cursor, e: JobDispatchFailed, rec: Recorded) -> None:
+        row = self.rows.get(e.job_id)
+        if row is None:
+            return _dispatch_failed(cur, e, rec)
+        row[_STATUS], row[_COMPLETED_AT], row[_COMPLETED_NS] = _FAILED, sql_ts(e.at), e.at
+        row[_LAST_ERROR], row[_VERSION] = e.error, rec.version
+
+    def _pruned(self, cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
+        before = e.before.get("job_queue")
+        if not before:
+            return
+        for job_id in [j for j, row in self.rows.items()
+                       if row[_COMPLETED_NS] is not None and row[_COMPLETED_NS] < before and row[_STATUS] in TERMINAL]:
+            del self.rows[job_id]
+        if self.written:
+            _pruned(cur, e, rec)
 
 
 # --- typed readers ------------------------------------------------------------------------------

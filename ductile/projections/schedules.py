@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+from typing import Any, ClassVar
 
 import msgspec
 
 from ductile.events.record import Recorded
 from ductile.events.timefmt import sql_ts
 from ductile.events.types import (
+    EventBase,
     JobDead,
     JobDispatchFailed,
     JobEnqueued,
@@ -23,8 +26,8 @@ from ductile.events.types import (
     ScheduleSkipped,
     ScheduleStatusChanged,
 )
-from ductile.projections.projection import Projection
-from ductile.vocabulary import OUTSTANDING_SQL, ScheduleStatus
+from ductile.projections.projection import BULK_ROWS_HELD, Handler, Projection
+from ductile.vocabulary import OUTSTANDING_SQL, JobStatus, ScheduleStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schedule_state (
@@ -164,11 +167,15 @@ def _job_succeeded(cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
     row = cur.execute("SELECT plugin, schedule_id FROM schedule_jobs WHERE job_id=?", (e.job_id,)).fetchone()
     if row is None:
         return
+    _record_success(cur, e, row[0], row[1])
+    cur.execute("DELETE FROM schedule_jobs WHERE job_id=?", (e.job_id,))
+
+
+def _record_success(cur: sqlite3.Cursor, e: JobSucceeded, plugin: str, schedule_id: str) -> None:
     cur.execute(
         "UPDATE schedule_state SET last_success_ns=?, last_success_job_id=? WHERE plugin=? AND schedule_id=?",
-        (e.at, e.job_id, row[0], row[1]),
+        (e.at, e.job_id, plugin, schedule_id),
     )
-    cur.execute("DELETE FROM schedule_jobs WHERE job_id=?", (e.job_id,))
 
 
 @PROJECTION.on(JobFailed, JobDead, JobSkipped, JobDispatchFailed)
@@ -176,6 +183,76 @@ def _job_ended(cur: sqlite3.Cursor, e: JobFailed | JobDead | JobSkipped | JobDis
     if e.schedule_id is None:
         return
     cur.execute("DELETE FROM schedule_jobs WHERE job_id=?", (e.job_id,))
+
+
+# --- the bulk fold (system rebuild, start-up, selfcheck's replay) ---------------------------------
+
+_INSERT_JOBS = "INSERT INTO schedule_jobs(job_id, plugin, schedule_id, command, status) VALUES (?, ?, ?, ?, ?)"
+_QUEUED, _RUNNING = str(JobStatus.QUEUED), str(JobStatus.RUNNING)  # plain text (projection.py says why)
+_JOB_STATUS = 4  # index into a held schedule_jobs row
+
+
+@PROJECTION.bulk_fold
+class SchedulesFold:
+    """``schedule_jobs`` (a scheduled job's row from its enqueue to its end) held in memory, so a
+    scheduled job costs no statement but its success's; entries (``schedule_state``, a few rows
+    that many events update) go through the live handlers. Held rows beyond ``BULK_ROWS_HELD``
+    are written oldest first; a later event of such a job takes the live handler."""
+
+    held: ClassVar[int] = BULK_ROWS_HELD  # a test lowers it to make the oldest rows go first
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, list[Any]] = {}
+        self.handlers: dict[type[EventBase], Handler] = {
+            SchedulePlanned: _planned, ScheduleFired: _fired, ScheduleSkipped: _skipped,
+            ScheduleStatusChanged: _status, JobEnqueued: self._enqueued, JobStarted: self._started,
+            JobRetryScheduled: self._requeued, JobRecovered: self._requeued, JobSucceeded: self._succeeded,
+            JobFailed: self._ended, JobDead: self._ended, JobSkipped: self._ended, JobDispatchFailed: self._ended,
+        }
+
+    def flush(self, cur: sqlite3.Cursor, *, final: bool) -> None:
+        if final or len(self.jobs) > self.held:
+            keep = 0 if final else self.held // 2
+            oldest = list(itertools.islice(self.jobs, len(self.jobs) - keep))
+            cur.executemany(_INSERT_JOBS, [self.jobs.pop(job_id) for job_id in oldest])
+
+    def _enqueued(self, cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
+        if e.schedule_id is None:
+            return
+        if e.job_id in self.jobs:  # the live INSERT's primary key refuses it the same way
+            raise sqlite3.IntegrityError("UNIQUE constraint failed: schedule_jobs.job_id")
+        self.jobs[e.job_id] = [e.job_id, e.plugin, e.schedule_id, e.command, _QUEUED]
+
+    def _started(self, cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
+        if e.schedule_id is None:
+            return
+        row = self.jobs.get(e.job_id)
+        if row is None:
+            return _job_started(cur, e, rec)
+        row[_JOB_STATUS] = _RUNNING
+
+    def _requeued(self, cur: sqlite3.Cursor, e: JobRetryScheduled | JobRecovered, rec: Recorded) -> None:
+        if e.schedule_id is None:
+            return
+        row = self.jobs.get(e.job_id)
+        if row is None:
+            return _job_requeued(cur, e, rec)
+        row[_JOB_STATUS] = _QUEUED
+
+    def _succeeded(self, cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
+        if e.schedule_id is None:
+            return
+        row = self.jobs.pop(e.job_id, None)
+        if row is None:
+            return _job_succeeded(cur, e, rec)
+        _record_success(cur, e, row[1], row[2])
+
+    def _ended(self, cur: sqlite3.Cursor, e: JobFailed | JobDead | JobSkipped | JobDispatchFailed,
+               rec: Recorded) -> None:
+        if e.schedule_id is None:
+            return
+        if self.jobs.pop(e.job_id, None) is None:
+            _job_ended(cur, e, rec)
 
 
 class ScheduleRecord(msgspec.Struct, frozen=True):

@@ -6,10 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from ductile.commands.errors import Refused
 from ductile.events.log import EventLog, ProjectionApplier, WriteTx
+from ductile.events.sqlite_store import connect
 from ductile.events.store import EventStore
+from ductile.projections.fold import fold_log
+from ductile.projections.projection import Projection
 from ductile.projections.registry import default_runner
 from tests.stores import SQLITE_FRESH, FreshStore
 
@@ -46,5 +50,20 @@ def assert_rebuild_reproduces(store: EventStore, tables: tuple[str, ...] | list[
         live = {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
         default_runner().rebuild(conn)
         assert {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables} == live
+    finally:
+        conn.close()
+
+
+def folded_tables(path: Path, projections: tuple[Projection, ...], *, bulk: bool) -> dict[str, list[tuple]]:
+    """Every row of ``projections``' tables after a whole-log fold (bulk folds or live handlers), in
+    the tables' own order, so rows written in another order differ too; the fold is rolled back."""
+    conn = connect(path, "normal")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fold_log(conn, projections, bulk=bulk)
+            return {t: conn.execute(f"SELECT * FROM {t}").fetchall() for p in projections for t in p.tables}
+        finally:
+            conn.execute("ROLLBACK")
     finally:
         conn.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ductile.commands.jobs import (
@@ -45,14 +45,16 @@ from ductile.events.types import (
     plugin_stream,
     schedule_stream,
 )
+from ductile.projections import fold
 from ductile.projections.registry import ALL, default_runner
 from ductile.projections.replay import replay_and_compare
 from ductile.vocabulary import SecretPattern, VaultActor
 
-from .state_db import assert_rebuild_reproduces
+from .state_db import assert_rebuild_reproduces, folded_tables
 
 NS = 1_000_000_000
 TABLES = [t for p in ALL for t in p.tables]
+BULK = tuple(p for p in ALL if p.bulk is not None)
 
 job_spec = st.fixed_dictionaries({
     "plugin": st.sampled_from(["echo", "rss"]),
@@ -101,11 +103,12 @@ class Script:
                 events.append(event)
 
         run(EnqueueJob(job_id=job_id, plugin=spec["plugin"], command="poll", payload={"n": len(self.jobs)},
-                       submitted_by="api", max_attempts=3, **extra))
+                       submitted_by="api", max_attempts=3, config_snapshot_id="cfg-enqueue", **extra))
         for outcome in spec["outcomes"]:
             if state is None or state.status != "queued":
                 break
-            run(ClaimJob(job_id=job_id))
+            # Each attempt under its own config snapshot: job_log names the latest attempt's.
+            run(ClaimJob(job_id=job_id, config_snapshot_id=f"cfg-{len(events)}"))
             run(CompleteAttempt(job_id=job_id, attempt=state.attempt, backoff_base=NS,
                                 result=AttemptResult(outcome=outcome, error="" if outcome == OK else "boom",
                                                      result="{}" if outcome == OK else None)))
@@ -150,40 +153,90 @@ class Script:
             at=self.tick())])]
 
 
+def _write_log(path: Path, steps: list[tuple[str, Any]]) -> None:
+    script = Script()
+    log = EventLog(path, durability="normal", projections=default_runner()).open_sync()
+    try:
+        plan = [SchedulePlanned(plugin=p, schedule_id="tick", plan_key="k", command="poll", mode="interval",
+                                timezone="UTC", next_slot_at=script.now, next_run_at=script.now,
+                                first_seen_at=script.now, reason="config", at=script.tick())
+                for p in ("echo", "rss")]
+
+        def first(tx: WriteTx) -> None:
+            for event in plan:
+                tx.append(schedule_stream(event.plugin, "tick"), [event])
+
+        log.submit_sync(first)
+        for kind, arg in steps:
+            units = script.units(kind, arg)
+
+            def work(tx: WriteTx, units: list[tuple[str, list[EventBase]]] = units) -> None:
+                for stream, events in units:
+                    tx.append(stream, events)
+
+            log.submit_sync(work)
+    finally:
+        log.close()
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step, min_size=1, max_size=30))
 def test_the_fast_rebuild_and_replay_equal_the_live_projections(steps: list[tuple[str, Any]]) -> None:
-    script = Script()
     with TemporaryDirectory(prefix="ductile-prop-") as tmp:
         path = Path(tmp) / "state.db"
-        log = EventLog(path, durability="normal", projections=default_runner()).open_sync()
-        try:
-            plan = [SchedulePlanned(plugin=p, schedule_id="tick", plan_key="k", command="poll", mode="interval",
-                                    timezone="UTC", next_slot_at=script.now, next_run_at=script.now,
-                                    first_seen_at=script.now, reason="config", at=script.tick())
-                    for p in ("echo", "rss")]
-
-            def first(tx: WriteTx) -> None:
-                for event in plan:
-                    tx.append(schedule_stream(event.plugin, "tick"), [event])
-
-            log.submit_sync(first)
-            for kind, arg in steps:
-                units = script.units(kind, arg)
-
-                def work(tx: WriteTx, units: list[tuple[str, list[EventBase]]] = units) -> None:
-                    for stream, events in units:
-                        tx.append(stream, events)
-
-                log.submit_sync(work)
-        finally:
-            log.close()
+        _write_log(path, steps)
         replay = replay_and_compare(path, ALL)
         assert replay.ok, replay.detail
         shape = _shape(path)
         assert_rebuild_reproduces(SqliteStore(path), TABLES)
         assert _shape(path) == shape  # the same tables and indexes, with the same DDL
         assert replay_and_compare(path, ALL).ok
+
+
+def _job(outcomes: list[Any], *, scheduled: bool = True, kill: bool = False, child: bool = False) -> tuple[str, Any]:
+    return ("job", {"plugin": "echo", "outcomes": outcomes, "kill": kill, "child": child, "scheduled": scheduled})
+
+
+# Every kind of row a bulk fold holds, left outstanding at the end or not: a scheduled job waiting on
+# its retry, one that ran out of attempts, a cancelled one, a pipeline's child, a prune between them.
+_EVERY_KIND = [_job([ERROR]), _job([ERROR, ERROR, ERROR]), _job([], kill=True), _job([OK], child=True),
+               ("prune", 0.5), _job([TIMEOUT, OK]), ("state", "echo"), ("fact", "rss")]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step, min_size=1, max_size=40), held=st.sampled_from([1, 2, 4, 10_000]),
+       chunk=st.sampled_from([1, 3, 5000]))
+@example(steps=_EVERY_KIND, held=1, chunk=1)
+@example(steps=_EVERY_KIND, held=10_000, chunk=5000)
+def test_every_bulk_fold_writes_the_rows_its_live_handlers_write_in_their_order(
+    steps: list[tuple[str, Any]], held: int, chunk: int
+) -> None:
+    # Small ``held`` and ``chunk`` make the folds write their oldest jobs mid-log (they may after each
+    # chunk), so later events of those jobs take the live statements: both paths of each bulk fold
+    # are held to the handlers.
+    assert BULK, "no projection offers a bulk fold"
+    with TemporaryDirectory(prefix="ductile-prop-") as tmp:
+        path = Path(tmp) / "state.db"
+        _write_log(path, steps)
+        handlers = folded_tables(path, BULK, bulk=False)
+        folds: list[Any] = [p.bulk for p in BULK]  # each a class with a ``held`` limit
+        saved = [f.held for f in folds], fold.FOLD_CHUNK
+        for f in folds:
+            f.held = held
+        fold.FOLD_CHUNK = chunk
+        try:
+            bulk = folded_tables(path, BULK, bulk=True)
+        finally:
+            for f, value in zip(folds, saved[0], strict=True):
+                f.held = value
+            fold.FOLD_CHUNK = saved[1]
+        assert bulk == handlers
+
+
+def test_a_bulk_fold_takes_exactly_the_events_its_live_handlers_take() -> None:
+    for p in BULK:
+        assert p.bulk is not None
+        assert set(p.bulk().handlers) == set(p.handlers), p.name
 
 
 def _shape(path: Path) -> list[tuple[str, str, str]]:
