@@ -79,7 +79,7 @@ async def enqueue(log: EventLog, n: int) -> None:
         while left > 0:
             left -= 1
             cmd = command()
-            await log.submit(lambda tx: jobs.enqueue(tx, cmd))
+            await log.submit(lambda tx, cmd=cmd: jobs.enqueue(tx, cmd))
 
     await asyncio.gather(*(client() for _ in range(IN_FLIGHT)))
 
@@ -94,7 +94,7 @@ async def turnovers(log: EventLog, n: int) -> None:
             left -= 1
             done = job
 
-            def complete_and_claim(tx: WriteTx) -> tuple[list[jobs.ClaimedJob], list]:
+            def complete_and_claim(tx: WriteTx, done: jobs.ClaimedJob = done) -> tuple[list[jobs.ClaimedJob], list]:
                 jobs.complete(tx, done.job_id, done.attempt, result, SECOND, 0.5)
                 return claim(tx)
 
