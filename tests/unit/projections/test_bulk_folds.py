@@ -5,7 +5,6 @@ handlers would have written. Random logs: ``tests/property/test_fast_rebuild_agr
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 
