@@ -75,6 +75,11 @@ class LogClosed(RuntimeError):
     pass
 
 
+class _RunAlone(Exception):
+    """A unit met a conflict it can report only inside a savepoint of its own (``WriteTx.isolated``):
+    the writer runs the batch again unit by unit, where it becomes the unit's ``ConcurrencyError``."""
+
+
 class ProjectionApplier(Protocol):
     """What the log needs from the projection runner (which lives a layer above)."""
 
@@ -163,9 +168,11 @@ class WriteTx:
                 store = self._log.store
                 if not store.is_conflict(exc):
                     raise
-                if not self.isolated:
-                    raise  # the writer rolls the batch back and runs its units one by one
                 if expected == NO_STREAM and version == 1:
+                    if not self.isolated:
+                        # No savepoint of its own to undo the failed insert to (PostgreSQL's
+                        # transaction is spoiled by it): the batch runs again unit by unit.
+                        raise _RunAlone(stream) from exc
                     store.recover_failed_statement(self.conn)  # to read the stream's version
                     raise ConcurrencyError(stream, expected, self._actual_version(stream)) from None
                 raise
@@ -406,13 +413,14 @@ class EventLog:
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
         try:
             tx, outcomes = self._run_together(conn, batch)
-            if tx is None:
+            if tx is None and not outcomes:
                 # A unit raised: its work and its neighbours' were rolled back with the whole
                 # transaction; each unit runs again in its own savepoint, so only it is refused.
                 tx, outcomes = self._run_one_by_one(conn, batch)
-            if tx.recorded and self.projections is not None:
-                self.projections.checkpoint(tx.cur, tx.head_position)
-            conn.execute("COMMIT")
+            if tx is not None:
+                if tx.recorded and self.projections is not None:
+                    self.projections.checkpoint(tx.cur, tx.head_position)
+                conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
                 try:
@@ -425,11 +433,14 @@ class EventLog:
             failed = [_Outcome(req, error=exc) for req in batch]
             self._deliver(failed, [])
             return
+        self.stats.batches += 1
+        self.stats.units += len(batch)
+        if tx is None:  # a batch of one unit that raised: rolled back, nothing to commit
+            self._deliver(outcomes, [])
+            return
         if self._unwritable is not None:
             self._unwritable = None
             log_line(logging.INFO, "event log writable again")
-        self.stats.batches += 1
-        self.stats.units += len(batch)
         self.stats.events += len(tx.recorded)
         self._deliver(outcomes, tx.recorded)
 
@@ -444,7 +455,8 @@ class EventLog:
     def _run_together(self, conn: sqlite3.Connection, batch: list[_Request]) -> tuple[WriteTx | None, list[_Outcome]]:
         """Every unit of the batch in the transaction with no savepoint of its own: the common case,
         where nothing raises, without a SAVEPOINT and a RELEASE per unit (two statements of an
-        enqueue's seven). None, the transaction rolled back, when a unit raised."""
+        enqueue's seven). None, the transaction rolled back, when a unit raised: with the unit's
+        outcome when it was the batch's only one (running it again would only raise again)."""
         tx = self._begin(conn, isolated=False)
         outcomes: list[_Outcome] = []
         for req in batch:
@@ -454,7 +466,8 @@ class EventLog:
                 if self.store.is_storage_error(exc):
                     raise  # the storage, not this unit, failed: the whole batch fails alike
                 conn.execute("ROLLBACK")
-                return None, []
+                alone = len(batch) == 1 and not isinstance(exc, _RunAlone)
+                return None, [_Outcome(req, error=exc)] if alone else []
             outcomes.append(_Outcome(req, result=result))
         return tx, outcomes
 
