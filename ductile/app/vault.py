@@ -143,7 +143,7 @@ class VaultKeeper:
             prepared = self.blob.prepare(decision.document, recipients)  # type: ignore[arg-type]
             if prepared is None:
                 return decision
-            prepared_box.append(prepared)
+            prepared_box[:] = [prepared]  # the last run's: an earlier run of the unit was rolled back
             if append is not None:
                 append(decider.stamp(decision.events, prepared.sha256, prepared.prev_sha256))
             return decision
@@ -257,7 +257,7 @@ class VaultKeeper:
         def unit(tx: WriteTx) -> None:
             state = vault_projection.load_state(tx.cur)
             agreement = decider.agreement(state, sha)
-            outcome.append(agreement)
+            outcome[:] = [agreement]  # the last run's (the writer may run a unit again)
             if agreement == VaultAgreement.UNLANDED_WRITE:
                 event = decider.aborted(state, doc, tx.now)
                 tx.append(VAULT_STREAM, decider.stamp([event], sha, state.blob_sha256))

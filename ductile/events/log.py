@@ -2,11 +2,17 @@
 
 Callers submit *units of work*: a function that runs inside the writer's transaction, reads what
 it needs through ``WriteTx`` (the projections it reads are current, including earlier units of
-the same batch), and appends events. The writer drains everything queued, runs it in one write
-transaction (begun by the store: ``BEGIN IMMEDIATE`` on SQLite) with a ``SAVEPOINT`` per unit (a
-unit that raises is rolled back alone and its caller gets the exception), applies the projections
-inside the same savepoint, and only then resolves the callers' futures: a change is acknowledged
-after its commit returned.
+the same batch), and appends events. The writer drains everything queued and runs it in one write
+transaction (begun by the store: ``BEGIN IMMEDIATE`` on SQLite), applying the projections as each
+event is appended, and only then resolves the callers' futures: a change is acknowledged after
+its commit returned.
+
+A unit that raises is refused alone: its caller gets the exception, the other units commit. The
+units of a batch first run with no savepoint of their own (a ``SAVEPOINT`` and a ``RELEASE`` per
+unit were two of an enqueue's seven statements); when one raises, the whole transaction is rolled
+back and the batch runs again, each unit in its own ``SAVEPOINT``. So **a unit may run more than
+once before its commit**, the earlier runs rolled back: its effects belong in the transaction
+(what it appends and returns), never in memory it changes on the way.
 
 Other processes append through this same class; the store's write lock serialises them and the
 positions and chain are computed inside each transaction from the current head. What differs
@@ -41,7 +47,7 @@ from ductile.events.sqlite_store import connect as connect
 from ductile.events.sqlite_store import connect_async as connect_async
 from ductile.events.sqlite_store import refuse_empty_state_file as refuse_empty_state_file
 from ductile.events.sqlite_store import use_wal as use_wal
-from ductile.events.store import FOLLOW_POLL_SECONDS, AsyncReader, EventStore, log_line
+from ductile.events.store import FOLLOW_POLL_SECONDS, UNIT_SAVEPOINT, AsyncReader, EventStore, log_line
 from ductile.events.store import is_storage_error as is_storage_error
 from ductile.events.timefmt import now_ns
 from ductile.events.types import SCHEMAS, EventBase
@@ -69,6 +75,11 @@ class LogClosed(RuntimeError):
     pass
 
 
+class _RunAlone(Exception):
+    """A unit met a conflict it can report only inside a savepoint of its own (``WriteTx.isolated``):
+    the writer runs the batch again unit by unit, where it becomes the unit's ``ConcurrencyError``."""
+
+
 class ProjectionApplier(Protocol):
     """What the log needs from the projection runner (which lives a layer above)."""
 
@@ -82,8 +93,10 @@ class ProjectionApplier(Protocol):
 class WriteTx:
     """The view a unit of work has of the log while it runs on the writer thread."""
 
-    def __init__(self, log: EventLog, conn: sqlite3.Connection, now: int) -> None:
+    def __init__(self, log: EventLog, conn: sqlite3.Connection, now: int, isolated: bool = True) -> None:
         self._log = log
+        # In a savepoint of its own (the writer's second pass over a batch whose unit raised).
+        self.isolated = isolated
         self.conn = conn
         self.cur = conn.cursor()
         self.now = now
@@ -156,6 +169,10 @@ class WriteTx:
                 if not store.is_conflict(exc):
                     raise
                 if expected == NO_STREAM and version == 1:
+                    if not self.isolated:
+                        # No savepoint of its own to undo the failed insert to (PostgreSQL's
+                        # transaction is spoiled by it): the batch runs again unit by unit.
+                        raise _RunAlone(stream) from exc
                     store.recover_failed_statement(self.conn)  # to read the stream's version
                     raise ConcurrencyError(stream, expected, self._actual_version(stream)) from None
                 raise
@@ -338,6 +355,8 @@ class EventLog:
     # --- writing -----------------------------------------------------------------------------
 
     async def submit(self, work: Callable[[WriteTx], T]) -> T:
+        """Run ``work`` in the writer's transaction; its result once committed. ``work`` may run
+        more than once (the module's docstring says when): it keeps its effects to ``tx``."""
         if self._closed:
             raise LogClosed("event log is closed")
         loop = asyncio.get_running_loop()
@@ -392,33 +411,16 @@ class EventLog:
                 return
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Request]) -> None:
-        outcomes: list[_Outcome] = []
-        tx = WriteTx(self, conn, now_ns())
         try:
-            self.store.begin_write(conn)
-            row = conn.execute(
-                "SELECT position, chain FROM events ORDER BY position DESC LIMIT 1"
-            ).fetchone()
-            if row is not None:
-                tx.head_position, tx.head_chain = row
-            for req in batch:
-                mark = tx._mark()
-                conn.execute("SAVEPOINT unit")
-                try:
-                    result = req.work(tx)
-                except BaseException as exc:
-                    if self.store.is_storage_error(exc):
-                        raise  # the storage, not this unit, failed: the whole batch fails alike
-                    conn.execute("ROLLBACK TO unit")
-                    conn.execute("RELEASE unit")
-                    tx._rollback_to(mark)
-                    outcomes.append(_Outcome(req, error=exc))
-                else:
-                    conn.execute("RELEASE unit")
-                    outcomes.append(_Outcome(req, result=result))
-            if tx.recorded and self.projections is not None:
-                self.projections.checkpoint(tx.cur, tx.head_position)
-            conn.execute("COMMIT")
+            tx, outcomes = self._run_together(conn, batch)
+            if tx is None and not outcomes:
+                # A unit raised: its work and its neighbours' were rolled back with the whole
+                # transaction; each unit runs again in its own savepoint, so only it is refused.
+                tx, outcomes = self._run_one_by_one(conn, batch)
+            if tx is not None:
+                if tx.recorded and self.projections is not None:
+                    self.projections.checkpoint(tx.cur, tx.head_position)
+                conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
                 try:
@@ -431,13 +433,65 @@ class EventLog:
             failed = [_Outcome(req, error=exc) for req in batch]
             self._deliver(failed, [])
             return
+        self.stats.batches += 1
+        self.stats.units += len(batch)
+        if tx is None:  # a batch of one unit that raised: rolled back, nothing to commit
+            self._deliver(outcomes, [])
+            return
         if self._unwritable is not None:
             self._unwritable = None
             log_line(logging.INFO, "event log writable again")
-        self.stats.batches += 1
-        self.stats.units += len(batch)
         self.stats.events += len(tx.recorded)
         self._deliver(outcomes, tx.recorded)
+
+    def _begin(self, conn: sqlite3.Connection, isolated: bool) -> WriteTx:
+        tx = WriteTx(self, conn, now_ns(), isolated)
+        self.store.begin_write(conn)
+        row = tx.cur.execute("SELECT position, chain FROM events ORDER BY position DESC LIMIT 1").fetchone()
+        if row is not None:
+            tx.head_position, tx.head_chain = row
+        return tx
+
+    def _run_together(self, conn: sqlite3.Connection, batch: list[_Request]) -> tuple[WriteTx | None, list[_Outcome]]:
+        """Every unit of the batch in the transaction with no savepoint of its own: the common case,
+        where nothing raises, without a SAVEPOINT and a RELEASE per unit (two statements of an
+        enqueue's seven). None, the transaction rolled back, when a unit raised: with the unit's
+        outcome when it was the batch's only one (running it again would only raise again)."""
+        tx = self._begin(conn, isolated=False)
+        outcomes: list[_Outcome] = []
+        for req in batch:
+            try:
+                result = req.work(tx)
+            except BaseException as exc:
+                if self.store.is_storage_error(exc):
+                    raise  # the storage, not this unit, failed: the whole batch fails alike
+                conn.execute("ROLLBACK")
+                alone = len(batch) == 1 and not isinstance(exc, _RunAlone)
+                return None, [_Outcome(req, error=exc)] if alone else []
+            outcomes.append(_Outcome(req, result=result))
+        return tx, outcomes
+
+    def _run_one_by_one(self, conn: sqlite3.Connection, batch: list[_Request]) -> tuple[WriteTx, list[_Outcome]]:
+        """Each unit in its own savepoint: one that raises is rolled back alone and its caller gets
+        the exception; the others commit."""
+        tx = self._begin(conn, isolated=True)
+        outcomes: list[_Outcome] = []
+        for req in batch:
+            mark = tx._mark()
+            conn.execute(f"SAVEPOINT {UNIT_SAVEPOINT}")
+            try:
+                result = req.work(tx)
+            except BaseException as exc:
+                if self.store.is_storage_error(exc):
+                    raise
+                conn.execute(f"ROLLBACK TO {UNIT_SAVEPOINT}")
+                conn.execute(f"RELEASE {UNIT_SAVEPOINT}")
+                tx._rollback_to(mark)
+                outcomes.append(_Outcome(req, error=exc))
+            else:
+                conn.execute(f"RELEASE {UNIT_SAVEPOINT}")
+                outcomes.append(_Outcome(req, result=result))
+        return tx, outcomes
 
     def _storage_failed(self, exc: BaseException) -> None:
         """One WARN with the traceback when the log stops being writable; each caller is told too."""

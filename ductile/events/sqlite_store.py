@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from ductile.events import sqlite_binds
 from ductile.events.schema import UnknownSchema, ensure_schema
 from ductile.events.store import StoreKind, log_line
 
@@ -32,6 +33,8 @@ _STORAGE_CODES = frozenset({
 # operations.md §10: a writer waits this long for another process's write transaction (a sqlite3
 # shell, a copy tool) before ``database is locked``; the single writer makes waiting on ourselves rare.
 BUSY_TIMEOUT_MS = 5000
+
+sqlite_binds.register()  # every connection of the process binds None and statuses cheaply
 
 
 def is_sqlite_storage_error(exc: BaseException) -> bool:

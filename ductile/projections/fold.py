@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ductile.events import sqlite_binds
 from ductile.events.record import Recorded, from_row
 from ductile.events.store import StoreKind, dialect_of
 from ductile.projections.projection import BulkFold, Handler, Projection
@@ -110,10 +111,11 @@ def fold_log(
             for statement in statements(p.schema):
                 if not is_deferred_index(statement):
                     cur.execute(qualified(statement, "main"))
-        # The bulk folds write SQLite's statements (OR REPLACE, its adapters); a PostgreSQL fold
-        # runs the live handlers, which speak both dialects.
+        # The bulk folds' statements are SQLite's (INSERT OR REPLACE has no conflict target): on
+        # PostgreSQL every projection folds through its live handlers, which speak both dialects.
         folds = {p.name: p.bulk() for p in projections if bulk and sqlite and p.bulk is not None}
-        with _null_binds_adapted(), _collector_paused():
+        sqlite_binds.register()  # None and statuses bound without sqlite3's failed lookups
+        with _collector_paused():
             result = _apply_all(cur, projections, folds, events_schema, progress)
         clock = time.perf_counter_ns
         for p in projections:
@@ -127,29 +129,6 @@ def fold_log(
         if sqlite:
             cur.execute(f"PRAGMA main.cache_size = {cache}")
             cur.execute(f"PRAGMA main.secure_delete = {secure_delete}")
-
-
-_NULL_KEY = (type(None), sqlite3.PrepareProtocol)
-
-
-@contextmanager
-def _null_binds_adapted() -> Iterator[None]:
-    """``None`` bound through a registered adapter for the fold.
-
-    sqlite3 binds an exact int, float or str directly, but sends ``None`` through its adaptation
-    protocol first: with no adapter registered, a failed ``__adapt__`` lookup formats an
-    AttributeError per value (≈3,000 instructions; a rebuild binds millions of NULLs). A registered
-    adapter is one dict lookup and a C call; ``{}.get`` returns ``None`` for ``None``, so the bound
-    value is the same NULL. The registry is the process's: restored after the fold, and harmless
-    to a statement another thread binds meanwhile (same NULL)."""
-    if _NULL_KEY in sqlite3.adapters:  # someone registered one already: theirs stays
-        yield
-        return
-    sqlite3.register_adapter(type(None), {}.get)
-    try:
-        yield
-    finally:
-        sqlite3.adapters.pop(_NULL_KEY, None)
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from ductile.app.facade import Ductile
 from ductile.commands.jobs import EnqueueJob
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
-from ductile.events import log as log_module
+from ductile.events import sqlite_store as log_module  # where the SQLite store opens its writer
 from ductile.events.log import EventLog, WriteTx
 from ductile.projections.job_queries import get_job
 from ductile.projections.registry import default_runner

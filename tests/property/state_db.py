@@ -9,7 +9,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from ductile.commands.errors import Refused
-from ductile.events.log import EventLog, ProjectionApplier, WriteTx, connect
+from ductile.events.log import EventLog, ProjectionApplier, WriteTx
+from ductile.events.sqlite_store import connect
 from ductile.events.store import EventStore
 from ductile.projections.fold import fold_log
 from ductile.projections.projection import Projection

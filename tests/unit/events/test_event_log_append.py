@@ -187,6 +187,34 @@ async def test_a_failing_unit_is_rolled_back_alone_while_its_batch_commits(open_
     assert positions(log) == list(range(1, 1 + 1 + 2 * len(ok_versions)))
 
 
+async def test_a_new_stream_that_exists_refuses_its_unit_alone_while_its_batch_commits(open_log):
+    # The conflict surfaces in the store's own statement (UNIQUE(stream, version)), which on
+    # PostgreSQL spoils the transaction: the batch runs again, each unit in its savepoint.
+    log = await open_log()
+    await log.append("taken", [note(0)], expected=NO_STREAM)
+    entered, release = threading.Event(), threading.Event()
+
+    def gate(tx: WriteTx) -> None:
+        entered.set()
+        release.wait(10)
+
+    gate_done = asyncio.ensure_future(log.submit(gate))
+    assert await asyncio.to_thread(entered.wait, 10)
+    streams = [f"new-{i}" for i in range(5)] + ["taken"] + [f"new-{i}" for i in range(5, 10)]
+    tasks = [asyncio.ensure_future(log.append(s, [note(1), note(2)], expected=NO_STREAM)) for s in streams]
+    await asyncio.sleep(0)
+    release.set()
+    await gate_done
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+
+    refused = results[5]
+    assert isinstance(refused, ConcurrencyError) and (refused.stream, refused.actual) == ("taken", 1)
+    assert all(not isinstance(r, BaseException) and [x.version for x in r] == [1, 2]
+               for i, r in enumerate(results) if i != 5)
+    assert log.stats.batches == 3  # the first append, the gate, and the ten units together
+    assert positions(log) == list(range(1, 1 + 1 + 2 * 10))
+
+
 async def test_concurrent_submits_share_batches(open_log):
     log = await open_log()
     units = 500

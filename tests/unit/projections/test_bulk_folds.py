@@ -5,7 +5,6 @@ handlers would have written. Random logs: ``tests/property/test_fast_rebuild_agr
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 
@@ -38,15 +37,6 @@ def test_the_release_1_log_folds_to_the_same_rows_with_the_bulk_folds_as_with_th
     assert bulk == _fold(db, bulk=False)
     assert {p.name for p in BULK} >= {"queue", "ledger"}
     assert bulk["job_queue"] and bulk["job_log"] and bulk["job_attempts"] and bulk["job_transitions"]
-
-
-def test_a_fold_leaves_the_process_sqlite3_adapters_as_it_found_them(tmp_path: Path) -> None:
-    # The fold registers a NULL adapter for its binds; the gateway's other statements keep theirs.
-    db = tmp_path / "state.db"
-    shutil.copy(RELEASE_1, db)
-    before = dict(sqlite3.adapters)
-    _fold(db, bulk=True)
-    assert sqlite3.adapters == before
 
 
 def test_a_rebuild_reports_each_projections_own_events_and_time(tmp_path: Path) -> None:
