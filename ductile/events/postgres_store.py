@@ -39,6 +39,11 @@ _STORAGE_CLASSES = frozenset({"08", "53", "57", "58"})
 _READ_ONLY_TRANSACTION = "25006"  # the server is a read-only standby, or was made read-only
 
 
+# Tables beside the log that hold live operational state, not history: the node leases of several
+# gateway nodes (pg_nodes.py). No replay produces them, so selfcheck's schema check passes them over.
+OPERATIONAL_TABLES = ("ductile_nodes",)
+
+
 class PostgresUnavailable(RuntimeError):
     """psycopg is not installed, or the server could not be reached (the message masks the password)."""
 
