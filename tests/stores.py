@@ -4,7 +4,8 @@ the eventsourcing library runs one recorder suite per backend.
 A conftest that wants its tests run on both stores imports ``store_setup`` and ``store`` (and
 calls ``parametrize_stores`` from its ``pytest_generate_tests``). A test that is about the SQLite
 file itself (a PRAGMA, the WAL, the file's mode) is marked ``@pytest.mark.sqlite_only`` and runs on
-SQLite alone; everything else runs on both.
+SQLite alone, one about the server (a broken connection) ``postgres_only``; everything else runs
+on both.
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ SQLITE_SETUPS = tuple(s for s in SETUPS if s.startswith("sqlite"))
 
 def parametrize_stores(metafunc: pytest.Metafunc, setups: tuple[str, ...] = SETUPS) -> None:
     if "store_setup" in metafunc.fixturenames:
-        sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
-        metafunc.parametrize("store_setup", SQLITE_SETUPS if sqlite_only else setups)
+        if metafunc.definition.get_closest_marker("sqlite_only") is not None:
+            setups = SQLITE_SETUPS
+        elif metafunc.definition.get_closest_marker("postgres_only") is not None:
+            setups = tuple(s for s in SETUPS if s.startswith("postgres"))
+        metafunc.parametrize("store_setup", setups)
 
 
 @pytest.fixture

@@ -2,10 +2,11 @@
 
 Callers submit *units of work*: a function that runs inside the writer's transaction, reads what
 it needs through ``WriteTx`` (the projections it reads are current, including earlier units of
-the same batch), and appends events. The writer drains everything queued, runs it in one
-write transaction (begun by the store: ``BEGIN IMMEDIATE`` on SQLite) with a ``SAVEPOINT`` per unit (a unit that raises is rolled back
-alone and its caller gets the exception), applies the projections inside the same savepoint, and
-only then resolves the callers' futures: a change is acknowledged after its commit returned.
+the same batch), and appends events. The writer drains everything queued, runs it in one write
+transaction (begun by the store: ``BEGIN IMMEDIATE`` on SQLite) with a ``SAVEPOINT`` per unit (a
+unit that raises is rolled back alone and its caller gets the exception), applies the projections
+inside the same savepoint, and only then resolves the callers' futures: a change is acknowledged
+after its commit returned.
 
 Other processes append through this same class; the store's write lock serialises them and the
 positions and chain are computed inside each transaction from the current head. What differs
@@ -383,8 +384,6 @@ class EventLog:
         return self.submit_sync(lambda tx: tx.append(stream, events, expected, event_ids))
 
     def _run(self) -> None:
-        conn = self._conn
-        assert conn is not None
         while True:
             first = self._queue.get()
             if first is None:
@@ -400,7 +399,8 @@ class EventLog:
                     stop = True
                     break
                 batch.append(nxt)
-            self._run_batch(conn, batch)
+            assert self._conn is not None  # the store may have replaced it after a storage error
+            self._run_batch(self._conn, batch)
             if stop:
                 return
 
@@ -440,6 +440,7 @@ class EventLog:
                     log_line(logging.DEBUG, "rollback after a failed batch failed", rollback_exc)
             if self.store.is_storage_error(exc):
                 self._storage_failed(exc)
+                self._conn = self.store.reopen_writer(conn, self.durability)
             failed = [_Outcome(req, error=exc) for req in batch]
             self._deliver(failed, [])
             return

@@ -23,11 +23,12 @@ psycopg is imported only when a connection is opened (``pg_connections``), so a 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ductile.events.store import UNIT_SAVEPOINT, StoreKind, StoreUrl
+from ductile.events.store import UNIT_SAVEPOINT, StoreKind, StoreUrl, log_line
 
 if TYPE_CHECKING:
     from ductile.events.pg_connections import PgAsyncReader
@@ -98,6 +99,20 @@ class PostgresStore:
 
     def begin_write(self, conn: sqlite3.Connection) -> None:
         self._connections().begin_write(conn)
+
+    def reopen_writer(self, conn: sqlite3.Connection, durability: str) -> sqlite3.Connection:
+        if not conn.raw.closed:  # type: ignore[attr-defined]  # the server refused the batch; the link is fine
+            return conn
+        try:
+            fresh = self.open_writer(durability)
+        except Exception as exc:
+            # The server is still away: the outage was reported once (EventLog._storage_failed);
+            # the next batch tries again.
+            log_line(logging.DEBUG, "event store reconnect failed", exc, store=self.location)
+            return conn
+        conn.close()
+        log_line(logging.INFO, "event store reconnected", store=self.location)
+        return fresh
 
     def recover_failed_statement(self, conn: sqlite3.Connection) -> None:
         # The unit is refused anyway (the caller raises next), so undoing the rest of it now is

@@ -155,6 +155,9 @@ class SqliteStore:
     def begin_write(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
 
+    def reopen_writer(self, conn: sqlite3.Connection, durability: str) -> sqlite3.Connection:
+        return conn  # a full disk or a lock held elsewhere passes; the file connection stays good
+
     def recover_failed_statement(self, conn: sqlite3.Connection) -> None:
         pass  # SQLite undid the failed statement alone
 

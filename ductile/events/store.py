@@ -136,6 +136,12 @@ class EventStore(Protocol):
         the chain linear."""
         ...
 
+    def reopen_writer(self, conn: sqlite3.Connection, durability: str) -> sqlite3.Connection:
+        """After a storage error: the writer connection for the next batch. SQLite's file
+        connection survives (the same one); a server connection that broke is replaced when a
+        new one can be opened (else the old one, and the next batch tries again)."""
+        ...
+
     def recover_failed_statement(self, conn: sqlite3.Connection) -> None:
         """Make the write transaction usable again after a statement of the running unit failed
         and the unit goes on (to say why). SQLite undid the statement alone; PostgreSQL aborted

@@ -214,7 +214,8 @@ async def summary(conn: aiosqlite.Connection, now_ns: int) -> dict[str, Any]:
 # --- stopwatch ---------------------------------------------------------------------------------
 
 # Every attempt of the plugin that ended in the window. The job's identity comes from the queue
-# row, or from the ledger once the queue row has been pruned (a short job_queue_retention).
+# row, or from the ledger once the queue row has been pruned (a short job_queue_retention). The
+# subquery is named: PostgreSQL requires it, SQLite takes it.
 _ATTEMPTS = """
 SELECT created_ns, completed_at, command, pipeline, step_id, subs FROM (
   SELECT a.created_ns, a.completed_at, q.pipeline, q.step_id, a.subs,
@@ -222,7 +223,7 @@ SELECT created_ns, completed_at, command, pipeline, step_id, subs FROM (
     COALESCE(q.command, (SELECT command FROM job_log WHERE job_id = a.job_id LIMIT 1)) AS command
   FROM job_attempts a LEFT JOIN job_queue q ON q.job_id = a.job_id
   WHERE a.completed_at IS NOT NULL AND a.completed_at >= ? AND a.completed_at <= ?
-) WHERE plugin = ?
+) AS attempt WHERE plugin = ?
 """
 
 

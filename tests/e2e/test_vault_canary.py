@@ -7,7 +7,8 @@ token carrying one, a delivery to an attested plugin that echoes it, a failing p
 to stderr, its logs and its error, and revoke; webhook traffic signed with a canary HMAC key
 (accepted, replayed, forged), that key rolled to another canary, old and new key tried; an SSE
 stream is captured throughout. Then the raw
-bytes of the state DB and its WAL (running and stopped), the daemon's log, every file in the config
+bytes of the state DB and its WAL (running and stopped; on PostgreSQL every row of every table and
+every file the server wrote), the daemon's log, every file in the config
 dir but vault.age, every CLI stdout/stderr, every HTTP body, the SSE stream and the gateway's own
 argv/environment are searched: zero hits. The real daemon, the real CLI in subprocesses, real HTTP.
 """
@@ -30,9 +31,13 @@ import httpx
 import pytest
 
 from ductile.config.checksums import Checksums, write_checksums
+from ductile.events.pg_connections import pg_tables
+from ductile.events.postgres_store import PostgresStore
+from ductile.events.store import StoreKind
 from ductile.vault.keys import generate_identity, write_key_file
 from ductile.webhook_signatures import sign
 from tests.integration.daemon import TOKEN, Daemon, call, error_of, free_port, wait_until
+from tests.pg_server import PgServer
 
 IMMUTABLE = "vault: secret value is immutable via set; use roll"
 
@@ -125,8 +130,9 @@ class SseTap:
 class Run:
     """The gateway plus every byte the test saw come out of it: CLI output and HTTP bodies."""
 
-    def __init__(self, gw: Daemon) -> None:
+    def __init__(self, gw: Daemon, server: PgServer | None = None) -> None:
         self.gw = gw
+        self.server = server  # the test PostgreSQL server holding the log, on the postgres store
         self.admin_token = ""
         self.seen: list[tuple[str, bytes]] = []  # (what, bytes) to search
 
@@ -160,10 +166,25 @@ class Run:
         for path in (db, db.with_name(db.name + "-wal"), self.gw.log_path):
             if path.exists():
                 self.seen.append((f"{label} {path.name}", path.read_bytes()))
+        if self.server is not None:
+            # The log on PostgreSQL: every row of every table as the server answers it, and every
+            # byte the server wrote (its WAL and its table files, every database it holds).
+            conn = PostgresStore(self.gw.config["state"]["url"]).reader()
+            try:
+                for table in sorted(pg_tables(conn)):
+                    rows = conn.execute(f"SELECT * FROM {table}").fetchall()
+                    self.seen.append((f"{label} table {table}", repr(rows).encode()))
+            finally:
+                conn.close()
+            for path in sorted(self.server.data.rglob("*")):
+                if path.is_file():
+                    self.seen.append((f"{label} server file {path.relative_to(self.server.data)}", path.read_bytes()))
 
 
-@pytest.fixture
-def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
+@pytest.fixture(params=[StoreKind.SQLITE, StoreKind.POSTGRES])
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Run]:
+    """The canary run on each event store (tests/stores.py): a SQLite file, or a database on the
+    test PostgreSQL server."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DUCTILE_AGE_KEY_FILE", raising=False)
     root = tmp_path / "gw"
@@ -178,9 +199,14 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
     shutil.copytree(Path(__file__).parents[1] / "plugins" / "hookrecv", root / "plugins" / "hookrecv")
     gw = Daemon(root, plugins={"secretsha": once, "secretleak": once, "hookrecv": once},
                 plugin_roots=[str(root / "plugins")])
+    server: PgServer | None = None
+    if request.param is StoreKind.POSTGRES:
+        server = request.getfixturevalue("pg_server")
+        gw.config["state"] = {"url": request.getfixturevalue("pg_url")}
+        gw.write_config()
 
     try:
-        yield Run(gw)
+        yield Run(gw, server)
     finally:
         gw.close()
 

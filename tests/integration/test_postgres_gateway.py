@@ -55,11 +55,20 @@ def test_a_gateway_on_state_url_runs_jobs_and_selfcheck_is_green(pg_gateway: Any
     shown = gw.cli("config", "show", "--config", str(gw.root))
     assert shown.returncode == 0, shown.stderr
     assert "postgres:***@" in shown.stdout
+    # Every read route's queries run on the server (the readers' SQL, translated or per dialect).
+    for path in ("/jobs", f"/job/{ok[0]}", f"/job/{ok[0]}/tree", "/job-logs", "/analytics/queue",
+                 "/analytics/summary", "/plugins", "/plugin/behave", "/scheduler/jobs", "/stopwatch/behave",
+                 "/system/doctor", "/metrics", "/topology"):
+        answer = gw.client.get(path)
+        assert answer.status_code == 200, (path, answer.text)
     online = gw.client.get("/system/selfcheck")
     assert online.status_code == 200, online.text
     assert {c["name"]: c["status"] for c in online.json()["checks"]}["projection_replay"] == "ok"
 
     assert gw.stop() == 0
+    rebuilt = gw.cli("system", "rebuild", "--json", "--config", str(gw.root))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads(rebuilt.stdout)["position"] > 0
     check = gw.cli("system", "selfcheck", "--json", "--config", str(gw.root))
     report = json.loads(check.stdout)
     assert check.returncode == 0 and report["healthy"], [c for c in report["checks"] if not c["ok"]]
