@@ -18,7 +18,8 @@ import pytest
 from ductile.events.log import iter_rows, verify_chain
 from ductile.events.postgres_store import PostgresStore
 from ductile.events.types import JobEnqueued, JobRecovered, JobStarted, JobSucceeded
-from tests.integration.daemon import Daemon, wait_until
+from tests.integration.daemon import TOKEN, Daemon, wait_until
+from tests.integration.sse import SseReader
 
 LEASE = "3s"  # the shortest lease the config takes: a dead node's jobs move within ~4 s
 
@@ -198,3 +199,63 @@ def test_the_scheduler_fails_over_when_its_holder_is_killed(nodes: Callable[...,
     fires = [e for e in _events(url) if isinstance(e, JobEnqueued) and e.schedule_id == "tick"]
     gaps = [(y.at - x.at) / 1e9 for x, y in itertools.pairwise(fires)]
     assert all(g > 0.5 for g in gaps), gaps
+
+
+def _logged(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in frames if "id" in f]
+
+
+def test_every_node_streams_every_nodes_events_with_the_same_ids(nodes: Callable[..., list[Daemon]]) -> None:
+    plugins = {"shellok": {"enabled": True}}
+    a, b = nodes(["gw-a", "gw-b"], plugins)
+    on_b = SseReader(f"{b.url}/events", {"Authorization": f"Bearer {TOKEN}"})
+    try:
+        wait_until(lambda: on_b.status == 200, what="stream open on gw-b")
+        first = a.wait_job(a.trigger("shellok"))["job_id"]  # through gw-a's API: gw-b's stream sees it
+        frames = on_b.wait_for(lambda fs: any(f.get("event") == "job.completed" and f["data"]["job_id"] == first
+                                              for f in fs))
+    finally:
+        on_b.close()
+    last = _logged(frames)[-1]["id"]
+    later = [gw.wait_job(gw.trigger("shellok"))["job_id"] for gw in (a, b, a)]
+    # Resumed on the other node from gw-b's id: the same positions, nothing missed or repeated.
+    resumed = {gw.root.name: SseReader(f"{gw.url}/events", {"Authorization": f"Bearer {TOKEN}", "Last-Event-ID": last})
+               for gw in (a, b)}
+    try:
+        got = {name: r.wait_for(lambda fs: set(later) <= {f["data"].get("job_id") for f in fs
+                                                          if f.get("event") == "job.completed"})
+               for name, r in resumed.items()}
+    finally:
+        for r in resumed.values():
+            r.close()
+    upto = min(int(_logged(g)[-1]["id"].split(".")[0]) for g in got.values())
+    ids = {name: [f["id"] for f in _logged(g) if int(f["id"].split(".")[0]) <= upto] for name, g in got.items()}
+    assert ids["gw-a"] == ids["gw-b"] and ids["gw-a"], ids
+    assert float(ids["gw-a"][0]) > float(last)
+
+
+def test_a_node_claims_work_enqueued_through_another_at_once(nodes: Callable[..., list[Daemon]], tmp_path: Path) -> None:
+    # One node's only worker is busy, so each job enqueued through its API is the other node's to
+    # claim: woken by the enqueuing node's commit (NOTIFY), not by its own one-second poll.
+    plugins = {"serial": {"enabled": True, "parallelism": 1, "config": {"log": str(tmp_path / "serial")}},
+               "shellok": {"enabled": True}}
+    a, b = nodes(["gw-a", "gw-b"], plugins, max_workers=1)
+    busy = a.trigger("serial", payload={"seconds": 30})
+    wait_until(lambda: a.job(busy)["status"] == "running", 20, what="a node busy")
+    runner = _count(_url(a), "SELECT COUNT(*) FROM job_queue WHERE node = 'gw-a' AND status = 'running'")
+    busy_node, free_node = (a, b) if runner else (b, a)
+    waits = []
+    for _ in range(5):
+        job = busy_node.wait_job(busy_node.trigger("shellok"), timeout=20)
+        assert job["status"] == "succeeded"
+        time.sleep(0.2)
+    url = _url(a)
+    enqueued: dict[str, int] = {}
+    for e in _events(url):
+        if isinstance(e, JobEnqueued) and e.plugin == "shellok":
+            enqueued[e.job_id] = e.at
+        elif isinstance(e, JobStarted) and e.plugin == "shellok":
+            assert e.node == free_node.root.name
+            waits.append((e.at - enqueued[e.job_id]) / 1e9)
+    waits.sort()
+    assert len(waits) == 5 and waits[2] < 0.3, waits  # a poll alone would wait 0.5 s on the median
