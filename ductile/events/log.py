@@ -431,6 +431,8 @@ class EventLog:
                     outcomes.append(_Outcome(req, result=result))
             if tx.recorded and self.projections is not None:
                 self.projections.checkpoint(tx.cur, tx.head_position)
+            if tx.recorded:
+                self.store.announce_append(conn)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:

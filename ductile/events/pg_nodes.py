@@ -15,8 +15,8 @@ this module, and only for a PostgreSQL store.
   holder dies (kill -9 included) the server ends its session and releases the lock; a standby
   takes it at its next try. ``pg_locks`` names the holding session, whose ``application_name``
   names its node: every node can say who schedules.
-* **Wake-ups**: a statement trigger on ``events`` NOTIFYs ``ductile_log`` in the appending
-  transaction (delivered at its commit, once per transaction however many events it inserted);
+* **Wake-ups**: every write transaction that appended NOTIFYs ``ductile_log`` just before its
+  commit (``PostgresStore.announce_append``: delivered at the commit, once per batch);
   ``Listener`` LISTENs on its own connection and calls back once per notification of another
   process's commit.
 """
@@ -31,10 +31,9 @@ from typing import Any
 import psycopg
 
 from ductile.events.pg_connections import CONNECT_TIMEOUT_SECONDS
-from ductile.events.postgres_store import OPERATIONAL_TABLES, PostgresUnavailable
+from ductile.events.postgres_store import APPEND_CHANNEL, OPERATIONAL_TABLES, PostgresUnavailable
 from ductile.events.store import log_line, mask_password
 
-CHANNEL = "ductile_log"
 APPLICATION_PREFIX = "ductile-node:"  # + the node id: how pg_stat_activity names a node's session
 # Advisory lock keys shared by every Ductile process on the database ("ducts", "ductn").
 SCHEDULER_LOCK_KEY = 0x6475637473
@@ -51,14 +50,6 @@ CREATE TABLE IF NOT EXISTS {_NODES_TABLE} (
   renewed_at DOUBLE PRECISION NOT NULL,
   lease_seconds DOUBLE PRECISION NOT NULL
 );
-CREATE OR REPLACE FUNCTION ductile_notify_append() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_notify('{CHANNEL}', '');
-  RETURN NULL;
-END $$;
-DROP TRIGGER IF EXISTS ductile_notify_append ON events;
-CREATE TRIGGER ductile_notify_append AFTER INSERT ON events
-  FOR EACH STATEMENT EXECUTE FUNCTION ductile_notify_append();
 """
 _HOLDER_SQL = """
 SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -89,7 +80,7 @@ class NodeSession:
         self.holds_scheduler = False
 
     def register(self, host: str, pid: int) -> None:
-        """Create the lease table and the wake-up trigger (once, whoever comes first), then take
+        """Create the lease table (once, whoever comes first), then take
         or renew this node's row: a restarted node keeps its id and its row."""
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK_KEY,))
@@ -158,7 +149,7 @@ def reap_expired(writer: Any) -> tuple[list[str], set[str]]:
 
 
 class Listener:
-    """LISTEN ``ductile_log`` on its own connection, in its own thread: ``on_commit()`` for each
+    """LISTEN ``APPEND_CHANNEL`` on its own connection, in its own thread: ``on_commit()`` for each
     notification of a commit by another process (``ignore``: this process's writer's backend
     pid, whose commits wake the process directly). Reconnects after a lost connection; the
     followers' slow poll covers the gap."""
@@ -176,7 +167,7 @@ class Listener:
         while not self._stop.is_set():
             try:
                 with _connect(self._url, self._node + "/listen") as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")  # type: ignore[arg-type]
+                    conn.execute(f"LISTEN {APPEND_CHANNEL}")  # type: ignore[arg-type]
                     if self.failures:
                         log_line(logging.INFO, "event store notifications back", outage_tries=self.failures)
                     self.failures = 0
