@@ -44,7 +44,12 @@ class Retention:
     def _due(self, now: int) -> ProjectionsPruned | None:
         if self._reader is None:
             self._reader = self.events.reader()
-        return prune_event(self._reader, self.service, now)
+        try:
+            return prune_event(self._reader, self.service, now)
+        except Exception as exc:
+            if self.events.store.spoils_connection(exc):  # a server connection that broke: the next pass opens anew
+                self.close()
+            raise
 
     async def run(self, now: int) -> None:
         event = await asyncio.to_thread(self._due, now)

@@ -204,7 +204,13 @@ class Scheduler:
         if self._reader is None:
             self._reader = self.events.reader()
         keys = {(s.plugin, s.id) for s in self.specs if s.valid}
-        return {key: nxt for key, nxt in planned_runs(self._reader).items() if key in keys}
+        try:
+            planned = planned_runs(self._reader)
+        except Exception as exc:
+            if self.events.store.spoils_connection(exc):  # a server connection that broke: the next pass opens anew
+                self.close()
+            raise
+        return {key: nxt for key, nxt in planned.items() if key in keys}
 
     def close(self) -> None:
         if self._reader is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +19,7 @@ from ductile.api.context import DEPENDENCIES
 from ductile.api.cors import Cors
 from ductile.api.errors import ApiError
 from ductile.app.facade import Ductile
+from ductile.events.sqlite_store import SqliteStore
 
 
 async def _run(app: Any, method: str, headers: dict[str, str]) -> tuple[int, dict[bytes, bytes]]:
@@ -95,7 +97,8 @@ def test_a_second_selfcheck_while_one_runs_is_409() -> None:
 
     app = Litestar(route_handlers=[system.system_selfcheck], exception_handlers={ApiError: _api_error},
                    dependencies=DEPENDENCIES)
-    app.state.ductile = Ductile(None, None, SimpleNamespace(reader=reader, path=None), None)  # type: ignore[arg-type]
+    events = SimpleNamespace(reader=reader, store=SqliteStore(Path("never-opened.db")))
+    app.state.ductile = Ductile(None, None, events, None)  # type: ignore[arg-type]
     app.state.tokens = TokenSet([("t", ["system:ro"])])
     auth = {"Authorization": "Bearer t"}
 
