@@ -201,7 +201,9 @@ def test_the_scheduler_fails_over_when_its_holder_is_killed(nodes: Callable[...,
     holder.kill9()
     killed_at = time.monotonic()
     wait_until(lambda: _cluster(standby)["runs_scheduler"], 15, what="the standby to take the scheduler over")
-    assert time.monotonic() - killed_at < 10
+    took = time.monotonic() - killed_at
+    print(f"scheduler failover: {took:.1f}s after the holder's SIGKILL")
+    assert took < 10
     assert _cluster(standby)["scheduler_node"] == standby.config["service"]["node_id"]
     after = _count(url, scheduled)
     wait_until(lambda: _count(url, scheduled) >= after + 2, 20, what="the new scheduler firing")
