@@ -271,3 +271,20 @@ def test_a_node_claims_work_enqueued_through_another_at_once(nodes: Callable[...
             waits.append((e.at - enqueued[e.job_id]) / 1e9)
     waits.sort()
     assert len(waits) == 5 and waits[2] < 0.3, waits  # a poll alone would wait 0.5 s on the median
+
+
+def test_a_scheduler_that_loses_its_lock_stops_its_gateway(nodes: Callable[..., list[Daemon]]) -> None:
+    # Its session ended under it (here: terminated by the server): another node may hold the lock
+    # now, so it must not schedule on; it exits 1 for its service manager to restart it as a standby.
+    import psycopg
+
+    plugins = {"shellok": {"enabled": True, "schedules": [{"id": "tick", "every": "1s"}]}}
+    (a,) = nodes(["gw-a"], plugins)
+    wait_until(lambda: _cluster(a)["runs_scheduler"], 20, what="gw-a to run the scheduler")
+    with psycopg.connect(_url(a), autocommit=True) as admin:
+        ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE application_name = 'ductile-node:gw-a'").fetchall()
+    assert ended == [(True,)]
+    assert a.proc is not None
+    assert a.proc.wait(30) == 1
+    assert "the scheduler's lock was lost with the node session" in a.log_text()
