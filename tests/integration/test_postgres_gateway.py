@@ -12,7 +12,8 @@ import pytest
 
 from ductile.events.log import read_head, verify_chain
 from ductile.events.postgres_store import PostgresStore
-from tests.integration.daemon import Daemon, free_port
+from tests.integration.daemon import TOKEN, Daemon, free_port
+from tests.integration.sse import SseReader
 
 FAST_RETRY = {"max_attempts": 3, "backoff_base": "100ms"}
 PASSWORD = "pg-seam-pass"  # the test server trusts local connections: any password is accepted
@@ -55,6 +56,24 @@ def test_a_gateway_on_state_url_runs_jobs_and_selfcheck_is_green(pg_gateway: Any
     shown = gw.cli("config", "show", "--config", str(gw.root))
     assert shown.returncode == 0, shown.stderr
     assert "postgres:***@" in shown.stdout
+    # The event stream follows the log on the server: positions are frame ids, and Last-Event-ID
+    # resumes with exactly the later frames.
+    stream = SseReader(f"{gw.url}/events", {"Authorization": f"Bearer {TOKEN}", "Last-Event-ID": "0"})
+    try:
+        frames = stream.wait_for(lambda fs: sum(f.get("event") == "job.completed" for f in fs) >= 7)
+    finally:
+        stream.close()
+    ids = [int(f["id"]) for f in frames if "id" in f]
+    assert ids == sorted(ids) and ids[0] >= 1
+    later = gw.trigger("shellok")
+    assert gw.wait_job(later)["status"] == "succeeded"
+    resumed = SseReader(f"{gw.url}/events", {"Authorization": f"Bearer {TOKEN}", "Last-Event-ID": str(ids[-1])})
+    try:
+        got = resumed.wait_for(lambda fs: any(f.get("data", {}).get("job_id") == later
+                                              and f.get("event") == "job.completed" for f in fs))
+    finally:
+        resumed.close()
+    assert all(int(f["id"]) > ids[-1] for f in got if "id" in f)
     # Every read route's queries run on the server (the readers' SQL, translated or per dialect).
     for path in ("/jobs", f"/job/{ok[0]}", f"/job/{ok[0]}/tree", "/job-logs", "/analytics/queue",
                  "/analytics/summary", "/plugins", "/plugin/behave", "/scheduler/jobs", "/stopwatch/behave",

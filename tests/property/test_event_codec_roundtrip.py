@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from ductile.events import codec
 from ductile.events.log import read_rows
 from ductile.events.types import EVENT_TYPES, SCHEMAS, EventBase
+from tests.stores import FreshStore
 
 from .state_db import fresh_log
 
@@ -77,16 +78,19 @@ def test_every_event_type_round_trips_through_the_codec(name, data):
     assert msgspec.convert(codec.to_builtins(event), cls) == event
 
 
-@settings(max_examples=25, deadline=None)
-@given(events=st.lists(any_event, min_size=1, max_size=20))
-def test_events_read_back_from_the_log_equal_what_was_appended(events):
-    async def scenario() -> None:
-        async with fresh_log("normal") as log:
-            await log.append("mixed", events)
-            conn = log.reader()
-            stored = read_rows(conn)
-            conn.close()
-        assert [r.event for r in stored] == events
-        assert [r.type for r in stored] == [codec.type_name(e) for e in events]
+def test_events_read_back_from_the_log_equal_what_was_appended(fresh_store: FreshStore):
+    @settings(max_examples=fresh_store.examples(25), deadline=None)
+    @given(events=st.lists(any_event, min_size=1, max_size=20))
+    def run(events) -> None:
+        async def scenario() -> None:
+            async with fresh_log("normal", store=fresh_store) as log:
+                await log.append("mixed", events)
+                conn = log.reader()
+                stored = read_rows(conn)
+                conn.close()
+            assert [r.event for r in stored] == events
+            assert [r.type for r in stored] == [codec.type_name(e) for e in events]
 
-    asyncio.run(scenario())
+        asyncio.run(scenario())
+
+    run()

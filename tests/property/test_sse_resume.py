@@ -1,18 +1,19 @@
-"""SSE resume is lossless: for any cut point, frames(before) + frames(resumed) == frames(all)."""
+"""SSE resume is lossless: for any cut point, frames(before) + frames(resumed) == frames(all).
+On every store (tests/stores.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
-from tempfile import TemporaryDirectory
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ductile.events.log import EventLog, connect_async
+from ductile.events.log import EventLog
+from ductile.events.store import EventStore
 from ductile.events.types import EventBase, JobEnqueued, JobFailed, JobRecovered
 from ductile.runtime.event_feed import Types, frames_after
 from ductile.runtime.observations import LAST_INDEX, FrameId, WireFrame
+from tests.stores import FreshStore
 
 # Events yielding one, two and three frames (job.enqueued + router.enqueued; retry_exhausted +
 # job.failed + poll.completed), so cuts land on extra frames ``N.k`` too.
@@ -33,11 +34,12 @@ def event(kind: str, n: int) -> EventBase:
     return JobRecovered(at=n, job_id=job, attempt=2, max_attempts=3, error="crashed", plugin="p", command="poll")
 
 
-def read_all(db: Path, cursor: FrameId, types: Types, max_rows: int, max_bytes: int) -> list[WireFrame]:
+def read_all(store: EventStore, cursor: FrameId, types: Types, max_rows: int, max_bytes: int) -> list[WireFrame]:
     async def pages() -> list[WireFrame]:
         out: list[WireFrame] = []
         position = cursor
-        async with connect_async(db) as conn:
+        conn = await store.connect_async()
+        try:
             while True:
                 page = await frames_after(conn, position, types, max_rows=max_rows, max_bytes=max_bytes)
                 out += page.frames
@@ -45,37 +47,40 @@ def read_all(db: Path, cursor: FrameId, types: Types, max_rows: int, max_bytes: 
                 position = page.cursor
                 if page.complete:
                     return out
+        finally:
+            await conn.close()
 
     return asyncio.run(pages())
 
 
-@settings(max_examples=40, deadline=None)
-@given(
-    kinds=st.lists(KINDS, min_size=1, max_size=25),
-    cut=st.integers(min_value=0),
-    whole_position=st.booleans(),
-    max_rows=st.integers(min_value=1, max_value=6),
-    max_bytes=st.integers(min_value=1, max_value=2000),
-    types=st.none() | st.sets(st.sampled_from(TYPES), min_size=1).map(frozenset),
-)
-def test_resuming_at_any_frame_neither_loses_nor_repeats_a_frame(
-    kinds: list[str], cut: int, whole_position: bool, max_rows: int, max_bytes: int, types: Types,
-) -> None:
-    with TemporaryDirectory(prefix="ductile-prop-") as tmp:
-        log = EventLog(Path(tmp) / "state.db").open_sync()
-        try:
-            for n, kind in enumerate(kinds):
-                log.append_sync(f"job-{n}", [event(kind, n)])
-            everything = read_all(log.path, FrameId(0), None, 1000, 1 << 30)
-            ids = [f.id for f in everything]
-            assert ids == sorted(ids) and len(set(ids)) == len(ids)
-            at = everything[cut % len(everything)].id
-            assert at is not None
-            # A client's Last-Event-ID (``N`` or ``N.k``), or "everything through N" (no id).
-            cursor = FrameId(at.position, LAST_INDEX) if whole_position else at
-            before = [f for f in everything if f.id is not None and f.id <= cursor]
-            resumed = read_all(log.path, cursor, types, max_rows, max_bytes)
-            wanted = [f for f in everything if types is None or f.type in types]
-            assert [f for f in before if types is None or f.type in types] + resumed == wanted
-        finally:
-            log.close()
+def test_resuming_at_any_frame_neither_loses_nor_repeats_a_frame(fresh_store: FreshStore) -> None:
+    @settings(max_examples=fresh_store.examples(40), deadline=None)
+    @given(
+        kinds=st.lists(KINDS, min_size=1, max_size=25),
+        cut=st.integers(min_value=0),
+        whole_position=st.booleans(),
+        max_rows=st.integers(min_value=1, max_value=6),
+        max_bytes=st.integers(min_value=1, max_value=2000),
+        types=st.none() | st.sets(st.sampled_from(TYPES), min_size=1).map(frozenset),
+    )
+    def run(kinds: list[str], cut: int, whole_position: bool, max_rows: int, max_bytes: int, types: Types) -> None:
+        with fresh_store() as store:
+            log = EventLog(store).open_sync()
+            try:
+                for n, kind in enumerate(kinds):
+                    log.append_sync(f"job-{n}", [event(kind, n)])
+                everything = read_all(store, FrameId(0), None, 1000, 1 << 30)
+                ids = [f.id for f in everything]
+                assert ids == sorted(ids) and len(set(ids)) == len(ids)
+                at = everything[cut % len(everything)].id
+                assert at is not None
+                # A client's Last-Event-ID (``N`` or ``N.k``), or "everything through N" (no id).
+                cursor = FrameId(at.position, LAST_INDEX) if whole_position else at
+                before = [f for f in everything if f.id is not None and f.id <= cursor]
+                resumed = read_all(store, cursor, types, max_rows, max_bytes)
+                wanted = [f for f in everything if types is None or f.type in types]
+                assert [f for f in before if types is None or f.type in types] + resumed == wanted
+            finally:
+                log.close()
+
+    run()
