@@ -22,7 +22,8 @@ from ductile.events.types import JobEnqueued, JobRecovered, JobStarted, JobSucce
 from tests.integration.daemon import TOKEN, Daemon, wait_until
 from tests.integration.sse import SseReader
 
-LEASE = "3s"  # the shortest lease the config takes: a dead node's jobs move within ~4 s
+LEASE = "5s"  # short, so a dead node's jobs move within ~7 s; not the 3s minimum, so a node starved of CPU
+# on a loaded test machine is not taken for dead
 
 
 def _node(root: Path, url: str, node: str, plugins: dict[str, Any], **service: Any) -> Daemon:
