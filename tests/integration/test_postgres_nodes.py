@@ -229,6 +229,8 @@ def test_every_node_streams_every_nodes_events_with_the_same_ids(nodes: Callable
                                               for f in fs))
     finally:
         on_b.close()
+    [started] = [f["data"] for f in frames if f.get("event") == "job.started" and f["data"]["job_id"] == first]
+    assert started["node"] in {"gw-a", "gw-b"}  # the frame says which node runs the job
     last = _logged(frames)[-1]["id"]
     later = [gw.wait_job(gw.trigger("shellok"))["job_id"] for gw in (a, b, a)]
     # Resumed on the other node from gw-b's id: the same positions, nothing missed or repeated.
