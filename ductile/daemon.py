@@ -247,6 +247,7 @@ class Gateway:
         self._webhook_server: uvicorn.Server | None = None
         self._retention: Retention | None = None
         self._cluster: Cluster | None = None  # this node's membership on a shared PostgreSQL store
+        self._plugins_stopped = False  # the dispatcher stopped: no plugin of ours runs any more
 
     async def run(self) -> int:
         # Before anything else: a SIGHUP during boot must not kill the gateway, and a SIGTERM
@@ -294,7 +295,9 @@ class Gateway:
             return 1
         finally:
             if self._cluster is not None:
-                await self._cluster.leave()
+                # After a fault, plugins may outlive us: the lease then runs out rather than
+                # handing their jobs to another node at once.
+                await self._cluster.leave(release=self._plugins_stopped)
             if self._services is not None:
                 await self._services.close()  # its read connections' threads would outlive us
             await events.aclose()
@@ -466,6 +469,7 @@ class Gateway:
                         *([self._webhook_server] if self._webhook_server is not None else [])]:
             running.should_exit = True
         await dispatcher.stop(0 if self._force else self._running_config().service.shutdown_grace)
+        self._plugins_stopped = True
         scheduler.stop()
         if node is not None:
             node.stop()

@@ -150,15 +150,18 @@ class Cluster:
         raw = getattr(conn, "raw", None)
         return raw.info.backend_pid if raw is not None and not raw.closed else None
 
-    async def leave(self) -> None:
-        """A clean stop, once the dispatcher stopped: the lease goes (what this node left running
-        is re-queued by the next reap of any node), and so does the scheduler's lock."""
+    async def leave(self, release: bool = True) -> None:
+        """The end of this node: the scheduler's lock goes with its session. With ``release`` (a
+        clean stop, once the dispatcher stopped and killed what outlived the grace) the lease goes
+        too, so what this node left running is re-queued by the next reap of any node; without
+        (a fault: plugins may still run) the lease runs out first."""
         if self._listener is not None:
             await asyncio.to_thread(self._listener.stop)
         if self._session is not None:
             session, self._session = self._session, None
             try:
-                await asyncio.to_thread(session.leave)
+                if release:
+                    await asyncio.to_thread(session.leave)
             except Exception as exc:
                 if not is_database_error(exc):
                     raise
