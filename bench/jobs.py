@@ -4,14 +4,18 @@ Enqueues N jobs (default 2,000) into a fresh durable state DB, then runs the rea
 with ``max_workers: 4`` until every job has succeeded. The baseline, measured in the same run,
 is a bare spawn of the same plugin at concurrency 4 with a thread pool and ``subprocess.run``.
 Last line: ``RESULT bench=jobs value=<jobs/s> baseline=<bare spawns/s> ratio=<value/baseline>``.
+``--store postgres`` keeps the log on PostgreSQL (a throwaway server from ``tests/pg_server.py``,
+or ``--url``): one node, the same dispatcher, the same baseline.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -50,16 +54,16 @@ def baseline(n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def engine(n: int, root: Path) -> float:
+async def engine(n: int, root: Path, url: str | None = None) -> float:
     (root / "config.yaml").write_text(yaml.safe_dump({
         "service": {"max_workers": WORKERS, "log_level": "error", "durability": DURABILITY},
-        "state": {"path": "data/ductile.db"},
+        "state": {"url": url} if url else {"path": "data/ductile.db"},
         "plugin_roots": [str(PLUGIN.parent)],
         "plugins": {"catlike": {"enabled": True}},
     }))
     config = load_config(find_config(str(root), None))
     catalog = load_catalog(config)
-    events = EventLog(config.state_path, DURABILITY, default_runner())
+    events = EventLog(config.store(), DURABILITY, default_runner())
     await events.open()
     cmds = [EnqueueJob(job_id=str(uuid.uuid4()), plugin="catlike", command="poll", payload={}, submitted_by="api",
                        max_attempts=4) for _ in range(n)]
@@ -84,14 +88,25 @@ async def engine(n: int, root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--url", help="--store postgres: an empty database (default: a throwaway server)")
     args = parser.parse_args()
     logs.configure("error")
     base = baseline(args.jobs)
     print(f"baseline: bare subprocess.run x{WORKERS} threads: {base:.1f} spawns/s")
-    with tempfile.TemporaryDirectory() as tmp:
-        value = asyncio.run(engine(args.jobs, Path(tmp)))
-    print(f"engine: {args.jobs} jobs, max_workers={WORKERS}, durable: {value:.1f} jobs/s")
-    print(f"RESULT bench=jobs value={value:.1f} baseline={base:.1f} ratio={value / base:.3f}")
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        url = args.url
+        if args.store == "postgres" and url is None:
+            sys.path.insert(0, str(REPO))
+            from tests.pg_server import start_server
+
+            server = start_server()
+            stack.callback(server.stop)
+            url = stack.enter_context(server.fresh_database())
+        value = asyncio.run(engine(args.jobs, Path(tmp), url if args.store == "postgres" else None))
+    print(f"engine: {args.jobs} jobs, max_workers={WORKERS}, durable, {args.store}: {value:.1f} jobs/s")
+    store = " store=postgres" if args.store == "postgres" else ""
+    print(f"RESULT bench=jobs{store} value={value:.1f} baseline={base:.1f} ratio={value / base:.3f}")
 
 
 if __name__ == "__main__":

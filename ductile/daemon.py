@@ -52,7 +52,9 @@ from ductile.pipelines.compiler import Compiled, compile_pipelines
 from ductile.pipelines.graph import Pipeline
 from ductile.plugins.discovery import DiscoveryError
 from ductile.projections.registry import default_runner
+from ductile.runtime import cluster
 from ductile.runtime.catalog import Catalog, load_catalog
+from ductile.runtime.cluster import Cluster
 from ductile.runtime.config_check import admit_boot, reload_refusal
 from ductile.runtime.dispatcher import Dispatcher
 from ductile.runtime.metrics import Metrics
@@ -244,6 +246,8 @@ class Gateway:
         self._webhooks: AppHolder | None = None  # the webhook listener's app, once it listens
         self._webhook_server: uvicorn.Server | None = None
         self._retention: Retention | None = None
+        self._cluster: Cluster | None = None  # this node's membership on a shared PostgreSQL store
+        self._plugins_stopped = False  # the dispatcher stopped: no plugin of ours runs any more
 
     async def run(self) -> int:
         # Before anything else: a SIGHUP during boot must not kill the gateway, and a SIGTERM
@@ -265,6 +269,7 @@ class Gateway:
             # After the log is open: the boot check of vault.md §3 may append (revert or adopt).
             self.vault = await asyncio.to_thread(boot_vault, config, events, os.environ, Path.home())
             self._services = Services(events, api_enabled=config.api.enabled)
+            self._cluster = self._services.cluster = cluster.for_store(events, config)
             self._metrics = Metrics(config.service.max_workers, ductile.__version__, build_info()["commit"])
             events.on_commit(self._metrics.observe)
             self._reloader = Reloader(events, self, count=self._metrics.config_reload)
@@ -289,6 +294,10 @@ class Gateway:
             await _cancel_bounded(self._tasks)
             return 1
         finally:
+            if self._cluster is not None:
+                # After a fault, plugins may outlive us: the lease then runs out rather than
+                # handing their jobs to another node at once.
+                await self._cluster.leave(release=self._plugins_stopped)
             if self._services is not None:
                 await self._services.close()  # its read connections' threads would outlive us
             await events.aclose()
@@ -390,8 +399,18 @@ class Gateway:
             events, catalog, max_workers=config.service.max_workers, router=runtime.router,
             env_passthrough=config.service.plugin_env_passthrough, state_dir=config.state_path.parent,
             config_snapshot_id=self._snapshot_id, live=services.live, vault=self.vault,
+            node=self._cluster.node if self._cluster is not None else None,
         )
         self._dispatcher = dispatcher
+        node = self._cluster
+        if node is not None:
+            # Before recovery and the first claim (which names this node): the lease, and wake-ups
+            # from the other nodes' commits for the dispatcher and every follower (SSE included).
+            def commit_elsewhere() -> None:
+                events.committed_elsewhere()
+                dispatcher.wake()
+
+            await node.join(commit_elsewhere)
         # Survivors that ignore SIGTERM take a 5 s grace to kill: the API comes up meanwhile, while
         # the dispatcher and the scheduler start only once recovery is done (jobs.md §8).
         recovery = asyncio.create_task(self._recover(events, dispatcher), name="recovery")
@@ -402,8 +421,14 @@ class Gateway:
             await retention.run(now)
 
         scheduler = self._scheduler = Scheduler(events, config, catalog, on_tick=on_tick, specs=runtime.schedules)
-        scheduler_task = asyncio.create_task(_after(recovery, scheduler.run), name="scheduler")
+        if node is None:
+            scheduler_task = asyncio.create_task(_after(recovery, scheduler.run), name="scheduler")
+        else:  # one scheduler in the cluster: this node's runs while it holds the lock
+            scheduler_task = asyncio.create_task(
+                _after(recovery, lambda: node.lead(scheduler.run, scheduler.stop)), name="scheduler")
         tasks = [asyncio.create_task(_after(recovery, dispatcher.run), name="dispatcher"), scheduler_task]
+        if node is not None:
+            tasks.append(asyncio.create_task(_after(recovery, lambda: node.run(dispatcher.threshold)), name="cluster"))
         self._tasks = tasks
         servers: list[uvicorn.Server] = []
         try:
@@ -444,7 +469,10 @@ class Gateway:
                         *([self._webhook_server] if self._webhook_server is not None else [])]:
             running.should_exit = True
         await dispatcher.stop(0 if self._force else self._running_config().service.shutdown_grace)
+        self._plugins_stopped = True
         scheduler.stop()
+        if node is not None:
+            node.stop()
         # The API server drains in-flight requests for up to 10 s. asyncio.wait, never a
         # suppressed wait_for: a CancelledError meant for this task must not be swallowed.
         pending = [t for t in self._watched() if not t.done()]
@@ -556,7 +584,10 @@ class Gateway:
         recover_log = Log("dispatch")
         for job_id in await asyncio.to_thread(dispatcher.procs.kill_survivors):
             recover_log.warn("killed surviving plugin process group", job_id=job_id)
-        recs = await events.submit(lambda tx: jobs.recover_running(tx, dispatcher.threshold))
+        if self._cluster is not None:  # a shared store: this node's own jobs, and those nobody runs
+            recs = await self._cluster.recover_at_boot(dispatcher.threshold)
+        else:
+            recs = await events.submit(lambda tx: jobs.recover_running(tx, dispatcher.threshold))
         for rec in recs:
             e = rec.event
             if isinstance(e, JobRecovered | JobDead):

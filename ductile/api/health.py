@@ -12,6 +12,7 @@ from ductile.api.errors import ApiError, internal
 from ductile.api.handlers import get
 from ductile.api.schemas import errors
 from ductile.events.timefmt import now_ns, rfc3339
+from ductile.runtime.cluster import ClusterStatus
 
 
 class SchedulerHeartbeat(msgspec.Struct, frozen=True):
@@ -36,6 +37,8 @@ class Health(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     event_log_position: int
     scheduler: SchedulerHeartbeat | None  # always present: null while no schedule is configured (§9)
     degraded: list[str] | msgspec.UnsetType = msgspec.UNSET
+    # Several nodes on one PostgreSQL store: this node, the one that runs the scheduler, the leases.
+    cluster: ClusterStatus | msgspec.UnsetType = msgspec.UNSET
 
 
 class Discovery(msgspec.Struct, frozen=True):
@@ -66,7 +69,15 @@ async def healthz(ductile: Facade, runtime: Runtime) -> Health:
         raise internal("failed to compute queue depth", exc) from None
     degraded = ductile.system.degraded_reasons()
     heartbeat = None
-    if ductile.schedule_specs:  # null while no schedule is configured
+    cluster: ClusterStatus | msgspec.UnsetType = msgspec.UNSET
+    if runtime.cluster is not None:
+        try:
+            cluster = await runtime.cluster.status()
+        except Exception as exc:
+            raise internal("failed to read the cluster's leases", exc) from None
+    # A standby node's scheduler waits for the lock: its silence is not lateness.
+    standby = not isinstance(cluster, msgspec.UnsetType) and not cluster.runs_scheduler
+    if ductile.schedule_specs and not standby:  # null while no schedule is configured
         late_s = runtime.scheduler_lateness(ductile.config.service.tick_interval, now_ns())
         heartbeat = SchedulerHeartbeat(last_tick_at=rfc3339(runtime.last_tick_ns), late=late_s is not None)
         if late_s is not None:
@@ -84,6 +95,7 @@ async def healthz(ductile: Facade, runtime: Runtime) -> Health:
         event_log_position=ductile.events.head,
         scheduler=heartbeat,
         degraded=degraded or msgspec.UNSET,
+        cluster=cluster,
     )
 
 

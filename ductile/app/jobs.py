@@ -168,6 +168,7 @@ def claim_next(
     scan_limit: int = 500,
     config_snapshot_id: str | None = None,
     threshold: Threshold = _default_threshold,
+    node: str | None = None,
 ) -> tuple[list[ClaimedJob], list[Recorded]]:
     """Claim eligible jobs while fewer than ``max_workers`` run, oldest first, skipping full lanes.
 
@@ -175,6 +176,12 @@ def claim_next(
     for a job that can no longer run: it ends ``dead`` at claim without spawning (T11).
     ``scan_limit`` bounds the rows passed over in one claim (killed, or held back by a running
     duplicate), to keep the writer's transaction short; a lane that hits it waits for the next claim.
+
+    Several nodes on one PostgreSQL store: this unit runs under the log's write lock, which every
+    node's writer takes (postgres_store.py), so the queue read and the ``JobStarted`` append are
+    one step cluster-wide: two nodes never claim one job, and ``lane_limits`` (a plugin's
+    ``parallelism``) counts the running jobs of every node. ``max_workers`` is this node's own
+    slots: ``free_slots`` subtracts only the jobs ``node`` runs. ``JobStarted`` names ``node``.
     """
     cur = tx.cur
     running = queue.running_per_plugin(cur)
@@ -189,7 +196,8 @@ def claim_next(
 
     claimed: list[ClaimedJob] = []
     killed: list[Recorded] = []
-    free_slots = max_workers - sum(running.values())
+    mine = running if node is None else queue.running_per_plugin(cur, node)
+    free_slots = max_workers - sum(mine.values())
     if free_slots <= 0:
         return claimed, killed
 
@@ -226,7 +234,7 @@ def claim_next(
             continue
         tx.append(
             job_stream(job.job_id),
-            jobs.decide(jobs.ClaimJob(job_id=job.job_id, config_snapshot_id=config_snapshot_id), job, tx.now),
+            jobs.decide(jobs.ClaimJob(job_id=job.job_id, config_snapshot_id=config_snapshot_id, node=node), job, tx.now),
         )
         running[job.plugin] = running.get(job.plugin, 0) + 1
         if job.dedupe_key:
@@ -318,10 +326,23 @@ def complete(
 
 
 def recover_running(tx: WriteTx, threshold: Threshold = _default_threshold) -> list[Recorded]:
-    """Boot crash recovery: every job left ``running`` is re-queued or marked dead."""
+    """Boot crash recovery on a store only this gateway uses: every job left ``running`` is
+    re-queued or marked dead."""
     recs: list[Recorded] = []
     for job_id in queue.running_job_ids(tx.cur):
         recs += apply(tx, jobs.RecoverJob(job_id=job_id), threshold)
+    return recs
+
+
+def recover_nodes(tx: WriteTx, nodes: Callable[[str | None], bool], threshold: Threshold = _default_threshold) -> list[Recorded]:
+    """Crash recovery on a shared store: re-queue (or mark dead) the running jobs of the nodes
+    ``nodes(node)`` picks (a booting node's own previous jobs, a node whose lease expired) and
+    leave every other node's running jobs alone. Their attempt number moves on, so a late result
+    of the interrupted attempt is refused by the decider (``CompleteAttempt`` of a stale attempt)."""
+    recs: list[Recorded] = []
+    for job_id, node in queue.running_nodes(tx.cur):
+        if nodes(node):
+            recs += apply(tx, jobs.RecoverJob(job_id=job_id), threshold)
     return recs
 
 

@@ -32,7 +32,7 @@ log = Log("config")
 
 # config.md §8, step 3: what only a full restart may change (the listeners and the state DB).
 RESTART_ONLY_KEYS = ("state.path", "state.url", "service.durability", "api.listen", "api.management_socket",
-                     "webhooks.listen")
+                     "webhooks.listen", "service.node_id", "service.node_lease")
 REJECTED_PREFIX = "config reload rejected: "
 RELOADED_MESSAGE = "configuration reloaded"
 RELOADED_LOG = "config reloaded successfully"
@@ -79,6 +79,8 @@ def _restart_only_values(config: Config) -> dict[str, Any]:
         # As written: the default follows state.path, whose change is named on its own.
         "api.management_socket": raw(config.raw.get("api"), "management_socket"),
         "webhooks.listen": config.webhooks.listen,
+        "service.node_id": config.service.node_id,  # a node's identity and lease are taken at start
+        "service.node_lease": config.service.node_lease,
     }
 
 

@@ -569,6 +569,10 @@ def _health_check(cfg: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     check["ok"] = True
     check["detail"] = (f"posture={body.get('posture', '?')} uptime={body.get('uptime_seconds', '?')}s "
                        f"queue_depth={body.get('queue_depth', '?')}")
+    cluster = body.get("cluster")
+    if isinstance(cluster, dict):  # one node of several on a PostgreSQL store
+        check["detail"] += (f" node={cluster.get('node')} scheduler_node={cluster.get('scheduler_node') or 'none'}"
+                            f" nodes={len(cluster.get('nodes') or [])}")
     return check, body
 
 

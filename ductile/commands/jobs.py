@@ -103,6 +103,7 @@ class DedupeView(msgspec.Struct, frozen=True):
 class ClaimJob(msgspec.Struct, frozen=True, kw_only=True):
     job_id: str
     config_snapshot_id: str | None = None
+    node: str | None = None  # the claiming gateway node (several nodes on one PostgreSQL store)
 
 
 class AttemptResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -224,8 +225,8 @@ def decide(cmd: Command, job: JobState | None, now: int) -> list[EventBase]:
             return decide_enqueue(cmd, job, DedupeView(), now)
         case ClaimJob() if job is not None and job.status == JobStatus.QUEUED:
             return [JobStarted(job_id=job.job_id, attempt=job.attempt, config_snapshot_id=cmd.config_snapshot_id,
-                               max_attempts=job.max_attempts, parent_job_id=job.parent_job_id, at=now,
-                               **identity(job))]
+                               max_attempts=job.max_attempts, parent_job_id=job.parent_job_id, node=cmd.node,
+                               at=now, **identity(job))]
         case CompleteAttempt() if job is not None and job.status == JobStatus.RUNNING and job.attempt == cmd.attempt:
             return _complete(cmd, job, now)
         case RecoverJob() if job is not None and job.status == JobStatus.RUNNING:

@@ -107,6 +107,11 @@ class ServiceConfig(msgspec.Struct, frozen=True):
     plugin_env_passthrough: list[str] = []
     admission: dict[str, Any] = {}  # as written in the root config.yaml (empty = no block)
     strict_mode: bool = False
+    # Several nodes on one PostgreSQL store (docs/postgresql.md): this node's id (None: generated
+    # once and kept in <dir(state.path)>/node-id) and how long its lease lasts unrenewed before
+    # another node re-queues its running jobs. Unused on SQLite.
+    node_id: str | None = None
+    node_lease: float = 30.0
 
 
 class SecretsConfig(msgspec.Struct, frozen=True):

@@ -49,6 +49,8 @@ class ServiceSchema(_Section):
     plugin_env_passthrough: list[str] | None = None
     admission: AdmissionSchema | None = None
     strict_mode: bool | None = None
+    node_id: str | None = None
+    node_lease: Duration | None = None
     unconfined: Any = None  # out of scope: warned as not supported
 
 

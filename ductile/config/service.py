@@ -67,6 +67,12 @@ def build_service(schema: ServiceSchema | None, ctx: BuildContext) -> ServiceCon
             ("service", "job_queue_retention"),
         )
 
+    node_lease = duration("node_lease")
+    if node_lease < 3:
+        raise ctx.error("service.node_lease must be at least 3s", ("service", "node_lease"))
+    if given.node_id is not None and not KEBAB_NAME.match(given.node_id):
+        raise ctx.error('service.node_id must be lower-kebab-case (e.g. "gw-1")', ("service", "node_id"))
+
     passthrough = list(given.plugin_env_passthrough or [])
     for index, variable in enumerate(passthrough):
         if not ENV_VAR_NAME.match(variable):
@@ -94,6 +100,8 @@ def build_service(schema: ServiceSchema | None, ctx: BuildContext) -> ServiceCon
         plugin_env_passthrough=passthrough,
         admission=_admission(given),
         strict_mode=bool(given.strict_mode),
+        node_id=given.node_id,
+        node_lease=node_lease,
     )
 
 

@@ -39,6 +39,12 @@ def register_upcaster(type_name: str, from_schema: int) -> Callable[[Upcaster], 
     return register
 
 
+@register_upcaster("JobStarted", 1)
+def _job_started_1(raw: dict[str, Any]) -> dict[str, Any]:
+    # Schema 1 was written by one gateway alone: no node is recorded, so no node owns the attempt.
+    return {**raw, "node": None}
+
+
 def encode(event: EventBase) -> bytes:
     return _encoder.encode(event)
 

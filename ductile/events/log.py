@@ -348,6 +348,19 @@ class EventLog:
         commit succeeds again."""
         return self._unwritable
 
+    def committed_elsewhere(self) -> None:
+        """Another process appended (a PostgreSQL notification, on the event loop): wake the
+        followers now rather than at their next poll."""
+        self._commits += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed.clear()
+
+    @property
+    def writer_connection(self) -> sqlite3.Connection | None:
+        """The writer's open connection, for facts of its session (PostgreSQL's backend pid)."""
+        return self._conn
+
     def on_commit(self, listener: Callable[[list[Recorded]], None]) -> None:
         """Call ``listener(records)`` on the event loop after each commit (in-process only)."""
         self._commit_listeners.append(listener)
@@ -420,6 +433,8 @@ class EventLog:
             if tx is not None:
                 if tx.recorded and self.projections is not None:
                     self.projections.checkpoint(tx.cur, tx.head_position)
+                if tx.recorded:
+                    self.store.announce_append(conn)  # other nodes' followers (a no-op on SQLite)
                 conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:

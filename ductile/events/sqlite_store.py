@@ -161,6 +161,9 @@ class SqliteStore:
     def reopen_writer(self, conn: sqlite3.Connection, durability: str) -> sqlite3.Connection:
         return conn  # a full disk or a lock held elsewhere passes; the file connection stays good
 
+    def announce_append(self, conn: sqlite3.Connection) -> None:
+        pass  # one gateway per file: its followers are woken in-process, others poll
+
     def recover_failed_statement(self, conn: sqlite3.Connection) -> None:
         pass  # SQLite undid the failed statement alone
 

@@ -142,6 +142,12 @@ class EventStore(Protocol):
         new one can be opened (else the old one, and the next batch tries again)."""
         ...
 
+    def announce_append(self, conn: sqlite3.Connection) -> None:
+        """In the write transaction of a batch that appended, just before its commit: tell the
+        other processes on the log (PostgreSQL: NOTIFY, delivered at the commit; SQLite: nothing,
+        its followers poll). Once per batch, however many events it appended."""
+        ...
+
     def recover_failed_statement(self, conn: sqlite3.Connection) -> None:
         """Make the write transaction usable again after a statement of the running unit failed
         and the unit goes on (to say why). SQLite undid the statement alone; PostgreSQL aborted

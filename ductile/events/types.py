@@ -88,6 +88,10 @@ class JobStarted(EventBase, frozen=True, gc=False, kw_only=True):
     schedule_id: str | None = None
     max_attempts: int = 0
     parent_job_id: str | None = None
+    # The gateway node running the attempt (schema 2, docs/postgresql.md "Several nodes"): on a
+    # shared PostgreSQL store, boot recovers only its own node's jobs and a dead node's jobs are
+    # re-queued by a live one. None on SQLite's one node, and in every schema-1 event.
+    node: str | None = None
 
 
 class StopwatchSub(msgspec.Struct, frozen=True, gc=False, kw_only=True):
@@ -646,6 +650,7 @@ EVENT_TYPES: dict[str, type[EventBase]] = {cls.__name__: cls for cls in Event.__
 
 # Current schema number per type; bump together with an upcaster in ``codec.UPCASTERS``.
 SCHEMAS: dict[str, int] = dict.fromkeys(EVENT_TYPES, 1)
+SCHEMAS["JobStarted"] = 2  # 2: ``node`` (the node running the attempt)
 
 JOB_EVENTS = (
     JobEnqueued,

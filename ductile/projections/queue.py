@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS job_queue (
   created_ns INTEGER NOT NULL,
   next_retry_ns INTEGER,
   completed_ns INTEGER,
-  stream_version INTEGER NOT NULL DEFAULT 1
+  stream_version INTEGER NOT NULL DEFAULT 1,
+  node TEXT
 );
 CREATE INDEX IF NOT EXISTS job_queue_claim ON job_queue(status, created_ns, enqueue_position);
 CREATE INDEX IF NOT EXISTS job_queue_dedupe ON job_queue(plugin, command, dedupe_key) WHERE dedupe_key IS NOT NULL;
@@ -75,7 +76,7 @@ CREATE INDEX IF NOT EXISTS job_queue_lane ON job_queue(plugin, created_ns, enque
   WHERE status='queued'
 """
 
-PROJECTION = Projection(name="queue", version=3, schema=SCHEMA, tables=("job_queue",))
+PROJECTION = Projection(name="queue", version=4, schema=SCHEMA, tables=("job_queue",))
 
 _json = msgspec.json.Encoder()
 
@@ -104,8 +105,8 @@ def _enqueued(cur: sqlite3.Cursor, e: JobEnqueued, rec: Recorded) -> None:
 def _started(cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
     cur.execute(
         "UPDATE job_queue SET status='running', attempt=?, started_at=?, next_retry_at=NULL,"
-        " next_retry_ns=NULL, started_config_snapshot_id=?, stream_version=? WHERE job_id=?",
-        (e.attempt, sql_ts(e.at), e.config_snapshot_id, rec.version, e.job_id),
+        " next_retry_ns=NULL, started_config_snapshot_id=?, stream_version=?, node=? WHERE job_id=?",
+        (e.attempt, sql_ts(e.at), e.config_snapshot_id, rec.version, e.node, e.job_id),
     )
 
 
@@ -390,8 +391,18 @@ def running_job_ids(cur: sqlite3.Cursor) -> list[str]:
     return [job_id for (job_id,) in cur.execute("SELECT job_id FROM job_queue WHERE status='running' ORDER BY created_ns")]
 
 
-def running_per_plugin(cur: sqlite3.Cursor) -> dict[str, int]:
-    return dict(cur.execute("SELECT plugin, COUNT(*) FROM job_queue WHERE status='running' GROUP BY plugin").fetchall())
+def running_nodes(cur: sqlite3.Cursor) -> list[tuple[str, str | None]]:
+    """(job id, the node running it) of every ``running`` job, oldest first: on a shared store,
+    which jobs a node's boot recovers (its own) and which a dead node left (docs/postgresql.md)."""
+    return cur.execute("SELECT job_id, node FROM job_queue WHERE status='running' ORDER BY created_ns").fetchall()
+
+
+def running_per_plugin(cur: sqlite3.Cursor, node: str | None = None) -> dict[str, int]:
+    """Running jobs per plugin: every node's, or (``node``) one node's own."""
+    if node is None:
+        return dict(cur.execute("SELECT plugin, COUNT(*) FROM job_queue WHERE status='running' GROUP BY plugin").fetchall())
+    return dict(cur.execute("SELECT plugin, COUNT(*) FROM job_queue WHERE status='running' AND node=? GROUP BY plugin",
+                            (node,)).fetchall())
 
 
 def running_dedupe_keys(cur: sqlite3.Cursor) -> set[tuple[str, str, str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from ductile.events.postgres_store import OPERATIONAL_TABLES
 from ductile.projections.fold import fold_log, qualified, statements
 from ductile.projections.projection import Projection
 from ductile.projections.replay import ReplayReport, checkpoints_behind, stale_versions, stored_projections
@@ -93,7 +94,7 @@ def schema_differences(conn: sqlite3.Connection, baseline_ddl: str, projections:
         live = _private_schema(conn)
         for statement in [*statements(baseline_ddl), *(s for p in projections for s in statements(p.schema))]:
             conn.execute(qualified(statement, "main"))
-        skipped = {t for p in projections if p.name in skip for t in p.tables}
+        skipped = {t for p in projections if p.name in skip for t in p.tables} | set(OPERATIONAL_TABLES)
         out: list[str] = []
         expected = {t for (t,) in conn.execute(_TABLES_SQL, (_REPLAY_SCHEMA,)).fetchall()} - skipped
         found = {t for (t,) in conn.execute(_TABLES_SQL, (live,)).fetchall()} - skipped

@@ -115,8 +115,10 @@ class Dispatcher:
         router: Router | None = None,
         run: RunProcess = run_process,
         vault: VaultSource | None = None,
+        node: str | None = None,
     ) -> None:
         self.events = events
+        self.node = node  # this gateway's node id on a shared store (its claims name it), else None
         self._gen = Generation(catalog, router)
         # job id -> the generation it was claimed under, until its slot picks it up.
         self._claimed_under: dict[str, Generation] = {}
@@ -235,7 +237,7 @@ class Dispatcher:
         lanes = {name: p.parallelism for name, p in gen.catalog.plugins.items()}
         lanes.update(dict.fromkeys(CORE_PLUGINS, self.max_workers))
         claim = jobs.claim_next(tx, self.max_workers, lanes, self._unavailable_in(gen.catalog),
-                                config_snapshot_id=self._snapshot(), threshold=self.threshold)
+                                config_snapshot_id=self._snapshot(), threshold=self.threshold, node=self.node)
         for job in claim[0]:
             self._claimed_under[job.job_id] = gen
         return claim

@@ -119,10 +119,13 @@ def frames(rec: Recorded) -> list[Frame]:
                 "dedupe_key": e.dedupe_key, "dedupe_reason": e.dedupe_reason, "existing_job_id": e.existing_job_id,
             })]
         case JobStarted():
-            out = [("job.started", {
+            started = {
                 "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command, "attempt": e.attempt,
                 "max_attempts": e.max_attempts, "parent_job_id": e.parent_job_id, "submitted_by": e.submitted_by,
-            })]
+            }
+            if e.node is not None:  # several nodes on one PostgreSQL store: which one runs it
+                started["node"] = e.node
+            out = [("job.started", started)]
             if _poll(e, at):
                 out.append(("poll.started", {
                     "at": at, "job_id": e.job_id, "plugin": e.plugin, "command": e.command,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import aiosqlite
 
@@ -20,6 +20,9 @@ from ductile.events.read_pool import ReadPool
 from ductile.runtime.event_feed import EventFeed
 from ductile.runtime.observations import LiveHub
 from ductile.system.logs import Log
+
+if TYPE_CHECKING:
+    from ductile.runtime.cluster import Cluster
 
 T = TypeVar("T")
 log = Log("scheduler")
@@ -44,6 +47,7 @@ class Services:
         self.stopping = asyncio.Event()
         self.reads = ReadPool(events.store)  # closed by close(), once the API has drained
         self.last_tick_ns: int | None = None  # the scheduler's last tick (operations.md §9 heartbeat)
+        self.cluster: Cluster | None = None  # this node on a shared PostgreSQL store (None: SQLite, one node)
         self._late_logged = False
 
     async def read(self, fn: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:

@@ -25,7 +25,7 @@ def _services(**overrides: Any) -> SimpleNamespace:
                              service=SimpleNamespace(max_workers=1), source=SimpleNamespace(root_file="c.yaml"))
     events = SimpleNamespace(on_commit=lambda _listener: None, head=0, unwritable=None)
     defaults: dict[str, Any] = {"uptime_seconds": lambda: 1, "catalog": SimpleNamespace(plugins={}),
-                                "posture": "ok"}
+                                "posture": "ok", "cluster": None}
     return SimpleNamespace(config=config, events=events, shutting_down=False, **{**defaults, **overrides})
 
 

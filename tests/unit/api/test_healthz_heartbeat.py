@@ -26,7 +26,7 @@ async def _empty_state(_work: Any) -> Any:
 
 def _runtime(last_tick_ns: int | None) -> SimpleNamespace:
     """The runtime's live state, with the real lateness rule of ``Services``."""
-    rt = SimpleNamespace(last_tick_ns=last_tick_ns, started=time.monotonic(), _late_logged=False,
+    rt = SimpleNamespace(last_tick_ns=last_tick_ns, started=time.monotonic(), _late_logged=False, cluster=None,
                          shutting_down=False, posture="gateway", uptime_seconds=lambda: 1, read=_empty_state)
     rt.scheduler_lateness = lambda tick, now: Services.scheduler_lateness(rt, tick, now)  # type: ignore[arg-type]
     return rt
