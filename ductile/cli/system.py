@@ -511,17 +511,14 @@ def status_report(config: str | None, config_dir: str | None) -> dict[str, Any]:
 
 def _state_db_check(store: EventStore) -> dict[str, Any]:
     from ductile.events.log import read_head
+    from ductile.events.store import read_with
 
     check: dict[str, Any] = {"name": "state_db", "ok": False, "path": store.location}
     if not store.exists():
         check["detail"] = "does not exist (has the gateway ever started?)"
         return check
     try:
-        conn = store.reader()
-        try:
-            head = read_head(conn)
-        finally:
-            conn.close()
+        head = read_with(store, read_head)
     except store.errors as exc:
         check["detail"] = f"cannot read: {exc}"
         return check

@@ -18,10 +18,10 @@ import logging
 import re
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 FOLLOW_POLL_SECONDS = 1.0
 
@@ -182,6 +182,19 @@ class EventStore(Protocol):
     def spoils_connection(self, exc: BaseException) -> bool:
         """Does this error leave a read connection unfit for the next read?"""
         ...
+
+
+T = TypeVar("T")
+
+
+def read_with(store: EventStore, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn`` on a fresh read-only connection to ``store``, closed after; the store's errors
+    (``store.errors``) are the caller's to report."""
+    conn = store.reader()
+    try:
+        return fn(conn)
+    finally:
+        conn.close()
 
 
 class NotAFileStore(RuntimeError):

@@ -24,7 +24,7 @@ from ductile.config.model import Config
 from ductile.config.paths import home_directory
 from ductile.events.log import EmptyStateDatabase, connect, read_head, refuse_empty_state_file
 from ductile.events.schema import UnknownSchema, ensure_schema, has_tables
-from ductile.events.store import EventStore
+from ductile.events.store import EventStore, read_with
 from ductile.events.timefmt import now_ns, rfc3339
 from ductile.projections.schedules import planned_runs
 from ductile.runtime.catalog import Catalog
@@ -84,11 +84,7 @@ def schedule_findings(config: Config, catalog: Catalog, now: int) -> list[Findin
     store = config.store()
     if specs and store.exists():
         try:
-            conn = store.reader()
-            try:
-                planned = planned_runs(conn)
-            finally:
-                conn.close()
+            planned = read_with(store, planned_runs)
         except store.errors:
             planned = {}  # state_findings reports an unreadable DB once
     out: list[Finding] = []
@@ -159,11 +155,7 @@ def state_findings(config: Config) -> list[Finding]:
 def _state_server(store: EventStore) -> Finding:
     """``state.url``: the log's head on the server (its schema is checked when the gateway opens it)."""
     try:
-        conn = store.reader()
-        try:
-            head = read_head(conn)
-        finally:
-            conn.close()
+        head = read_with(store, read_head)
     except store.errors as exc:
         return Finding(level=Level.ERROR, category="state_db", field="state.url",
                        message=f"event store {store.location} cannot be read: {exc}")
