@@ -3,13 +3,17 @@ and the ``system vault-audit`` query (newest first, --limit, --principal's "ever
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgspec
 import pytest
 
 from ductile.commands.vault import metadata_of
 from ductile.events.record import Recorded
+from ductile.events.store import StoreKind
 from ductile.events.timefmt import parse_rfc3339
 from ductile.events.types import (
     AdminTokenRotated,
@@ -50,14 +54,35 @@ from ductile.vocabulary import (
 from tests.async_reads import run_read
 
 AT = parse_rfc3339("2026-11-27T10:00:00Z")
+
+
+@pytest.fixture(params=[StoreKind.SQLITE, StoreKind.POSTGRES], ids=str)
+def new_audit(request: pytest.FixtureRequest) -> Iterator[Callable[[], Audit]]:
+    """``new_audit()``: the projections on an empty in-memory SQLite database, or on a fresh
+    database of the test server (the conformance suite's two stores, tests/stores.py)."""
+    opened: list[Any] = []
+
+    def make() -> Audit:
+        if request.param is StoreKind.SQLITE:
+            conn: Any = sqlite3.connect(":memory:")
+        else:
+            from ductile.events.pg_cursor import PgConnection
+
+            conn = PgConnection.connect(request.getfixturevalue("pg_url"))
+        opened.append(conn)
+        return Audit(conn)
+
+    yield make
+    for conn in opened:
+        conn.close()
 ADMIN, CLI, CORE_ACTOR = VaultActor.ADMIN_TOKEN, VaultActor.CLI, VaultActor.CORE
 
 
 class Audit:
-    """The vault and audit projections on an in-memory database, fed event by event."""
+    """The vault and audit projections on an empty database of either store, fed event by event."""
 
-    def __init__(self) -> None:
-        self.conn = sqlite3.connect(":memory:")
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
         self.runner = ProjectionRunner([vault.PROJECTION, audit.PROJECTION])
         self.cur = self.conn.cursor()
         for p in self.runner.projections:
@@ -119,16 +144,16 @@ ROWS = [
 
 
 @pytest.mark.parametrize(("event", "expected"), ROWS, ids=[f"{r[1][0]}-{i}" for i, r in enumerate(ROWS)])
-def test_each_fact_gives_the_record_of_its_table_row(event, expected):
-    a = Audit()
+def test_each_fact_gives_the_record_of_its_table_row(new_audit, event, expected):
+    a = new_audit()
     a.apply(event)
     keys = ("op", "principal", "secret_name", "actor", "outcome", "detail")
     wanted = {k: v for k, v in zip(keys, expected, strict=True) if v is not None}
     assert a.rows() == [{"id": 1, **wanted, "created_at": "2026-11-27T10:00:00Z"}]
 
 
-def test_one_record_per_name_for_a_delivery_and_an_import():
-    a = Audit()
+def test_one_record_per_name_for_a_delivery_and_an_import(new_audit):
+    a = new_audit()
     a.apply(SecretsDelivered(principal="mailer", names=["a", "b"], job_id="j1", at=AT),
             VaultImported(names=["x", "y"], actor=CLI, at=AT))
     assert [(r["id"], r["op"], r.get("principal"), r["secret_name"], r.get("detail")) for r in a.rows()] == [
@@ -137,16 +162,16 @@ def test_one_record_per_name_for_a_delivery_and_an_import():
     ]
 
 
-def test_a_reencryption_step_is_not_audited():
-    a = Audit()
+def test_a_reencryption_step_is_not_audited(new_audit):
+    a = new_audit()
     a.apply(VaultReencrypted(step="bridge", actor=CLI, at=AT, blob_sha256="b" * 64))
     assert a.rows() == []
 
 
-def history() -> Audit:
+def history(new_audit: Callable[[], Audit]) -> Audit:
     """``smtp`` granted to mailer then ungranted; ``hook`` granted to mailer, which is then purged;
     ``other`` never granted to mailer; ``adopted`` granted to mailer only in an adopted blob."""
-    a = Audit()
+    a = new_audit()
     set_ = lambda name, grants, created=True: SecretSet(name=name, created=created, grants=grants,  # noqa: E731
                                                         pattern=SecretPattern.MANUAL, actor=ADMIN, at=AT)
     a.apply(
@@ -171,23 +196,23 @@ def ids(rows: list[dict[str, object]]) -> list[tuple[object, object]]:
     return [(r["id"], r.get("secret_name") or r.get("principal")) for r in rows]
 
 
-def test_principal_filter_adds_rows_about_any_secret_ever_granted_to_it():
-    assert ids(history().rows(principal="mailer")) == [
+def test_principal_filter_adds_rows_about_any_secret_ever_granted_to_it(new_audit):
+    assert ids(history(new_audit).rows(principal="mailer")) == [
         (11, "adopted"), (9, "hook"), (8, "hook"), (7, "mailer"), (5, "hook"), (4, "smtp"), (3, "smtp"),
         (2, "smtp"), (1, "mailer"),
     ]
 
 
-def test_secret_filter_and_both_filters():
-    a = history()
+def test_secret_filter_and_both_filters(new_audit):
+    a = history(new_audit)
     assert ids(a.rows(secret="hook")) == [(9, "hook"), (8, "hook"), (5, "hook")]
     assert ids(a.rows(secret="other")) == [(9, "other"), (6, "other")]
     assert ids(a.rows(principal="mailer", secret="other")) == []
     assert ids(a.rows(principal="relay", secret="other")) == [(9, "other"), (6, "other")]
 
 
-def test_newest_first_and_limit():
-    a = history()
+def test_newest_first_and_limit(new_audit):
+    a = history(new_audit)
     assert [r["id"] for r in a.rows(limit=3)] == [11, 10, 9]
     assert len(a.rows()) == len(a.rows(limit=1000)) == 12  # the delivery is two records
 
@@ -198,8 +223,8 @@ def test_a_limit_below_one_is_refused(limit):
         audit.AuditQuery(limit=limit)
 
 
-def test_the_json_page_omits_empty_fields_and_absent_filters():
-    a = Audit()
+def test_the_json_page_omits_empty_fields_and_absent_filters(new_audit):
+    a = new_audit()
     a.apply(SecretRevoked(name="smtp", actor=ADMIN, at=AT))
     page = audit.query(a.cur, audit.AuditQuery(secret="smtp"))
     assert msgspec.json.encode(page) == (
@@ -208,16 +233,31 @@ def test_the_json_page_omits_empty_fields_and_absent_filters():
     )
 
 
-def test_async_readers_read_what_the_sync_readers_read():
-    a = history()
+def test_async_readers_read_what_the_sync_readers_read(new_audit, request):
+    a = history(new_audit)
     q = audit.AuditQuery(principal="mailer", limit=5)
-    assert run_read(a.conn, lambda c: audit.fetch_query(c, q)) == audit.query(a.cur, q)
-    assert run_read(a.conn, vault.fetch_state) == vault.load_state(a.cur)
-    assert run_read(a.conn, vault.fetch_counts) == vault.counts(a.cur)
+    if isinstance(a.conn, sqlite3.Connection):
+        read = lambda fn: run_read(a.conn, fn)  # noqa: E731
+    else:  # the PostgreSQL store's own async reader on the same database
+        from ductile.events.postgres_store import PostgresStore
+
+        store = PostgresStore(request.getfixturevalue("pg_url"))
+
+        async def on_server(fn):  # type: ignore[no-untyped-def]
+            conn = await store.connect_async()
+            try:
+                return await fn(conn)
+            finally:
+                await conn.close()
+
+        read = lambda fn: asyncio.run(on_server(fn))  # noqa: E731
+    assert read(lambda c: audit.fetch_query(c, q)) == audit.query(a.cur, q)
+    assert read(vault.fetch_state) == vault.load_state(a.cur)
+    assert read(vault.fetch_counts) == vault.counts(a.cur)
 
 
-def test_counts_by_status_name_every_status():
-    a = Audit()
+def test_counts_by_status_name_every_status(new_audit):
+    a = new_audit()
     a.apply(VaultInitialized(actor=CLI, at=AT), PrincipalRegistered(name="m", kind=PrincipalKind.PLUGIN, actor=ADMIN,
                                                                      at=AT),
             PrincipalRevoked(name="m", actor=ADMIN, at=AT))
@@ -225,8 +265,8 @@ def test_counts_by_status_name_every_status():
                                                     principals={"active": 1, "revoked": 1})
 
 
-def test_the_blob_hashes_follow_the_last_stamped_change():
-    a = Audit()
+def test_the_blob_hashes_follow_the_last_stamped_change(new_audit):
+    a = new_audit()
     assert vault.load_state(a.cur).last_change == ""  # no vault event yet: "not adopted"
     a.apply(VaultInitialized(actor=CLI, at=AT, blob_sha256="1" * 64))
     a.apply(SecretRevoked(name="x", actor=ADMIN, at=AT, blob_sha256="2" * 64, prev_blob_sha256="1" * 64))
@@ -235,8 +275,8 @@ def test_the_blob_hashes_follow_the_last_stamped_change():
     assert (state.blob_sha256, state.prev_blob_sha256, state.last_change) == ("2" * 64, "1" * 64, "VaultKeyRotated")
 
 
-def test_an_adoption_replaces_the_metadata_with_the_blob():
-    a = Audit()
+def test_an_adoption_replaces_the_metadata_with_the_blob(new_audit):
+    a = new_audit()
     a.apply(VaultInitialized(actor=CLI, at=AT), PrincipalRegistered(name="m", kind=PrincipalKind.PLUGIN, actor=ADMIN,
                                                                      at=AT))
     meta = metadata_of(VaultDocument())
