@@ -13,6 +13,7 @@ work runs, and (with a vault) every secret, principal, grant and audit row is st
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -343,7 +344,9 @@ def test_the_upgrade_docs_freeze_a_release_with_the_generator_as_it_is_called() 
     [out_dir] = re.findall(r"releases/(r\d+-[0-9a-f]+)", command)
     assert (RELEASES / out_dir / "state.db").exists(), f"the docs freeze {out_dir}, which is not a frozen release"
     assert "--scenario vault" in command
+    root = RELEASES.parents[2]  # on PYTHONPATH, as the docs' command puts its checkout
     usage = subprocess.run([sys.executable, str(RELEASES / "make_release_db.py"), "--help"], capture_output=True,
-                           text=True, timeout=60, cwd=RELEASES.parents[2], check=True).stdout
+                           text=True, timeout=60, cwd=root, check=True,
+                           env={**os.environ, "PYTHONPATH": str(root)}).stdout
     assert "--scenario {jobs,vault}" in usage
     assert all((d / "README.md").exists() for d in RELEASE_DIRS), "every frozen release says what it holds"
