@@ -189,14 +189,15 @@ def _pruned(cur: sqlite3.Cursor, e: ProjectionsPruned, rec: Recorded) -> None:
 _COLUMNS = ("job_id, plugin, command, payload, status, attempt, max_attempts, submitted_by, dedupe_key, created_at,"
             " started_at, completed_at, next_retry_at, last_error, result, parent_job_id, source_event_id,"
             " event_context_id, schedule_id, pipeline, step_id, enqueued_config_snapshot_id,"
-            " started_config_snapshot_id, enqueue_position, created_ns, next_retry_ns, completed_ns, stream_version")
+            " started_config_snapshot_id, enqueue_position, created_ns, next_retry_ns, completed_ns, stream_version,"
+            " node")
 _INSERT_ROWS = f"INSERT INTO job_queue({_COLUMNS}) VALUES ({', '.join('?' * (_COLUMNS.count(',') + 1))})"
 # Plain text, not the StrEnum members (projection.py says why).
 _QUEUED, _RUNNING, _SUCCEEDED, _DEAD, _SKIPPED, _FAILED = map(str, (
     JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.SKIPPED, JobStatus.FAILED))
 # Indexes into a held row (the order of _COLUMNS).
 (_STATUS, _ATTEMPT, _STARTED_AT, _COMPLETED_AT, _NEXT_RETRY_AT, _LAST_ERROR, _RESULT, _STARTED_SNAPSHOT,
- _NEXT_RETRY_NS, _COMPLETED_NS, _VERSION) = (4, 5, 10, 11, 12, 13, 14, 22, 25, 26, 27)
+ _NEXT_RETRY_NS, _COMPLETED_NS, _VERSION, _NODE) = (4, 5, 10, 11, 12, 13, 14, 22, 25, 26, 27, 28)
 
 
 @PROJECTION.bulk_fold
@@ -232,7 +233,7 @@ class QueueFold:
             e.job_id, e.plugin, e.command, _json.encode(e.payload).decode(), _QUEUED, 1, e.max_attempts,
             e.submitted_by, e.dedupe_key, sql_ts(e.at), None, None, None, None, None, e.parent_job_id,
             e.source_event_id, e.event_context_id, e.schedule_id, e.pipeline, e.step_id, e.config_snapshot_id,
-            None, rec.position, e.at, None, None, rec.version,
+            None, rec.position, e.at, None, None, rec.version, None,
         ]
 
     def _started(self, cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
@@ -241,7 +242,7 @@ class QueueFold:
             return _started(cur, e, rec)
         row[_STATUS], row[_ATTEMPT], row[_STARTED_AT] = _RUNNING, e.attempt, sql_ts(e.at)
         row[_NEXT_RETRY_AT] = row[_NEXT_RETRY_NS] = None
-        row[_STARTED_SNAPSHOT], row[_VERSION] = e.config_snapshot_id, rec.version
+        row[_STARTED_SNAPSHOT], row[_VERSION], row[_NODE] = e.config_snapshot_id, rec.version, e.node
 
     def _succeeded(self, cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
         row = self.rows.get(e.job_id)

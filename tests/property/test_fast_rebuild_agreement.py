@@ -107,8 +107,10 @@ class Script:
         for outcome in spec["outcomes"]:
             if state is None or state.status != "queued":
                 break
-            # Each attempt under its own config snapshot: job_log names the latest attempt's.
-            run(ClaimJob(job_id=job_id, config_snapshot_id=f"cfg-{len(events)}"))
+            # Each attempt under its own config snapshot (job_log names the latest attempt's), some
+            # claimed by a named node (several nodes on one store), some by the single gateway.
+            run(ClaimJob(job_id=job_id, config_snapshot_id=f"cfg-{len(events)}",
+                         node=f"node-{len(events) % 3}" if len(events) % 2 else None))
             run(CompleteAttempt(job_id=job_id, attempt=state.attempt, backoff_base=NS,
                                 result=AttemptResult(outcome=outcome, error="" if outcome == OK else "boom",
                                                      result="{}" if outcome == OK else None)))
