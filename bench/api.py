@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -118,34 +119,30 @@ def p99_ms(latencies: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000
 
 
+def serve(cmd: list[str], port: int, requests: int, concurrency: int, sigterms: int = 1, **popen: Any) -> Run:
+    """Start a server, measure it once it listens, then stop it (``sigterms`` SIGTERMs)."""
+    proc = subprocess.Popen(cmd, **popen)
+    try:
+        wait_port(port)
+        return Run(proc.pid, port, "/plugin/behave/poll", requests, concurrency)
+    finally:
+        for _ in range(sigterms):
+            proc.send_signal(signal.SIGTERM)
+        proc.wait()
+
+
 def run_hello(requests: int, concurrency: int) -> Run:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "hello_app.py").write_text(HELLO)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "hello_app:app", "--port", str(port), "--log-level", "warning", "--http", "httptools",
-             "--no-access-log"], cwd=tmp,
-        )
-        try:
-            wait_port(port)
-            run = Run(proc.pid, port, "/plugin/behave/poll", requests, concurrency)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait()
-    return run
+        return serve([sys.executable, "-m", "uvicorn", "hello_app:app", "--port", str(port), "--log-level", "warning",
+                      "--http", "httptools", "--no-access-log"], port, requests, concurrency, cwd=tmp)
 
 
 def run_floor(requests: int, concurrency: int) -> Run:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "api_floor.py"), "--port", str(port)],
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        wait_port(port)
-        run = Run(proc.pid, port, "/plugin/behave/poll", requests, concurrency)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait()
-    return run
+    return serve([sys.executable, str(REPO / "bench" / "api_floor.py"), "--port", str(port)], port, requests,
+                 concurrency, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def run_gateway(requests: int, concurrency: int) -> Run:
@@ -160,18 +157,9 @@ def run_gateway(requests: int, concurrency: int) -> Run:
             # enqueue rather than plugin spawning (bench/jobs.py measures that).
             "plugins": {"behave": {"enabled": True}},
         }))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ductile.cli.main", "system", "start", "--config", tmp],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
-        )
-        try:
-            wait_port(port)
-            run = Run(proc.pid, port, "/plugin/behave/poll", requests, concurrency)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.send_signal(signal.SIGTERM)  # a second signal skips the grace for the sleeping job
-            proc.wait()
-    return run
+        # A second SIGTERM skips the grace for the sleeping job.
+        return serve([sys.executable, "-m", "ductile.cli.main", "system", "start", "--config", tmp], port, requests,
+                     concurrency, sigterms=2, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> None:
