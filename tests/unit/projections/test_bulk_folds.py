@@ -9,32 +9,18 @@ import time
 from pathlib import Path
 
 from ductile.events.log import connect
-from ductile.projections.fold import fold_log
 from ductile.projections.registry import ALL, default_runner
+from tests.property.state_db import folded_tables
 
 RELEASE_1 = Path(__file__).resolve().parents[2] / "fixtures" / "releases" / "r1-5c55a71" / "state.db"
 BULK = tuple(p for p in ALL if p.bulk is not None)
 
 
-def _fold(path: Path, *, bulk: bool) -> dict[str, list[tuple]]:
-    conn = connect(path, "normal")
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            fold_log(conn, BULK, bulk=bulk)
-            # The tables' own order: a row written in another order than the live path's differs too.
-            return {t: conn.execute(f"SELECT * FROM {t}").fetchall() for p in BULK for t in p.tables}
-        finally:
-            conn.execute("ROLLBACK")
-    finally:
-        conn.close()
-
-
 def test_the_release_1_log_folds_to_the_same_rows_with_the_bulk_folds_as_with_the_handlers(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     shutil.copy(RELEASE_1, db)
-    bulk = _fold(db, bulk=True)
-    assert bulk == _fold(db, bulk=False)
+    bulk = folded_tables(db, BULK, bulk=True)
+    assert bulk == folded_tables(db, BULK, bulk=False)
     assert {p.name for p in BULK} >= {"queue", "ledger"}
     assert bulk["job_queue"] and bulk["job_log"] and bulk["job_attempts"] and bulk["job_transitions"]
 
