@@ -18,7 +18,7 @@ def run_read(conn: sqlite3.Connection, fn: Callable[[aiosqlite.Connection], Awai
 
     A copy, because aiosqlite opens its connection on its own thread and closes it when done,
     while the test keeps using ``conn``. Meant for ``:memory:`` databases (a WAL file's image
-    does not deserialize); a file database is opened with ``ductile.events.log.connect_async``.
+    does not deserialize); a file database is opened with ``ductile.events.sqlite_store.connect_async``.
     """
     image = conn.serialize()
 

@@ -38,17 +38,8 @@ import msgspec
 
 from ductile.events import codec
 from ductile.events.record import GENESIS_CHAIN, SELECT_COLUMNS, Recorded, chain_hash, from_row
-
-# Re-exported: the SQLite file's helpers were born here and many callers (and other branches)
-# import them from this module.
-from ductile.events.sqlite_store import EmptyStateDatabase as EmptyStateDatabase
 from ductile.events.sqlite_store import SqliteStore
-from ductile.events.sqlite_store import connect as connect
-from ductile.events.sqlite_store import connect_async as connect_async
-from ductile.events.sqlite_store import refuse_empty_state_file as refuse_empty_state_file
-from ductile.events.sqlite_store import use_wal as use_wal
 from ductile.events.store import FOLLOW_POLL_SECONDS, UNIT_SAVEPOINT, AsyncReader, EventStore, log_line
-from ductile.events.store import is_storage_error as is_storage_error
 from ductile.events.timefmt import now_ns
 from ductile.events.types import SCHEMAS, EventBase
 

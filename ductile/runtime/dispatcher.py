@@ -35,8 +35,9 @@ from ductile.commands.delivery import Redactor
 from ductile.commands.errors import InvalidTransition, Refused
 from ductile.commands.jobs import AttemptResult, JobState
 from ductile.config.model import DEFAULT_BACKOFF_BASE, DEFAULT_BREAKER_THRESHOLD
-from ductile.events.log import EventLog, LogClosed, WriteTx, is_storage_error
+from ductile.events.log import EventLog, LogClosed, WriteTx
 from ductile.events.record import Recorded
+from ductile.events.store import is_storage_error
 from ductile.events.timefmt import NS, now_ns, rfc3339
 from ductile.events.types import (
     BreakerTransitioned,

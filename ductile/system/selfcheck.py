@@ -22,16 +22,10 @@ from ductile.config.discovery import find_config
 from ductile.config.errors import ConfigError
 from ductile.config.loader import DEFAULT_VAULT_FILE, load_config
 from ductile.config.model import Config
-from ductile.events.log import (
-    connect,
-    first_broken_stream,
-    newest_recorded_at,
-    read_head,
-    read_snapshot,
-    verify_chain,
-)
+from ductile.events.log import first_broken_stream, newest_recorded_at, read_head, read_snapshot, verify_chain
 from ductile.events.postgres_store import PostgresStore, PostgresUnavailable
 from ductile.events.schema import EVENTS_DDL, integrity_problems
+from ductile.events.sqlite_store import connect
 from ductile.events.store import is_database_error
 from ductile.events.timefmt import NS
 from ductile.projections import queue as queue_projection

@@ -96,7 +96,8 @@ import pytest
 
 from ductile.config import ConfigError, ConfigSource, load_config
 from ductile.config.checksums import read_checksums
-from ductile.events.log import EventLog, connect
+from ductile.events.log import EventLog
+from ductile.events.sqlite_store import connect
 from ductile.plugins.discovery import discover
 from ductile.runtime.catalog import build_catalog
 from ductile.vault.keys import generate_identity, write_key_file

@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from ductile.events.log import connect, read_rows
+from ductile.events.log import read_rows
+from ductile.events.sqlite_store import connect
 from ductile.events.types import (
     ConfigReloaded,
     ConfigReloadRejected,

@@ -26,8 +26,8 @@ from ductile.commands.jobs import (
     decide,
     evolve,
 )
-from ductile.events.log import EventLog, WriteTx, connect
-from ductile.events.sqlite_store import SqliteStore
+from ductile.events.log import EventLog, WriteTx
+from ductile.events.sqlite_store import SqliteStore, connect
 from ductile.events.types import (
     BreakerFailureCounted,
     ContextCreated,

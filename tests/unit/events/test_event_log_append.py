@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from ductile.events.log import ANY, NO_STREAM, ConcurrencyError, LogClosed, WriteTx, is_storage_error
+from ductile.events.log import ANY, NO_STREAM, ConcurrencyError, LogClosed, WriteTx
+from ductile.events.store import is_storage_error
 from ductile.events.types import PluginStateChanged
 
 from .samples import note

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ductile.events.log import EmptyStateDatabase, EventLog
+from ductile.events.log import EventLog
 from ductile.events.schema import UnknownSchema
+from ductile.events.sqlite_store import EmptyStateDatabase
 
 
 def test_a_new_state_db_and_its_wal_and_shm_are_0600_in_an_open_directory(tmp_path: Path) -> None:

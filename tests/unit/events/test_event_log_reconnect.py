@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from ductile.config.model import ServiceConfig
-from ductile.events.log import EventLog, is_storage_error, read_rows, verify_chain
-from ductile.events.store import EventStore
+from ductile.events.log import EventLog, read_rows, verify_chain
+from ductile.events.store import EventStore, is_storage_error
 from ductile.projections.registry import default_runner
 from ductile.runtime.retention import Retention
 from tests.stores import raw_connection

@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ductile.events.log import connect
+from ductile.events.sqlite_store import connect
 from ductile.projections.registry import ALL, default_runner
 from tests.property.state_db import folded_tables
 

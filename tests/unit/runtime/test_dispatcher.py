@@ -22,7 +22,8 @@ from ductile.app import jobs
 from ductile.commands.jobs import EnqueueJob, KillJob
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
-from ductile.events.log import EventLog, connect_async, read_stream
+from ductile.events.log import EventLog, read_stream
+from ductile.events.sqlite_store import connect_async
 from ductile.events.types import JobRetryScheduled, JobStarted, job_stream
 from ductile.projections.job_queries import get_job
 from ductile.projections.registry import default_runner

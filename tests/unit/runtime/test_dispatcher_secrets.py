@@ -23,7 +23,8 @@ from ductile.commands.jobs import EnqueueJob
 from ductile.config.checksums import Checksums, PluginFingerprintEntry, write_checksums
 from ductile.config.discovery import ConfigSource
 from ductile.config.loader import load_config
-from ductile.events.log import EventLog, connect_async, read_stream
+from ductile.events.log import EventLog, read_stream
+from ductile.events.sqlite_store import connect_async
 from ductile.events.types import VAULT_AUDIT_STREAM, JobFailed
 from ductile.projections.audit import AuditQuery, fetch_query
 from ductile.projections.registry import default_runner

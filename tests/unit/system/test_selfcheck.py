@@ -17,7 +17,8 @@ import pytest
 from ductile.app.vault import init_vault
 from ductile.commands.vault import MISMATCH_REFUSAL, RegisterPrincipal
 from ductile.config.model import ServiceConfig
-from ductile.events.log import EventLog, connect
+from ductile.events.log import EventLog
+from ductile.events.sqlite_store import connect
 from ductile.events.types import JobStarted, JobSucceeded, job_stream
 from ductile.projections.registry import default_runner
 from ductile.system import selfcheck
