@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from ductile.app import jobs
+from ductile.config.atomic import replace_file
 from ductile.config.model import Config
 from ductile.events.log import EventLog, WriteTx
 from ductile.events.postgres_store import PostgresStore
@@ -86,9 +87,9 @@ def node_id(config: Config) -> str:
     host = _NOT_KEBAB.sub("-", socket.gethostname().lower()).strip("-") or "node"
     made = f"{host[:40]}-{secrets.token_hex(3)}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(made + "\n")
-    os.replace(tmp, path)
+    # fsynced and renamed whole: a crash right after must not leave an empty file, whose next boot
+    # would make a second id for the same node and never re-queue the first one's jobs.
+    replace_file(path, (made + "\n").encode(), mode=0o644)
     return made
 
 

@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -15,13 +16,14 @@ import pytest
 from ductile.app import jobs
 from ductile.commands.errors import InvalidTransition
 from ductile.commands.jobs import OK, AttemptResult, EnqueueJob
+from ductile.config import ConfigSource, load_config
 from ductile.events.codec import decode, encode
 from ductile.events.log import EventLog, WriteTx
 from ductile.events.pg_nodes import NodeSession
 from ductile.events.postgres_store import PostgresStore
 from ductile.events.types import JobRecovered, JobStarted
 from ductile.projections.registry import default_runner
-from ductile.runtime.cluster import Cluster
+from ductile.runtime.cluster import NODE_ID_FILE, Cluster, node_id
 
 LANES = {"p": 4}
 
@@ -114,3 +116,14 @@ def test_a_schema_1_job_started_decodes_with_no_node() -> None:
     decoded = decode("JobStarted", 1, msgspec.msgpack.encode(raw))
     assert isinstance(decoded, JobStarted) and decoded.node is None and decoded.job_id == "j"
     assert decode("JobStarted", 2, encode(JobStarted(job_id="j", attempt=1, node="gw-a", at=1))).node == "gw-a"  # type: ignore[attr-defined]
+
+
+def test_a_generated_node_id_is_kept_whole_beside_the_state_and_reused(tmp_path: Path) -> None:
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "config.yaml").write_text("state:\n  path: data/ductile.db\nplugin_roots: [plugins]\n")
+    config = load_config(ConfigSource(root_file=tmp_path / "config.yaml", config_dir=tmp_path, source="explicit"), {})
+    made = node_id(config)
+    kept = config.state_path.parent / NODE_ID_FILE
+    assert kept.read_text() == made + "\n"
+    assert node_id(config) == made  # the next boot is the same node, so it re-queues its own jobs
+    assert sorted(p.name for p in kept.parent.iterdir()) == [NODE_ID_FILE]  # no temp file left behind
