@@ -3,6 +3,8 @@
 Enqueues N jobs (default 2,000) into a fresh durable state DB, then runs the real dispatcher
 with ``max_workers: 4`` until every job has succeeded. The baseline, measured in the same run,
 is a bare spawn of the same plugin at concurrency 4 with a thread pool and ``subprocess.run``.
+It also prints the engine's CPU per job, per thread (from ``/proc/self/task``: the writer thread,
+the slots, the rest) and the commits per job: steadier figures than the wall-clock ratio.
 Last line: ``RESULT bench=jobs value=<jobs/s> baseline=<bare spawns/s> ratio=<value/baseline>``.
 ``--store postgres`` keeps the log on PostgreSQL (a throwaway server from ``tests/pg_server.py``,
 or ``--url``): one node, the same dispatcher, the same baseline.
@@ -17,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +43,29 @@ PLUGIN = REPO / "tests" / "plugins" / "catlike"
 WORKERS = 4
 DURABILITY = os.environ.get("BENCH_DURABILITY", "full")
 REQUEST = b'{"protocol":2,"job_id":"x","command":"poll","config":{},"state":{},"context":{},"deadline_at":"x"}\n'
+
+
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each live thread of this process, by native thread id."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_report(before: dict[int, float], after: dict[int, float], writer: int | None, n: int) -> str:
+    slots = {t.native_id for t in threading.enumerate() if t.name.startswith("ductile-job")}
+    spent = {tid: cpu - before.get(tid, 0.0) for tid, cpu in after.items()}
+    w = spent.get(writer or -1, 0.0)
+    s = sum(v for tid, v in spent.items() if tid in slots)
+    rest = sum(spent.values()) - w - s
+    return f"cpu per job: writer {w / n * 1e3:.3f} ms, slots {s / n * 1e3:.3f} ms, other threads {rest / n * 1e3:.3f} ms"
 
 
 def baseline(n: int) -> float:
@@ -70,6 +96,8 @@ async def engine(n: int, root: Path, url: str | None = None) -> float:
     await asyncio.gather(*(events.submit(lambda tx, c=c: jobs.enqueue(tx, c)) for c in cmds))
     dispatcher = Dispatcher(events, catalog, max_workers=WORKERS, env_passthrough=[], state_dir=config.state_path.parent)
     conn = events.reader()
+    batches = events.stats.batches
+    cpu_before = thread_cpu()
     started = time.perf_counter()
     task = asyncio.create_task(dispatcher.run())
     while True:
@@ -78,6 +106,9 @@ async def engine(n: int, root: Path, url: str | None = None) -> float:
         if done >= n:
             break
     elapsed = time.perf_counter() - started
+    writer = events._thread.native_id if events._thread is not None else None  # a bench may read the writer's thread id
+    print(cpu_report(cpu_before, thread_cpu(), writer, n))
+    print(f"commits per job: {(events.stats.batches - batches) / n:.3f}")
     await dispatcher.stop(5)
     await task
     conn.close()
