@@ -104,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
     args = parser.parse_args()
-    base = baseline(args.jobs)
+    base = baseline(args.jobs).rate
     print(f"baseline: bare subprocess.run x{WORKERS} threads: {base:.1f} spawns/s")
     value = gateway(args.jobs)
     print(f"gateway: {CLIENTS} HTTP clients, {args.jobs} jobs, max_workers={WORKERS}, log_level={LOG_LEVEL}, "
