@@ -39,7 +39,8 @@ from ductile.events.record import Recorded
 from ductile.events.timefmt import now_ns
 from ductile.events.types import EventBase, JobStarted, JobSucceeded
 from ductile.runtime.catalog import Catalog
-from ductile.runtime.dispatcher import Dispatcher
+from ductile.runtime.dispatcher import Dispatcher, RunProcess
+from ductile.runtime.process import run_process
 from ductile.vocabulary import AttemptOutcome
 
 
@@ -205,14 +206,16 @@ def queued_jobs(n: int, plugin: str, command: str) -> list[ClaimedJob]:
 
 
 async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, command: str, workers: int,
-                    measure: Callable[[], Any] | None = None) -> tuple[float, NoOpLog, Any]:
+                    measure: Callable[[], Any] | None = None, run: RunProcess = run_process) -> tuple[float, NoOpLog, Any]:
     """Run ``n`` jobs through the real Dispatcher on the no-op log; (seconds, the log, what
-    ``measure()`` returned just before the dispatcher stopped)."""
+    ``measure()`` returned just before the dispatcher stopped). ``run`` is the dispatcher's own
+    seam for the process: a canned answer leaves the dispatcher's work alone, for counting its
+    instructions under callgrind (which cannot follow a pidfd)."""
     log = NoOpLog(queued_jobs(n, plugin, command), workers)
     measured = None
     with in_memory_use_cases(log):
         dispatcher = Dispatcher(log, catalog, max_workers=workers, env_passthrough=[],  # type: ignore[arg-type]
-                                state_dir=state_dir)
+                                state_dir=state_dir, run=run)
         before = measure() if measure is not None else None
         started = time.perf_counter()
         task = asyncio.create_task(dispatcher.run())
