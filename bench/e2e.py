@@ -5,7 +5,9 @@ A real ``ductile system start`` (durable, ``max_workers: 4``, the cat-like shell
 first request until the state DB (read-only, WAL) shows every job succeeded. The baseline,
 measured in the same run, is a bare spawn of the same plugin at concurrency 4 with a thread
 pool and ``subprocess.run`` (as in ``bench/jobs.py``). The gateway logs at ``BENCH_LOG_LEVEL``
-(default ``info``, the gateway's own default) to /dev/null.
+(default ``info``, the gateway's own default) to /dev/null. ``--floor`` first serves
+``bench/e2e_floor.py`` (the same HTTP stack and the real dispatcher around a no-op writer) to
+the same clients: ``RESULT bench=e2e_floor …``.
 Last line: ``RESULT bench=e2e value=<jobs/s> baseline=<bare spawns/s> ratio=<value/baseline>``.
 """
 
@@ -69,17 +71,43 @@ def succeeded(db: Path) -> int:
         conn.close()
 
 
+def write_config(root: Path, port: int) -> None:
+    (root / "config.yaml").write_text(yaml.safe_dump({
+        "service": {"max_workers": WORKERS, "log_level": LOG_LEVEL, "durability": DURABILITY},
+        "state": {"path": "data/ductile.db"},
+        "plugin_roots": [str(PLUGIN.parent)],
+        "api": {"enabled": True, "listen": f"127.0.0.1:{port}", "auth": {"tokens": [{"token": TOKEN, "scopes": ["*"]}]}},
+        "plugins": {"catlike": {"enabled": True}},
+    }))
+
+
+def floor(n: int) -> float:
+    """bench/e2e_floor.py: the same HTTP stack and dispatcher around a no-op writer; done when it says so."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        write_config(Path(tmp), port)
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve().parent / "e2e_floor.py"), "--port", str(port), "--jobs", str(n),
+             "--config", tmp], stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(PLUGIN.parents[2])},
+        )
+        try:
+            wait_port(port)
+            started = time.perf_counter()
+            asyncio.run(enqueue(port, n))
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != b"done":
+                raise RuntimeError(f"the floor exited with {proc.wait()}")
+            elapsed = time.perf_counter() - started
+        finally:
+            proc.wait()
+    return n / elapsed
+
+
 def gateway(n: int) -> float:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "config.yaml").write_text(yaml.safe_dump({
-            "service": {"max_workers": WORKERS, "log_level": LOG_LEVEL, "durability": DURABILITY},
-            "state": {"path": "data/ductile.db"},
-            "plugin_roots": [str(PLUGIN.parent)],
-            "api": {"enabled": True, "listen": f"127.0.0.1:{port}", "auth": {"tokens": [{"token": TOKEN, "scopes": ["*"]}]}},
-            "plugins": {"catlike": {"enabled": True}},
-        }))
+        write_config(root, port)
         proc = subprocess.Popen(
             [sys.executable, "-m", "ductile.cli.main", "system", "start", "--config", tmp],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
@@ -103,9 +131,14 @@ def gateway(n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--floor", action="store_true", help="also the floor: bench/e2e_floor.py, a no-op writer")
     args = parser.parse_args()
     base = baseline(args.jobs).rate
     print(f"baseline: bare subprocess.run x{WORKERS} threads: {base:.1f} spawns/s")
+    if args.floor:
+        low = floor(args.jobs)
+        print(f"floor: the same HTTP stack and dispatcher, no-op writer: {low:.1f} jobs/s")
+        print(f"RESULT bench=e2e_floor value={low:.1f} baseline={base:.1f} ratio={low / base:.3f}")
     value = gateway(args.jobs)
     print(f"gateway: {CLIENTS} HTTP clients, {args.jobs} jobs, max_workers={WORKERS}, log_level={LOG_LEVEL}, "
           f"durability={DURABILITY}: {value:.1f} jobs/s")

@@ -37,7 +37,7 @@ from ductile.app.jobs import ClaimedJob, StateChange
 from ductile.commands.jobs import AttemptResult, JobState
 from ductile.events.record import Recorded
 from ductile.events.timefmt import now_ns
-from ductile.events.types import EventBase, JobStarted, JobSucceeded
+from ductile.events.types import EventBase, JobEnqueued, JobStarted, JobSucceeded
 from ductile.runtime.catalog import Catalog
 from ductile.runtime.dispatcher import Dispatcher, RunProcess
 from ductile.runtime.process import run_process
@@ -143,6 +143,13 @@ class NoOpLog:
 
     # --- the use cases that run in the writer's transaction, decided in memory -------------------
 
+    def enqueue(self, job: ClaimedJob) -> None:
+        """A new job joins the queue; its ``JobEnqueued`` wakes the dispatcher as a commit does."""
+        self._queued.append(job)
+        self._record(JobEnqueued(job_id=job.job_id, plugin=job.plugin, command=job.command, payload=job.payload,
+                                 submitted_by=job.submitted_by, max_attempts=job.max_attempts, at=now_ns()),
+                     job.job_id, 1)
+
     def claim_next(
         self,
         tx: Any,
@@ -197,12 +204,15 @@ def in_memory_use_cases(log: NoOpLog) -> Iterator[None]:
         jobs.claim_next, jobs.complete = real
 
 
+def new_job(plugin: str, command: str, payload: dict[str, Any] | None = None) -> ClaimedJob:
+    """A job as a claim returns it (attempt 1, no state, no pipeline)."""
+    return ClaimedJob(job_id=str(uuid.uuid4()), plugin=plugin, command=command, attempt=1, max_attempts=4,
+                      payload=payload or {}, submitted_by="api", created_at=now_ns(), schedule_id=None,
+                      parent_job_id=None, state={})
+
+
 def queued_jobs(n: int, plugin: str, command: str) -> list[ClaimedJob]:
-    """``n`` jobs as a claim returns them (attempt 1, no state, no pipeline)."""
-    created = now_ns()
-    return [ClaimedJob(job_id=str(uuid.uuid4()), plugin=plugin, command=command, attempt=1, max_attempts=4, payload={},
-                       submitted_by="api", created_at=created, schedule_id=None, parent_job_id=None, state={})
-            for _ in range(n)]
+    return [new_job(plugin, command) for _ in range(n)]
 
 
 async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, command: str, workers: int,
