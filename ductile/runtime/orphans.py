@@ -3,10 +3,10 @@
 Each running spawn owns one *slot file* ``<state dir>/procs/slot-<n>`` holding
 ``<pid> <start time> <job_id>``, padded with spaces to a fixed width; a blank (or empty) file is a
 free slot. The files are created once and reused, and every record and every blank is the same
-width, so a job costs two overwrites in place (one write each, no truncate) instead of creating and
-unlinking a file (two directory updates). Files named after a job id holding ``<pid> <start time>`` (written by earlier
-releases) are read alike. The start time (from ``/proc``) guards against killing an unrelated
-process that reused the PID after a reboot.
+width, so a job costs two overwrites in place (one write each, no truncate) instead of creating
+and unlinking a file (two directory updates). Files named after a job id holding
+``<pid> <start time>`` (written by earlier releases) are read alike. The start time (from
+``/proc``) guards against killing an unrelated process that reused the PID after a reboot.
 """
 
 from __future__ import annotations
