@@ -40,7 +40,7 @@ from ductile.events.timefmt import now_ns
 from ductile.events.types import EventBase, JobEnqueued, JobStarted, JobSucceeded
 from ductile.runtime.catalog import Catalog
 from ductile.runtime.dispatcher import Dispatcher, RunProcess
-from ductile.runtime.process import run_process
+from ductile.runtime.process import ProcessResult, run_process
 from ductile.vocabulary import AttemptOutcome
 
 
@@ -238,3 +238,46 @@ async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, comm
         await task
     log.close()
     return elapsed, log, measured
+
+
+CANNED = ProcessResult(stdout=b'{"status":"ok","result":"ok"}\n', stderr="", exit_code=0, duration_ms=1)
+CANNED_PID = 2**22 + 9  # above Linux's pid_max: nothing to signal, no /proc entry
+
+
+def canned(argv: list[str], stdin: bytes, env: dict[str, str], timeout: float, cwd: str | None,
+           on_spawn: Callable[[int], None]) -> ProcessResult:
+    """catlike's answer without a process: what the dispatcher does around a spawn, alone."""
+    on_spawn(CANNED_PID)
+    return CANNED
+
+
+def main() -> None:
+    """The floor alone, for counting: ``valgrind --tool=callgrind --separate-threads=yes python
+    bench/jobs_floor.py --canned --jobs N`` for two N; per job, the difference over the jobs
+    between them (thread 1: the event loop, 2: the no-op writer, 3-6: the slots)."""
+    import argparse
+    import tempfile
+
+    import jobs as bench
+
+    from ductile.config.discovery import find_config
+    from ductile.config.loader import load_config
+    from ductile.runtime.catalog import load_catalog
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--canned", action="store_true", help="no process: the dispatcher's own work around a spawn")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench.write_config(Path(tmp))
+        config = load_config(find_config(tmp, None))
+        cpu = time.process_time()
+        _, log, _ = asyncio.run(run_floor(args.jobs, load_catalog(config), config.state_path.parent, "catlike", "poll",
+                                          bench.WORKERS, run=canned if args.canned else run_process))
+        cpu = time.process_time() - cpu
+    print(f"floor{' (canned)' if args.canned else ''}: {args.jobs} jobs, {log.succeeded} succeeded, "
+          f"{cpu / args.jobs * 1e6:.1f} us own CPU per job")
+
+
+if __name__ == "__main__":
+    main()
