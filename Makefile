@@ -57,8 +57,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/append.py
-	$(BIN)/python bench/jobs.py
-	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/jobs.py --floor
+	$(BIN)/python bench/e2e.py --floor
 	$(BIN)/python bench/api.py --floor
 	$(BIN)/python bench/rebuild.py
 

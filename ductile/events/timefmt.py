@@ -41,12 +41,23 @@ def sql_ts(ns: int | None) -> str | None:
     return text
 
 
+# Seconds rfc3339 has formatted, by Unix second. A plugin's spawn formats now and its deadline (a
+# timeout later) in turn, so one remembered second would be replaced at every call; strftime (and
+# decoding its text through the locale) is most of the cost. Bounded: cleared when full.
+_rfc3339_seconds: dict[int, str] = {}
+_RFC3339_SECONDS_HELD = 64
+
+
 def rfc3339(ns: int | None) -> str | None:
     """RFC3339 UTC with at most 6 fractional digits and trailing zeros trimmed."""
     if ns is None:
         return None
     seconds, rem = divmod(ns, NS)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    base = _rfc3339_seconds.get(seconds)
+    if base is None:
+        if len(_rfc3339_seconds) >= _RFC3339_SECONDS_HELD:
+            _rfc3339_seconds.clear()
+        base = _rfc3339_seconds[seconds] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     micros = rem // 1000
     if micros == 0:
         return base + "Z"

@@ -430,7 +430,8 @@ class Dispatcher:
                 # No grace: this thread is the one that reaps it, so the leader would look alive.
                 kill_group(pid, grace=0)
                 return
-            self._live.publish("plugin.spawned", {"at": rfc3339(now_ns()), "pid": pid, **fields})
+            if self._live.count:  # the frame is built only for someone watching
+                self._live.publish("plugin.spawned", {"at": rfc3339(now_ns()), "pid": pid, **fields})
 
         proc = self._run_process([str(plugin.entrypoint)], stdin, self._env, timeout, None, on_spawn)
         self._pids.pop(job.job_id, None)

@@ -40,3 +40,19 @@ def test_boot_kills_a_survivor_recorded_by_the_crashed_process_and_forgets_every
     finally:
         survivor.kill()
         survivor.wait()
+
+
+def test_a_slot_file_reused_after_a_longer_record_holds_only_the_new_record(tmp_path: Path) -> None:
+    # Records are overwritten in place, padded rather than truncated: a long record (a job id far
+    # longer than a UUID) must not leave its tail behind in the next, shorter one, nor in a free slot.
+    registry = ProcessRegistry(tmp_path / "procs")
+    gone = 2**22 + 7  # no such process (pid_max is at most 2**22): its start time is unknown
+    long_id = "job-" + "x" * 300
+    registry.record(long_id, gone)
+    assert registry.recorded() == {long_id: (gone, "?")}
+    registry.forget(long_id)
+    assert registry.recorded() == {}  # the blanked file is a free slot, for any process reading it
+    registry.record("job-short", gone + 1)
+    assert registry.recorded() == {"job-short": (gone + 1, "?")}
+    assert len(list((tmp_path / "procs").iterdir())) == 1
+    registry.close()

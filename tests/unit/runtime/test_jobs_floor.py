@@ -1,0 +1,134 @@
+"""bench/jobs_floor.py measures the job path without the writer's work: it is only a floor while
+the slots it runs are the dispatcher's own, so a floor run must spawn, classify, log and record
+each job exactly as the real dispatcher over the real event log does."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import logging
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import pytest
+import yaml
+
+from ductile.app import jobs
+from ductile.commands.jobs import EnqueueJob
+from ductile.config.discovery import find_config
+from ductile.config.loader import Config, load_config
+from ductile.events.log import EventLog
+from ductile.events.sqlite_store import connect_async
+from ductile.projections.job_queries import get_job
+from ductile.projections.registry import default_runner
+from ductile.runtime import dispatcher
+from ductile.runtime.catalog import load_catalog
+from ductile.vocabulary import AttemptOutcome
+from tests.polling import until
+
+BENCH = Path(__file__).resolve().parents[3] / "bench"
+CATLIKE = Path(__file__).resolve().parents[2] / "plugins" / "catlike"
+JOBS = 6
+WORKERS = 2
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _floor_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("jobs_floor", BENCH / "jobs_floor.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # the dataclass resolves its annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config(root: Path) -> Config:
+    root.mkdir()
+    (root / "config.yaml").write_text(yaml.safe_dump({
+        "service": {"max_workers": WORKERS, "log_level": "info"},
+        "state": {"path": "data/ductile.db"},
+        "plugin_roots": [str(CATLIKE.parent)],
+        "plugins": {"catlike": {"enabled": True}},
+    }))
+    return load_config(find_config(str(root), None))
+
+
+def _shape(f: Callable[..., Any]) -> list[tuple[str, object, bool]]:
+    """Each parameter's name, kind and whether it may be left out."""
+    return [(p.name, p.kind, p.default is inspect.Parameter.empty) for p in inspect.signature(f).parameters.values()]
+
+
+def _completed(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The fields of every "job completed" line, less what differs from job to job."""
+    lines = [r for r in caplog.records if r.getMessage() == "job completed"]
+    return sorted(({k: v for k, v in r.fields.items() if k not in ("job_id", "duration_ms")}  # type: ignore[attr-defined]
+                   for r in lines), key=repr)
+
+
+def test_the_floor_stands_in_only_for_the_use_cases_the_writer_runs() -> None:
+    floor = _floor_module()
+    # The dispatcher itself, not a copy or a subclass of it.
+    assert floor.Dispatcher is dispatcher.Dispatcher
+    assert not [v for v in vars(floor).values() if isinstance(v, type) and issubclass(v, dispatcher.Dispatcher)
+                and v is not dispatcher.Dispatcher]
+    # The writer-side use cases it replaces take what the real ones take, so the dispatcher's
+    # calls into them are the ones it makes against the real log.
+    assert floor.NoOpLog.claim_next.__name__ == jobs.claim_next.__name__
+    assert _shape(floor.NoOpLog.claim_next)[1:] == _shape(jobs.claim_next)
+    assert _shape(floor.NoOpLog.complete)[1:] == _shape(jobs.complete)
+
+
+async def test_a_floor_run_spawns_logs_and_completes_each_job_as_the_real_dispatcher_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ductile")
+    floor = _floor_module()
+    config = _config(tmp_path / "floor")
+    _, log, _ = await floor.run_floor(JOBS, load_catalog(config), config.state_path.parent, "catlike", "poll", WORKERS)
+    floor_lines = _completed(caplog)
+    assert jobs.claim_next is not log.claim_next  # the real use cases are back after the run
+    caplog.clear()
+
+    config = _config(tmp_path / "real")
+    events = EventLog(config.store(), "full", default_runner())
+    await events.open()
+    try:
+        ids = [str(uuid.uuid4()) for _ in range(JOBS)]
+        for job_id in ids:
+            cmd = EnqueueJob(job_id=job_id, plugin="catlike", command="poll", payload={}, submitted_by="api", max_attempts=4)
+            await events.submit(lambda tx, c=cmd: jobs.enqueue(tx, c))
+        real = dispatcher.Dispatcher(events, load_catalog(config), max_workers=WORKERS, env_passthrough=[],
+                                     state_dir=config.state_path.parent)
+        task = asyncio.create_task(real.run())
+        async with connect_async(events.path) as conn:
+
+            async def results() -> list[Any] | None:
+                rows = [await get_job(conn, i) for i in ids]
+                return [r["result"] for r in rows if r] if all(r and r["status"] == "succeeded" for r in rows) else None
+
+            stored = await until("every job to succeed", results, timeout=20)
+        await real.stop(5)
+        await task
+    finally:
+        await events.aclose()
+
+    # Each floor job was a real catlike process, classified as the real dispatcher classifies it.
+    assert len(log.results) == JOBS
+    assert {r.outcome for r in log.results} == {AttemptOutcome.OK}
+    assert [msgspec.json.decode(r.result or "null") for r in log.results] == stored == [{"status": "ok", "result": "ok"}] * JOBS
+    assert {r.exit_code for r in log.results} == {0}
+    # And logged alike: one "job completed" line per job, with the same fields.
+    assert len(floor_lines) == JOBS
+    assert floor_lines == _completed(caplog)
