@@ -39,13 +39,15 @@ run: $(STAMP)
 
 # Most tests wait on a daemon or a plugin process rather than on the CPU, so two workers shorten
 # the run even on two cores; a module's tests stay in one worker (--dist loadfile), so a module's
-# shared daemon starts once. TEST_WORKERS=0 runs them all in one process.
+# shared daemon starts once. Files go out longest first, in the order tests/file_order.py gives them
+# (--no-loadscope-reorder: xdist would reorder by test count), so both workers end together.
+# TEST_WORKERS=0 runs them all in one process.
 TEST_WORKERS ?= 2
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
 test: $(STAMP)
 	$(BIN)/ruff check ductile tests bench
-	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 # The long crash soak (tests/chaos/, >= 1,000 jobs x 20 SIGKILLs); DUCTILE_SOAK_SEED=<n> replays a run.
 soak: $(STAMP)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.file_order import load_seconds, longest_first
 from tests.pg_server import SKIP_ENV, PgServer, PostgresUnavailable, start_server
 
 # The suite runs on 2-core machines beside real daemons: a per-example deadline would turn a busy
@@ -23,6 +24,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # controller, before any xdist worker starts) lets every process read the cached bytecode.
     if not hasattr(config, "workerinput"):
         compileall.compile_dir(Path(__file__).parent.parent / "ductile", quiet=1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items[:] = longest_first(items, load_seconds())  # see tests/file_order.py
 
 
 # --- A throwaway PostgreSQL server (issue 17) -------------------------------------------------
