@@ -288,12 +288,13 @@ class FloorRun:
 async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, command: str, workers: int,
                     measure: Callable[[], Any] | None = None, run: RunProcess = run_process,
                     log_kind: LogKind = "noop", durability: str = "full",
-                    trace: Callable[[str], None] | None = None) -> FloorRun:
+                    trace: Callable[[str], None] | None = None, dispatch: bool = True) -> FloorRun:
     """Run ``n`` jobs through the real Dispatcher on the no-op log or on a real log without
     projections (``log_kind``). The jobs are enqueued first, through the log, and not measured.
     ``run`` is the dispatcher's own seam for the process: a canned answer leaves the dispatcher's
     work alone, for counting its instructions under callgrind (which cannot follow a pidfd).
-    ``trace`` (the append floor only) is given every SQL statement the log's writer runs."""
+    ``trace`` (the append floor only) is given every SQL statement the log's writer runs;
+    ``dispatch=False`` only enqueues (a count of the enqueues' instructions to take away)."""
     decided = MemoryJobs(workers)
     events: EventLog | None = None
     log: NoOpLog | EventLog
@@ -312,21 +313,23 @@ async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, comm
         cmds = [new_command(plugin, command) for _ in range(n)]
         await asyncio.gather(*(log.submit(lambda tx, c=c: decided.enqueue(tx, c)) for c in cmds))
         measured = None
-        with in_memory_use_cases(decided):
-            dispatcher = Dispatcher(log, catalog, max_workers=workers, env_passthrough=[],  # type: ignore[arg-type]
-                                    state_dir=state_dir, run=run)
-            before = measure() if measure is not None else None
-            commits_before = commits()
-            started = time.perf_counter()
-            task = asyncio.create_task(dispatcher.run())
-            while len(decided.results) < n:
-                await asyncio.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            committed = commits() - commits_before
-            if measure is not None:
-                measured = (before, measure())
-            await dispatcher.stop(5)
-            await task
+        elapsed, committed = 0.0, 0
+        with in_memory_use_cases(decided) if dispatch else contextlib.nullcontext():
+            if dispatch:
+                dispatcher = Dispatcher(log, catalog, max_workers=workers, env_passthrough=[],  # type: ignore[arg-type]
+                                        state_dir=state_dir, run=run)
+                before = measure() if measure is not None else None
+                commits_before = commits()
+                started = time.perf_counter()
+                task = asyncio.create_task(dispatcher.run())
+                while len(decided.results) < n:
+                    await asyncio.sleep(0.05)
+                elapsed = time.perf_counter() - started
+                committed = commits() - commits_before
+                if measure is not None:
+                    measured = (before, measure())
+                await dispatcher.stop(5)
+                await task
     finally:
         if events is not None:
             await events.aclose()
@@ -349,7 +352,9 @@ def canned(argv: list[str], stdin: bytes, env: dict[str, str], timeout: float, c
 def main() -> None:
     """The floor alone, for counting: ``valgrind --tool=callgrind --separate-threads=yes python
     bench/jobs_floor.py --canned --jobs N`` for two N; per job, the difference over the jobs
-    between them (thread 1: the event loop, 2: the writer, no-op or real, 3-6: the slots).
+    between them (thread 1: the event loop, 2: the writer, no-op or real, 3-6: the slots; with
+    ``--log append`` the writer is the thread whose profile holds blake3, and ``--enqueue-only``
+    runs give the enqueues' share of it).
     ``--log append --trace`` counts the log writer's SQL statements per job."""
     import argparse
     import tempfile
@@ -366,6 +371,8 @@ def main() -> None:
     parser.add_argument("--log", choices=("noop", "append"), default="noop",
                         help="the writer: no-op, or the real durable log without projections")
     parser.add_argument("--trace", action="store_true", help="with --log append: count the writer's SQL statements")
+    parser.add_argument("--enqueue-only", action="store_true",
+                        help="only enqueue the jobs: under callgrind, the enqueues' share to take from a full run's")
     args = parser.parse_args()
     if args.trace and args.log != "append":
         parser.error("--trace needs --log append")
@@ -381,8 +388,12 @@ def main() -> None:
         cpu = time.process_time()
         floor = asyncio.run(run_floor(args.jobs, load_catalog(config), config.state_path.parent, "catlike", "poll",
                                       bench.WORKERS, measure=lambda: statements, run=canned if args.canned else run_process,
-                                      log_kind=args.log, durability=bench.DURABILITY, trace=count if args.trace else None))
+                                      log_kind=args.log, durability=bench.DURABILITY, trace=count if args.trace else None,
+                                      dispatch=not args.enqueue_only))
         cpu = time.process_time() - cpu
+    if args.enqueue_only:
+        print(f"floor ({args.log}): {args.jobs} jobs enqueued, {cpu / args.jobs * 1e6:.1f} us own CPU per job")
+        return
     assert floor.measured is not None
     counted = f", {(floor.measured[1] - floor.measured[0]) / args.jobs:.2f} statements" if args.trace else ""
     print(f"floor ({args.log}{', canned' if args.canned else ''}): {args.jobs} jobs, {floor.jobs.succeeded} succeeded, "
