@@ -273,6 +273,17 @@ def new_command(plugin: str, command: str, payload: dict[str, Any] | None = None
                       submitted_by="api", max_attempts=4)
 
 
+def _timed(submit_sync: Callable[[Callable[[Any], Any]], Any], waits: list[float]) -> Callable[[Callable[[Any], Any]], Any]:
+    def timed(work: Callable[[Any], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return submit_sync(work)
+        finally:
+            waits.append(time.perf_counter() - started)
+
+    return timed
+
+
 @dataclass(frozen=True)
 class FloorRun:
     """One floor run: its wall time, the jobs' decisions and results, what ``measure()`` returned
@@ -288,13 +299,15 @@ class FloorRun:
 async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, command: str, workers: int,
                     measure: Callable[[], Any] | None = None, run: RunProcess = run_process,
                     log_kind: LogKind = "noop", durability: str = "full",
-                    trace: Callable[[str], None] | None = None, dispatch: bool = True) -> FloorRun:
+                    trace: Callable[[str], None] | None = None, dispatch: bool = True,
+                    waits: list[float] | None = None) -> FloorRun:
     """Run ``n`` jobs through the real Dispatcher on the no-op log or on a real log without
     projections (``log_kind``). The jobs are enqueued first, through the log, and not measured.
     ``run`` is the dispatcher's own seam for the process: a canned answer leaves the dispatcher's
     work alone, for counting its instructions under callgrind (which cannot follow a pidfd).
     ``trace`` (the append floor only) is given every SQL statement the log's writer runs;
-    ``dispatch=False`` only enqueues (a count of the enqueues' instructions to take away)."""
+    ``dispatch=False`` only enqueues (a count of the enqueues' instructions to take away);
+    ``waits`` gets how long each of the slots' ``submit_sync`` calls waited (completion and claim)."""
     decided = MemoryJobs(workers)
     events: EventLog | None = None
     log: NoOpLog | EventLog
@@ -305,6 +318,9 @@ async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, comm
             await events.submit(lambda tx: tx.conn.set_trace_callback(trace))
     else:
         log = NoOpLog()
+    if waits is not None:
+        # On the instance, so the dispatcher's own calls are the ones timed; the log is unchanged.
+        log.submit_sync = _timed(log.submit_sync, waits)  # type: ignore[method-assign]
 
     def commits() -> int:
         return events.stats.batches if events is not None else log.batches  # type: ignore[union-attr]
@@ -355,8 +371,10 @@ def main() -> None:
     between them (thread 1: the event loop, 2: the writer, no-op or real, 3-6: the slots; with
     ``--log append`` the writer is the thread whose profile holds blake3, and ``--enqueue-only``
     runs give the enqueues' share of it).
-    ``--log append --trace`` counts the log writer's SQL statements per job."""
+    ``--log append --trace`` counts the log writer's SQL statements per job; ``--waits`` times how
+    long a slot waits for its completion's commit (``BENCH_DURABILITY=normal`` to compare)."""
     import argparse
+    import statistics
     import tempfile
 
     import jobs as bench
@@ -373,10 +391,12 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="with --log append: count the writer's SQL statements")
     parser.add_argument("--enqueue-only", action="store_true",
                         help="only enqueue the jobs: under callgrind, the enqueues' share to take from a full run's")
+    parser.add_argument("--waits", action="store_true", help="time each slot's wait for its completion's commit")
     args = parser.parse_args()
     if args.trace and args.log != "append":
         parser.error("--trace needs --log append")
     statements = 0
+    waits: list[float] | None = [] if args.waits else None
 
     def count(_sql: str) -> None:
         nonlocal statements
@@ -389,7 +409,7 @@ def main() -> None:
         floor = asyncio.run(run_floor(args.jobs, load_catalog(config), config.state_path.parent, "catlike", "poll",
                                       bench.WORKERS, measure=lambda: statements, run=canned if args.canned else run_process,
                                       log_kind=args.log, durability=bench.DURABILITY, trace=count if args.trace else None,
-                                      dispatch=not args.enqueue_only))
+                                      dispatch=not args.enqueue_only, waits=waits))
         cpu = time.process_time() - cpu
     if args.enqueue_only:
         print(f"floor ({args.log}): {args.jobs} jobs enqueued, {cpu / args.jobs * 1e6:.1f} us own CPU per job")
@@ -397,7 +417,13 @@ def main() -> None:
     assert floor.measured is not None
     counted = f", {(floor.measured[1] - floor.measured[0]) / args.jobs:.2f} statements" if args.trace else ""
     print(f"floor ({args.log}{', canned' if args.canned else ''}): {args.jobs} jobs, {floor.jobs.succeeded} succeeded, "
-          f"{cpu / args.jobs * 1e6:.1f} us own CPU, {floor.commits / args.jobs:.3f} commits{counted} per job")
+          f"{cpu / args.jobs * 1e6:.1f} us own CPU, {floor.commits / args.jobs:.3f} commits{counted} per job, "
+          f"{args.jobs / floor.seconds:.0f} jobs/s")
+    if waits:
+        waits.sort()
+        print(f"a slot's wait for its completion's commit (durability {bench.DURABILITY}): median "
+              f"{statistics.median(waits) * 1e3:.2f} ms, mean {statistics.mean(waits) * 1e3:.2f}, "
+              f"p90 {waits[len(waits) * 9 // 10] * 1e3:.2f}")
 
 
 if __name__ == "__main__":
