@@ -309,13 +309,11 @@ async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, comm
     ``dispatch=False`` only enqueues (a count of the enqueues' instructions to take away);
     ``waits`` gets how long each of the slots' ``submit_sync`` calls waited (completion and claim)."""
     decided = MemoryJobs(workers)
-    events: EventLog | None = None
     log: NoOpLog | EventLog
     if log_kind == "append":
-        events = await EventLog(state_dir / LOG_FILE, durability, projections=None).open()
-        log = events
+        log = await EventLog(state_dir / LOG_FILE, durability, projections=None).open()
         if trace is not None:
-            await events.submit(lambda tx: tx.conn.set_trace_callback(trace))
+            await log.submit(lambda tx: tx.conn.set_trace_callback(trace))
     else:
         log = NoOpLog()
     if waits is not None:
@@ -323,15 +321,15 @@ async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, comm
         log.submit_sync = _timed(log.submit_sync, waits)  # type: ignore[method-assign]
 
     def commits() -> int:
-        return events.stats.batches if events is not None else log.batches  # type: ignore[union-attr]
+        return log.stats.batches if isinstance(log, EventLog) else log.batches
 
+    measured = None
+    elapsed, committed = 0.0, 0
     try:
         cmds = [new_command(plugin, command) for _ in range(n)]
         await asyncio.gather(*(log.submit(lambda tx, c=c: decided.enqueue(tx, c)) for c in cmds))
-        measured = None
-        elapsed, committed = 0.0, 0
-        with in_memory_use_cases(decided) if dispatch else contextlib.nullcontext():
-            if dispatch:
+        if dispatch:
+            with in_memory_use_cases(decided):
                 dispatcher = Dispatcher(log, catalog, max_workers=workers, env_passthrough=[],  # type: ignore[arg-type]
                                         state_dir=state_dir, run=run)
                 before = measure() if measure is not None else None
@@ -347,11 +345,11 @@ async def run_floor(n: int, catalog: Catalog, state_dir: Path, plugin: str, comm
                 await dispatcher.stop(5)
                 await task
     finally:
-        if events is not None:
-            await events.aclose()
+        if isinstance(log, EventLog):
+            await log.aclose()
         else:
-            log.close()  # type: ignore[union-attr]
-    return FloorRun(elapsed, decided, measured, committed, events.path if events is not None else None)
+            log.close()
+    return FloorRun(elapsed, decided, measured, committed, log.path if isinstance(log, EventLog) else None)
 
 
 CANNED = ProcessResult(stdout=b'{"status":"ok","result":"ok"}\n', stderr="", exit_code=0, duration_ms=1)
