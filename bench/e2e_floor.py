@@ -17,7 +17,7 @@ import asyncio
 import gc
 
 from api_floor import create_floor_app
-from jobs_floor import NoOpLog, in_memory_use_cases, new_job
+from jobs_floor import MemoryJobs, NoOpLog, in_memory_use_cases, new_command
 
 from ductile.api.app import access_log
 from ductile.api.holder import AppHolder
@@ -32,30 +32,33 @@ PLUGIN, COMMAND = "catlike", "poll"
 
 
 class EnqueueOnNoOpLog:
-    """api_floor's writer: each trigger's submission puts a new job in the no-op log's queue."""
+    """api_floor's writer: each trigger's submission puts a new job in the in-memory queue, through
+    the no-op log."""
 
-    def __init__(self, log: NoOpLog) -> None:
+    def __init__(self, log: NoOpLog, decided: MemoryJobs) -> None:
         self._log = log
+        self._decided = decided
 
     async def submit(self) -> None:
-        job = new_job(PLUGIN, COMMAND)
-        await self._log.submit(lambda tx: self._log.enqueue(job))
+        cmd = new_command(PLUGIN, COMMAND)
+        await self._log.submit(lambda tx: self._decided.enqueue(tx, cmd))
 
 
 async def serve(port: int, jobs: int, config_dir: str) -> None:
     config = load_config(find_config(config_dir, None))
     logs.configure(config.service.log_level, stream=open("/dev/null", "w"))  # noqa: SIM115 - for the process's life
-    log = NoOpLog([], config.service.max_workers)
-    with in_memory_use_cases(log):
+    log = NoOpLog()
+    decided = MemoryJobs(config.service.max_workers)
+    with in_memory_use_cases(decided):
         dispatcher = Dispatcher(log, load_catalog(config), max_workers=config.service.max_workers,  # type: ignore[arg-type]
                                 env_passthrough=[], state_dir=config.state_path.parent)
         app = create_floor_app()
-        app.state.writer = EnqueueOnNoOpLog(log)
+        app.state.writer = EnqueueOnNoOpLog(log, decided)
         server = make_server(AppHolder(access_log(app)), "127.0.0.1", port)
         gc.freeze()  # as the gateway does once it has started
         serving = asyncio.create_task(server.serve())
         claiming = asyncio.create_task(dispatcher.run())
-        while log.succeeded < jobs:
+        while decided.succeeded < jobs:
             await asyncio.sleep(0.02)
         print("done", flush=True)
         server.should_exit = True

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from jobs_floor import run_floor
+from jobs_floor import LogKind, run_floor
 
 from ductile.app import jobs
 from ductile.commands.jobs import EnqueueJob
@@ -168,25 +168,28 @@ async def engine(n: int, root: Path, url: str | None = None) -> Run:
     return Run("engine", n, before, after)
 
 
-async def floor(n: int, root: Path, profile: bool) -> Run:
-    """The real dispatcher and slots around a writer that costs nothing (bench/jobs_floor.py)."""
+async def floor(n: int, root: Path, profile: bool, log_kind: LogKind = "noop") -> Run:
+    """The real dispatcher and slots around a writer that costs nothing, or around the real durable
+    log without projections (bench/jobs_floor.py)."""
     write_config(root)
     config = load_config(find_config(str(root), None))
     profiles: list[cProfile.Profile] = []
     if profile:
         threading.setprofile(functools.partial(_profile_slots, profiles))
     try:
-        _, log, (before, after) = await run_floor(n, load_catalog(config), config.state_path.parent, "catlike", "poll",
-                                                  WORKERS, snapshot)
+        run = await run_floor(n, load_catalog(config), config.state_path.parent, "catlike", "poll", WORKERS, snapshot,
+                              log_kind=log_kind, durability=DURABILITY)
     finally:
         threading.setprofile(None)  # type: ignore[arg-type]
-    if log.succeeded != n:
-        raise RuntimeError(f"the floor's jobs did not all succeed: {log.results[:3]}")
+    if run.jobs.succeeded != n:
+        raise RuntimeError(f"the floor's jobs did not all succeed: {run.jobs.results[:3]}")
+    assert run.measured is not None
+    print(f"commits per job: {run.commits / n:.3f}")
     if profiles:
         stats = pstats.Stats(*profiles)
         print(f"the floor's slot threads, cProfile by thread CPU time (its own overhead inflates every figure), {n} jobs:")
         stats.sort_stats("tottime").print_stats(25)
-    return Run("floor", n, before, after)
+    return Run("floor" if log_kind == "noop" else "floor_append", n, *run.measured)
 
 
 def _profile_slots(profiles: list[cProfile.Profile], *_: object) -> None:
@@ -203,18 +206,22 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--url", help="--store postgres: an empty database (default: a throwaway server)")
-    parser.add_argument("--floor", action="store_true", help="also the floor: the real dispatcher, a no-op writer")
+    parser.add_argument("--floor", action="store_true",
+                        help="also the floors: the real dispatcher on a no-op writer, then on the durable log alone")
     parser.add_argument("--profile", action="store_true", help="with --floor: cProfile the floor's slot threads")
     args = parser.parse_args()
     logs.configure(LOG_LEVEL, stream=open(os.devnull, "w") if LOG_LEVEL != "error" else None)  # noqa: SIM115
     base = baseline(args.jobs)
     print(base.report())
     if args.floor:
-        with tempfile.TemporaryDirectory() as tmp:
-            low = asyncio.run(floor(args.jobs, Path(tmp), args.profile))
-        print(low.report())
-        print(f"RESULT bench=jobs_floor value={low.rate:.1f} baseline={base.rate:.1f} ratio={low.rate / base.rate:.3f} "
-              f"cpu_ratio={base.cpu_per_job_ms / low.cpu_per_job_ms:.3f}")
+        # The no-op floor, then the same floor on the real durable log without projections.
+        floors: tuple[tuple[LogKind, str], ...] = (("noop", "jobs_floor"), ("append", "jobs_floor_append"))
+        for kind, name in floors:
+            with tempfile.TemporaryDirectory() as tmp:
+                low = asyncio.run(floor(args.jobs, Path(tmp), args.profile, kind))
+            print(low.report())
+            print(f"RESULT bench={name} value={low.rate:.1f} baseline={base.rate:.1f} ratio={low.rate / base.rate:.3f} "
+                  f"cpu_ratio={base.cpu_per_job_ms / low.cpu_per_job_ms:.3f}")
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         url = args.url
         if args.store == "postgres" and url is None:
