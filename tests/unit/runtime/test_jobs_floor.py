@@ -133,15 +133,20 @@ async def _real_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> RealRun
     return RealRun(results=stored, lines=_completed(caplog), events=logged)
 
 
-async def test_a_floor_run_spawns_logs_and_completes_each_job_as_the_real_dispatcher_does(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def _floor_run(tmp_path: Path, caplog: pytest.LogCaptureFixture, **kind: str) -> tuple[ModuleType, Config, Any, list[dict[str, Any]]]:
+    """A floor run of ``JOBS`` catlike jobs: the bench module, its config, the run, its "job completed" lines."""
     caplog.set_level(logging.INFO, logger="ductile")
     floor = _floor_module()
     config = _config(tmp_path / "floor")
-    run = await floor.run_floor(JOBS, load_catalog(config), config.state_path.parent, "catlike", "poll", WORKERS)
-    floor_lines = _completed(caplog)
+    run = await floor.run_floor(JOBS, load_catalog(config), config.state_path.parent, "catlike", "poll", WORKERS, **kind)
     assert jobs.claim_next is not run.jobs.claim_next  # the real use cases are back after the run
+    return floor, config, run, _completed(caplog)
+
+
+async def test_a_floor_run_spawns_logs_and_completes_each_job_as_the_real_dispatcher_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, _, run, floor_lines = await _floor_run(tmp_path, caplog)
     real = await _real_run(tmp_path, caplog)
 
     # Each floor job was a real catlike process, classified as the real dispatcher classifies it.
@@ -167,13 +172,7 @@ def _per_job(records: list[Recorded]) -> list[list[tuple[int, str, int, dict[str
 async def test_the_append_floor_leaves_the_real_use_cases_events_chained_in_a_durable_log(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ductile")
-    floor = _floor_module()
-    config = _config(tmp_path / "floor")
-    run = await floor.run_floor(JOBS, load_catalog(config), config.state_path.parent, "catlike", "poll", WORKERS,
-                                log_kind="append")
-    floor_lines = _completed(caplog)
-    assert jobs.claim_next is not run.jobs.claim_next
+    floor, config, run, floor_lines = await _floor_run(tmp_path, caplog, log_kind="append")
     assert run.log_file == config.state_path.parent / floor.LOG_FILE
     reader = SqliteStore(run.log_file).reader()
     try:
