@@ -143,8 +143,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         jobs.append(gw.trigger("behave", payload={"mode": "error_noretry", "stderr": "note from a job that failed"}))
         orphan = gw.trigger("behave", payload={"mode": "sleep", "seconds": 2})
         gw.wait_job(orphan, {"running"})
-        for job in jobs[:5]:
+        for job in jobs:
             gw.wait_job(job)
+        # A job's "job completed" line is written just after its commit: a kill -9 in between
+        # loses the line (the job stays done), so the kill waits for every line.
+        wait_until(lambda: gw.log_text().count('"msg":"job completed"') >= len(jobs), 20, what="the jobs' lines")
         gw.kill9()
         offset = len(gw.log_text())
         gw.start()
