@@ -89,11 +89,21 @@ def fold_log(
     events_schema: str = "main",
     progress: Progress | None = None,
     bulk: bool = True,
+    head: int | None = None,
+    taken_only: bool = False,
+    indexes: bool = True,
 ) -> FoldResult:
     """Drop and create ``projections``' tables in ``main`` and fold every event of
     ``events_schema``.events into them (with each projection's bulk fold where it has one and
     ``bulk`` is true, else its handlers), secondary indexes built after. Runs inside the caller's
-    transaction (a write transaction on ``main``)."""
+    transaction (a write transaction on ``main``).
+
+    ``head`` is the last position folded (default: the log's head in this transaction): two folds
+    that share one (``fold_worker.py``, each in its own process) read the same events, since the
+    log is append-only. ``taken_only`` reads only the events of types these projections take (no
+    other is decoded): a fold of some projections whose other process reads every event, so an
+    event nothing can decode still fails the rebuild. ``indexes=False`` leaves the secondary
+    indexes out (a scratch fold whose rows are copied into tables that get them)."""
     cur = conn.cursor()
     # The page cache and secure_delete are SQLite's; PostgreSQL's server sizes its own buffers.
     sqlite = dialect_of(conn) is StoreKind.SQLITE
@@ -116,19 +126,26 @@ def fold_log(
         folds = {p.name: p.bulk() for p in projections if bulk and sqlite and p.bulk is not None}
         sqlite_binds.register()  # None and statuses bound without sqlite3's failed lookups
         with _collector_paused():
-            result = _apply_all(cur, projections, folds, events_schema, progress)
-        clock = time.perf_counter_ns
-        for p in projections:
-            begun = clock()
-            for statement in statements(p.schema):
-                if is_deferred_index(statement):
-                    cur.execute(qualified(statement, "main"))
-            result.spent_ns[p.name] += clock() - begun
+            result = _apply_all(cur, projections, folds, events_schema, progress, head, taken_only)
+        if indexes:
+            build_indexes(cur, projections, result.spent_ns)
         return result
     finally:
         if sqlite:
             cur.execute(f"PRAGMA main.cache_size = {cache}")
             cur.execute(f"PRAGMA main.secure_delete = {secure_delete}")
+
+
+def build_indexes(cur: sqlite3.Cursor, projections: Sequence[Projection], spent_ns: dict[str, int]) -> None:
+    """Build ``projections``' secondary indexes in ``main`` (their tables filled), each one's time
+    added to its projection's ``spent_ns``."""
+    clock = time.perf_counter_ns
+    for p in projections:
+        begun = clock()
+        for statement in statements(p.schema):
+            if is_deferred_index(statement):
+                cur.execute(qualified(statement, "main"))
+        spent_ns[p.name] = spent_ns.get(p.name, 0) + clock() - begun
 
 
 @contextmanager
@@ -150,7 +167,7 @@ def _collector_paused() -> Iterator[None]:
 
 def _apply_all(
     cur: sqlite3.Cursor, projections: Sequence[Projection], folds: dict[str, BulkFold], events_schema: str,
-    progress: Progress | None,
+    progress: Progress | None, head: int | None, taken_only: bool,
 ) -> FoldResult:
     # Per event type, the projections that take it: (index into ``names``, handlers).
     names = [p.name for p in projections]
@@ -162,13 +179,18 @@ def _apply_all(
             dispatch.setdefault(event_type, []).append((index, fns))
     result = FoldResult(applied={p.name: 0 for p in projections}, spent_ns={p.name: 0 for p in projections})
     applied, spent = result.applied, result.spent_ns
-    head = cur.execute(f"SELECT COALESCE(MAX(position), 0) FROM {events_schema}.events").fetchone()[0]
+    if head is None:
+        head = cur.execute(f"SELECT COALESCE(MAX(position), 0) FROM {events_schema}.events").fetchone()[0]
+    # An event's ``type`` column is its class's name (``codec.type_name``), so the filter keeps
+    # exactly the events the dispatch takes; SQLite skips the others before Python sees them.
+    types = sorted(t.__name__ for t in dispatch) if taken_only else []
+    only = f" AND type IN ({', '.join('?' * len(types))})" if taken_only else ""
     sql = (f"SELECT position, event_id, stream, version, type, schema, recorded_at, data, chain"
-           f" FROM {events_schema}.events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?")
+           f" FROM {events_schema}.events WHERE position > ? AND position <= ?{only} ORDER BY position LIMIT ?")
     clock = time.perf_counter_ns
     position = 0
     while position < head:
-        rows = cur.execute(sql, (position, head, FOLD_CHUNK)).fetchall()
+        rows = cur.execute(sql, (position, head, *types, FOLD_CHUNK)).fetchall()
         if not rows:
             break
         # A chunk is sorted into each projection's share, then each projection takes its share in log
@@ -194,7 +216,10 @@ def _apply_all(
         if progress is not None:
             progress(position, head)
     _flush(cur, folds, spent, final=True)
-    result.position = position
+    if progress is not None and position < head:  # the last events were of types not taken
+        progress(head, head)
+    # Positions are gap-free: every event up to ``head`` was read (or skipped as not taken).
+    result.position = head
     return result
 
 
