@@ -91,7 +91,6 @@ def fold_log(
     bulk: bool = True,
     head: int | None = None,
     taken_only: bool = False,
-    indexes: bool = True,
 ) -> FoldResult:
     """Drop and create ``projections``' tables in ``main`` and fold every event of
     ``events_schema``.events into them (with each projection's bulk fold where it has one and
@@ -102,8 +101,7 @@ def fold_log(
     that share one (``fold_worker.py``, each in its own process) read the same events, since the
     log is append-only. ``taken_only`` reads only the events of types these projections take (no
     other is decoded): a fold of some projections whose other process reads every event, so an
-    event nothing can decode still fails the rebuild. ``indexes=False`` leaves the secondary
-    indexes out (a scratch fold whose rows are copied into tables that get them)."""
+    event nothing can decode still fails the rebuild."""
     cur = conn.cursor()
     # The page cache and secure_delete are SQLite's; PostgreSQL's server sizes its own buffers.
     sqlite = dialect_of(conn) is StoreKind.SQLITE
@@ -127,8 +125,7 @@ def fold_log(
         sqlite_binds.register()  # None and statuses bound without sqlite3's failed lookups
         with _collector_paused():
             result = _apply_all(cur, projections, folds, events_schema, progress, head, taken_only)
-        if indexes:
-            build_indexes(cur, projections, result.spent_ns)
+        build_indexes(cur, projections, result.spent_ns)
         return result
     finally:
         if sqlite:

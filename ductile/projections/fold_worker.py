@@ -8,17 +8,18 @@ ductile.projections.fold_worker``, which
 
 * opens the state database read-only and folds the events up to the same ``head`` (the log is
   append-only, so ``position <= head`` is one snapshot for both processes) into the projections
-  of its group, with the same ``fold_log`` (bulk folds included), into a scratch SQLite file
-  beside the state database (created 0600 by this process, a unique name), without their
-  secondary indexes;
+  of its group, with the same ``fold_log`` (bulk folds included, secondary indexes built after),
+  into a scratch SQLite file beside the state database (created 0600 by this process, a unique
+  name);
 * answers with a ``WorkerReport`` (per projection, the events taken and the time spent) on stdout.
 
 Meanwhile this process folds its own group (``IN_PROCESS``: the ledger, about half of the fold's
 time) into ``main`` inside the caller's transaction, reading only the events its group takes, and
 builds its indexes. Then it waits for the worker, ATTACHes the scratch file, copies each of the
-worker's tables into ``main`` (``INSERT … SELECT *`` into a fresh table of the same DDL: SQLite's
-transfer copies the b-tree records as they are, in rowid order, so the tables keep the live path's
-row order and rowids), builds their indexes and removes the file. Everything lands in the caller's
+worker's tables into ``main`` (``INSERT … SELECT *`` into a fresh, empty table with the same DDL and
+indexes: SQLite's transfer copies the b-tree records as they are, in rowid order, so the tables keep
+the in-process fold's row order and rowids, and each index's entries already sorted) and removes
+the file. Everything lands in the caller's
 one transaction: a failed or interrupted rebuild leaves the projections as they were.
 
 SQLite cannot DETACH a database that the open transaction has read, so the scratch stays attached
@@ -55,9 +56,7 @@ from ductile.events.store import StoreKind, dialect_of, log_line
 from ductile.projections.fold import (
     FoldResult,
     Progress,
-    build_indexes,
     fold_log,
-    is_deferred_index,
     qualified,
     statements,
 )
@@ -234,17 +233,18 @@ def _copy_in(conn: sqlite3.Connection, projections: Sequence[Projection], scratc
         begun = clock()
         for table in p.tables:
             cur.execute(f"DROP TABLE IF EXISTS main.{table}")
+        # Indexes too, before the rows: the worker built the same ones in the scratch file, and the
+        # transfer below copies each index's entries as they are, already sorted, into an empty
+        # index (CREATE INDEX after the rows would sort them again, here, on the critical path).
         for statement in statements(p.schema):
-            if not is_deferred_index(statement):
-                cur.execute(qualified(statement, "main"))
+            cur.execute(qualified(statement, "main"))
         for table in p.tables:
-            # No WHERE and no ORDER BY: SQLite's transfer optimisation then copies the records as
-            # stored, in rowid order, rowids included (the worker's tables were filled as the
-            # in-process fold fills them, so they are in its row order).
+            # No WHERE and no ORDER BY into an empty table of the same shape: SQLite's transfer
+            # optimisation copies the records as stored, in rowid order, rowids included (the
+            # worker filled its tables as the in-process fold does, so they are in its row order).
             cur.execute(f"INSERT INTO main.{table} SELECT * FROM {SCRATCH_SCHEMA}.{table}")
         result.applied[p.name] = report.applied[p.name]
         result.spent_ns[p.name] = report.spent_ns[p.name] + clock() - begun
-    build_indexes(cur, projections, result.spent_ns)
 
 
 # --- the worker process -------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def fold_into_scratch(request: WorkerRequest) -> WorkerReport:
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute("ATTACH DATABASE ? AS live", (Path(request.database).resolve().as_uri() + "?mode=ro",))
         conn.execute("BEGIN")
-        folded = fold_log(conn, projections, events_schema="live", head=request.head, indexes=False)
+        folded = fold_log(conn, projections, events_schema="live", head=request.head)
         conn.execute("COMMIT")
     finally:
         conn.close()
