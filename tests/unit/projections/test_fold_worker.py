@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -151,4 +153,36 @@ def test_a_log_below_the_threshold_folds_in_this_process(tmp_path: Path,
     shutil.copy(RELEASES / "r2-c82045b" / "state.db", db)
     monkeypatch.setattr(fold_worker, "_worker", None)  # any attempt to start one would fail
     _rebuilt(db, default_runner(), fold_worker.WORKER_MIN_EVENTS)
+    assert _scratch_files(tmp_path) == []
+
+
+def test_an_error_in_this_processs_fold_stops_the_worker_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = _rebuilt_once(tmp_path)
+    before = _state(db)
+    started: list[Any] = []
+    worker = fold_worker._worker
+
+    @contextmanager
+    def watched(*args: Any) -> Iterator[Any]:
+        with worker(*args) as running:
+            started.append(running)
+            yield running
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # as a Ctrl-C in the middle of this process's fold
+
+    monkeypatch.setattr(fold_worker, "_worker", watched)
+    monkeypatch.setattr(fold_worker, "fold_log", interrupted)
+    conn = connect(db, "normal")
+    try:
+        runner = default_runner()
+        runner.worker_min_events = 0
+        with pytest.raises(KeyboardInterrupt):
+            runner.rebuild(conn)
+    finally:
+        conn.close()
+    assert len(started) == 1 and started[0].process.returncode is not None  # stopped and reaped
+    assert _state(db) == before
     assert _scratch_files(tmp_path) == []
