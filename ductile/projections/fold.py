@@ -103,16 +103,8 @@ def fold_log(
     other is decoded): a fold of some projections whose other process reads every event, so an
     event nothing can decode still fails the rebuild."""
     cur = conn.cursor()
-    # The page cache and secure_delete are SQLite's; PostgreSQL's server sizes its own buffers.
     sqlite = dialect_of(conn) is StoreKind.SQLITE
-    if sqlite:
-        cache = cur.execute("PRAGMA main.cache_size").fetchone()[0]
-        secure_delete = cur.execute("PRAGMA main.secure_delete").fetchone()[0]
-        cur.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
-        # Debian's SQLite zeroes every deleted cell and freed page (8-12% of a rebuild's CPU). Whatever
-        # the fold deletes or drops is a projection of the log, which keeps all of it anyway.
-        cur.execute("PRAGMA main.secure_delete = 0")
-    try:
+    with fold_pragmas(conn):
         for p in projections:
             for table in p.tables:
                 cur.execute(f"DROP TABLE IF EXISTS main.{table}")
@@ -127,10 +119,26 @@ def fold_log(
             result = _apply_all(cur, projections, folds, events_schema, progress, head, taken_only)
         build_indexes(cur, projections, result.spent_ns)
         return result
+
+
+@contextmanager
+def fold_pragmas(conn: sqlite3.Connection) -> Iterator[None]:
+    """On SQLite, ``main``'s page cache raised to ``FOLD_CACHE_KIB`` and ``secure_delete`` off while
+    a fold writes, both back as they were after (PostgreSQL's server sizes its own buffers)."""
+    if dialect_of(conn) is not StoreKind.SQLITE:
+        yield
+        return
+    cache = conn.execute("PRAGMA main.cache_size").fetchone()[0]
+    secure_delete = conn.execute("PRAGMA main.secure_delete").fetchone()[0]
+    conn.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
+    # Debian's SQLite zeroes every deleted cell and freed page (8-12% of a rebuild's CPU). Whatever
+    # the fold deletes or drops is a projection of the log, which keeps all of it anyway.
+    conn.execute("PRAGMA main.secure_delete = 0")
+    try:
+        yield
     finally:
-        if sqlite:
-            cur.execute(f"PRAGMA main.cache_size = {cache}")
-            cur.execute(f"PRAGMA main.secure_delete = {secure_delete}")
+        conn.execute(f"PRAGMA main.cache_size = {cache}")
+        conn.execute(f"PRAGMA main.secure_delete = {secure_delete}")
 
 
 def build_indexes(cur: sqlite3.Cursor, projections: Sequence[Projection], spent_ns: dict[str, int]) -> None:

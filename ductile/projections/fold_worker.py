@@ -57,6 +57,7 @@ from ductile.projections.fold import (
     FoldResult,
     Progress,
     fold_log,
+    fold_pragmas,
     qualified,
     statements,
 )
@@ -124,7 +125,9 @@ def fold_log_split(
     head: int = conn.execute("SELECT COALESCE(MAX(position), 0) FROM main.events").fetchone()[0]
     if head < min_events:
         return fold_log(conn, projections, progress=progress, head=head)
-    with _worker(database, head, there) as worker:
+    # The fold's page cache and secure_delete for the copy as well: it drops the worker's old
+    # tables and writes theirs, which would otherwise zero freed pages and spill to the log early.
+    with fold_pragmas(conn), _worker(database, head, there) as worker:
         result = fold_log(conn, here, progress=progress, head=head, taken_only=True)
         report = worker.wait()
         _copy_in(conn, there, worker.scratch, report, result)
@@ -173,12 +176,19 @@ class _Worker:
         if report is not None and report.error is not None:
             error = report.error
         else:  # it died before it could answer: its status and its last words
-            error = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            error = f"killed by {_signal_name(-code)}" if code < 0 else f"exit status {code}"
             if stderr:
                 error += f": {stderr.splitlines()[-1]}"
         detail = (report.traceback if report is not None and report.traceback else stderr[-_STDERR_KEPT:]) or None
         log_line(logging.ERROR, "rebuild's fold worker failed", error=error, stack=detail)
         raise FoldWorkerFailed(f"the rebuild's fold worker failed: {error}")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time or unnamed signal
+        return f"signal {number}"
 
 
 @contextmanager
@@ -224,7 +234,7 @@ def _worker_env() -> dict[str, str]:
 
 def _copy_in(conn: sqlite3.Connection, projections: Sequence[Projection], scratch: Path, report: WorkerReport,
              result: FoldResult) -> None:
-    """Replace ``projections``' tables in ``main`` by the worker's, indexes built after; the
+    """Replace ``projections``' tables (and their indexes) in ``main`` by the worker's; the
     worker's counts and times (plus the copy's) go into ``result``."""
     clock = time.perf_counter_ns
     conn.execute(f"ATTACH DATABASE ? AS {SCRATCH_SCHEMA}", (scratch.resolve().as_uri() + "?mode=ro",))
