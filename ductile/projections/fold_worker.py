@@ -136,6 +136,8 @@ def fold_log_split(
 
 def detach_scratch(conn: sqlite3.Connection) -> None:
     """DETACH the worker's scratch database if a fold attached it (its transaction must be over)."""
+    if dialect_of(conn) is not StoreKind.SQLITE:  # a PostgreSQL fold never starts a worker
+        return
     attached = {row[1] for row in conn.execute("PRAGMA database_list").fetchall()}
     if SCRATCH_SCHEMA in attached:
         conn.execute(f"DETACH DATABASE {SCRATCH_SCHEMA}")
