@@ -78,6 +78,7 @@ def rebuild(
     """
     from ductile.events.log import read_head
     from ductile.events.schema import UnknownSchema
+    from ductile.projections.fold_worker import FoldWorkerFailed
     from ductile.projections.registry import default_runner
     from ductile.projections.runner import UnknownProjection
     from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
@@ -103,7 +104,11 @@ def rebuild(
         except UnknownSchema as exc:  # an emptied file, someone else's database
             raise fail(str(exc), json=json) from None
         started = time.perf_counter()
-        reports = runner.rebuild(conn, projection or None, bar)
+        try:
+            reports = runner.rebuild(conn, projection or None, bar)
+        except FoldWorkerFailed as exc:  # its traceback is logged; the user gets its error
+            conn.close()
+            raise fail(str(exc), json=json) from None
         position = read_head(conn)
         conn.close()
     finally:

@@ -89,22 +89,22 @@ def fold_log(
     events_schema: str = "main",
     progress: Progress | None = None,
     bulk: bool = True,
+    head: int | None = None,
+    taken_only: bool = False,
 ) -> FoldResult:
     """Drop and create ``projections``' tables in ``main`` and fold every event of
     ``events_schema``.events into them (with each projection's bulk fold where it has one and
     ``bulk`` is true, else its handlers), secondary indexes built after. Runs inside the caller's
-    transaction (a write transaction on ``main``)."""
+    transaction (a write transaction on ``main``).
+
+    ``head`` is the last position folded (default: the log's head in this transaction): two folds
+    that share one (``fold_worker.py``, each in its own process) read the same events, since the
+    log is append-only. ``taken_only`` reads only the events of types these projections take (no
+    other is decoded): a fold of some projections whose other process reads every event, so an
+    event nothing can decode still fails the rebuild."""
     cur = conn.cursor()
-    # The page cache and secure_delete are SQLite's; PostgreSQL's server sizes its own buffers.
     sqlite = dialect_of(conn) is StoreKind.SQLITE
-    if sqlite:
-        cache = cur.execute("PRAGMA main.cache_size").fetchone()[0]
-        secure_delete = cur.execute("PRAGMA main.secure_delete").fetchone()[0]
-        cur.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
-        # Debian's SQLite zeroes every deleted cell and freed page (8-12% of a rebuild's CPU). Whatever
-        # the fold deletes or drops is a projection of the log, which keeps all of it anyway.
-        cur.execute("PRAGMA main.secure_delete = 0")
-    try:
+    with fold_pragmas(conn):
         for p in projections:
             for table in p.tables:
                 cur.execute(f"DROP TABLE IF EXISTS main.{table}")
@@ -116,19 +116,41 @@ def fold_log(
         folds = {p.name: p.bulk() for p in projections if bulk and sqlite and p.bulk is not None}
         sqlite_binds.register()  # None and statuses bound without sqlite3's failed lookups
         with _collector_paused():
-            result = _apply_all(cur, projections, folds, events_schema, progress)
-        clock = time.perf_counter_ns
-        for p in projections:
-            begun = clock()
-            for statement in statements(p.schema):
-                if is_deferred_index(statement):
-                    cur.execute(qualified(statement, "main"))
-            result.spent_ns[p.name] += clock() - begun
+            result = _apply_all(cur, projections, folds, events_schema, progress, head, taken_only)
+        build_indexes(cur, projections, result.spent_ns)
         return result
+
+
+@contextmanager
+def fold_pragmas(conn: sqlite3.Connection) -> Iterator[None]:
+    """On SQLite, ``main``'s page cache raised to ``FOLD_CACHE_KIB`` and ``secure_delete`` off while
+    a fold writes, both back as they were after (PostgreSQL's server sizes its own buffers)."""
+    if dialect_of(conn) is not StoreKind.SQLITE:
+        yield
+        return
+    cache = conn.execute("PRAGMA main.cache_size").fetchone()[0]
+    secure_delete = conn.execute("PRAGMA main.secure_delete").fetchone()[0]
+    conn.execute(f"PRAGMA main.cache_size = -{FOLD_CACHE_KIB}")
+    # Debian's SQLite zeroes every deleted cell and freed page (8-12% of a rebuild's CPU). Whatever
+    # the fold deletes or drops is a projection of the log, which keeps all of it anyway.
+    conn.execute("PRAGMA main.secure_delete = 0")
+    try:
+        yield
     finally:
-        if sqlite:
-            cur.execute(f"PRAGMA main.cache_size = {cache}")
-            cur.execute(f"PRAGMA main.secure_delete = {secure_delete}")
+        conn.execute(f"PRAGMA main.cache_size = {cache}")
+        conn.execute(f"PRAGMA main.secure_delete = {secure_delete}")
+
+
+def build_indexes(cur: sqlite3.Cursor, projections: Sequence[Projection], spent_ns: dict[str, int]) -> None:
+    """Build ``projections``' secondary indexes in ``main`` (their tables filled), each one's time
+    added to its projection's ``spent_ns``."""
+    clock = time.perf_counter_ns
+    for p in projections:
+        begun = clock()
+        for statement in statements(p.schema):
+            if is_deferred_index(statement):
+                cur.execute(qualified(statement, "main"))
+        spent_ns[p.name] = spent_ns.get(p.name, 0) + clock() - begun
 
 
 @contextmanager
@@ -150,7 +172,7 @@ def _collector_paused() -> Iterator[None]:
 
 def _apply_all(
     cur: sqlite3.Cursor, projections: Sequence[Projection], folds: dict[str, BulkFold], events_schema: str,
-    progress: Progress | None,
+    progress: Progress | None, head: int | None, taken_only: bool,
 ) -> FoldResult:
     # Per event type, the projections that take it: (index into ``names``, handlers).
     names = [p.name for p in projections]
@@ -162,13 +184,18 @@ def _apply_all(
             dispatch.setdefault(event_type, []).append((index, fns))
     result = FoldResult(applied={p.name: 0 for p in projections}, spent_ns={p.name: 0 for p in projections})
     applied, spent = result.applied, result.spent_ns
-    head = cur.execute(f"SELECT COALESCE(MAX(position), 0) FROM {events_schema}.events").fetchone()[0]
+    if head is None:
+        head = cur.execute(f"SELECT COALESCE(MAX(position), 0) FROM {events_schema}.events").fetchone()[0]
+    # An event's ``type`` column is its class's name (``codec.type_name``), so the filter keeps
+    # exactly the events the dispatch takes; SQLite skips the others before Python sees them.
+    types = sorted(t.__name__ for t in dispatch) if taken_only else []
+    only = f" AND type IN ({', '.join('?' * len(types))})" if taken_only else ""
     sql = (f"SELECT position, event_id, stream, version, type, schema, recorded_at, data, chain"
-           f" FROM {events_schema}.events WHERE position > ? AND position <= ? ORDER BY position LIMIT ?")
+           f" FROM {events_schema}.events WHERE position > ? AND position <= ?{only} ORDER BY position LIMIT ?")
     clock = time.perf_counter_ns
     position = 0
     while position < head:
-        rows = cur.execute(sql, (position, head, FOLD_CHUNK)).fetchall()
+        rows = cur.execute(sql, (position, head, *types, FOLD_CHUNK)).fetchall()
         if not rows:
             break
         # A chunk is sorted into each projection's share, then each projection takes its share in log
@@ -194,7 +221,10 @@ def _apply_all(
         if progress is not None:
             progress(position, head)
     _flush(cur, folds, spent, final=True)
-    result.position = position
+    if progress is not None and position < head:  # the last events were of types not taken
+        progress(head, head)
+    # Positions are gap-free: every event up to ``head`` was read (or skipped as not taken).
+    result.position = head
     return result
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ductile.events.log import read_head, read_rows
 from ductile.events.record import Recorded
 from ductile.events.types import EventBase
-from ductile.projections.fold import fold_log
+from ductile.projections.fold_worker import WORKER_MIN_EVENTS, detach_scratch, fold_log_split
 from ductile.projections.projection import Handler, Projection
 
 CATCH_UP_CHUNK = 5000
@@ -45,6 +45,9 @@ class ProjectionRunner:
             for et, fns in p.handlers.items():
                 self._dispatch.setdefault(et, []).extend(fns)
         self.last_reports: list[RebuildReport] = []
+        # The log size from which a rebuild folds some projections in a second process; a test
+        # lowers it to hold the two-process fold to the one-process one on small logs.
+        self.worker_min_events = WORKER_MIN_EVENTS
         self._names = tuple(p.name for p in self.projections)
         marks = ",".join("?" * len(self._names))
         self._checkpoint_sql = f"UPDATE projections SET position = ? WHERE name IN ({marks}) AND position < ?"
@@ -154,22 +157,27 @@ class ProjectionRunner:
 
         The fast fold (``fold.py``): one transaction, the intermediate states of every row in the
         page cache, secondary indexes built after, the checkpoints set to the head at the end; an
-        interrupted rebuild leaves the projections as they were. Each report's ``seconds`` is its
-        own handlers' time plus its index builds.
+        interrupted rebuild leaves the projections as they were. On a large SQLite log some
+        projections fold in a second process (``fold_worker.py``; ``worker_min_events``). Each
+        report's ``seconds`` is its own handlers' time plus its index builds (and, for a worker's
+        projection, the copy of its tables).
         """
         chosen = [self.by_name(n) for n in names] if names else list(self.projections)
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            folded = fold_log(conn, chosen, progress=progress)
-            conn.executemany(
-                "INSERT INTO main.projections(name, version, position) VALUES (?, ?, ?) ON CONFLICT (name)"
-                " DO UPDATE SET version = excluded.version, position = excluded.position",
-                [(p.name, p.version, folded.position) for p in chosen],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                folded = fold_log_split(conn, chosen, progress=progress, min_events=self.worker_min_events)
+                conn.executemany(
+                    "INSERT INTO main.projections(name, version, position) VALUES (?, ?, ?) ON CONFLICT (name)"
+                    " DO UPDATE SET version = excluded.version, position = excluded.position",
+                    [(p.name, p.version, folded.position) for p in chosen],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        finally:
+            detach_scratch(conn)  # SQLite detaches only outside a transaction
         reports = [RebuildReport(p.name, p.version, folded.applied[p.name], folded.spent_ns[p.name] / 1e9)
                    for p in chosen]
         self.last_reports = reports

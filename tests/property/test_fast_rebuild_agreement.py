@@ -195,6 +195,30 @@ def test_the_fast_rebuild_and_replay_equal_the_live_projections(steps: list[tupl
         assert replay_and_compare(path, ALL).ok
 
 
+def _rebuilt_tables(path: Path, worker_min_events: int) -> dict[str, list[tuple[Any, ...]]]:
+    conn = connect(path, "normal")
+    try:
+        runner = default_runner()
+        runner.worker_min_events = worker_min_events
+        runner.rebuild(conn)
+        return {t: conn.execute(f"SELECT rowid, * FROM {t}").fetchall() for t in TABLES}
+    finally:
+        conn.close()
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step, min_size=1, max_size=30))
+def test_the_two_process_rebuild_writes_the_one_process_rows_in_their_order(steps: list[tuple[str, Any]]) -> None:
+    # fold_worker.py: the worker's projections folded in a second process and copied in; forced on
+    # these small logs (its threshold 0), against the whole fold in this process.
+    with TemporaryDirectory(prefix="ductile-prop-") as tmp:
+        path = Path(tmp) / "state.db"
+        _write_log(path, steps)
+        alone = _rebuilt_tables(path, 10**12)
+        assert _rebuilt_tables(path, 0) == alone
+        assert [p.name for p in Path(tmp).iterdir() if p.name.startswith(".ductile-fold-")] == []
+
+
 def _job(outcomes: list[Any], *, scheduled: bool = True, kill: bool = False, child: bool = False) -> tuple[str, Any]:
     return ("job", {"plugin": "echo", "outcomes": outcomes, "kill": kill, "child": child, "scheduled": scheduled})
 
