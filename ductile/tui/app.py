@@ -186,7 +186,8 @@ class WatchApp(App[int]):
         self._dirty = True
 
     def _redraw_if_dirty(self) -> None:
-        if self._dirty:
+        # Not while closing: textual removes the screens' widgets before it stops the app's timers.
+        if self._dirty and self.is_running:
             self.redraw()
 
     def redraw(self) -> None:

@@ -206,3 +206,18 @@ def test_the_jobs_and_breakers_tabs_fit_80x24(snap_compare) -> None:  # type: ig
         pilot.app.redraw()
         await pilot.pause()
     assert snap_compare(WatchApp(FakeFeed(), clock=lambda: NOW), terminal_size=(80, 24), run_before=settle)
+
+
+def test_a_redraw_tick_while_the_app_closes_is_skipped_not_an_error() -> None:
+    # The redraw timer can fire after textual has removed the screens' widgets on the way out (seen
+    # under load in CI as NoMatches on '#header'); the tick must then do nothing.
+    async def main() -> WatchApp:
+        app = WatchApp(FakeFeed(), clock=lambda: NOW)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+        return app
+
+    app = asyncio.run(main())
+    app._dirty = True
+    app._redraw_if_dirty()
+    assert app._dirty, "nothing drawn: the next start draws everything anyway"
