@@ -17,6 +17,9 @@ _HEAD = struct.Struct(">QH")
 _TAIL = struct.Struct(">Iq")
 
 SELECT_COLUMNS = "position, event_id, stream, version, type, schema, recorded_at, data, chain"
+# What ``from_slim_row`` takes: a fold whose handlers read a record's position and event only
+# (``Projection.reads_meta``) skips converting the other five columns (a quarter of its read).
+SLIM_COLUMNS = "position, type, schema, data"
 
 
 class Recorded(msgspec.Struct, frozen=True, gc=False):
@@ -66,5 +69,21 @@ def from_row(row: tuple[Any, ...]) -> Recorded:
         type=type_,
         schema=schema,
         recorded_at=recorded_at,
+        event=codec.decode(type_, schema, data),
+    )
+
+
+def from_slim_row(row: tuple[Any, ...]) -> Recorded:
+    """A record of ``SLIM_COLUMNS``: its position, type, schema and event; ``event_id``,
+    ``stream``, ``version`` and ``recorded_at`` left blank (``b""``, ``""``, 0, 0)."""
+    position, type_, schema, data = row
+    return Recorded(
+        position=position,
+        event_id=b"",
+        stream="",
+        version=0,
+        type=type_,
+        schema=schema,
+        recorded_at=0,
         event=codec.decode(type_, schema, data),
     )

@@ -45,11 +45,16 @@ class BulkFold(Protocol):
 
 
 class Projection:
-    def __init__(self, name: str, version: int, schema: str, tables: tuple[str, ...]) -> None:
+    def __init__(self, name: str, version: int, schema: str, tables: tuple[str, ...], *,
+                 reads_meta: bool = True) -> None:
         self.name = name
         self.version = version
         self.schema = schema
         self.tables = tables
+        # False: its handlers (live and bulk) read only ``rec.position`` and ``rec.event`` of a
+        # record, so a fold of such projections alone reads and decodes only those columns
+        # (``record.from_slim_row``; the record's other fields are left blank).
+        self.reads_meta = reads_meta
         self.handlers: dict[type[EventBase], list[Handler]] = {}
         self.bulk: Callable[[], BulkFold] | None = None
 
