@@ -89,7 +89,7 @@ def rebuild(
 
 
 def _rebuild(cfg: Any, projection: list[str] | None, json: bool) -> int:
-    from ductile.events.log import read_head
+    from ductile.events.record import read_head
     from ductile.events.schema import UnknownSchema
     from ductile.projections.fold_worker import FoldWorkerFailed
     from ductile.projections.registry import default_runner

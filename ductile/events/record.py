@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import struct
 from typing import Any
 
@@ -87,3 +88,24 @@ def from_slim_row(row: tuple[Any, ...]) -> Recorded:
         recorded_at=0,
         event=codec.decode(type_, schema, data),
     )
+
+
+def _rows_sql(from_position: int, limit: int | None) -> tuple[str, tuple[Any, ...]]:
+    sql = f"SELECT {SELECT_COLUMNS} FROM events WHERE position > ? ORDER BY position"
+    if limit is None:
+        return sql, (from_position,)
+    return sql + " LIMIT ?", (from_position, limit)
+
+
+HEAD_SQL = "SELECT COALESCE(MAX(position), 0) FROM events"  # the committed head, as any reader sees it
+
+
+def read_head(conn: sqlite3.Connection) -> int:
+    """The last committed position (0 for an empty log) on this connection's snapshot."""
+    head: int = conn.execute(HEAD_SQL).fetchone()[0]
+    return head
+
+
+def read_rows(conn: sqlite3.Connection, from_position: int = 0, limit: int | None = None) -> list[Recorded]:
+    sql, params = _rows_sql(from_position, limit)
+    return [from_row(r) for r in conn.execute(sql, params).fetchall()]

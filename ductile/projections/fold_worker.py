@@ -232,7 +232,7 @@ def prestart(database: Path | None, names: Sequence[str] | None = None) -> None:
     the log: ``fold_log_split`` decides again inside its transaction, and starts its own worker if
     none was started."""
     global _prestarted
-    if _prestarted is not None or database is None:
+    if _prestarted is not None or database is None or not database.is_file():
         return
     if names and (all(n in IN_PROCESS for n in names) or not any(n in IN_PROCESS for n in names)):
         return
