@@ -18,9 +18,10 @@ _HEAD = struct.Struct(">QH")
 _TAIL = struct.Struct(">Iq")
 
 SELECT_COLUMNS = "position, event_id, stream, version, type, schema, recorded_at, data, chain"
-# What ``from_slim_row`` takes: a fold whose handlers read a record's position and event only
-# (``Projection.reads_meta``) skips converting the other five columns (a quarter of its read).
-SLIM_COLUMNS = "position, type, schema, data"
+# What ``from_slim_row`` takes: a fold whose handlers read a record's position, version, type and
+# event only (``Projection.reads_meta``) skips converting the other four columns (event id, stream,
+# recorded_at, chain: a quarter of its read).
+SLIM_COLUMNS = "position, version, type, schema, data"
 
 
 class Recorded(msgspec.Struct, frozen=True, gc=False):
@@ -75,14 +76,14 @@ def from_row(row: tuple[Any, ...]) -> Recorded:
 
 
 def from_slim_row(row: tuple[Any, ...]) -> Recorded:
-    """A record of ``SLIM_COLUMNS``: its position, type, schema and event; ``event_id``,
-    ``stream``, ``version`` and ``recorded_at`` left blank (``b""``, ``""``, 0, 0)."""
-    position, type_, schema, data = row
+    """A record of ``SLIM_COLUMNS``: its position, version, type, schema and event; ``event_id``,
+    ``stream`` and ``recorded_at`` left blank (``b""``, ``""``, 0)."""
+    position, version, type_, schema, data = row
     return Recorded(
         position=position,
         event_id=b"",
         stream="",
-        version=0,
+        version=version,
         type=type_,
         schema=schema,
         recorded_at=0,
