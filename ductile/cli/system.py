@@ -76,14 +76,26 @@ def rebuild(
         ductile system rebuild
         ductile system rebuild --projection queue --json
     """
-    from ductile.events.log import read_head
+    from ductile.projections import fold_worker
+
+    cfg = resolve(config, config_dir)
+    # The fold worker first (when this rebuild will use one): its start and imports run on the
+    # other core while this process imports the projections and opens the log.
+    fold_worker.prestart(cfg.store().file, projection)
+    try:
+        return _rebuild(cfg, projection, json)
+    finally:
+        fold_worker.discard_prestarted()
+
+
+def _rebuild(cfg: Any, projection: list[str] | None, json: bool) -> int:
+    from ductile.events.record import read_head
     from ductile.events.schema import UnknownSchema
     from ductile.projections.fold_worker import FoldWorkerFailed
     from ductile.projections.registry import default_runner
     from ductile.projections.runner import UnknownProjection
     from ductile.system.pidlock import PidLock, PidLockHeld, pid_path
 
-    cfg = resolve(config, config_dir)
     runner = default_runner()
     try:
         for name in projection or []:

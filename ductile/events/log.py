@@ -37,7 +37,19 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from ductile.events import codec
-from ductile.events.record import GENESIS_CHAIN, SELECT_COLUMNS, Recorded, chain_hash, from_row
+
+# The synchronous reads live in record.py (no asyncio for the CLI and the fold worker); named here too.
+from ductile.events.record import (
+    GENESIS_CHAIN,
+    HEAD_SQL,
+    SELECT_COLUMNS,
+    Recorded,
+    _rows_sql,
+    chain_hash,
+    from_row,
+    read_head,
+    read_rows,
+)
 from ductile.events.sqlite_store import SqliteStore
 from ductile.events.store import FOLLOW_POLL_SECONDS, UNIT_SAVEPOINT, AsyncReader, EventStore, log_line
 from ductile.events.timefmt import now_ns
@@ -581,32 +593,11 @@ class EventLog:
             await reader.close()
 
 
-def _rows_sql(from_position: int, limit: int | None) -> tuple[str, tuple[Any, ...]]:
-    sql = f"SELECT {SELECT_COLUMNS} FROM events WHERE position > ? ORDER BY position"
-    if limit is None:
-        return sql, (from_position,)
-    return sql + " LIMIT ?", (from_position, limit)
-
-
-HEAD_SQL = "SELECT COALESCE(MAX(position), 0) FROM events"  # the committed head, as any reader sees it
-
-
-def read_head(conn: sqlite3.Connection) -> int:
-    """The last committed position (0 for an empty log) on this connection's snapshot."""
-    head: int = conn.execute(HEAD_SQL).fetchone()[0]
-    return head
-
-
 async def fetch_head(conn: AsyncReader) -> int:
     """``read_head`` on an async connection."""
     rows = list(await conn.execute_fetchall(HEAD_SQL))
     head: int = rows[0][0]
     return head
-
-
-def read_rows(conn: sqlite3.Connection, from_position: int = 0, limit: int | None = None) -> list[Recorded]:
-    sql, params = _rows_sql(from_position, limit)
-    return [from_row(r) for r in conn.execute(sql, params).fetchall()]
 
 
 async def fetch_rows(conn: AsyncReader, from_position: int = 0, limit: int | None = None) -> list[Recorded]:

@@ -10,12 +10,14 @@ import logging
 import os
 import sqlite3
 from pathlib import Path
-
-import aiosqlite
+from typing import TYPE_CHECKING
 
 from ductile.events import sqlite_binds
 from ductile.events.schema import UnknownSchema, ensure_schema
 from ductile.events.store import StoreKind, log_line
+
+if TYPE_CHECKING:  # imported where used: the CLI and the fold worker never load asyncio for it
+    import aiosqlite
 
 # SQLite primary result codes that mean the storage, not the work, failed: the same work may
 # succeed once the disk has room again, the file is writable again, or another writer let go.
@@ -58,6 +60,8 @@ def connect(path: str | Path, durability: str = "full", readonly: bool = False) 
 def connect_async(path: str | Path) -> aiosqlite.Connection:
     """A read-only aiosqlite connection set up as ``connect(readonly=True)``; await it to open it
     and ``close()`` it once done (its thread keeps the process alive until then)."""
+    import aiosqlite
+
     return aiosqlite.Connection(lambda: connect(path, readonly=True), iter_chunk_size=256)
 
 

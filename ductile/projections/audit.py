@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS vault_audit_grants (
 )
 """
 
-PROJECTION = Projection(name="audit", version=1, schema=SCHEMA, tables=("vault_audit", "vault_audit_grants"))
+PROJECTION = Projection(name="audit", version=1, schema=SCHEMA, tables=("vault_audit", "vault_audit_grants"), reads_meta=False)
 
 DEFAULT_LIMIT = 50
 LIMIT_NOT_POSITIVE = "--limit must be > 0"

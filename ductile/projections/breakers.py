@@ -47,7 +47,8 @@ CREATE INDEX IF NOT EXISTS circuit_breaker_transitions_key ON circuit_breaker_tr
 """
 
 PROJECTION = Projection(
-    name="breakers", version=1, schema=SCHEMA, tables=("circuit_breakers", "circuit_breaker_transitions")
+    name="breakers", version=1, schema=SCHEMA, tables=("circuit_breakers", "circuit_breaker_transitions"),
+    reads_meta=False,  # projection.py
 )
 
 

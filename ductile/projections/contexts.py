@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS event_contexts (
 )
 """
 
-PROJECTION = Projection(name="contexts", version=1, schema=SCHEMA, tables=("event_contexts",))
+PROJECTION = Projection(name="contexts", version=1, schema=SCHEMA, tables=("event_contexts",), reads_meta=False)
 
 _json = msgspec.json.Encoder()
 

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ductile.events import sqlite_binds
-from ductile.events.record import Recorded, from_row
+from ductile.events.record import SELECT_COLUMNS, SLIM_COLUMNS, Recorded, from_row, from_slim_row
 from ductile.events.store import StoreKind, dialect_of
 from ductile.projections.projection import BulkFold, Handler, Projection
 
@@ -190,7 +190,10 @@ def _apply_all(
     # exactly the events the dispatch takes; SQLite skips the others before Python sees them.
     types = sorted(t.__name__ for t in dispatch) if taken_only else []
     only = f" AND type IN ({', '.join('?' * len(types))})" if taken_only else ""
-    sql = (f"SELECT position, event_id, stream, version, type, schema, recorded_at, data, chain"
+    # Projections that read only a record's position and event (the ledger) get only those columns.
+    slim = all(not p.reads_meta for p in projections)
+    columns, decode = (SLIM_COLUMNS, from_slim_row) if slim else (SELECT_COLUMNS, from_row)
+    sql = (f"SELECT {columns}"
            f" FROM {events_schema}.events WHERE position > ? AND position <= ?{only} ORDER BY position LIMIT ?")
     clock = time.perf_counter_ns
     position = 0
@@ -203,7 +206,7 @@ def _apply_all(
         # projections never shows, and each one's time (its own, as the report says) costs two clock
         # reads a chunk instead of two per event.
         shares: list[list[tuple[list[Handler], Recorded]]] = [[] for _ in names]
-        for rec in map(from_row, rows):
+        for rec in map(decode, rows):
             for index, fns in dispatch.get(type(rec.event), ()):
                 shares[index].append((fns, rec))
         for index, share in enumerate(shares):

@@ -193,34 +193,99 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+class _Spawned:
+    """A worker process started, not yet given its request, and the file that takes its stderr."""
+
+    def __init__(self) -> None:
+        self.stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed by ``end``)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", _WORKER_MODULE],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=_worker_env(),
+            )
+        except BaseException:
+            self.stderr.close()
+            raise
+
+    def end(self) -> None:
+        """Stop the process if it still runs, reap it, close its pipes and stderr file."""
+        process = self.process
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with suppress(BrokenPipeError):
+                    pipe.close()
+        self.stderr.close()
+
+
+# A worker ``prestart`` started ahead of the fold, for ``_worker`` to take (one per process).
+_prestarted: _Spawned | None = None
+
+
+def prestart(database: Path | None, names: Sequence[str] | None = None) -> None:
+    """Start the worker now when a rebuild of ``names`` (default all) of ``database`` will use one,
+    so its start (a Python process importing the projections, 0.2-0.3 s) runs on the other core
+    while this process loads its own modules and opens the log; ``fold_log_split`` hands it its
+    request. ``discard_prestarted`` ends it if nothing took it. A guess from a read-only look at
+    the log: ``fold_log_split`` decides again inside its transaction, and starts its own worker if
+    none was started."""
+    global _prestarted
+    if _prestarted is not None or database is None or not database.is_file():
+        return
+    if names and (all(n in IN_PROCESS for n in names) or not any(n in IN_PROCESS for n in names)):
+        return
+    if _peek_head(database) < WORKER_MIN_EVENTS:
+        return
+    _prestarted = _Spawned()
+
+
+def discard_prestarted() -> None:
+    """End a prestarted worker that no fold took (it waits for its request: killed at once)."""
+    global _prestarted
+    spawned, _prestarted = _prestarted, None
+    if spawned is not None:
+        spawned.end()
+
+
+def _peek_head(database: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    try:
+        return int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0])
+    except (sqlite3.Error, TypeError, ValueError):  # not (yet) a log: no worker
+        return 0
+    finally:
+        conn.close()
+
+
 @contextmanager
 def _worker(database: Path, head: int, projections: Sequence[Projection]) -> Iterator[_Worker]:
-    """Start the worker on ``projections``; on leaving, in every case, it is stopped (if still
-    running) and its scratch file removed."""
+    """Start the worker on ``projections`` (or give the prestarted one its request); on leaving, in
+    every case, it is stopped (if still running) and its scratch file removed."""
+    global _prestarted
     fd, name = tempfile.mkstemp(prefix=_SCRATCH_PREFIX, suffix=".db", dir=database.parent)  # mode 0600
     os.close(fd)
     scratch = Path(name)
     request = WorkerRequest(database=str(database), scratch=name, head=head, projections=[p.name for p in projections])
     try:
-        with tempfile.TemporaryFile() as stderr:
-            process = subprocess.Popen(
-                [sys.executable, "-m", _WORKER_MODULE],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=_worker_env(),
-            )
+        spawned, _prestarted = _prestarted, None
+        if spawned is None:
+            spawned = _Spawned()
+        try:
+            process = spawned.process
+            assert process.stdin is not None
             try:
-                assert process.stdin is not None
-                try:
-                    with process.stdin:
-                        process.stdin.write(msgspec.json.encode(request))
-                except BrokenPipeError:
-                    pass  # the worker exited at once: ``wait`` reports how
-                yield _Worker(process, scratch, stderr)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                process.wait()
-                if process.stdout is not None:
-                    process.stdout.close()
+                with process.stdin:
+                    process.stdin.write(msgspec.json.encode(request))
+            except BrokenPipeError:
+                pass  # the worker exited at once: ``wait`` reports how
+            yield _Worker(process, scratch, spawned.stderr)
+        finally:
+            spawned.end()
     finally:
         for path in (scratch, Path(f"{scratch}-journal")):
             path.unlink(missing_ok=True)
@@ -283,7 +348,14 @@ def fold_into_scratch(request: WorkerRequest) -> WorkerReport:
 
 
 def main() -> int:
-    request = msgspec.json.decode(sys.stdin.buffer.read(), type=WorkerRequest)
+    # The projections first, then the request: a prestarted worker (``prestart``) loads them while
+    # its parent is still starting; an import error is reported by ``fold_into_scratch``.
+    with suppress(Exception):
+        import ductile.projections.registry  # noqa: F401
+    raw = sys.stdin.buffer.read()
+    if not raw:  # a prestarted worker its parent did not need
+        return 0
+    request = msgspec.json.decode(raw, type=WorkerRequest)
     try:
         report = fold_into_scratch(request)
     except BaseException as exc:  # reported whole to the parent, which fails the rebuild with it

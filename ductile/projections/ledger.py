@@ -120,6 +120,7 @@ PROJECTION = Projection(
     version=3,  # 2: job_attempts.subs, job_dispatch_drops; 3: the started snapshot moved to job_attempts
     schema=SCHEMA,
     tables=("ledger_jobs", "job_log", "job_transitions", "job_attempts", "job_dispatch_drops"),
+    reads_meta=False,  # its handlers read a record's position and event only (projection.py)
 )
 
 

@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS plugin_facts (
 )
 """
 
-PROJECTION = Projection(name="plugin_state", version=1, schema=SCHEMA, tables=("plugin_state", "plugin_facts"))
+PROJECTION = Projection(name="plugin_state", version=1, schema=SCHEMA, tables=("plugin_state", "plugin_facts"), reads_meta=False)
 
 _json = msgspec.json.Encoder()
 

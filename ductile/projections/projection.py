@@ -45,11 +45,18 @@ class BulkFold(Protocol):
 
 
 class Projection:
-    def __init__(self, name: str, version: int, schema: str, tables: tuple[str, ...]) -> None:
+    def __init__(self, name: str, version: int, schema: str, tables: tuple[str, ...], *,
+                 reads_meta: bool = True) -> None:
         self.name = name
         self.version = version
         self.schema = schema
         self.tables = tables
+        # False: its handlers (live and bulk) read only ``rec.position``, ``rec.version``,
+        # ``rec.type`` and ``rec.event`` of a record, so a fold of such projections alone reads
+        # only those columns (``record.from_slim_row``; ``event_id``, ``stream`` and
+        # ``recorded_at`` are left blank). tests/unit/projections/test_slim_records.py holds
+        # every registered projection to it.
+        self.reads_meta = reads_meta
         self.handlers: dict[type[EventBase], list[Handler]] = {}
         self.bulk: Callable[[], BulkFold] | None = None
 

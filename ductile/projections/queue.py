@@ -76,7 +76,7 @@ CREATE INDEX IF NOT EXISTS job_queue_lane ON job_queue(plugin, created_ns, enque
   WHERE status='queued'
 """
 
-PROJECTION = Projection(name="queue", version=4, schema=SCHEMA, tables=("job_queue",))
+PROJECTION = Projection(name="queue", version=4, schema=SCHEMA, tables=("job_queue",), reads_meta=False)
 
 _json = msgspec.json.Encoder()
 

@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ductile.events.log import read_head, read_rows
-from ductile.events.record import Recorded
+from ductile.events.record import Recorded, read_head, read_rows
 from ductile.events.types import EventBase
 from ductile.projections.fold_worker import WORKER_MIN_EVENTS, detach_scratch, fold_log_split
 from ductile.projections.projection import Handler, Projection

@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS schedule_jobs (
 CREATE INDEX IF NOT EXISTS schedule_jobs_entry ON schedule_jobs(plugin, schedule_id)
 """
 
-PROJECTION = Projection(name="schedules", version=1, schema=SCHEMA, tables=("schedule_state", "schedule_jobs"))
+PROJECTION = Projection(name="schedules", version=1, schema=SCHEMA, tables=("schedule_state", "schedule_jobs"), reads_meta=False)
 
 
 @PROJECTION.on(SchedulePlanned)

@@ -27,7 +27,7 @@ CREATE TABLE IF NOT EXISTS webhook_replays (
 CREATE INDEX IF NOT EXISTS webhook_replays_expiry ON webhook_replays(expires_ns)
 """
 
-PROJECTION = Projection(name="webhooks", version=1, schema=SCHEMA, tables=("webhook_replays",))
+PROJECTION = Projection(name="webhooks", version=1, schema=SCHEMA, tables=("webhook_replays",), reads_meta=False)
 
 
 class AcceptedDelivery(msgspec.Struct, frozen=True):

@@ -186,3 +186,34 @@ def test_an_error_in_this_processs_fold_stops_the_worker_and_changes_nothing(
     assert len(started) == 1 and started[0].process.returncode is not None  # stopped and reaped
     assert _state(db) == before
     assert _scratch_files(tmp_path) == []
+
+
+def test_a_prestarted_worker_is_the_one_the_rebuild_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = _rebuilt_once(tmp_path)
+    expected, _ = _rebuilt(db, default_runner(), 0)
+    monkeypatch.setattr(fold_worker, "WORKER_MIN_EVENTS", 0)  # prestart's guess: any log
+    fold_worker.prestart(db, ["ledger"])  # one group only: no worker
+    assert fold_worker._prestarted is None
+    fold_worker.prestart(db)
+    spawned = fold_worker._prestarted
+    assert spawned is not None
+    try:
+        state, _ = _rebuilt(db, default_runner(), 0)
+    finally:
+        fold_worker.discard_prestarted()
+    assert fold_worker._prestarted is None  # the fold took it ...
+    assert spawned.process.returncode == 0  # ... and it folded (exit 0 after answering)
+    assert state == expected
+    assert _scratch_files(tmp_path) == []
+
+
+def test_an_unused_prestarted_worker_is_ended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = _rebuilt_once(tmp_path)
+    monkeypatch.setattr(fold_worker, "WORKER_MIN_EVENTS", 0)
+    fold_worker.prestart(db)
+    spawned = fold_worker._prestarted
+    assert spawned is not None
+    fold_worker.discard_prestarted()
+    assert fold_worker._prestarted is None and spawned.process.returncode is not None
+    fold_worker.prestart(tmp_path / "missing.db")  # no log there: no worker
+    assert fold_worker._prestarted is None
