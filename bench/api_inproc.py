@@ -1,6 +1,6 @@
 """The API's per-request work without a server: the app called over ASGI in-process.
 
-For counting rather than timing: ``docs/performance.md``'s instruction counts per request come from
+For counting rather than timing: ``docs/performance-history.md``'s instruction counts per request come from
 two runs of this under callgrind, one thread per output file, whose difference is the requests':
 
     valgrind --tool=callgrind --separate-threads=yes python bench/api_inproc.py --app gateway 100

@@ -5,7 +5,7 @@ Litestar gives every guard ``copy(handler)`` on every request, so that a guard m
 handler it is given without the change outliving the request. Our guards (``auth.scopes``, the
 vault's admin token) never look at the handler, and the copy (a route handler has some seventy
 slots, each set again) was the largest single cost left on the enqueue path: about an eighth of
-the event loop's time per request (docs/performance.md, "The API path").
+the event loop's time per request (docs/performance-history.md, "The API path").
 
 A subclass of ``HTTPRouteHandler`` (Litestar's own extension point; subclassing its semantic
 ``get``/``post`` classes is deprecated), built by two functions with the decorators' signature.

@@ -94,7 +94,7 @@ def _command_route(plugin: str, command: str, summary: str, input_schema: dict[s
 async def _trigger(request: Request[Any, Any, Any], plugin: str, command: str,
                    idempotency_key: str | None) -> Response[TriggerAccepted]:
     # The hot path takes the facade and the caller from the request rather than by dependency
-    # injection: two injected values cost an anyio task group per request (docs/performance.md).
+    # injection: two injected values cost an anyio task group per request (docs/performance-history.md).
     ductile, caller = facade_of(request), caller_of(request)
     loaded = ductile.plugins.get(plugin)
     if loaded is None:

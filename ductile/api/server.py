@@ -49,7 +49,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus read and write deadlines, and a JSON body on its own 400.
 
     httptools (llhttp, in C) rather than h11: h11's pure-Python parser was about half the event
-    loop's time under load (docs/performance.md). uvicorn only times out idle keep-alive
+    loop's time under load (docs/performance-history.md). uvicorn only times out idle keep-alive
     connections: a client that sends half a request, or never reads its response, would hold a
     connection (and a handler) forever. A deadline that passes closes the transport; uvicorn then
     reports ``http.disconnect`` to the handler and drops what it still sends.

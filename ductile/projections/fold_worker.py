@@ -1,7 +1,7 @@
 """The whole-log fold on two cores: the heaviest projection in this process, the others in a worker.
 
 ``fold.fold_log`` runs in one process, and ``bench/rebuild.py --floor`` shows that one process
-writing each final row once cannot go much faster (docs/performance.md, "Rebuild"). The machine's
+writing each final row once cannot go much faster (docs/performance-history.md, "Rebuild"). The machine's
 second core is the lever left: on a SQLite log of at least ``WORKER_MIN_EVENTS`` events (below it a
 process costs more than it saves) ``fold_log_split`` starts ``python -m
 ductile.projections.fold_worker``, which
