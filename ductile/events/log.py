@@ -44,11 +44,11 @@ from ductile.events.record import (
     HEAD_SQL,
     SELECT_COLUMNS,
     Recorded,
-    _rows_sql,
     chain_hash,
     from_row,
     read_head,
     read_rows,
+    rows_sql,
 )
 from ductile.events.sqlite_store import SqliteStore
 from ductile.events.store import FOLLOW_POLL_SECONDS, UNIT_SAVEPOINT, AsyncReader, EventStore, log_line
@@ -602,7 +602,7 @@ async def fetch_head(conn: AsyncReader) -> int:
 
 async def fetch_rows(conn: AsyncReader, from_position: int = 0, limit: int | None = None) -> list[Recorded]:
     """``read_rows`` on an async connection."""
-    sql, params = _rows_sql(from_position, limit)
+    sql, params = rows_sql(from_position, limit)
     return [from_row(r) for r in await conn.execute_fetchall(sql, params)]
 
 

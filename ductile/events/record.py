@@ -91,7 +91,7 @@ def from_slim_row(row: tuple[Any, ...]) -> Recorded:
     )
 
 
-def _rows_sql(from_position: int, limit: int | None) -> tuple[str, tuple[Any, ...]]:
+def rows_sql(from_position: int, limit: int | None) -> tuple[str, tuple[Any, ...]]:
     sql = f"SELECT {SELECT_COLUMNS} FROM events WHERE position > ? ORDER BY position"
     if limit is None:
         return sql, (from_position,)
@@ -108,5 +108,5 @@ def read_head(conn: sqlite3.Connection) -> int:
 
 
 def read_rows(conn: sqlite3.Connection, from_position: int = 0, limit: int | None = None) -> list[Recorded]:
-    sql, params = _rows_sql(from_position, limit)
+    sql, params = rows_sql(from_position, limit)
     return [from_row(r) for r in conn.execute(sql, params).fetchall()]

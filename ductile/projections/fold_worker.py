@@ -52,6 +52,7 @@ from typing import IO
 
 import msgspec
 
+from ductile.events.record import read_head
 from ductile.events.store import StoreKind, dialect_of, log_line
 from ductile.projections.fold import (
     FoldResult,
@@ -122,7 +123,7 @@ def fold_log_split(
     database = _database_file(conn) if here and there else None
     if database is None:  # PostgreSQL, a private database, one group empty: as ``fold_log`` alone
         return fold_log(conn, projections, progress=progress)
-    head: int = conn.execute("SELECT COALESCE(MAX(position), 0) FROM main.events").fetchone()[0]
+    head = read_head(conn)
     if head < min_events:
         return fold_log(conn, projections, progress=progress, head=head)
     # The fold's page cache and secure_delete for the copy as well: it drops the worker's old
@@ -255,7 +256,7 @@ def _peek_head(database: Path) -> int:
     except sqlite3.Error:
         return 0
     try:
-        return int(conn.execute("SELECT COALESCE(MAX(position), 0) FROM events").fetchone()[0])
+        return int(read_head(conn))
     except (sqlite3.Error, TypeError, ValueError):  # not (yet) a log: no worker
         return 0
     finally:
