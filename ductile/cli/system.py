@@ -13,6 +13,7 @@ from ductile.cli.output import emit_json, fail, heading, print_check, print_tabl
 from ductile.cli.progress import progress_lines
 
 if TYPE_CHECKING:
+    from ductile.config.loader import Config
     from ductile.events.store import EventStore
 
 app = App(name="system", help="Run and maintain the gateway: start, stop, status, reload, rebuild, skills.")
@@ -88,7 +89,7 @@ def rebuild(
         fold_worker.discard_prestarted()
 
 
-def _rebuild(cfg: Any, projection: list[str] | None, json: bool) -> int:
+def _rebuild(cfg: Config, projection: list[str] | None, json: bool) -> int:
     from ductile.events.record import read_head
     from ductile.events.schema import UnknownSchema
     from ductile.projections.fold_worker import FoldWorkerFailed

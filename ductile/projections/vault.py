@@ -72,8 +72,7 @@ CREATE TABLE IF NOT EXISTS vault_blob (
 
 PROJECTION = Projection(name="vault", version=1, schema=SCHEMA,
                          tables=("vault_secrets", "vault_principals", "vault_blob"),
-    reads_meta=False,  # projection.py
-)
+                         reads_meta=False)  # projection.py
 
 
 class VaultState(msgspec.Struct, frozen=True, kw_only=True):
