@@ -6,6 +6,8 @@ counts, vault changes and retention prunes between them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -181,12 +183,19 @@ def _write_log(path: Path, steps: list[tuple[str, Any]]) -> None:
         log.close()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(step, min_size=1, max_size=30))
-def test_the_fast_rebuild_and_replay_equal_the_live_projections(steps: list[tuple[str, Any]]) -> None:
+@contextmanager
+def _logged(steps: list[tuple[str, Any]]) -> Iterator[Path]:
+    """A state database in a fresh directory, holding the log ``steps`` write (the directory goes after)."""
     with TemporaryDirectory(prefix="ductile-prop-") as tmp:
         path = Path(tmp) / "state.db"
         _write_log(path, steps)
+        yield path
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step, min_size=1, max_size=30))
+def test_the_fast_rebuild_and_replay_equal_the_live_projections(steps: list[tuple[str, Any]]) -> None:
+    with _logged(steps) as path:
         replay = replay_and_compare(path, ALL)
         assert replay.ok, replay.detail
         shape = _shape(path)
@@ -211,12 +220,10 @@ def _rebuilt_tables(path: Path, worker_min_events: int) -> dict[str, list[tuple[
 def test_the_two_process_rebuild_writes_the_one_process_rows_in_their_order(steps: list[tuple[str, Any]]) -> None:
     # fold_worker.py: the worker's projections folded in a second process and copied in; forced on
     # these small logs (its threshold 0), against the whole fold in this process.
-    with TemporaryDirectory(prefix="ductile-prop-") as tmp:
-        path = Path(tmp) / "state.db"
-        _write_log(path, steps)
+    with _logged(steps) as path:
         alone = _rebuilt_tables(path, 10**12)
         assert _rebuilt_tables(path, 0) == alone
-        assert [p.name for p in Path(tmp).iterdir() if p.name.startswith(".ductile-fold-")] == []
+        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".ductile-fold-")] == []
 
 
 def _job(outcomes: list[Any], *, scheduled: bool = True, kill: bool = False, child: bool = False) -> tuple[str, Any]:
@@ -241,9 +248,7 @@ def test_every_bulk_fold_writes_the_rows_its_live_handlers_write_in_their_order(
     # chunk), so later events of those jobs take the live statements: both paths of each bulk fold
     # are held to the handlers.
     assert BULK, "no projection offers a bulk fold"
-    with TemporaryDirectory(prefix="ductile-prop-") as tmp:
-        path = Path(tmp) / "state.db"
-        _write_log(path, steps)
+    with _logged(steps) as path:
         handlers = folded_tables(path, BULK, bulk=False)
         folds: list[Any] = [p.bulk for p in BULK]  # each a class with a ``held`` limit
         saved = [f.held for f in folds], fold.FOLD_CHUNK
