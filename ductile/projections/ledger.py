@@ -369,19 +369,18 @@ class LedgerFold:
             self.log = {}
         handler(cur, e, rec)
 
-    def _transition(self, rec: Recorded, job_id: str, frm: str | None, to: str, reason: str | None) -> None:
-        at = rec.event.at
-        self.transitions.append((rec.position, job_id, frm, to, reason, sql_ts(at), at))
+    def _transition(self, rec: Recorded, ts: str, job_id: str, frm: str | None, to: str, reason: str | None) -> None:
+        self.transitions.append((rec.position, job_id, frm, to, reason, ts, rec.event.at))
 
-    def _finish(self, job: _HeldJob, attempt: int, at: int, outcome: str, exit_code: int | None,
+    def _finish(self, job: _HeldJob, attempt: int, ts: str, outcome: str, exit_code: int | None,
                 duration_ms: int | None, error: str | None, stderr: str | None,
                 subs: list[StopwatchSub] | None = None) -> None:
         row = job.attempts.get(attempt)
         if row is not None:
-            row[_A_COMPLETED_AT:_A_CREATED_NS] = (sql_ts(at), outcome, exit_code, duration_ms, error, stderr)
+            row[_A_COMPLETED_AT:_A_CREATED_NS] = (ts, outcome, exit_code, duration_ms, error, stderr)
             row[_A_CREATED_NS + 1] = msgspec.json.encode(subs).decode() if subs else None
 
-    def _log(self, job: _HeldJob, attempt: int, status: str, at: int, result: str | None,
+    def _log(self, job: _HeldJob, attempt: int, status: str, at: int, ts: str, result: str | None,
              last_error: str | None, stderr: str | None) -> None:
         staging = job.staging
         if staging is None:  # the live INSERT … SELECT finds no ledger_jobs row: nothing written
@@ -391,7 +390,7 @@ class LedgerFold:
         log_id = f"{job_id}-{attempt}"
         self.log.pop(log_id, None)
         self.log[log_id] = (log_id, job_id, plugin, command, status, result, attempt, submitted_by, created_at,
-                            sql_ts(at), last_error, stderr, parent, source, context, enqueued_snapshot,
+                            ts, last_error, stderr, parent, source, context, enqueued_snapshot,
                             started_snapshot, at)
         job.staging = None
 
@@ -399,13 +398,14 @@ class LedgerFold:
         job = self.jobs.pop(e.job_id, None)
         if job is not None and job.staging is not None:  # the live INSERT's primary key refuses it
             raise sqlite3.IntegrityError("UNIQUE constraint failed: ledger_jobs.job_id")
-        staging = (e.job_id, e.plugin, e.command, e.submitted_by, sql_ts(e.at), e.parent_job_id, e.source_event_id,
+        ts = sql_ts(e.at)
+        staging = (e.job_id, e.plugin, e.command, e.submitted_by, ts, e.parent_job_id, e.source_event_id,
                    e.event_context_id, e.config_snapshot_id)
         if job is None:
             job = _HeldJob(staging)
         job.staging = staging
         self.jobs[e.job_id] = job  # at the end: the live row is inserted last
-        self._transition(rec, e.job_id, None, _QUEUED, None)
+        self._transition(rec, ts, e.job_id, None, _QUEUED, None)
 
     def _started(self, cur: sqlite3.Cursor, e: JobStarted, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
@@ -413,62 +413,70 @@ class LedgerFold:
             return self._live(_started, cur, e, rec)
         if e.attempt in job.attempts:  # UNIQUE (job_id, attempt), as the live INSERT
             raise sqlite3.IntegrityError("UNIQUE constraint failed: job_attempts.job_id, job_attempts.attempt")
-        job.attempts[e.attempt] = [rec.position, e.job_id, e.attempt, sql_ts(e.at), None, None, None, None, None,
+        ts = sql_ts(e.at)
+        job.attempts[e.attempt] = [rec.position, e.job_id, e.attempt, ts, None, None, None, None, None,
                                    None, e.at, None, e.config_snapshot_id]
-        self._transition(rec, e.job_id, _QUEUED, _RUNNING, None)
+        self._transition(rec, ts, e.job_id, _QUEUED, _RUNNING, None)
 
     def _succeeded(self, cur: sqlite3.Cursor, e: JobSucceeded, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
             return self._live(_succeeded, cur, e, rec)
-        self._finish(job, e.attempt, e.at, _OK, e.exit_code, e.duration_ms, None, e.stderr, e.subs)
-        self._transition(rec, e.job_id, _RUNNING, _SUCCEEDED, None)
-        self._log(job, e.attempt, _SUCCEEDED, e.at, e.result, None, e.stderr)
+        ts = sql_ts(e.at)
+        self._finish(job, e.attempt, ts, _OK, e.exit_code, e.duration_ms, None, e.stderr, e.subs)
+        self._transition(rec, ts, e.job_id, _RUNNING, _SUCCEEDED, None)
+        self._log(job, e.attempt, _SUCCEEDED, e.at, ts, e.result, None, e.stderr)
 
     def _retry(self, cur: sqlite3.Cursor, e: JobRetryScheduled, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
             return self._live(_retry, cur, e, rec)
-        self._finish(job, e.attempt, e.at, str(e.outcome), e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
-        self._transition(rec, e.job_id, _RUNNING, _QUEUED, e.error)
+        ts = sql_ts(e.at)
+        self._finish(job, e.attempt, ts, str(e.outcome), e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
+        self._transition(rec, ts, e.job_id, _RUNNING, _QUEUED, e.error)
 
     def _failed(self, cur: sqlite3.Cursor, e: JobFailed, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
             return self._live(_failed, cur, e, rec)
-        self._finish(job, e.attempt, e.at, str(e.outcome), e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
-        self._transition(rec, e.job_id, _RUNNING, str(e.status), e.error)
-        self._log(job, e.attempt, str(e.status), e.at, e.result, e.error, e.stderr)
+        ts = sql_ts(e.at)
+        self._finish(job, e.attempt, ts, str(e.outcome), e.exit_code, e.duration_ms, e.error, e.stderr, e.subs)
+        self._transition(rec, ts, e.job_id, _RUNNING, str(e.status), e.error)
+        self._log(job, e.attempt, str(e.status), e.at, ts, e.result, e.error, e.stderr)
 
     def _recovered(self, cur: sqlite3.Cursor, e: JobRecovered, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
             return self._live(_recovered, cur, e, rec)
-        self._finish(job, e.attempt - 1, e.at, _INTERRUPTED, None, None, e.error, None)
-        self._transition(rec, e.job_id, _RUNNING, _QUEUED, "crash_recovery")
+        ts = sql_ts(e.at)
+        self._finish(job, e.attempt - 1, ts, _INTERRUPTED, None, None, e.error, None)
+        self._transition(rec, ts, e.job_id, _RUNNING, _QUEUED, "crash_recovery")
 
     def _dead(self, cur: sqlite3.Cursor, e: JobDead, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
             return self._live(_dead, cur, e, rec)
+        ts = sql_ts(e.at)
         if e.outcome is not None:
-            self._finish(job, e.attempt, e.at, str(e.outcome), None, None, e.error, None)
-        self._transition(rec, e.job_id, str(e.from_status), _DEAD, e.reason)
-        self._log(job, e.attempt, _DEAD, e.at, None, e.error, None)
+            self._finish(job, e.attempt, ts, str(e.outcome), None, None, e.error, None)
+        self._transition(rec, ts, e.job_id, str(e.from_status), _DEAD, e.reason)
+        self._log(job, e.attempt, _DEAD, e.at, ts, None, e.error, None)
 
     def _skipped(self, cur: sqlite3.Cursor, e: JobSkipped, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
             return self._live(_skipped, cur, e, rec)
-        self._transition(rec, e.job_id, _QUEUED, _SKIPPED, e.reason)
-        self._log(job, e.attempt, _SKIPPED, e.at, None, None, None)
+        ts = sql_ts(e.at)
+        self._transition(rec, ts, e.job_id, _QUEUED, _SKIPPED, e.reason)
+        self._log(job, e.attempt, _SKIPPED, e.at, ts, None, None, None)
 
     def _dispatch_failed(self, cur: sqlite3.Cursor, e: JobDispatchFailed, rec: Recorded) -> None:
         job = self.jobs.get(e.job_id)
         if job is None:
             return self._live(_dispatch_failed, cur, e, rec)
-        self._transition(rec, e.job_id, _QUEUED, _FAILED, e.error)
-        self._log(job, 1, _FAILED, e.at, None, e.error, None)
+        ts = sql_ts(e.at)
+        self._transition(rec, ts, e.job_id, _QUEUED, _FAILED, e.error)
+        self._log(job, 1, _FAILED, e.at, ts, None, e.error, None)
 
     def _drop(self, rec: Recorded, job_id: str, outcome: str, event_type: str | None, pipeline: str | None,
               step_id: str | None, existing_job_id: str | None) -> None:
