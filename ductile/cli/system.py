@@ -383,7 +383,7 @@ def reload(
         raise fail("gateway is not running", json=json)
     if pid <= 0:
         raise fail(f"the PID lock {pid_path(cfg.state_path)} is held but names no process", json=json)
-    from ductile.events.log import read_head
+    from ductile.events.record import read_head
 
     store = cfg.store()
     conn = store.reader()
@@ -528,7 +528,7 @@ def status_report(config: str | None, config_dir: str | None) -> dict[str, Any]:
 
 
 def _state_db_check(store: EventStore) -> dict[str, Any]:
-    from ductile.events.log import read_head
+    from ductile.events.record import read_head
     from ductile.events.store import read_with
 
     check: dict[str, Any] = {"name": "state_db", "ok": False, "path": store.location}

@@ -38,7 +38,8 @@ import msgspec
 
 from ductile.events import codec
 
-# The synchronous reads live in record.py (no asyncio for the CLI and the fold worker); named here too.
+# The synchronous reads live in record.py (no asyncio for the CLI and the fold worker); the async
+# ones below wrap them.
 from ductile.events.record import (
     GENESIS_CHAIN,
     HEAD_SQL,

@@ -22,7 +22,7 @@ from ductile.config.api import MAX_SOCKET_PATH_BYTES
 from ductile.config.discovery import ConfigSource
 from ductile.config.model import Config
 from ductile.config.paths import home_directory
-from ductile.events.log import read_head
+from ductile.events.record import read_head
 from ductile.events.schema import UnknownSchema, ensure_schema, has_tables
 from ductile.events.sqlite_store import EmptyStateDatabase, connect, refuse_empty_state_file
 from ductile.events.store import EventStore, read_with
