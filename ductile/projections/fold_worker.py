@@ -13,8 +13,7 @@ ductile.projections.fold_worker``, which
   name);
 * answers with a ``WorkerReport`` (per projection, the events taken and the time spent) on stdout.
 
-Meanwhile this process folds its own group (``IN_PROCESS``: the ledger, about half of the fold's
-time) into ``main`` inside the caller's transaction, reading only the events its group takes, and
+Meanwhile this process folds its own group (``IN_PROCESS``: the ledger, the longest fold) into ``main`` inside the caller's transaction, reading only the events its group takes, and
 builds its indexes. Then it waits for the worker, ATTACHes the scratch file, copies each of the
 worker's tables into ``main`` (``INSERT … SELECT *`` into a fresh, empty table with the same DDL and
 indexes: SQLite's transfer copies the b-tree records as they are, in rowid order, so the tables keep
@@ -67,9 +66,10 @@ from ductile.projections.projection import Projection
 # Below this many events a whole-log fold takes well under a second, less than starting a Python
 # process that imports the projections (0.2-0.3 s) and copying its tables back.
 WORKER_MIN_EVENTS = 20_000
-# The projections folded in this process; every other one goes to the worker. The ledger alone is
-# about as long as all the others together (bench/rebuild.py's log: ledger 3.0 s, queue 1.5 s, the
-# rest 0.6 s), and this process also copies the worker's tables back and commits.
+# The projections folded in this process; every other one goes to the worker. The ledger is the
+# longest fold (bench/rebuild.py's log: ledger 1.9 s, queue 1.1 s, the rest 0.4 s); the worker also
+# decodes the whole log again, and this process also copies the worker's tables back and commits,
+# so the two end within half a second of each other (docs/performance-history.md, "Fourth round").
 IN_PROCESS = ("ledger",)
 SCRATCH_SCHEMA = "fold_scratch"
 _SCRATCH_PREFIX = ".ductile-fold-"
@@ -107,6 +107,12 @@ def split(projections: Sequence[Projection]) -> tuple[list[Projection], list[Pro
     return here, [p for p in projections if p.name not in IN_PROCESS]
 
 
+def _both_groups(names: Sequence[str]) -> bool:
+    """Whether the projections ``names`` fall in both groups of ``split``: only then is a worker
+    worth starting."""
+    return any(n in IN_PROCESS for n in names) and not all(n in IN_PROCESS for n in names)
+
+
 def fold_log_split(
     conn: sqlite3.Connection,
     projections: Sequence[Projection],
@@ -120,7 +126,7 @@ def fold_log_split(
     ``min_events`` events and both groups have a projection; else wholly in this process. After
     the caller's transaction ends it must call ``detach_scratch(conn)``."""
     here, there = split(projections)
-    database = _database_file(conn) if here and there else None
+    database = _database_file(conn) if _both_groups([p.name for p in projections]) else None
     if database is None:  # PostgreSQL, a private database, one group empty: as ``fold_log`` alone
         return fold_log(conn, projections, progress=progress)
     head = read_head(conn)
@@ -235,7 +241,7 @@ def prestart(database: Path | None, names: Sequence[str] | None = None) -> None:
     global _prestarted
     if _prestarted is not None or database is None or not database.is_file():
         return
-    if names and (all(n in IN_PROCESS for n in names) or not any(n in IN_PROCESS for n in names)):
+    if names and not _both_groups(names):
         return
     if _peek_head(database) < WORKER_MIN_EVENTS:
         return
