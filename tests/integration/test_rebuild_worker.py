@@ -17,7 +17,7 @@ from ductile.events.sqlite_store import connect
 from ductile.events.types import EventBase, SchedulePlanned, schedule_stream
 from ductile.projections.fold_worker import WORKER_MIN_EVENTS
 from ductile.projections.registry import ALL, default_runner
-from tests.property.test_fast_rebuild_agreement import Script
+from tests.mixed_log import Script
 
 TABLES = [t for p in ALL for t in p.tables]
 STEPS_PER_UNIT = 200  # steps written per commit: the live path is slow per commit, not per event

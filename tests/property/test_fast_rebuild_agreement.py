@@ -5,7 +5,6 @@ counts, vault changes and retention prunes between them."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,42 +18,21 @@ from ductile.commands.jobs import (
     ERROR,
     OK,
     TIMEOUT,
-    AttemptResult,
-    ClaimJob,
-    CompleteAttempt,
-    EnqueueJob,
-    JobState,
-    KillJob,
-    decide,
-    evolve,
 )
 from ductile.events.log import EventLog, WriteTx
 from ductile.events.sqlite_store import SqliteStore, connect
 from ductile.events.types import (
-    BreakerFailureCounted,
-    ContextCreated,
     EventBase,
-    PluginFactAppended,
-    PluginStateChanged,
-    ProjectionsPruned,
-    ScheduleFired,
     SchedulePlanned,
-    SecretSet,
-    VaultInitialized,
-    breaker_stream,
-    context_stream,
-    job_stream,
-    plugin_stream,
     schedule_stream,
 )
 from ductile.projections import fold
 from ductile.projections.registry import ALL, default_runner
 from ductile.projections.replay import replay_and_compare
-from ductile.vocabulary import SecretPattern, VaultActor
+from tests.mixed_log import Script
 
 from .state_db import assert_rebuild_reproduces, folded_tables
 
-NS = 1_000_000_000
 TABLES = [t for p in ALL for t in p.tables]
 BULK = tuple(p for p in ALL if p.bulk is not None)
 
@@ -73,88 +51,6 @@ step = st.one_of(
     st.tuples(st.just("vault"), st.integers(0, 3)),
     st.tuples(st.just("prune"), st.floats(0.1, 1.0)),
 )
-
-
-class Script:
-    """Turns drawn steps into (stream, events) units, the clock moving a second per event."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000 * NS
-        self.jobs: list[str] = []
-        self.seq = 0
-        self.vault_started = False
-
-    def tick(self) -> int:
-        self.now += NS
-        return self.now
-
-    def job(self, spec: dict[str, Any]) -> list[tuple[str, list[EventBase]]]:
-        job_id = str(uuid.uuid4())
-        events: list[EventBase] = []
-        state: JobState | None = None
-        extra: dict[str, Any] = {}
-        if spec["child"] and self.jobs:
-            extra = {"parent_job_id": self.jobs[-1], "pipeline": "p", "step_id": "s", "event_context_id": "ctx"}
-        if spec["scheduled"]:
-            extra["schedule_id"] = "tick"
-
-        def run(cmd: Any) -> None:
-            nonlocal state
-            for event in decide(cmd, state, self.tick()):
-                state = evolve(state, event)
-                events.append(event)
-
-        run(EnqueueJob(job_id=job_id, plugin=spec["plugin"], command="poll", payload={"n": len(self.jobs)},
-                       submitted_by="api", max_attempts=3, config_snapshot_id="cfg-enqueue", **extra))
-        for outcome in spec["outcomes"]:
-            if state is None or state.status != "queued":
-                break
-            # Each attempt under its own config snapshot (job_log names the latest attempt's), some
-            # claimed by a named node (several nodes on one store), some by the single gateway.
-            run(ClaimJob(job_id=job_id, config_snapshot_id=f"cfg-{len(events)}",
-                         node=f"node-{len(events) % 3}" if len(events) % 2 else None))
-            run(CompleteAttempt(job_id=job_id, attempt=state.attempt, backoff_base=NS,
-                                result=AttemptResult(outcome=outcome, error="" if outcome == OK else "boom",
-                                                     result="{}" if outcome == OK else None)))
-        if spec["kill"] and state is not None and state.status in ("queued", "running"):
-            run(KillJob(job_id=job_id, reason="cancelled", error="by the operator"))
-        self.jobs.append(job_id)
-        units = [(job_stream(job_id), events)]
-        if spec["scheduled"]:
-            units.append((schedule_stream(spec["plugin"], "tick"), [ScheduleFired(
-                plugin=spec["plugin"], schedule_id="tick", command="poll", slot=self.now, job_id=job_id,
-                at=self.tick())]))
-        if spec["child"] and extra:
-            units.append((context_stream(str(uuid.uuid4())), [ContextCreated(
-                context_id=str(uuid.uuid4()), parent_id=None, pipeline="p", step_id="s", claims={}, context={},
-                at=self.tick())]))
-        return units
-
-    def units(self, kind: str, arg: Any) -> list[tuple[str, list[EventBase]]]:
-        if kind == "job":
-            return self.job(arg)
-        if kind == "state":
-            return [(plugin_stream(arg), [PluginStateChanged(plugin=arg, state={"at": self.now}, at=self.tick())])]
-        if kind == "fact":
-            self.seq += 1
-            return [(plugin_stream(arg), [PluginFactAppended(plugin=arg, seq=self.seq, fact_type="seen",
-                                                             fact={"n": self.seq}, job_id="j", command="poll",
-                                                             at=self.tick())])]
-        if kind == "breaker":
-            return [(breaker_stream(arg, "poll"), [BreakerFailureCounted(plugin=arg, command="poll",
-                                                                         failure_count=1, at=self.tick())])]
-        if kind == "vault":
-            events: list[EventBase] = []
-            if not self.vault_started:
-                self.vault_started = True
-                events.append(VaultInitialized(actor=VaultActor.CLI, blob_sha256="a" * 64, at=self.tick()))
-            events.append(SecretSet(actor=VaultActor.CLI, name=f"s{arg}", created=True,
-                                    pattern=SecretPattern.MANUAL, blob_sha256="b" * 64, at=self.tick()))
-            return [("vault", events)]
-        cut = int(self.now - (self.now - 1_700_000_000 * NS) * (1 - arg))
-        return [("retention", [ProjectionsPruned(before={t: cut for t in (
-            "job_queue", "job_log", "job_transitions", "job_attempts", "circuit_breaker_transitions")},
-            at=self.tick())])]
 
 
 def _write_log(path: Path, steps: list[tuple[str, Any]]) -> None:
