@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from cyclopts import App
 
-from ductile.cli.output import CliFailure, emit_json
+from ductile.cli.output import CliFailure, debugging, emit_json
 
 app = App(
     name="ductile",
@@ -161,7 +161,7 @@ def run(argv: list[str] | None = None) -> None:
 
 def internal_error(exc: BaseException, json_output: bool) -> NoReturn:
     """An unexpected fault: one line (the traceback only with ``DUCTILE_DEBUG=1``), exit 1."""
-    if os.environ.get("DUCTILE_DEBUG") == "1":
+    if debugging():
         traceback.print_exception(exc)
     message = f"internal error: {type(exc).__name__}: {exc}"
     print(f"error: {message}", file=sys.stderr)

@@ -35,6 +35,11 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(msgspec.json.format(msgspec.json.encode(data), indent=2).decode() + "\n")
 
 
+def debugging() -> bool:
+    """``DUCTILE_DEBUG=1``: a fault prints its traceback on stderr, not only its one line."""
+    return os.environ.get("DUCTILE_DEBUG") == "1"
+
+
 def colour_enabled() -> bool:
     """cli.md §1: colour only when stdout is a TTY and ``NO_COLOR`` is unset (an empty
     ``NO_COLOR`` counts as unset, as no-color.org says)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from cyclopts import App, Parameter
 
 from ductile.cli.common import find_source, resolve
-from ductile.cli.output import emit_json, fail, heading, print_check, print_table
+from ductile.cli.output import debugging, emit_json, fail, heading, print_check, print_table
 from ductile.cli.progress import progress_lines
 
 if TYPE_CHECKING:
@@ -121,6 +122,8 @@ def _rebuild(cfg: Config, projection: list[str] | None, json: bool) -> int:
             reports = runner.rebuild(conn, projection or None, bar)
         except FoldWorkerFailed as exc:  # its traceback is logged; the user gets its error
             conn.close()
+            if debugging() and exc.detail:  # as for any fault: the worker's own traceback
+                print(exc.detail, file=sys.stderr)
             raise fail(str(exc), json=json) from None
         position = read_head(conn)
         conn.close()

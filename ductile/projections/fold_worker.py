@@ -98,7 +98,12 @@ class WorkerReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FoldWorkerFailed(RuntimeError):
-    """The fold worker failed; the message carries its own error."""
+    """The fold worker failed; the message carries its own error, ``detail`` its traceback (or the
+    end of what it wrote on stderr), which is also logged."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def split(projections: Sequence[Projection]) -> tuple[list[Projection], list[Projection]]:
@@ -190,7 +195,7 @@ class _Worker:
                 error += f": {stderr.splitlines()[-1]}"
         detail = (report.traceback if report is not None and report.traceback else stderr[-_STDERR_KEPT:]) or None
         log_line(logging.ERROR, "rebuild's fold worker failed", error=error, stack=detail)
-        raise FoldWorkerFailed(f"the rebuild's fold worker failed: {error}")
+        raise FoldWorkerFailed(f"the rebuild's fold worker failed: {error}", detail)
 
 
 def _signal_name(number: int) -> str:
