@@ -113,8 +113,8 @@ def split(projections: Sequence[Projection]) -> tuple[list[Projection], list[Pro
 
 
 def _both_groups(names: Sequence[str]) -> bool:
-    """Whether the projections ``names`` fall in both groups of ``split``: only then is a worker
-    worth starting."""
+    """``split`` gives both groups a projection (only then is a worker worth starting), asked of
+    names: ``prestart`` runs before the projections are imported."""
     return any(n in IN_PROCESS for n in names) and not all(n in IN_PROCESS for n in names)
 
 
@@ -131,7 +131,7 @@ def fold_log_split(
     ``min_events`` events and both groups have a projection; else wholly in this process. After
     the caller's transaction ends it must call ``detach_scratch(conn)``."""
     here, there = split(projections)
-    database = _database_file(conn) if _both_groups([p.name for p in projections]) else None
+    database = _database_file(conn) if here and there else None
     if database is None:  # PostgreSQL, a private database, one group empty: as ``fold_log`` alone
         return fold_log(conn, projections, progress=progress)
     head = read_head(conn)
