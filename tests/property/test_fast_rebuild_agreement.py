@@ -5,6 +5,7 @@ counts, vault changes and retention prunes between them."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +27,7 @@ from ductile.events.types import (
     SchedulePlanned,
     schedule_stream,
 )
-from ductile.projections import fold
+from ductile.projections import fold, fold_worker
 from ductile.projections.registry import ALL, default_runner
 from ductile.projections.replay import replay_and_compare
 from tests.mixed_log import Script
@@ -111,15 +112,26 @@ def _rebuilt_tables(path: Path, worker_min_events: int) -> dict[str, list[tuple[
         conn.close()
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(step, min_size=1, max_size=30))
-def test_the_two_process_rebuild_writes_the_one_process_rows_in_their_order(steps: list[tuple[str, Any]]) -> None:
-    # fold_worker.py: the worker's projections folded in a second process and copied in; forced on
-    # these small logs (its threshold 0), against the whole fold in this process.
-    with _logged(steps) as path:
-        alone = _rebuilt_tables(path, 10**12)
-        assert _rebuilt_tables(path, 0) == alone
-        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".ductile-fold-")] == []
+@contextmanager
+def _lowered(held: int, chunk: int) -> Iterator[None]:
+    """Every bulk fold's ``held`` limit and the fold's chunk lowered, in this process and in the
+    rebuild's fold worker (``tests/fold_worker_held.py`` in its place), so both write their oldest
+    rows mid-log."""
+    folds: list[Any] = [p.bulk for p in BULK]  # each a class with a ``held`` limit
+    saved = [f.held for f in folds], fold.FOLD_CHUNK, fold_worker._WORKER_MODULE, os.environ.copy()
+    for f in folds:
+        f.held = held
+    fold.FOLD_CHUNK = chunk
+    fold_worker._WORKER_MODULE = "tests.fold_worker_held"
+    os.environ.update(DUCTILE_TEST_HELD=str(held), DUCTILE_TEST_CHUNK=str(chunk))
+    try:
+        yield
+    finally:
+        for f, value in zip(folds, saved[0], strict=True):
+            f.held = value
+        fold.FOLD_CHUNK, fold_worker._WORKER_MODULE = saved[1], saved[2]
+        os.environ.clear()
+        os.environ.update(saved[3])
 
 
 def _job(outcomes: list[Any], *, scheduled: bool = True, kill: bool = False, child: bool = False) -> tuple[str, Any]:
@@ -130,6 +142,23 @@ def _job(outcomes: list[Any], *, scheduled: bool = True, kill: bool = False, chi
 # its retry, one that ran out of attempts, a cancelled one, a pipeline's child, a prune between them.
 _EVERY_KIND = [_job([ERROR]), _job([ERROR, ERROR, ERROR]), _job([], kill=True), _job([OK], child=True),
                ("prune", 0.5), _job([TIMEOUT, OK]), ("state", "echo"), ("fact", "rss")]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(step, min_size=1, max_size=30), held=st.sampled_from([1, 3, 10_000]),
+       chunk=st.sampled_from([1, 5000]))
+@example(steps=_EVERY_KIND * 3, held=1, chunk=1)
+def test_the_two_process_rebuild_writes_the_one_process_rows_in_their_order(
+    steps: list[tuple[str, Any]], held: int, chunk: int
+) -> None:
+    # fold_worker.py: the worker's projections folded in a second process and copied in; forced on
+    # these small logs (its threshold 0), against the whole fold in this process. A low ``held``
+    # makes both processes write their oldest rows mid-log (later events of those jobs then take
+    # the live handlers).
+    with _logged(steps) as path, _lowered(held, chunk):
+        alone = _rebuilt_tables(path, 10**12)
+        assert _rebuilt_tables(path, 0) == alone
+        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".ductile-fold-")] == []
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -146,17 +175,8 @@ def test_every_bulk_fold_writes_the_rows_its_live_handlers_write_in_their_order(
     assert BULK, "no projection offers a bulk fold"
     with _logged(steps) as path:
         handlers = folded_tables(path, BULK, bulk=False)
-        folds: list[Any] = [p.bulk for p in BULK]  # each a class with a ``held`` limit
-        saved = [f.held for f in folds], fold.FOLD_CHUNK
-        for f in folds:
-            f.held = held
-        fold.FOLD_CHUNK = chunk
-        try:
+        with _lowered(held, chunk):
             bulk = folded_tables(path, BULK, bulk=True)
-        finally:
-            for f, value in zip(folds, saved[0], strict=True):
-                f.held = value
-            fold.FOLD_CHUNK = saved[1]
         assert bulk == handlers
 
 
