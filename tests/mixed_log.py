@@ -1,6 +1,7 @@
 """Mixed event logs for the rebuild tests: jobs driven by the real state machine (retries,
-failures, kills, pipelines' children, schedules), plugin state and facts, breaker counts, vault
-changes and retention prunes, as (stream, events) units to append."""
+failures, kills, pipelines' children, schedules), schedule entries re-planned (their last success
+cleared or kept) and paused or resumed, plugin state and facts, breaker counts, vault changes and
+retention prunes, as (stream, events) units to append."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from ductile.events.types import (
     PluginStateChanged,
     ProjectionsPruned,
     ScheduleFired,
+    SchedulePlanned,
+    ScheduleStatusChanged,
     SecretSet,
     VaultInitialized,
     breaker_stream,
@@ -104,6 +107,17 @@ class Script:
             return [(plugin_stream(arg), [PluginFactAppended(plugin=arg, seq=self.seq, fact_type="seen",
                                                              fact={"n": self.seq}, job_id="j", command="poll",
                                                              at=self.tick())])]
+        if kind == "plan":  # the scheduled jobs' entry re-planned, its last success cleared or kept
+            plugin, clear_success = arg
+            return [(schedule_stream(plugin, "tick"), [SchedulePlanned(
+                plugin=plugin, schedule_id="tick", plan_key="k2", command="poll", mode="interval", timezone="UTC",
+                next_slot_at=self.now, next_run_at=self.now, first_seen_at=self.now, reason="config",
+                clear_success=clear_success, at=self.tick())])]
+        if kind == "status":  # an entry paused or resumed; "tock" has no row until its first one
+            plugin, schedule_id, status = arg
+            return [(schedule_stream(plugin, schedule_id), [ScheduleStatusChanged(
+                plugin=plugin, schedule_id=schedule_id, from_status=None, status=status, reason="operator",
+                at=self.tick())])]
         if kind == "breaker":
             return [(breaker_stream(arg, "poll"), [BreakerFailureCounted(plugin=arg, command="poll",
                                                                          failure_count=1, at=self.tick())])]

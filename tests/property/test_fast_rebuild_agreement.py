@@ -1,7 +1,7 @@
 """Property: the fast fold (`system rebuild`, selfcheck's replay) produces exactly the rows, and the
 same tables and indexes, that the live path kept, for random mixed logs: jobs driven by the real
-state machine (retries, failures, pipelines' children), plugin state and facts, schedules, breaker
-counts, vault changes and retention prunes between them."""
+state machine (retries, failures, pipelines' children), plugin state and facts, schedules (re-planned,
+paused and resumed), breaker counts, vault changes and retention prunes between them."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ step = st.one_of(
     st.tuples(st.just("state"), st.sampled_from(["echo", "rss"])),
     st.tuples(st.just("fact"), st.sampled_from(["echo", "rss"])),
     st.tuples(st.just("breaker"), st.sampled_from(["echo", "rss"])),
+    st.tuples(st.just("plan"), st.tuples(st.sampled_from(["echo", "rss"]), st.booleans())),
+    st.tuples(st.just("status"), st.tuples(st.sampled_from(["echo", "rss"]), st.sampled_from(["tick", "tock"]),
+                                           st.sampled_from(["paused", "active"]))),
     st.tuples(st.just("vault"), st.integers(0, 3)),
     st.tuples(st.just("prune"), st.floats(0.1, 1.0)),
 )
