@@ -184,16 +184,15 @@ def _apply_all(
     # projections never shows, and each one's time (its own, as the report says) costs two clock
     # reads a chunk instead of two per event. Per event type: each taker's share (its ``append``)
     # and its one handler.
+    takers = [dict(folds[p.name].handlers) if p.name in folds else {t: _one(fns) for t, fns in p.handlers.items()}
+              for p in projections]
     shares: list[list[tuple[Handler, Recorded]]] = [[] for _ in projections]
     dispatch: dict[type, list[tuple[Callable[[tuple[Handler, Recorded]], None], Handler]]] = {}
-    for share, p in zip(shares, projections, strict=True):
-        fold = folds.get(p.name)
-        takers = {t: fn for t, fn in fold.handlers.items()} if fold is not None else {
-            t: _one(fns) for t, fns in p.handlers.items()}
-        for event_type, fn in takers.items():
+    for share, taken in zip(shares, takers, strict=True):
+        for event_type, fn in taken.items():
             dispatch.setdefault(event_type, []).append((share.append, fn))
     # One projection (the rebuild process's own group, or a one-projection rebuild): no shares.
-    single = {t: pairs[0][1] for t, pairs in dispatch.items()}.get if len(projections) == 1 else None
+    single = takers[0].get if len(projections) == 1 else None
     result = FoldResult(applied={p.name: 0 for p in projections}, spent_ns={p.name: 0 for p in projections})
     applied, spent = result.applied, result.spent_ns
     if head is None:

@@ -13,13 +13,14 @@ ductile.projections.fold_worker``, which
   name);
 * answers with a ``WorkerReport`` (per projection, the events taken and the time spent) on stdout.
 
-Meanwhile this process folds its own group (``IN_PROCESS``: the ledger, the longest fold) into ``main`` inside the caller's transaction, reading only the events its group takes, and
-builds its indexes. Then it waits for the worker, ATTACHes the scratch file, copies each of the
-worker's tables into ``main`` (``INSERT … SELECT *`` into a fresh, empty table with the same DDL and
-indexes: SQLite's transfer copies the b-tree records as they are, in rowid order, so the tables keep
-the in-process fold's row order and rowids, and each index's entries already sorted) and removes
-the file. Everything lands in the caller's
-one transaction: a failed or interrupted rebuild leaves the projections as they were.
+Meanwhile this process folds its own group (``IN_PROCESS``: the ledger, the longest fold) into
+``main`` inside the caller's transaction, reading only the events its group takes, and builds its
+indexes. Then it waits for the worker, ATTACHes the scratch file, copies each of the worker's tables
+into ``main`` (``INSERT … SELECT *`` into a fresh, empty table with the same DDL and indexes:
+SQLite's transfer copies the b-tree records as they are, in rowid order, so the tables keep the
+in-process fold's row order and rowids, and each index's entries already sorted) and removes the
+file. Everything lands in the caller's one transaction: a failed or interrupted rebuild leaves the
+projections as they were.
 
 SQLite cannot DETACH a database that the open transaction has read, so the scratch stays attached
 (its file already removed) until the caller's transaction has ended: the caller runs
